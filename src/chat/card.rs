@@ -1,0 +1,189 @@
+//! Platform-neutral cards, and the approval card of a request. Slack renders
+//! a [`Card`] as Block Kit, Teams as an Adaptive Card.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::ids::Actor;
+use crate::domain::policy::GroupPolicy;
+use crate::domain::request::{AccessRequest, RequestState};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub title: String,
+    /// Short label/value pairs (who, what, how long).
+    pub fields: Vec<(String, CardText)>,
+    /// Longer free text (the reason), shown quoted.
+    pub body: Option<String>,
+    /// The current outcome line, e.g. "Approved by @lead at 10:02".
+    pub status: Vec<CardText>,
+    pub actions: Vec<CardAction>,
+    /// Plain-text summary for notifications and clients without cards.
+    pub fallback: String,
+}
+
+/// Text that platforms render in their own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardText {
+    Plain(String),
+    /// A user, rendered as a mention where the platform supports it.
+    User(Actor),
+    /// A moment, rendered in the reader's time zone where supported.
+    Time(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardAction {
+    pub kind: CardActionKind,
+    pub label: String,
+    /// What the action is about (a request id).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardActionKind {
+    Approve,
+    Deny,
+}
+
+impl CardActionKind {
+    /// The id carried by the button and matched when it is clicked.
+    pub fn action_id(self) -> &'static str {
+        match self {
+            CardActionKind::Approve => "jit_approve",
+            CardActionKind::Deny => "jit_deny",
+        }
+    }
+
+    pub fn from_action_id(id: &str) -> Option<CardActionKind> {
+        match id {
+            "jit_approve" => Some(CardActionKind::Approve),
+            "jit_deny" => Some(CardActionKind::Deny),
+            _ => None,
+        }
+    }
+}
+
+fn plain(text: impl Into<String>) -> CardText {
+    CardText::Plain(text.into())
+}
+
+/// The approval card for `request` in its current state: buttons while it
+/// is pending, the outcome (who, when) once decided.
+pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Card {
+    let required = group.map_or(1, |g| g.approvals_required).max(1);
+    let mut fields = vec![
+        ("Requester".to_string(), CardText::User(request.requester.clone())),
+        ("Group".to_string(), plain(request.group.as_str())),
+        ("Duration".to_string(), plain(request.duration.to_string())),
+        ("Request".to_string(), plain(request.id.as_str())),
+    ];
+    if required > 1 {
+        fields.push((
+            "Approvals".to_string(),
+            plain(format!("{} of {required}", request.approvals.len())),
+        ));
+    }
+    let mut status = Vec::new();
+    for approval in &request.approvals {
+        status.extend([plain("Approved by "), CardText::User(approval.by.clone()), plain(" at "), CardText::Time(approval.at), plain(". ")]);
+    }
+    match &request.state {
+        RequestState::Pending => {}
+        RequestState::Approved { auto: true, .. } => status.push(plain("Auto-approved by policy; granting access…")),
+        RequestState::Approved { .. } => status.push(plain("Granting access…")),
+        RequestState::Active { expires_at, .. } => {
+            status.extend([plain("Access is active until "), CardText::Time(*expires_at), plain(".")]);
+        }
+        RequestState::Denied { by, at, reason } => {
+            status.extend([
+                plain("Denied by "),
+                CardText::User(by.clone()),
+                plain(" at "),
+                CardText::Time(*at),
+                plain(format!(": {reason}")),
+            ]);
+        }
+        RequestState::Cancelled { at } => status.extend([plain("Cancelled by the requester at "), CardText::Time(*at), plain(".")]),
+        RequestState::TimedOut { at } => status.extend([plain("Timed out undecided at "), CardText::Time(*at), plain(".")]),
+        RequestState::Failed { error, .. } => status.push(plain(format!("The grant failed: {error}"))),
+        RequestState::Expired { at } => status.extend([plain("Expired at "), CardText::Time(*at), plain(".")]),
+        RequestState::Released { at } => status.extend([plain("Released by the requester at "), CardText::Time(*at), plain(".")]),
+        RequestState::Revoked { by, at, reason } => status.extend([
+            plain("Revoked by "),
+            CardText::User(by.clone()),
+            plain(" at "),
+            CardText::Time(*at),
+            plain(format!(": {reason}")),
+        ]),
+    }
+    let actions = if request.state == RequestState::Pending {
+        vec![
+            CardAction {
+                kind: CardActionKind::Approve,
+                label: "Approve".into(),
+                value: request.id.to_string(),
+            },
+            CardAction {
+                kind: CardActionKind::Deny,
+                label: "Deny".into(),
+                value: request.id.to_string(),
+            },
+        ]
+    } else {
+        Vec::new()
+    };
+    let description = group.map(|g| g.description.as_str()).filter(|d| !d.is_empty());
+    let title = match description {
+        Some(description) => format!("Access request for {} ({description})", request.group),
+        None => format!("Access request for {}", request.group),
+    };
+    Card {
+        fallback: format!(
+            "{} asks for {} for {}: {} [{}]",
+            request.requester.name,
+            request.group,
+            request.duration,
+            request.reason,
+            request.state.label()
+        ),
+        title,
+        fields,
+        body: (!request.reason.is_empty()).then(|| request.reason.clone()),
+        status,
+        actions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::duration::HumanDuration;
+    use crate::domain::ids::{GroupName, Platform, RequestId, UserId};
+
+    fn request() -> AccessRequest {
+        AccessRequest::file(
+            RequestId::parse("R-7K3Q9X").unwrap(),
+            Actor::new(Platform::Slack, UserId::new("U0ALICE"), "alice"),
+            GroupName::parse("prod-db").unwrap(),
+            HumanDuration::parse("2h").unwrap(),
+            "fixing INC-123".into(),
+            None,
+            false,
+            Utc::now(),
+        )
+        .0
+    }
+
+    #[test]
+    fn pending_card_has_buttons_and_decided_card_has_none() {
+        let pending = approval_card(&request(), None);
+        assert_eq!(pending.actions.len(), 2);
+        assert_eq!(pending.actions[0].value, "R-7K3Q9X");
+        let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
+        let (denied, _) = request().deny(&lead, true, "not today", Utc::now()).unwrap();
+        let card = approval_card(&denied, None);
+        assert!(card.actions.is_empty());
+        assert!(card.status.contains(&CardText::User(lead)));
+        assert!(card.status.contains(&CardText::Plain(": not today".into())));
+    }
+}

@@ -1,0 +1,291 @@
+//! The outbox worker: delivers the messages the engine wrote to the durable
+//! outbox, in order per card and per person, honouring rate limits
+//! (`429 Retry-After`) and retrying failures with backoff. A chat outage
+//! delays messages; it never loses them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::card::approval_card;
+use super::{ChatError, ChatPlatform, PostedMessage};
+use crate::domain::ids::{Platform, RequestId};
+use crate::domain::message::Outgoing;
+use crate::domain::policy::Policy;
+use crate::domain::request::PostedCard;
+use crate::engine::backoff;
+use crate::store::{OutboxEntry, Store, StoreError, Write};
+
+/// Entries read per pass.
+const BATCH: usize = 256;
+/// Deliveries in flight at once (each is one or two API calls).
+const MAX_CONCURRENT_DELIVERIES: usize = 16;
+/// Even when idle, look again this often.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub struct OutboxWorker {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// At least one entry was delivered or dropped; look again at once.
+    Progressed,
+    /// Nothing could be delivered now; the earliest retry is at this time.
+    Waiting(Option<DateTime<Utc>>),
+}
+
+enum Delivery {
+    Done,
+    Retry(Duration, String),
+}
+
+impl OutboxWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<Policy>,
+        platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+        wake: Arc<Notify>,
+    ) -> Arc<OutboxWorker> {
+        Arc::new(OutboxWorker {
+            store,
+            policy,
+            platforms,
+            wake,
+        })
+    }
+
+    /// One pass: deliver what is ready, in order within each ordering key.
+    pub async fn step(self: &Arc<Self>) -> Result<StepOutcome, StoreError> {
+        let entries = self.store.outbox_entries(BATCH)?;
+        if entries.is_empty() {
+            return Ok(StepOutcome::Waiting(None));
+        }
+        // What we are about to announce must be durable first.
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+
+        let now = Utc::now();
+        let mut queues: Vec<Vec<OutboxEntry>> = Vec::new();
+        let mut queue_of_key: HashMap<String, usize> = HashMap::new();
+        for entry in entries {
+            match entry.message.ordering_key() {
+                Some(key) => match queue_of_key.get(&key) {
+                    Some(&index) => queues[index].push(entry),
+                    None => {
+                        queue_of_key.insert(key, queues.len());
+                        queues.push(vec![entry]);
+                    }
+                },
+                None => queues.push(vec![entry]),
+            }
+        }
+        let mut earliest_retry: Option<DateTime<Utc>> = None;
+        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES));
+        let mut tasks = JoinSet::new();
+        for queue in queues {
+            // A queue waits on its first entry: later ones must not overtake it.
+            let head_due = queue[0].next_attempt_at;
+            if head_due > now {
+                earliest_retry = Some(earliest_retry.map_or(head_due, |e| e.min(head_due)));
+                continue;
+            }
+            let worker = self.clone();
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                worker.deliver_queue(queue).await
+            });
+        }
+        let mut progressed = false;
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(Ok((delivered, retry_at))) => {
+                    progressed |= delivered > 0;
+                    if let Some(at) = retry_at {
+                        earliest_retry = Some(earliest_retry.map_or(at, |e| e.min(at)));
+                    }
+                }
+                Ok(Err(error)) => tracing::error!(%error, "outbox bookkeeping failed"),
+                Err(error) => tracing::error!(%error, "outbox delivery task failed"),
+            }
+        }
+        Ok(if progressed {
+            StepOutcome::Progressed
+        } else {
+            StepOutcome::Waiting(earliest_retry)
+        })
+    }
+
+    /// Deliver a queue's entries in order, stopping at the first that must
+    /// wait. Returns how many were finished and when to retry the rest.
+    async fn deliver_queue(&self, queue: Vec<OutboxEntry>) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+        let mut finished = 0;
+        for mut entry in queue {
+            if entry.next_attempt_at > Utc::now() {
+                return Ok((finished, Some(entry.next_attempt_at)));
+            }
+            match self.deliver(&entry).await {
+                Delivery::Done => {
+                    self.store.outbox_remove(entry.seq)?;
+                    finished += 1;
+                }
+                Delivery::Retry(wait, error) => {
+                    entry.attempts += 1;
+                    entry.next_attempt_at = Utc::now() + wait;
+                    entry.last_error = Some(error);
+                    self.store.outbox_update(&entry)?;
+                    return Ok((finished, Some(entry.next_attempt_at)));
+                }
+            }
+        }
+        Ok((finished, None))
+    }
+
+    async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
+        let message = &entry.message;
+        let result = self.try_deliver(message).await;
+        match result {
+            Ok(()) => Delivery::Done,
+            Err(ChatError::RateLimited(wait)) => {
+                tracing::info!(?wait, "chat API rate limit; waiting as told");
+                Delivery::Retry(wait, "rate limited".into())
+            }
+            Err(ChatError::Unreachable(error)) => {
+                tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
+                Delivery::Done
+            }
+            Err(ChatError::Failed(error)) => {
+                tracing::warn!(%error, attempts = entry.attempts + 1, "message delivery failed; will retry");
+                Delivery::Retry(backoff(entry.attempts), error)
+            }
+        }
+    }
+
+    fn platform(&self, platform: Platform) -> Result<&Arc<dyn ChatPlatform>, ChatError> {
+        self.platforms
+            .get(&platform)
+            .ok_or_else(|| ChatError::Unreachable(format!("{platform} is not configured")))
+    }
+
+    async fn try_deliver(&self, message: &Outgoing) -> Result<(), ChatError> {
+        match message {
+            Outgoing::PostCard { request, to } => {
+                self.post_card(request, to.platform, |platform, card| {
+                    let channel = to.channel.clone();
+                    async move { platform.post_card(&channel, &card).await }
+                })
+                .await
+            }
+            Outgoing::DirectCard { request, to } => {
+                self.post_card(request, to.platform, |platform, card| {
+                    let user = to.user.clone();
+                    async move { platform.direct_message(&user, &card.fallback, Some(&card)).await }
+                })
+                .await
+            }
+            Outgoing::RefreshCards { request } => self.refresh_cards(request).await,
+            Outgoing::Direct { to, text } => self
+                .platform(to.platform)?
+                .direct_message(&to.user, text, None)
+                .await
+                .map(drop),
+            Outgoing::Ephemeral {
+                platform,
+                channel,
+                user,
+                text,
+            } => self.platform(*platform)?.ephemeral(channel, user, text).await,
+            Outgoing::ChannelNotice { to, text } => self.platform(to.platform)?.post_text(&to.channel, text).await,
+        }
+    }
+
+    /// Post a request's card once, record where it went, and bring it up to
+    /// date if the request changed while it was being posted.
+    async fn post_card<F, Fut>(&self, id: &RequestId, platform: Platform, post: F) -> Result<(), ChatError>
+    where
+        F: FnOnce(Arc<dyn ChatPlatform>, super::Card) -> Fut,
+        Fut: std::future::Future<Output = Result<PostedMessage, ChatError>>,
+    {
+        let store_error = |e: StoreError| ChatError::Failed(e.to_string());
+        let Some(request) = self.store.get_request(id).map_err(store_error)? else {
+            return Ok(());
+        };
+        let chat = self.platform(platform)?.clone();
+        let card = approval_card(&request, self.policy.group(&request.group));
+        let posted = post(chat.clone(), card.clone()).await?;
+        let record = PostedCard {
+            platform,
+            channel: posted.channel.clone(),
+            message_id: posted.message_id.clone(),
+        };
+        self.store
+            .apply(id, None, &mut |current| {
+                let mut next = current?.clone();
+                next.cards.push(record.clone());
+                Some(Write {
+                    request: Some(next),
+                    effects: Default::default(),
+                })
+            })
+            .map_err(store_error)?;
+        if let Some(now) = self.store.get_request(id).map_err(store_error)? {
+            let fresh = approval_card(&now, self.policy.group(&now.group));
+            if fresh != card {
+                chat.update_card(&posted, &fresh).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_cards(&self, id: &RequestId) -> Result<(), ChatError> {
+        let Some(request) = self.store.get_request(id).map_err(|e| ChatError::Failed(e.to_string()))? else {
+            return Ok(());
+        };
+        let card = approval_card(&request, self.policy.group(&request.group));
+        for posted in &request.cards {
+            let message = PostedMessage {
+                channel: posted.channel.clone(),
+                message_id: posted.message_id.clone(),
+            };
+            match self.platform(posted.platform)?.update_card(&message, &card).await {
+                Ok(()) => {}
+                // A deleted card does not stop the others from updating.
+                Err(ChatError::Unreachable(error)) => tracing::warn!(%error, request = %id, "card cannot be updated"),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deliver until `cancel`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let wait = match self.step().await {
+                Ok(StepOutcome::Progressed) => continue,
+                Ok(StepOutcome::Waiting(Some(at))) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+                Ok(StepOutcome::Waiting(None)) => MAX_SLEEP,
+                Err(error) => {
+                    tracing::error!(%error, "outbox pass failed");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+}

@@ -1,0 +1,209 @@
+//! The `jitbot` command line: `serve` (the default), `check-config`, and
+//! `audit verify`. Each subcommand returns its exit code.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::policy::{self, PolicyError};
+use crate::config::settings::LogFormat;
+use crate::config::{EnvSource, Settings};
+use crate::server::{self, ServerParts};
+use crate::store::{SledStore, Store};
+
+#[derive(Debug, Parser)]
+#[command(name = "jitbot", version, about = "Just-in-time access, requested and approved in chat")]
+pub struct Cli {
+    /// Read settings from this KEY=value file too (the real environment wins).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the bot (the default).
+    Serve,
+    /// Validate a policy file and report every problem with its line and column.
+    CheckConfig {
+        /// Policy file; defaults to $JITBOT_CONFIG.
+        path: Option<PathBuf>,
+    },
+    /// Inspect the audit log (opens the store directly: stop the server first).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain from the first event to the last.
+    Verify,
+}
+
+/// Exit codes: 0 success, 1 the check failed, 2 the input or setup is wrong.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_BAD_SETUP: i32 = 2;
+
+pub async fn run(cli: Cli) -> i32 {
+    let env = match &cli.env_file {
+        Some(path) => match EnvSource::process_with_file(path) {
+            Ok(env) => env,
+            Err(error) => {
+                eprintln!("jitbot: {error}");
+                return EXIT_BAD_SETUP;
+            }
+        },
+        None => EnvSource::process(),
+    };
+    let settings = match Settings::from_env(&env) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    match cli.command.unwrap_or(CliCommand::Serve) {
+        CliCommand::Serve => serve(settings, env).await,
+        CliCommand::CheckConfig { path } => check_config(path.as_deref().unwrap_or(&settings.config_path)),
+        CliCommand::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(&settings.data_dir),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn report_policy_error(error: &PolicyError) {
+    eprintln!("{error}");
+    if let PolicyError::Invalid { problems, .. } = error {
+        eprintln!("{} problem(s) found", problems.len());
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    match policy::load(path) {
+        Ok(policy) => {
+            println!(
+                "{}: OK ({} group(s), {} provider(s))",
+                path.display(),
+                policy.groups.len(),
+                policy.providers.len()
+            );
+            EXIT_OK
+        }
+        Err(error) => {
+            report_policy_error(&error);
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn serve(settings: Settings, env: EnvSource) -> i32 {
+    init_logging(settings.log_format);
+    let policy = match policy::load(&settings.config_path) {
+        Ok(policy) => policy,
+        Err(error) => {
+            report_policy_error(&error);
+            eprintln!("jitbot: refusing to start with an invalid policy");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    let providers = match crate::providers::build(&policy, &env) {
+        Ok(providers) => providers,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("jitbot: refusing to start: providers are not configured");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("jitbot: cannot listen on {}: {error}", settings.listen);
+            return EXIT_BAD_SETUP;
+        }
+    };
+    let parts = ServerParts {
+        data_dir: settings.data_dir.clone(),
+        policy,
+        providers,
+        slack: settings.slack.clone(),
+    };
+    let running = match server::start(parts, listener).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    match running.run_until(shutdown_signal()).await {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM (what Kubernetes and systemd send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn audit_verify(data_dir: &Path) -> i32 {
+    let store = match SledStore::open(data_dir) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    match store.verify_audit() {
+        Ok(Ok(count)) => {
+            println!("audit chain OK: {count} event(s) verified");
+            EXIT_OK
+        }
+        Ok(Err(broken)) => {
+            eprintln!("audit chain BROKEN: {broken}");
+            EXIT_FAILED
+        }
+        Err(error) => {
+            eprintln!("jitbot: cannot read the audit log: {error}");
+            EXIT_BAD_SETUP
+        }
+    }
+}

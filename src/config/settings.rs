@@ -1,0 +1,183 @@
+//! Deployment settings and secrets, from the environment (and, for local
+//! runs, an env file such as `.env.example`; real environment variables win).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::secret::Secret;
+
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_CONFIG: &str = "jitbot.toml";
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub slack: Option<SlackSettings>,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+    /// Base URL of the Slack Web API, without a trailing slash.
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("{0} is set but {1} is not; Slack needs both")]
+    HalfSlack(&'static str, &'static str),
+    #[error("JITBOT_LISTEN=`{0}` is not an address like 127.0.0.1:8080")]
+    BadListen(String),
+    #[error("JITBOT_LOG_FORMAT=`{0}` must be `text` or `json`")]
+    BadLogFormat(String),
+    #[error("cannot read env file {0}: {1}")]
+    EnvFile(String, String),
+    #[error("env file {0}, line {1}: expected KEY=value")]
+    EnvFileSyntax(String, usize),
+}
+
+/// Where settings come from: the process environment, then an optional env file.
+#[derive(Debug, Default, Clone)]
+pub struct EnvSource {
+    file: HashMap<String, String>,
+    use_process_env: bool,
+}
+
+impl EnvSource {
+    pub fn process() -> Self {
+        Self {
+            file: HashMap::new(),
+            use_process_env: true,
+        }
+    }
+
+    /// The process environment, falling back to the `KEY=value` lines of `path`.
+    pub fn process_with_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SettingsError::EnvFile(path.display().to_string(), e.to_string()))?;
+        let mut file = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(SettingsError::EnvFileSyntax(path.display().to_string(), index + 1));
+            };
+            let value = value.trim();
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            file.insert(key.trim().to_string(), unquoted.to_string());
+        }
+        Ok(Self {
+            file,
+            use_process_env: true,
+        })
+    }
+
+    /// Only the given pairs; for tests.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            file: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            use_process_env: false,
+        }
+    }
+
+    /// The value of `key`, if set and not empty.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let from_process = self.use_process_env.then(|| std::env::var(key).ok()).flatten();
+        from_process
+            .or_else(|| self.file.get(key).cloned())
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &EnvSource) -> Result<Settings, SettingsError> {
+        let slack = match (env.get("SLACK_SIGNING_SECRET"), env.get("SLACK_BOT_TOKEN")) {
+            (Some(signing_secret), Some(bot_token)) => Some(SlackSettings {
+                signing_secret: Secret::new(signing_secret),
+                bot_token: Secret::new(bot_token),
+                api_url: env
+                    .get("SLACK_API_URL")
+                    .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string())
+                    .trim_end_matches('/')
+                    .to_string(),
+            }),
+            (Some(_), None) => return Err(SettingsError::HalfSlack("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")),
+            (None, Some(_)) => return Err(SettingsError::HalfSlack("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")),
+            (None, None) => None,
+        };
+        let listen_text = env.get("JITBOT_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| SettingsError::BadListen(listen_text.clone()))?;
+        let log_format = match env.get("JITBOT_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(SettingsError::BadLogFormat(other.to_string())),
+        };
+        Ok(Settings {
+            slack,
+            config_path: env
+                .get("JITBOT_CONFIG")
+                .unwrap_or_else(|| DEFAULT_CONFIG.to_string())
+                .into(),
+            data_dir: env
+                .get("JITBOT_DATA_DIR")
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string())
+                .into(),
+            listen,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let settings = Settings::from_env(&EnvSource::from_pairs([])).unwrap();
+        assert!(settings.slack.is_none());
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn slack_needs_both_secrets() {
+        let err = Settings::from_env(&EnvSource::from_pairs([("SLACK_SIGNING_SECRET", "x")])).unwrap_err();
+        assert_eq!(err, SettingsError::HalfSlack("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"));
+        let settings = Settings::from_env(&EnvSource::from_pairs([
+            ("SLACK_SIGNING_SECRET", "x"),
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_API_URL", "http://127.0.0.1:9/api/"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.slack.unwrap().api_url, "http://127.0.0.1:9/api");
+    }
+
+    #[test]
+    fn bad_listen_address_is_explained() {
+        let err = Settings::from_env(&EnvSource::from_pairs([("JITBOT_LISTEN", "localhost")])).unwrap_err();
+        assert!(err.to_string().contains("localhost"));
+    }
+}

@@ -1,0 +1,67 @@
+//! Work the scheduler owes: each job is stored in the due-index under its due
+//! time and survives restarts until the transaction that records its outcome
+//! removes it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{Actor, Destination, RequestId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique across the store's life; orders jobs due at the same millisecond.
+    pub id: u64,
+    pub due_at: DateTime<Utc>,
+    /// How many times this job has failed so far (for backoff and alerts).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Jobs with the same lane never run at the same time. Grant and revoke
+    /// jobs for one user and group share a lane, so an expiry can never
+    /// interleave with the activation of an overlapping grant.
+    #[serde(default)]
+    pub lane: String,
+    pub kind: JobKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Someone clicked Approve or submitted a denial. Recorded durably at the
+    /// click and decided here, where approver rights can be resolved.
+    Decide {
+        request: RequestId,
+        by: Actor,
+        decision: Decision,
+        /// Where to answer the clicker privately if the decision is refused.
+        reply_in: Option<Destination>,
+    },
+    /// Call the provider to grant an approved request.
+    Activate { request: RequestId },
+    /// Call the provider to revoke an active grant at its end.
+    Expire { request: RequestId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Deny { reason: String },
+}
+
+impl JobKind {
+    pub fn request(&self) -> &RequestId {
+        match self {
+            JobKind::Decide { request, .. } | JobKind::Activate { request } | JobKind::Expire { request } => {
+                request
+            }
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            JobKind::Decide { .. } => "decide",
+            JobKind::Activate { .. } => "activate",
+            JobKind::Expire { .. } => "expire",
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Messages jitbot owes people, as written to the durable outbox. They name
+//! users, channels and requests — never a platform's payload format — and
+//! are rendered for Slack or Teams only when delivered.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{Actor, ChannelId, Destination, Platform, RequestId, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum Outgoing {
+    /// Post the request's approval card to a channel (rendered from the
+    /// request's state at delivery time).
+    PostCard { request: RequestId, to: Destination },
+    /// Send an approval card to one approver directly, for groups without
+    /// an approval channel.
+    DirectCard { request: RequestId, to: Actor },
+    /// Re-render every posted card of the request with its current state.
+    RefreshCards { request: RequestId },
+    /// A direct message to one person.
+    Direct { to: Actor, text: String },
+    /// A message only `user` sees, in `channel`.
+    Ephemeral {
+        platform: Platform,
+        channel: ChannelId,
+        user: UserId,
+        text: String,
+    },
+    /// A plain message in a channel (notices, alerts).
+    ChannelNotice { to: Destination, text: String },
+}
+
+impl Outgoing {
+    /// Messages with the same key are delivered in the order they were
+    /// written: a card update must not overtake the card it updates.
+    pub fn ordering_key(&self) -> Option<String> {
+        match self {
+            Outgoing::PostCard { request, .. }
+            | Outgoing::DirectCard { request, .. }
+            | Outgoing::RefreshCards { request } => Some(format!("card:{request}")),
+            Outgoing::Direct { to, .. } => Some(format!("dm:{to}")),
+            Outgoing::Ephemeral { .. } | Outgoing::ChannelNotice { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure logic: identifiers, durations, the command grammar, the request
+//! lifecycle, policy decisions, audit chaining. No tokio, no sled, no HTTP;
+//! every function that needs the time takes `now`.
+
+pub mod audit;
+pub mod command;
+pub mod duration;
+pub mod ids;
+pub mod job;
+pub mod message;
+pub mod policy;
+pub mod request;

@@ -1,0 +1,315 @@
+//! The policy as data, and the decisions it drives: who may request a group,
+//! who may approve it, whether a request is auto-approved, which limits
+//! apply. Parsing the TOML file lives in `config`; nothing here does I/O.
+
+use std::collections::BTreeMap;
+
+use super::duration::HumanDuration;
+use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub admins: Vec<Subject>,
+    pub defaults: Limits,
+    pub providers: BTreeMap<String, ProviderSpec>,
+    pub groups: Vec<GroupPolicy>,
+    /// Per-user principal overrides: user id → provider name → principal.
+    pub identities: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Time limits and rules that `[defaults]` sets and each group may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub min_duration: HumanDuration,
+    pub max_duration: HumanDuration,
+    pub default_duration: HumanDuration,
+    pub warn_before: HumanDuration,
+    pub pending_timeout: HumanDuration,
+    pub reason_required: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            min_duration: HumanDuration::from_secs(60),
+            max_duration: HumanDuration::from_secs(8 * 3600),
+            default_duration: HumanDuration::from_secs(3600),
+            warn_before: HumanDuration::from_secs(600),
+            pending_timeout: HumanDuration::from_secs(3600),
+            reason_required: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicy {
+    pub name: GroupName,
+    pub description: String,
+    pub provider: String,
+    pub target: String,
+    pub approvers: Vec<Subject>,
+    pub approvals_required: u32,
+    pub requesters: Vec<Subject>,
+    /// Default Slack approval channel; run-time mappings add more.
+    pub channel: Option<ChannelId>,
+    /// Teams approval conversation.
+    pub teams_channel: Option<ChannelId>,
+    pub limits: Limits,
+    pub auto_approve: Option<AutoApprove>,
+    pub escalate_after: Option<HumanDuration>,
+    pub escalate_to: Vec<Subject>,
+    pub sweep: SweepMode,
+    pub standing: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprove {
+    pub requesters: Vec<Subject>,
+    /// Requests up to this long are approved without a card; longer ones go
+    /// through the normal approval.
+    pub max_duration: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SweepMode {
+    #[default]
+    Off,
+    Report,
+    Enforce,
+}
+
+/// One entry of an `admins`, `approvers`, `requesters` or `escalate_to` list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    /// `"*"`: anyone.
+    Anyone,
+    /// A Slack user id (`U…` or `W…`).
+    SlackUser(UserId),
+    /// A Slack user group id (`S…`); membership is looked up at decision time.
+    SlackUserGroup(String),
+    /// A Teams user by Azure AD object id.
+    TeamsUser(UserId),
+}
+
+impl Subject {
+    /// Classify a policy entry by its shape; `None` if it is none of the kinds.
+    pub fn parse(raw: &str) -> Option<Subject> {
+        let text = raw.trim();
+        if text == "*" {
+            return Some(Subject::Anyone);
+        }
+        let slack_shaped = text.len() >= 2
+            && text.len() <= 32
+            && text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if slack_shaped {
+            return match text.as_bytes()[0] {
+                b'U' | b'W' => Some(Subject::SlackUser(UserId::new(text))),
+                b'S' => Some(Subject::SlackUserGroup(text.to_string())),
+                _ => None,
+            };
+        }
+        is_guid(text).then(|| Subject::TeamsUser(UserId::new(text.to_ascii_lowercase())))
+    }
+
+    /// The Slack user group this entry names, if it is one.
+    pub fn user_group(&self) -> Option<&str> {
+        match self {
+            Subject::SlackUserGroup(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether `actor` is this entry; `in_user_group` answers membership of
+    /// Slack user groups (resolved by the caller, which may cache it).
+    pub fn matches(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
+        match self {
+            Subject::Anyone => true,
+            Subject::SlackUser(id) => actor.platform == Platform::Slack && &actor.user == id,
+            Subject::SlackUserGroup(group) => actor.platform == Platform::Slack && in_user_group(group),
+            Subject::TeamsUser(id) => {
+                actor.platform == Platform::Teams && actor.user.as_str().eq_ignore_ascii_case(id.as_str())
+            }
+        }
+    }
+}
+
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether `actor` is named by any entry of `subjects`.
+pub fn any_matches(subjects: &[Subject], actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
+    subjects.iter().any(|s| s.matches(actor, in_user_group))
+}
+
+/// Every Slack user group named in `subjects`, for the caller to resolve.
+pub fn user_groups_in(subjects: &[Subject]) -> impl Iterator<Item = &str> {
+    subjects.iter().filter_map(Subject::user_group)
+}
+
+/// A provider as declared under `[providers.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSpec {
+    pub name: String,
+    /// Template turning a chat user into the provider's principal.
+    pub principal: String,
+    pub timeout: HumanDuration,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    Webhook {
+        url: String,
+        /// Name of the environment variable holding the signing secret.
+        secret_env: String,
+    },
+    Exec {
+        grant: Vec<String>,
+        revoke: Vec<String>,
+    },
+}
+
+impl ProviderKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProviderKind::Webhook { .. } => "webhook",
+            ProviderKind::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// Why a request is refused before it is filed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRefusal {
+    #[error("There is no group `{0}`. Type `/jit groups` to see the groups you can request.")]
+    UnknownGroup(String),
+    #[error("You are not allowed to request `{0}`. Type `/jit groups` to see the groups you can request.")]
+    NotARequester(String),
+    #[error("{duration} is shorter than the minimum of {min} for `{group}`. Ask for at least {min}, e.g. `/jit request {group} {min} <reason>`.")]
+    TooShort {
+        group: String,
+        duration: HumanDuration,
+        min: HumanDuration,
+    },
+    #[error("{duration} is longer than the maximum of {max} for `{group}`. Ask for {max} or less, e.g. `/jit request {group} {max} <reason>`.")]
+    TooLong {
+        group: String,
+        duration: HumanDuration,
+        max: HumanDuration,
+    },
+    #[error("`{0}` needs a reason. Try `/jit request {0} <duration> <reason>`, e.g. `/jit request {0} 1h fixing INC-123`.")]
+    ReasonMissing(String),
+}
+
+impl Policy {
+    pub fn group(&self, name: &GroupName) -> Option<&GroupPolicy> {
+        self.groups.iter().find(|g| &g.name == name)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderSpec> {
+        self.providers.get(name)
+    }
+
+    /// The principal override for this user and provider, if the policy sets one.
+    pub fn identity_override(&self, user: &UserId, provider: &str) -> Option<&str> {
+        self.identities
+            .get(user.as_str())
+            .and_then(|per_provider| per_provider.get(provider))
+            .map(String::as_str)
+    }
+}
+
+impl GroupPolicy {
+    pub fn may_request(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
+        any_matches(&self.requesters, actor, in_user_group)
+    }
+
+    pub fn is_approver(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
+        any_matches(&self.approvers, actor, in_user_group)
+    }
+
+    /// The duration to grant, or why it is outside the group's limits.
+    pub fn check_request(
+        &self,
+        duration: Option<HumanDuration>,
+        reason: &str,
+    ) -> Result<HumanDuration, RequestRefusal> {
+        let duration = duration.unwrap_or(self.limits.default_duration);
+        let group = self.name.to_string();
+        if duration < self.limits.min_duration {
+            return Err(RequestRefusal::TooShort {
+                group,
+                duration,
+                min: self.limits.min_duration,
+            });
+        }
+        if duration > self.limits.max_duration {
+            return Err(RequestRefusal::TooLong {
+                group,
+                duration,
+                max: self.limits.max_duration,
+            });
+        }
+        if self.limits.reason_required && reason.trim().is_empty() {
+            return Err(RequestRefusal::ReasonMissing(group));
+        }
+        Ok(duration)
+    }
+
+    /// Whether this request skips the approval card.
+    pub fn auto_approves(
+        &self,
+        actor: &Actor,
+        duration: HumanDuration,
+        in_user_group: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        self.auto_approve.as_ref().is_some_and(|rule| {
+            duration <= rule.max_duration && any_matches(&rule.requesters, actor, in_user_group)
+        })
+    }
+
+    /// Every Slack user group whose membership a decision on this group may need.
+    pub fn user_groups(&self) -> impl Iterator<Item = &str> {
+        let auto = self.auto_approve.iter().flat_map(|a| a.requesters.iter());
+        self.approvers
+            .iter()
+            .chain(self.requesters.iter())
+            .chain(auto)
+            .filter_map(Subject::user_group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slack(id: &str) -> Actor {
+        Actor::new(Platform::Slack, UserId::new(id), id)
+    }
+
+    #[test]
+    fn subjects_are_classified_by_shape() {
+        assert_eq!(Subject::parse("*"), Some(Subject::Anyone));
+        assert_eq!(Subject::parse("U0LEAD"), Some(Subject::SlackUser(UserId::new("U0LEAD"))));
+        assert_eq!(Subject::parse("S0DBAS"), Some(Subject::SlackUserGroup("S0DBAS".into())));
+        assert_eq!(
+            Subject::parse("6F1C2E4A-0000-4000-8000-00000000A11D"),
+            Some(Subject::TeamsUser(UserId::new("6f1c2e4a-0000-4000-8000-00000000a11d")))
+        );
+        assert_eq!(Subject::parse("bob"), None);
+        assert_eq!(Subject::parse("C0CHANNEL"), None);
+    }
+
+    #[test]
+    fn user_group_membership_is_asked_of_the_caller() {
+        let approvers = vec![Subject::SlackUserGroup("S0DBAS".into())];
+        assert!(any_matches(&approvers, &slack("U1"), &|g| g == "S0DBAS"));
+        assert!(!any_matches(&approvers, &slack("U1"), &|_| false));
+        let teams = Actor::new(Platform::Teams, UserId::new("U1"), "");
+        assert!(!any_matches(&[Subject::SlackUser(UserId::new("U1"))], &teams, &|_| true));
+    }
+}

@@ -1,0 +1,430 @@
+//! A request and its lifecycle. Every transition is a pure function from the
+//! current request to the next one plus the [`Happened`] fact that the
+//! engine turns into an audit event, messages and scheduled jobs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::duration::HumanDuration;
+use super::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub id: RequestId,
+    pub requester: Actor,
+    pub group: GroupName,
+    pub duration: HumanDuration,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    /// The channel the request was typed in, if any.
+    pub origin: Option<Destination>,
+    /// Approvals collected so far, in the order they arrived.
+    pub approvals: Vec<Approval>,
+    pub state: RequestState,
+    /// Where approval cards for this request were posted, so they can be
+    /// updated in place when it is decided.
+    #[serde(default)]
+    pub cards: Vec<PostedCard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostedCard {
+    pub platform: Platform,
+    pub channel: ChannelId,
+    /// The platform's id of the message (Slack `ts`, Teams activity id).
+    pub message_id: String,
+}
+
+/// The lifecycle. Each variant carries what is known in that state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; the provider has not confirmed the grant yet.
+    Approved { at: DateTime<Utc>, auto: bool },
+    /// The provider granted access; it ends at `expires_at`.
+    Active {
+        activated_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    Denied {
+        by: Actor,
+        at: DateTime<Utc>,
+        reason: String,
+    },
+    Cancelled { at: DateTime<Utc> },
+    TimedOut { at: DateTime<Utc> },
+    /// The provider refused the grant.
+    Failed { at: DateTime<Utc>, error: String },
+    /// Access was revoked at the end of its time.
+    Expired { at: DateTime<Utc> },
+    /// The requester gave access back early.
+    Released { at: DateTime<Utc> },
+    /// An admin took access away.
+    Revoked {
+        by: Actor,
+        at: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+impl RequestState {
+    /// A short word for messages and listings.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved { .. } => "approved",
+            RequestState::Active { .. } => "active",
+            RequestState::Denied { .. } => "denied",
+            RequestState::Cancelled { .. } => "cancelled",
+            RequestState::TimedOut { .. } => "timed out",
+            RequestState::Failed { .. } => "failed",
+            RequestState::Expired { .. } => "expired",
+            RequestState::Released { .. } => "released",
+            RequestState::Revoked { .. } => "revoked",
+        }
+    }
+
+    /// Whether the request can still change on its own (not a final state).
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            RequestState::Pending | RequestState::Approved { .. } | RequestState::Active { .. }
+        )
+    }
+}
+
+/// What a transition did, for the engine to audit and announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happened {
+    Requested { auto_approved: bool },
+    ApprovalRecorded { by: Actor, count: usize, required: u32 },
+    Approved { by: Option<Actor> },
+    Denied { by: Actor, reason: String },
+    Cancelled,
+    Activated { expires_at: DateTime<Utc> },
+    GrantFailed { error: String },
+    Expired,
+}
+
+/// Why a decision or action on a request changes nothing. The text is what
+/// the person who tried it is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{id} is already {state}; nothing changed.")]
+    NoLongerPending { id: RequestId, state: &'static str },
+    #[error("You cannot approve your own request {0}.")]
+    OwnRequest(RequestId),
+    #[error("You cannot deny your own request {0}; cancel it with `/jit cancel {0}`.")]
+    DenyOwnRequest(RequestId),
+    #[error("You are not an approver for `{group}`, so your decision on {id} was not counted.")]
+    NotAnApprover { id: RequestId, group: GroupName },
+    #[error("You already approved {0}; it needs another approver.")]
+    AlreadyApproved(RequestId),
+    #[error("Only the requester can cancel {0}.")]
+    NotYourRequest(RequestId),
+    #[error("A denial needs a reason.")]
+    DenyReasonMissing,
+}
+
+impl AccessRequest {
+    /// A new pending request (or approved, when an auto-approve rule applies).
+    #[allow(clippy::too_many_arguments)]
+    pub fn file(
+        id: RequestId,
+        requester: Actor,
+        group: GroupName,
+        duration: HumanDuration,
+        reason: String,
+        origin: Option<Destination>,
+        auto_approved: bool,
+        now: DateTime<Utc>,
+    ) -> (AccessRequest, Happened) {
+        let state = if auto_approved {
+            RequestState::Approved { at: now, auto: true }
+        } else {
+            RequestState::Pending
+        };
+        let request = AccessRequest {
+            id,
+            requester,
+            group,
+            duration,
+            reason,
+            created_at: now,
+            origin,
+            approvals: Vec::new(),
+            state,
+            cards: Vec::new(),
+        };
+        (request, Happened::Requested { auto_approved })
+    }
+
+    fn require_pending(&self) -> Result<(), Refusal> {
+        if self.state == RequestState::Pending {
+            Ok(())
+        } else {
+            Err(Refusal::NoLongerPending {
+                id: self.id.clone(),
+                state: self.state.label(),
+            })
+        }
+    }
+
+    /// An approver's click. `is_approver` is the caller's fresh check of the
+    /// clicker's rights; it is never taken from the card.
+    pub fn approve(
+        &self,
+        by: &Actor,
+        is_approver: bool,
+        required: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(AccessRequest, Happened), Refusal> {
+        self.require_pending()?;
+        if by.is(&self.requester) {
+            return Err(Refusal::OwnRequest(self.id.clone()));
+        }
+        if !is_approver {
+            return Err(Refusal::NotAnApprover {
+                id: self.id.clone(),
+                group: self.group.clone(),
+            });
+        }
+        if self.approvals.iter().any(|a| a.by.is(by)) {
+            return Err(Refusal::AlreadyApproved(self.id.clone()));
+        }
+        let mut next = self.clone();
+        next.approvals.push(Approval {
+            by: by.clone(),
+            at: now,
+        });
+        let count = next.approvals.len();
+        if count >= required.max(1) as usize {
+            next.state = RequestState::Approved { at: now, auto: false };
+            Ok((next, Happened::Approved { by: Some(by.clone()) }))
+        } else {
+            Ok((
+                next,
+                Happened::ApprovalRecorded {
+                    by: by.clone(),
+                    count,
+                    required,
+                },
+            ))
+        }
+    }
+
+    /// An approver's denial, with its reason.
+    pub fn deny(
+        &self,
+        by: &Actor,
+        is_approver: bool,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(AccessRequest, Happened), Refusal> {
+        self.require_pending()?;
+        if by.is(&self.requester) {
+            return Err(Refusal::DenyOwnRequest(self.id.clone()));
+        }
+        if !is_approver {
+            return Err(Refusal::NotAnApprover {
+                id: self.id.clone(),
+                group: self.group.clone(),
+            });
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Refusal::DenyReasonMissing);
+        }
+        let mut next = self.clone();
+        next.state = RequestState::Denied {
+            by: by.clone(),
+            at: now,
+            reason: reason.to_string(),
+        };
+        Ok((
+            next,
+            Happened::Denied {
+                by: by.clone(),
+                reason: reason.to_string(),
+            },
+        ))
+    }
+
+    /// The requester withdraws a pending request.
+    pub fn cancel(&self, by: &Actor, now: DateTime<Utc>) -> Result<(AccessRequest, Happened), Refusal> {
+        if !by.is(&self.requester) {
+            return Err(Refusal::NotYourRequest(self.id.clone()));
+        }
+        self.require_pending()?;
+        let mut next = self.clone();
+        next.state = RequestState::Cancelled { at: now };
+        Ok((next, Happened::Cancelled))
+    }
+
+    /// The provider confirmed the grant: access is live from now, for the
+    /// requested duration (expiry counts from activation, not from the ask).
+    /// `None` if the request is not waiting for activation.
+    pub fn activate(&self, now: DateTime<Utc>) -> Option<(AccessRequest, Happened)> {
+        if !matches!(self.state, RequestState::Approved { .. }) {
+            return None;
+        }
+        let expires_at = now + self.duration.as_chrono();
+        let mut next = self.clone();
+        next.state = RequestState::Active {
+            activated_at: now,
+            expires_at,
+        };
+        Some((next, Happened::Activated { expires_at }))
+    }
+
+    /// The provider refused the grant for good.
+    pub fn fail(&self, error: &str, now: DateTime<Utc>) -> Option<(AccessRequest, Happened)> {
+        if !matches!(self.state, RequestState::Approved { .. }) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.state = RequestState::Failed {
+            at: now,
+            error: error.to_string(),
+        };
+        Some((
+            next,
+            Happened::GrantFailed {
+                error: error.to_string(),
+            },
+        ))
+    }
+
+    /// The provider confirmed the revocation at the end of the grant.
+    pub fn expire(&self, now: DateTime<Utc>) -> Option<(AccessRequest, Happened)> {
+        match self.state {
+            RequestState::Active { expires_at, .. } if expires_at <= now => {
+                let mut next = self.clone();
+                next.state = RequestState::Expired { at: now };
+                Some((next, Happened::Expired))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self.state {
+            RequestState::Active { expires_at, .. } => Some(expires_at),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::UserId;
+
+    fn actor(id: &str) -> Actor {
+        Actor::new(Platform::Slack, UserId::new(id), id)
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn pending() -> AccessRequest {
+        AccessRequest::file(
+            RequestId::parse("R-7K3Q9X").unwrap(),
+            actor("U0ALICE"),
+            GroupName::parse("prod-db").unwrap(),
+            HumanDuration::parse("2h").unwrap(),
+            "fixing INC-123".into(),
+            None,
+            false,
+            now(),
+        )
+        .0
+    }
+
+    #[test]
+    fn one_of_one_approval_approves() {
+        let (next, happened) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        assert!(matches!(next.state, RequestState::Approved { auto: false, .. }));
+        assert_eq!(happened, Happened::Approved { by: Some(actor("U0LEAD")) });
+    }
+
+    #[test]
+    fn two_of_m_needs_two_different_approvers() {
+        let (once, happened) = pending().approve(&actor("U0LEAD"), true, 2, now()).unwrap();
+        assert_eq!(once.state, RequestState::Pending);
+        assert!(matches!(happened, Happened::ApprovalRecorded { count: 1, required: 2, .. }));
+        assert_eq!(
+            once.approve(&actor("U0LEAD"), true, 2, now()).unwrap_err(),
+            Refusal::AlreadyApproved(once.id.clone())
+        );
+        let (twice, _) = once.approve(&actor("U0DBA"), true, 2, now()).unwrap();
+        assert!(matches!(twice.state, RequestState::Approved { .. }));
+        assert_eq!(twice.approvals.len(), 2);
+    }
+
+    #[test]
+    fn requester_and_non_approvers_cannot_decide() {
+        let request = pending();
+        assert!(matches!(
+            request.approve(&actor("U0ALICE"), true, 1, now()),
+            Err(Refusal::OwnRequest(_))
+        ));
+        assert!(matches!(
+            request.deny(&actor("U0ALICE"), true, "no", now()),
+            Err(Refusal::DenyOwnRequest(_))
+        ));
+        assert!(matches!(
+            request.approve(&actor("U0MALLORY"), false, 1, now()),
+            Err(Refusal::NotAnApprover { .. })
+        ));
+    }
+
+    #[test]
+    fn decided_requests_do_not_change() {
+        let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        let refusal = approved.approve(&actor("U0DBA"), true, 1, now()).unwrap_err();
+        assert_eq!(refusal.to_string(), "R-7K3Q9X is already approved; nothing changed.");
+        assert!(approved.deny(&actor("U0DBA"), true, "late", now()).is_err());
+        assert!(approved.cancel(&actor("U0ALICE"), now()).is_err());
+    }
+
+    #[test]
+    fn deny_needs_a_reason() {
+        assert_eq!(
+            pending().deny(&actor("U0LEAD"), true, "  ", now()).unwrap_err(),
+            Refusal::DenyReasonMissing
+        );
+        let (denied, _) = pending().deny(&actor("U0LEAD"), true, "not now", now()).unwrap();
+        assert!(matches!(denied.state, RequestState::Denied { ref reason, .. } if reason == "not now"));
+    }
+
+    #[test]
+    fn only_the_requester_cancels() {
+        assert!(matches!(
+            pending().cancel(&actor("U0LEAD"), now()),
+            Err(Refusal::NotYourRequest(_))
+        ));
+        let (cancelled, _) = pending().cancel(&actor("U0ALICE"), now()).unwrap();
+        assert_eq!(cancelled.state.label(), "cancelled");
+    }
+
+    #[test]
+    fn expiry_counts_from_activation() {
+        let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        let later = now() + chrono::Duration::minutes(30);
+        let (active, _) = approved.activate(later).unwrap();
+        assert_eq!(active.expires_at(), Some(later + chrono::Duration::hours(2)));
+        assert!(active.activate(later).is_none(), "activation happens once");
+        assert!(active.expire(later).is_none(), "not due yet");
+        assert!(active.expire(later + chrono::Duration::hours(2)).is_some());
+    }
+}

@@ -1,0 +1,175 @@
+//! What each lifecycle step owes: its audit event, the messages to send and
+//! the jobs to schedule — written in the same transaction as the step.
+
+use chrono::{DateTime, Utc};
+
+use super::{show_time, Engine};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::ids::{Actor, Destination};
+use crate::domain::job::JobKind;
+use crate::domain::message::Outgoing;
+use crate::domain::request::{AccessRequest, Happened};
+use crate::store::{Effects, StoreError};
+
+/// Where a request's approval cards and notices go, resolved before the
+/// transaction (it reads the run-time mappings).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Audience {
+    pub channels: Vec<Destination>,
+    /// Approvers who get the card directly, when there is no channel.
+    pub direct: Vec<Actor>,
+}
+
+impl Engine {
+    pub(super) fn audience(&self, request: &AccessRequest) -> Result<Audience, StoreError> {
+        let Some(group) = self.policy.group(&request.group) else {
+            return Ok(Audience::default());
+        };
+        let channels = self.destinations(group)?;
+        let direct = if channels.is_empty() {
+            self.direct_approvers(group)
+        } else {
+            Vec::new()
+        };
+        Ok(Audience { channels, direct })
+    }
+
+    /// The effects of `happened`, which moved a request to `request`.
+    /// `actor` did it (`None`: jitbot itself); `detail` overrides the audit text.
+    pub(super) fn effects_of(
+        &self,
+        request: &AccessRequest,
+        happened: &Happened,
+        actor: Option<&Actor>,
+        audience: &Audience,
+        detail: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Effects, StoreError> {
+        let mut effects = Effects::default();
+        let audit = |action: AuditAction, text: String| AuditRecord {
+            at: now,
+            action,
+            actor: actor.cloned(),
+            request: Some(request.id.clone()),
+            group: Some(request.group.clone()),
+            detail: detail.clone().unwrap_or(text),
+        };
+        let refresh = Outgoing::RefreshCards {
+            request: request.id.clone(),
+        };
+        let tell_requester = |text: String| Outgoing::Direct {
+            to: request.requester.clone(),
+            text,
+        };
+        let group = &request.group;
+        let id = &request.id;
+        match happened {
+            Happened::Requested { auto_approved } => {
+                effects.audit.push(audit(
+                    AuditAction::Requested,
+                    format!("{group} for {}: {}", request.duration, request.reason),
+                ));
+                for destination in &audience.channels {
+                    effects.outbox.push(Outgoing::PostCard {
+                        request: id.clone(),
+                        to: destination.clone(),
+                    });
+                }
+                if *auto_approved {
+                    effects.audit.push(AuditRecord {
+                        actor: None,
+                        ..audit(AuditAction::AutoApproved, "auto_approve rule of the policy".into())
+                    });
+                    effects.jobs.push(self.new_job(
+                        JobKind::Activate { request: id.clone() },
+                        now,
+                        Self::lane_of(request),
+                    )?);
+                } else {
+                    for approver in &audience.direct {
+                        effects.outbox.push(Outgoing::DirectCard {
+                            request: id.clone(),
+                            to: approver.clone(),
+                        });
+                    }
+                }
+            }
+            Happened::ApprovalRecorded { count, required, .. } => {
+                effects.audit.push(audit(
+                    AuditAction::ApprovalRecorded,
+                    format!("{count} of {required} approvals"),
+                ));
+                effects.outbox.push(refresh);
+            }
+            Happened::Approved { by } => {
+                effects.audit.push(audit(AuditAction::Approved, "approved".into()));
+                effects.outbox.push(refresh);
+                let by = by.as_ref().map_or_else(|| "policy".to_string(), |a| a.name.clone());
+                effects.outbox.push(tell_requester(format!(
+                    "Your request {id} for {group} ({}) was approved by {by}. Granting access now…",
+                    request.duration
+                )));
+                effects.jobs.push(self.new_job(
+                    JobKind::Activate { request: id.clone() },
+                    now,
+                    Self::lane_of(request),
+                )?);
+            }
+            Happened::Denied { by, reason } => {
+                effects.audit.push(audit(AuditAction::Denied, reason.clone()));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your request {id} for {group} was denied by {}: {reason}",
+                    by.name
+                )));
+            }
+            Happened::Cancelled => {
+                effects.audit.push(audit(AuditAction::Cancelled, "cancelled by the requester".into()));
+                effects.outbox.push(refresh);
+            }
+            Happened::Activated { expires_at } => {
+                effects.audit.push(audit(
+                    AuditAction::Granted,
+                    format!("access live until {}", expires_at.to_rfc3339()),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Access to {group} is live until {} (grant {}). It is revoked automatically then; `/jit release {}` ends it earlier.",
+                    show_time(*expires_at),
+                    id.grant_id(),
+                    id.grant_id()
+                )));
+                effects.jobs.push(self.new_job(
+                    JobKind::Expire { request: id.clone() },
+                    *expires_at,
+                    Self::lane_of(request),
+                )?);
+            }
+            Happened::GrantFailed { error } => {
+                effects.audit.push(audit(AuditAction::GrantFailed, error.clone()));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your request {id} for {group} was approved, but granting the access failed: {error}"
+                )));
+                for destination in &audience.channels {
+                    effects.outbox.push(Outgoing::ChannelNotice {
+                        to: destination.clone(),
+                        text: format!(
+                            "Granting {group} to {} for request {id} failed: {error}",
+                            request.requester.name
+                        ),
+                    });
+                }
+            }
+            Happened::Expired => {
+                effects.audit.push(audit(AuditAction::Expired, "access revoked at the end of the grant".into()));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) has expired and was revoked.",
+                    id.grant_id()
+                )));
+            }
+        }
+        Ok(effects)
+    }
+}

@@ -1,0 +1,176 @@
+//! Answers to chat commands. Every refusal is a short message that says
+//! what to type instead; nothing here waits on a provider or a chat API.
+
+use chrono::Utc;
+
+use super::{show_time, Engine, EngineError, FormChoice, SubmitError};
+use crate::domain::command::{self, Command};
+use crate::domain::ids::{Actor, Destination, RequestId};
+use crate::domain::request::RequestState;
+use crate::store::Applied;
+
+/// What to answer the person who typed a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A private text answer.
+    Text(String),
+    /// Open the request form with these choices.
+    OpenRequestForm(Vec<FormChoice>),
+}
+
+/// Closed requests shown by `/jit list` (open ones are always shown).
+const LIST_RECENT_CLOSED: usize = 5;
+
+const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
+• `/jit request <group> <duration> <reason>` — ask for access, e.g. `/jit request prod-db 2h fixing INC-123`
+• `/jit request` — open the request form
+• `/jit groups` — the groups you can request, with their limits
+• `/jit list` — your requests and grants
+• `/jit cancel <request-id>` — withdraw a pending request
+Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
+
+const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
+
+impl Engine {
+    pub async fn handle_command(&self, actor: Actor, origin: Option<Destination>, text: &str) -> Reply {
+        let command = match command::parse(text) {
+            Ok(command) => command,
+            Err(error) => return Reply::Text(error.to_string()),
+        };
+        let result = match command {
+            Command::Request {
+                group,
+                duration,
+                reason,
+            } => return self.request_reply(actor, origin, &group, duration, &reason).await,
+            Command::OpenRequestForm => {
+                return match self.requestable_groups(&actor, origin.as_ref()).await {
+                    Ok(choices) if choices.is_empty() => {
+                        Reply::Text("There are no groups you are allowed to request.".into())
+                    }
+                    Ok(choices) => Reply::OpenRequestForm(choices),
+                    Err(error) => Reply::Text(error.to_string()),
+                }
+            }
+            Command::List => self.list(&actor),
+            Command::Groups => return self.groups(&actor, origin.as_ref()).await,
+            Command::Cancel(id) => self.cancel(&actor, &id).await,
+            Command::Help => Ok(HELP.to_string()),
+            Command::Release(_) | Command::Extend { .. } => Ok(
+                "Releasing and extending grants is not available in this version yet; grants end on their own at their expiry (see `/jit list`).".into(),
+            ),
+            Command::Admin(_) => Ok("Admin commands are not available in this version yet.".into()),
+        };
+        Reply::Text(result.unwrap_or_else(|error| {
+            tracing::error!(%error, "command failed");
+            INTERNAL_ERROR.to_string()
+        }))
+    }
+
+    async fn request_reply(
+        &self,
+        actor: Actor,
+        origin: Option<Destination>,
+        group: &crate::domain::ids::GroupName,
+        duration: Option<crate::domain::duration::HumanDuration>,
+        reason: &str,
+    ) -> Reply {
+        match self.submit(actor, origin, group, duration, reason).await {
+            Ok(receipt) => {
+                let request = &receipt.request;
+                Reply::Text(if receipt.auto_approved {
+                    format!(
+                        "Request {} for {} ({}) was approved automatically by policy. Granting access now; I'll DM you when it is live.",
+                        request.id, request.group, request.duration
+                    )
+                } else {
+                    format!(
+                        "Request {} for {} ({}) is filed and waiting for approval. I'll DM you when it is decided. `/jit cancel {}` withdraws it.",
+                        request.id, request.group, request.duration, request.id
+                    )
+                })
+            }
+            Err(SubmitError::Engine(error)) => {
+                tracing::error!(%error, "submit failed");
+                Reply::Text(SubmitError::Engine(error).to_string())
+            }
+            Err(refusal) => Reply::Text(refusal.to_string()),
+        }
+    }
+
+    fn list(&self, actor: &Actor) -> Result<String, EngineError> {
+        let requests = self.store.requests_of(actor)?;
+        if requests.is_empty() {
+            return Ok("You have no requests. Try `/jit groups`, then `/jit request <group> <duration> <reason>`.".into());
+        }
+        let (open, closed): (Vec<_>, Vec<_>) = requests.iter().partition(|r| r.state.is_open());
+        let mut lines = vec!["Your requests:".to_string()];
+        for request in open.iter().chain(closed.iter().take(LIST_RECENT_CLOSED)) {
+            let status = match &request.state {
+                RequestState::Active { expires_at, .. } => {
+                    format!("active as {} until {}", request.id.grant_id(), show_time(*expires_at))
+                }
+                RequestState::Pending => format!("pending since {}", show_time(request.created_at)),
+                other => other.label().to_string(),
+            };
+            lines.push(format!("• {} {} ({}) — {status}", request.id, request.group, request.duration));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    async fn groups(&self, actor: &Actor, origin: Option<&Destination>) -> Reply {
+        let choices = match self.requestable_groups(actor, origin).await {
+            Ok(choices) => choices,
+            Err(error) => return Reply::Text(error.to_string()),
+        };
+        if choices.is_empty() {
+            return Reply::Text("There are no groups you are allowed to request.".into());
+        }
+        let mut lines = vec!["Groups you can request:".to_string()];
+        for choice in choices {
+            let Some(group) = self.policy.group(&choice.name) else {
+                continue;
+            };
+            let description = if group.description.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", group.description)
+            };
+            lines.push(format!(
+                "• {}{description} (up to {}, default {}, {} approval{} needed)",
+                group.name,
+                group.limits.max_duration,
+                group.limits.default_duration,
+                group.approvals_required,
+                if group.approvals_required == 1 { "" } else { "s" }
+            ));
+        }
+        Reply::Text(lines.join("\n"))
+    }
+
+    async fn cancel(&self, actor: &Actor, id: &RequestId) -> Result<String, EngineError> {
+        loop {
+            let Some(snapshot) = self.store.get_request(id)? else {
+                return Ok(format!("There is no request {id}. `/jit list` shows yours."));
+            };
+            let now = Utc::now();
+            let (next, happened) = match snapshot.cancel(actor, now) {
+                Ok(done) => done,
+                Err(refusal) => return Ok(refusal.to_string()),
+            };
+            let audience = self.audience(&next)?;
+            let effects = self.effects_of(&next, &happened, Some(actor), &audience, None, now)?;
+            let write = crate::store::Write {
+                request: Some(next),
+                effects,
+            };
+            let applied = self
+                .store
+                .apply(id, None, &mut |current| (current == Some(&snapshot)).then(|| write.clone()))?;
+            if applied == Applied::Written {
+                self.commit_and_wake().await?;
+                return Ok(format!("Request {id} is cancelled."));
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Decisions: a click is recorded durably as a job the moment it arrives,
+//! and decided by the scheduler, which re-checks the clicker's rights
+//! against the policy (and user-group membership) every time.
+
+use chrono::Utc;
+
+use super::{backoff, Engine, EngineError};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::ids::{Actor, Destination, RequestId};
+use crate::domain::job::{Decision, Job, JobKind};
+use crate::domain::message::Outgoing;
+use crate::domain::request::{AccessRequest, Refusal};
+use crate::store::{Applied, Effects, Write};
+
+/// Directory look-ups are retried this many times (about four minutes in
+/// all) before the clicker is told to try again.
+const DECIDE_ATTEMPTS: u32 = 8;
+
+impl Engine {
+    /// Record a decision to be taken by the scheduler. Durable when this
+    /// returns, so an accepted click survives a crash.
+    pub async fn record_decision(
+        &self,
+        request_id: &RequestId,
+        by: Actor,
+        decision: Decision,
+        reply_in: Option<Destination>,
+    ) -> Result<bool, EngineError> {
+        let Some(request) = self.store.get_request(request_id)? else {
+            return Ok(false);
+        };
+        let job = self.new_job(
+            JobKind::Decide {
+                request: request_id.clone(),
+                by,
+                decision,
+                reply_in,
+            },
+            Utc::now(),
+            Self::lane_of(&request),
+        )?;
+        self.store.record(&Effects {
+            jobs: vec![job],
+            ..Effects::default()
+        })?;
+        self.commit_and_wake().await?;
+        Ok(true)
+    }
+
+    /// Whether `by` could decide `request_id` now; if not, they are told
+    /// why (privately) and `false` is returned. Used before opening the
+    /// deny form, so nobody types a reason that will not count.
+    pub async fn may_decide(
+        &self,
+        request_id: &RequestId,
+        by: &Actor,
+        reply_in: Option<Destination>,
+    ) -> Result<bool, EngineError> {
+        let Some(request) = self.store.get_request(request_id)? else {
+            return Ok(false);
+        };
+        let is_approver = match self.policy.group(&request.group) {
+            Some(group) => self.is_named(&group.approvers, by).await.unwrap_or(false),
+            None => false,
+        };
+        // A trial denial answers every rule at once: pending, not one's own,
+        // approver.
+        match request.deny(by, is_approver, "check", Utc::now()) {
+            Ok(_) => Ok(true),
+            Err(refusal) => {
+                let effects = self.refusal_effects(&request, by, &refusal, reply_in.as_ref());
+                self.store.record(&effects)?;
+                self.commit_and_wake().await?;
+                Ok(false)
+            }
+        }
+    }
+
+    pub(super) async fn run_decide(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::Decide {
+            request: id,
+            by,
+            decision,
+            reply_in,
+        } = &job.kind
+        else {
+            return Ok(());
+        };
+        loop {
+            let Some(snapshot) = self.store.get_request(id)? else {
+                self.store.apply(id, Some(job), &mut |_| Some(Write::default()))?;
+                return Ok(());
+            };
+            let group = self.policy.group(&snapshot.group);
+            let is_approver = match group {
+                Some(group) => match self.is_named(&group.approvers, by).await {
+                    Ok(named) => named,
+                    Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
+                        tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
+                        let next = Job {
+                            attempt: job.attempt + 1,
+                            due_at: Utc::now() + backoff(job.attempt),
+                            id: self.store.next_id()?,
+                            ..job.clone()
+                        };
+                        self.store.reschedule(job, &next, &Effects::default())?;
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        tracing::error!(request = %id, %error, "giving up on resolving approver groups");
+                        let text = format!(
+                            "I could not check your approver rights for {id} ({error}); your click was not counted. Please click again."
+                        );
+                        let effects = Effects {
+                            outbox: vec![self.private_reply(by, reply_in.as_ref(), text)],
+                            ..Effects::default()
+                        };
+                        self.store.apply(id, Some(job), &mut |_| {
+                            Some(Write {
+                                request: None,
+                                effects: effects.clone(),
+                            })
+                        })?;
+                        self.commit_and_wake().await?;
+                        return Ok(());
+                    }
+                },
+                None => false,
+            };
+            let required = group.map_or(1, |g| g.approvals_required);
+            let now = Utc::now();
+            let outcome = match decision {
+                Decision::Approve => snapshot.approve(by, is_approver, required, now),
+                Decision::Deny { reason } => snapshot.deny(by, is_approver, reason, now),
+            };
+            let write = match outcome {
+                Ok((next, happened)) => {
+                    let audience = self.audience(&next)?;
+                    let effects = self.effects_of(&next, &happened, Some(by), &audience, None, now)?;
+                    Write {
+                        request: Some(next),
+                        effects,
+                    }
+                }
+                Err(refusal) => Write {
+                    request: None,
+                    effects: self.refusal_effects(&snapshot, by, &refusal, reply_in.as_ref()),
+                },
+            };
+            // Decide on the snapshot, write only if it is still current;
+            // otherwise another decision landed first and we decide again.
+            let applied = self.store.apply(id, Some(job), &mut |current| {
+                (current == Some(&snapshot)).then(|| write.clone())
+            })?;
+            match applied {
+                Applied::Skipped => continue,
+                Applied::Written | Applied::JobGone => {
+                    self.commit_and_wake().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Tell the clicker why nothing changed; attempts that break a rule
+    /// (not an approver, one's own request) are audited too.
+    fn refusal_effects(
+        &self,
+        request: &AccessRequest,
+        by: &Actor,
+        refusal: &Refusal,
+        reply_in: Option<&Destination>,
+    ) -> Effects {
+        let mut effects = Effects {
+            outbox: vec![self.private_reply(by, reply_in, refusal.to_string())],
+            ..Effects::default()
+        };
+        let breaks_a_rule = matches!(
+            refusal,
+            Refusal::NotAnApprover { .. } | Refusal::OwnRequest(_) | Refusal::DenyOwnRequest(_)
+        );
+        if breaks_a_rule {
+            effects.audit.push(AuditRecord {
+                at: Utc::now(),
+                action: AuditAction::DecisionRefused,
+                actor: Some(by.clone()),
+                request: Some(request.id.clone()),
+                group: Some(request.group.clone()),
+                detail: refusal.to_string(),
+            });
+        }
+        effects
+    }
+
+    /// A message only `to` sees: ephemeral in the channel of the card, or a
+    /// DM when the card was not in a channel.
+    pub(super) fn private_reply(&self, to: &Actor, channel: Option<&Destination>, text: String) -> Outgoing {
+        match channel {
+            Some(destination) => Outgoing::Ephemeral {
+                platform: destination.platform,
+                channel: destination.channel.clone(),
+                user: to.user.clone(),
+                text,
+            },
+            None => Outgoing::Direct { to: to.clone(), text },
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Calling providers: activation of approved requests and revocation at
+//! expiry. The provider call happens outside any transaction; its outcome is
+//! then recorded atomically with the job's removal, so a crash in between
+//! only repeats an idempotent call.
+
+use chrono::Utc;
+
+use super::{backoff, show_time, Engine, EngineError};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::message::Outgoing;
+use crate::domain::request::{AccessRequest, RequestState};
+use crate::providers::{principal, Access, AccessUser, Provider};
+use crate::store::{Applied, Effects, Write};
+
+/// A grant that keeps failing is given up after this many tries (the
+/// requester and approvers are told); a revoke is never given up.
+const GRANT_ATTEMPTS: u32 = 3;
+
+/// After this many failed revokes the approval channel is alerted.
+const REVOKE_ALERT_AFTER: u32 = 3;
+
+enum Prepared {
+    Ready(std::sync::Arc<dyn Provider>, Access),
+    /// Cannot be attempted at all (unknown provider, no principal).
+    Impossible(String),
+}
+
+impl Engine {
+    async fn prepare(&self, request: &AccessRequest) -> Prepared {
+        let Some(group) = self.policy.group(&request.group) else {
+            return Prepared::Impossible(format!("group {} is no longer in the policy", request.group));
+        };
+        let (Some(spec), Some(provider)) = (
+            self.policy.provider(&group.provider),
+            self.providers.get(&group.provider),
+        ) else {
+            return Prepared::Impossible(format!("provider {} is not configured", group.provider));
+        };
+        let needs_email = spec.principal.contains("{email");
+        let email = if needs_email {
+            match self.directories.get(&request.requester.platform) {
+                Some(directory) => directory.email(&request.requester.user).await.ok().flatten(),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let principal = match self.policy.identity_override(&request.requester.user, &spec.name) {
+            Some(fixed) => principal::check(fixed.to_string()),
+            None => principal::render(&spec.principal, &spec.name, &request.requester, email.as_deref()),
+        };
+        let principal = match principal {
+            Ok(principal) => principal,
+            Err(error) => return Prepared::Impossible(error.to_string()),
+        };
+        Prepared::Ready(
+            provider.clone(),
+            Access {
+                request_id: request.id.to_string(),
+                grant_id: request.id.grant_id().to_string(),
+                user: AccessUser {
+                    platform: request.requester.platform.to_string(),
+                    id: request.requester.user.to_string(),
+                    name: request.requester.name.clone(),
+                    email,
+                },
+                principal,
+                group: request.group.to_string(),
+                target: group.target.clone(),
+                expires_at: request.expires_at(),
+            },
+        )
+    }
+
+    /// Record `change` on the request, consuming `job`, if the request is
+    /// still as `snapshot` was; otherwise leave the job to run again.
+    async fn settle(
+        &self,
+        job: &Job,
+        snapshot: &AccessRequest,
+        write: Write,
+    ) -> Result<Applied, EngineError> {
+        let applied = self.store.apply(&snapshot.id, Some(job), &mut |current| {
+            (current == Some(snapshot)).then(|| write.clone())
+        })?;
+        if applied == Applied::Written {
+            self.commit_and_wake().await?;
+        }
+        Ok(applied)
+    }
+
+    fn consume(&self, job: &Job) -> Result<(), EngineError> {
+        self.store
+            .apply(job.kind.request(), Some(job), &mut |_| Some(Write::default()))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, job: &Job, effects: Effects) -> Result<(), EngineError> {
+        let next = Job {
+            id: self.store.next_id()?,
+            attempt: job.attempt + 1,
+            due_at: Utc::now() + backoff(job.attempt),
+            ..job.clone()
+        };
+        self.store.reschedule(job, &next, &effects)?;
+        self.commit_and_wake().await?;
+        Ok(())
+    }
+
+    pub(super) async fn run_activate(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::Activate { request: id } = &job.kind else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        if !matches!(request.state, RequestState::Approved { .. }) {
+            return self.consume(job);
+        }
+        let outcome = match self.prepare(&request).await {
+            Prepared::Impossible(reason) => Err((reason, false)),
+            Prepared::Ready(provider, access) => provider
+                .grant(&access)
+                .await
+                .map(|()| access.principal)
+                .map_err(|e| (e.to_string(), true)),
+        };
+        let now = Utc::now();
+        let audience = self.audience(&request)?;
+        match outcome {
+            Ok(principal) => {
+                let Some((next, happened)) = request.activate(now) else {
+                    return self.consume(job);
+                };
+                let expires_at = next.expires_at().unwrap_or(now);
+                let detail = format!("granted to principal {principal} until {}", expires_at.to_rfc3339());
+                let effects = self.effects_of(&next, &happened, None, &audience, Some(detail), now)?;
+                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+            }
+            Err((error, retryable)) if retryable && job.attempt + 1 < GRANT_ATTEMPTS => {
+                tracing::warn!(request = %id, %error, attempt = job.attempt + 1, "grant failed; retrying");
+                self.retry_later(job, Effects::default()).await?;
+            }
+            Err((error, _)) => {
+                tracing::error!(request = %id, %error, "grant failed");
+                let Some((next, happened)) = request.fail(&error, now) else {
+                    return self.consume(job);
+                };
+                let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
+                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run_expire(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::Expire { request: id } = &job.kind else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        let now = Utc::now();
+        let Some(expires_at) = request.expires_at() else {
+            return self.consume(job);
+        };
+        if expires_at > now {
+            // The grant was extended; a later job revokes it.
+            return self.consume(job);
+        }
+        // Another active grant of the same group for the same user keeps the
+        // access: revoke only when the last one ends.
+        let still_covered = self
+            .store
+            .requests_of(&request.requester)?
+            .into_iter()
+            .filter(|other| other.id != request.id && other.group == request.group)
+            .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
+            .find(|(_, until)| *until > now);
+        let outcome = match &still_covered {
+            Some(_) => Ok(()),
+            None => match self.prepare(&request).await {
+                Prepared::Ready(provider, access) => provider.revoke(&access).await.map_err(|e| e.to_string()),
+                Prepared::Impossible(reason) => Err(reason),
+            },
+        };
+        let audience = self.audience(&request)?;
+        match outcome {
+            Ok(()) => {
+                let Some((next, happened)) = request.expire(now) else {
+                    return self.consume(job);
+                };
+                let detail = still_covered.map(|(other, until)| {
+                    format!(
+                        "grant ended; provider revoke skipped because {} keeps the access until {}",
+                        other.grant_id(),
+                        until.to_rfc3339()
+                    )
+                });
+                let mut effects = self.effects_of(&next, &happened, None, &audience, detail, now)?;
+                if job.attempt >= REVOKE_ALERT_AFTER {
+                    for destination in &audience.channels {
+                        effects.outbox.push(Outgoing::ChannelNotice {
+                            to: destination.clone(),
+                            text: format!(
+                                "Resolved: {} of {} to {} was revoked after {} failed attempts.",
+                                request.id.grant_id(),
+                                request.group,
+                                request.requester.name,
+                                job.attempt
+                            ),
+                        });
+                    }
+                }
+                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+            }
+            Err(error) => {
+                tracing::error!(request = %id, %error, attempt = job.attempt + 1, "revoke failed; retrying");
+                let mut effects = Effects {
+                    audit: vec![AuditRecord {
+                        at: now,
+                        action: AuditAction::RevokeFailed,
+                        actor: None,
+                        request: Some(request.id.clone()),
+                        group: Some(request.group.clone()),
+                        detail: format!("attempt {}: {error}", job.attempt + 1),
+                    }],
+                    ..Effects::default()
+                };
+                if job.attempt + 1 == REVOKE_ALERT_AFTER {
+                    for destination in &audience.channels {
+                        effects.outbox.push(Outgoing::ChannelNotice {
+                            to: destination.clone(),
+                            text: format!(
+                                ":rotating_light: Revoking {} ({} for {}, due {}) has failed {} times: {error}. jitbot keeps retrying.",
+                                request.id.grant_id(),
+                                request.group,
+                                request.requester.name,
+                                show_time(expires_at),
+                                REVOKE_ALERT_AFTER
+                            ),
+                        });
+                    }
+                }
+                self.retry_later(job, effects).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Use cases: file a request, record and apply decisions, activate and
+//! expire grants, answer commands. The engine speaks of users, channels,
+//! cards and messages — never of a chat platform's payloads — and does all
+//! slow work (providers, chat APIs) in jobs run by the scheduler or in the
+//! outbox worker, never while a chat request waits for its answer.
+
+mod announce;
+mod commands;
+mod decide;
+mod grant;
+mod submit;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::Notify;
+
+use crate::chat::directory::CachedDirectory;
+use crate::chat::ChatError;
+use crate::domain::ids::{Actor, Destination, Platform, RequestId};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::policy::{GroupPolicy, Policy, Subject};
+use crate::domain::request::AccessRequest;
+use crate::providers::Providers;
+use crate::domain::message::Outgoing;
+use crate::store::{Effects, Store, StoreError};
+
+pub use commands::Reply;
+pub use submit::{FormChoice, Receipt, SubmitError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Wakes the background workers when there is new work for them.
+#[derive(Debug, Default, Clone)]
+pub struct Wakers {
+    pub scheduler: Arc<Notify>,
+    pub outbox: Arc<Notify>,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    providers: Providers,
+    directories: HashMap<Platform, Arc<CachedDirectory>>,
+    wakers: Wakers,
+}
+
+/// Upper bound on the pause between two retries of a failing job: a failing
+/// revoke is retried at least this often, forever.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Exponential backoff from one second, capped, with ±20 % jitter so many
+/// failing jobs do not retry in lock-step.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempt.min(16)).min(MAX_BACKOFF);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    base.mul_f64(jitter)
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<Policy>,
+        providers: Providers,
+        directories: HashMap<Platform, Arc<CachedDirectory>>,
+        wakers: Wakers,
+    ) -> Engine {
+        Engine {
+            store,
+            policy,
+            providers,
+            directories,
+            wakers,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Platforms with a configured chat connection.
+    fn platforms(&self) -> impl Iterator<Item = Platform> + '_ {
+        self.directories.keys().copied()
+    }
+
+    /// Make all writes durable, off the async threads (fsync blocks).
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await??;
+        Ok(())
+    }
+
+    /// Flush, then let the workers see the new jobs and messages. Nobody is
+    /// told of a change before it is durable.
+    async fn commit_and_wake(&self) -> Result<(), EngineError> {
+        self.flush().await?;
+        self.wakers.scheduler.notify_one();
+        self.wakers.outbox.notify_one();
+        Ok(())
+    }
+
+    fn new_job(&self, kind: JobKind, due_at: DateTime<Utc>, lane: String) -> Result<Job, StoreError> {
+        Ok(Job {
+            id: self.store.next_id()?,
+            due_at,
+            attempt: 0,
+            lane,
+            kind,
+        })
+    }
+
+    /// Jobs that touch one user's access to one group run one at a time.
+    fn lane_of(request: &AccessRequest) -> String {
+        format!("{}:{}", request.requester, request.group)
+    }
+
+    /// Whether `actor` is named by `subjects`, resolving user groups only if
+    /// a direct match fails. An error means membership could not be checked.
+    async fn is_named(&self, subjects: &[Subject], actor: &Actor) -> Result<bool, ChatError> {
+        if subjects.iter().any(|s| s.matches(actor, &|_| false)) {
+            return Ok(true);
+        }
+        let user_groups: Vec<&str> = subjects.iter().filter_map(Subject::user_group).collect();
+        if user_groups.is_empty() {
+            return Ok(false);
+        }
+        let Some(directory) = self.directories.get(&actor.platform) else {
+            return Ok(false);
+        };
+        let mut member_of = HashSet::new();
+        for group in user_groups {
+            if directory.members(group).await?.contains(&actor.user) {
+                member_of.insert(group.to_string());
+            }
+        }
+        Ok(subjects.iter().any(|s| s.matches(actor, &|g| member_of.contains(g))))
+    }
+
+    /// Where approval cards for `group` go: per platform, the channels
+    /// admins mapped at run time, or else the policy's channel.
+    fn destinations(&self, group: &GroupPolicy) -> Result<Vec<Destination>, StoreError> {
+        let mappings = self.store.mappings()?;
+        let mut out = Vec::new();
+        for platform in self.platforms() {
+            let mapped: Vec<Destination> = mappings
+                .iter()
+                .filter(|m| m.group == group.name && m.destination.platform == platform)
+                .map(|m| m.destination.clone())
+                .collect();
+            if !mapped.is_empty() {
+                out.extend(mapped);
+                continue;
+            }
+            let fallback = match platform {
+                Platform::Slack => group.channel.clone(),
+                Platform::Teams => group.teams_channel.clone(),
+            };
+            out.extend(fallback.map(|channel| Destination { platform, channel }));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Approvers who get the card directly when the group has no channel.
+    fn direct_approvers(&self, group: &GroupPolicy) -> Vec<Actor> {
+        let configured: HashSet<Platform> = self.platforms().collect();
+        group
+            .approvers
+            .iter()
+            .filter_map(|s| match s {
+                Subject::SlackUser(id) => Some(Actor::new(Platform::Slack, id.clone(), "")),
+                Subject::TeamsUser(id) => Some(Actor::new(Platform::Teams, id.clone(), "")),
+                _ => None,
+            })
+            .filter(|a| configured.contains(&a.platform))
+            .collect()
+    }
+
+    /// Send `to` a direct message, durably.
+    pub async fn tell(&self, to: &Actor, text: String) -> Result<(), EngineError> {
+        self.store.record(&Effects {
+            outbox: vec![Outgoing::Direct { to: to.clone(), text }],
+            ..Effects::default()
+        })?;
+        self.commit_and_wake().await
+    }
+
+    pub fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+        self.store.get_request(id)
+    }
+
+    /// Run one due job. Every outcome — done, refused, retried later — is
+    /// recorded by the job itself; an `Err` leaves the job in place.
+    pub async fn run_job(&self, job: &Job) -> Result<(), EngineError> {
+        match &job.kind {
+            JobKind::Decide { .. } => self.run_decide(job).await,
+            JobKind::Activate { .. } => self.run_activate(job).await,
+            JobKind::Expire { .. } => self.run_expire(job).await,
+        }
+    }
+}
+
+/// A time as DMs show it.
+pub(crate) fn show_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(1200));
+        assert!(backoff(3) >= Duration::from_millis(6400));
+        assert!(backoff(30) <= MAX_BACKOFF.mul_f64(1.2));
+    }
+}

@@ -1,0 +1,157 @@
+//! Filing a request: policy checks, then one durable write of the request,
+//! its audit event, its cards and (if auto-approved) its activation job.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+
+use super::{Engine, EngineError};
+use crate::chat::ChatError;
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
+use crate::domain::policy::{GroupPolicy, RequestRefusal};
+use crate::domain::request::AccessRequest;
+use crate::store::{Applied, Write};
+
+/// What the requester is told once the request is durably filed.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub request: AccessRequest,
+    pub auto_approved: bool,
+    /// Where the approval card was sent.
+    pub channels: Vec<Destination>,
+    pub direct_approvers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Refused(#[from] RequestRefusal),
+    #[error("I could not check your rights for this group right now ({0}); please try again in a minute.")]
+    Directory(ChatError),
+    #[error("Something went wrong on our side; nothing was filed. Please try again.")]
+    Engine(#[from] EngineError),
+}
+
+/// One group offered in the request form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormChoice {
+    pub name: GroupName,
+    pub description: String,
+    pub mapped_here: bool,
+    pub default_duration: HumanDuration,
+}
+
+/// A random id clashes about once in a billion draws; a handful of tries is
+/// more than enough.
+const ID_ATTEMPTS: usize = 5;
+
+impl Engine {
+    pub async fn submit(
+        &self,
+        requester: Actor,
+        origin: Option<Destination>,
+        group_name: &GroupName,
+        duration: Option<HumanDuration>,
+        reason: &str,
+    ) -> Result<Receipt, SubmitError> {
+        let group = self
+            .policy
+            .group(group_name)
+            .ok_or_else(|| RequestRefusal::UnknownGroup(group_name.to_string()))?;
+        let may_request = self
+            .is_named(&group.requesters, &requester)
+            .await
+            .map_err(SubmitError::Directory)?;
+        if !may_request {
+            return Err(RequestRefusal::NotARequester(group.name.to_string()).into());
+        }
+        let duration = group.check_request(duration, reason)?;
+        let auto_approved = match &group.auto_approve {
+            Some(rule) if duration <= rule.max_duration => self
+                .is_named(&rule.requesters, &requester)
+                .await
+                .map_err(SubmitError::Directory)?,
+            _ => false,
+        };
+        let now = Utc::now();
+        for _ in 0..ID_ATTEMPTS {
+            let (request, happened) = AccessRequest::file(
+                RequestId::generate(),
+                requester.clone(),
+                group.name.clone(),
+                duration,
+                reason.trim().to_string(),
+                origin.clone(),
+                auto_approved,
+                now,
+            );
+            let audience = self.audience(&request).map_err(EngineError::from)?;
+            let effects = self
+                .effects_of(&request, &happened, Some(&requester), &audience, None, now)
+                .map_err(EngineError::from)?;
+            let applied = self
+                .store
+                .apply(&request.id, None, &mut |existing| {
+                    existing.is_none().then(|| Write {
+                        request: Some(request.clone()),
+                        effects: effects.clone(),
+                    })
+                })
+                .map_err(EngineError::from)?;
+            if applied == Applied::Written {
+                self.commit_and_wake().await?;
+                return Ok(Receipt {
+                    request,
+                    auto_approved,
+                    channels: audience.channels,
+                    direct_approvers: audience.direct.len(),
+                });
+            }
+        }
+        Err(SubmitError::Engine(EngineError::Store(crate::store::StoreError::Corrupt(
+            "could not draw an unused request id".into(),
+        ))))
+    }
+
+    /// The groups `actor` may request, those mapped to `origin` first.
+    pub async fn requestable_groups(
+        &self,
+        actor: &Actor,
+        origin: Option<&Destination>,
+    ) -> Result<Vec<FormChoice>, SubmitError> {
+        let mapped_here: HashSet<GroupName> = match origin {
+            Some(origin) => self
+                .store
+                .mappings()
+                .map_err(EngineError::from)?
+                .into_iter()
+                .filter(|m| &m.destination == origin)
+                .map(|m| m.group)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let is_policy_channel = |group: &GroupPolicy| {
+            origin.is_some_and(|o| group.channel.as_ref() == Some(&o.channel) || group.teams_channel.as_ref() == Some(&o.channel))
+        };
+        let mut choices = Vec::new();
+        for group in &self.policy.groups {
+            if !self
+                .is_named(&group.requesters, actor)
+                .await
+                .map_err(SubmitError::Directory)?
+            {
+                continue;
+            }
+            choices.push(FormChoice {
+                name: group.name.clone(),
+                description: group.description.clone(),
+                mapped_here: mapped_here.contains(&group.name) || is_policy_channel(group),
+                default_duration: group.limits.default_duration,
+            });
+        }
+        // Stable sort: mapped groups first, policy order otherwise.
+        choices.sort_by_key(|c| !c.mapped_here);
+        Ok(choices)
+    }
+}

@@ -1,0 +1,50 @@
+//! The one error type of the HTTP layer: each variant maps to a status and a
+//! short reason. Internal details are logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("request body is larger than 1 MiB")]
+    TooLarge,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} is not configured on this server")]
+    NotConfigured(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            HttpError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if let HttpError::Unauthorized(reason) = &self {
+            tracing::warn!(%reason, "rejected unauthenticated request");
+        }
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+impl From<crate::engine::EngineError> for HttpError {
+    fn from(error: crate::engine::EngineError) -> Self {
+        HttpError::Internal(error.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for HttpError {
+    fn from(error: crate::store::StoreError) -> Self {
+        HttpError::Internal(error.to_string())
+    }
+}

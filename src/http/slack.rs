@@ -1,0 +1,270 @@
+//! Slack routes: `/slack/commands`, `/slack/interactions`, `/slack/events`.
+//! Every request is signature-checked and replay-checked before anything
+//! else happens; a failed check is a 401 with no other effect.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::{read_body, AppState, HttpError};
+use crate::chat::slack::blocks::{
+    self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, GROUP_BLOCK, INPUT_ACTION, REASON_BLOCK, REQUEST_FORM_CALLBACK,
+};
+use crate::chat::slack::payloads::{BlockActions, Event, Interaction, SlashCommand, ViewSubmission};
+use crate::chat::slack::verify::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::chat::slack::SlackClient;
+use crate::chat::CardActionKind;
+use crate::config::Secret;
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId, UserId};
+use crate::domain::job::Decision;
+use crate::domain::policy::RequestRefusal;
+use crate::engine::{Reply, SubmitError};
+
+/// What the Slack routes need besides the engine.
+pub struct SlackIngress {
+    pub signing_secret: Secret,
+    pub client: Arc<SlackClient>,
+}
+
+fn slack_of(state: &AppState) -> Result<&SlackIngress, HttpError> {
+    state.slack.as_ref().ok_or(HttpError::NotConfigured("Slack"))
+}
+
+/// Read, verify and replay-check a Slack request; the raw body on success.
+async fn authenticate(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+    let slack = slack_of(state)?;
+    let bytes = read_body(headers, body).await?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verified = verify::verify(
+        slack.signing_secret.expose().as_bytes(),
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        &bytes,
+        Utc::now().timestamp(),
+    )
+    .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
+    let fresh = state
+        .engine
+        .store()
+        .remember_delivery(verified.timestamp, &verified.signature)?;
+    if !fresh {
+        return Err(HttpError::Unauthorized("replayed request".into()));
+    }
+    Ok(bytes)
+}
+
+fn slack_actor(id: &str, name: &str) -> Actor {
+    Actor::new(Platform::Slack, UserId::new(id), name)
+}
+
+fn slack_channel(id: &str) -> Option<Destination> {
+    (!id.is_empty()).then(|| Destination {
+        platform: Platform::Slack,
+        channel: ChannelId::new(id),
+    })
+}
+
+fn ephemeral(text: String) -> Response {
+    Json(json!({ "response_type": "ephemeral", "text": text })).into_response()
+}
+
+pub(super) async fn command(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let bytes = authenticate(&state, &headers, body).await?;
+    let command: SlashCommand = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
+    let actor = slack_actor(&command.user_id, &command.user_name);
+    let origin = slack_channel(&command.channel_id);
+    match state.engine.handle_command(actor, origin, &command.text).await {
+        Reply::Text(text) => Ok(ephemeral(text)),
+        Reply::OpenRequestForm(choices) => {
+            // The trigger id is valid for three seconds; open the form right
+            // after acknowledging. There is nothing durable to lose here.
+            let options: Vec<GroupOption> = choices
+                .iter()
+                .map(|c| GroupOption {
+                    name: c.name.to_string(),
+                    description: c.description.clone(),
+                    mapped_here: c.mapped_here,
+                })
+                .collect();
+            let default_duration = choices.first().map(|c| c.default_duration.to_string()).unwrap_or_default();
+            let view = blocks::request_form(&options, &default_duration, &command.channel_id);
+            let client = slack_of(&state)?.client.clone();
+            let trigger = command.trigger_id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = client.open_view(&trigger, &view).await {
+                    tracing::warn!(%error, "could not open the request form");
+                }
+            });
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+    }
+}
+
+pub(super) async fn interaction(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let bytes = authenticate(&state, &headers, body).await?;
+    #[derive(serde::Deserialize)]
+    struct Form {
+        payload: String,
+    }
+    let form: Form = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| HttpError::BadRequest("interaction without a payload field".into()))?;
+    let interaction: Interaction = serde_json::from_str(&form.payload)
+        .map_err(|e| HttpError::BadRequest(format!("malformed interaction payload: {e}")))?;
+    match interaction {
+        Interaction::BlockActions(actions) => block_actions(&state, actions).await,
+        Interaction::ViewSubmission(submission) => view_submission(&state, submission).await,
+        Interaction::Other => Ok(axum::http::StatusCode::OK.into_response()),
+    }
+}
+
+async fn block_actions(state: &Arc<AppState>, payload: BlockActions) -> Result<Response, HttpError> {
+    let actor = slack_actor(&payload.user.id, payload.user.display_name());
+    let channel = payload.channel.as_ref().and_then(|c| slack_channel(&c.id));
+    for action in &payload.actions {
+        let Some(kind) = CardActionKind::from_action_id(&action.action_id) else {
+            continue;
+        };
+        let Ok(request_id) = RequestId::parse(&action.value) else {
+            return Err(HttpError::BadRequest("button value is not a request id".into()));
+        };
+        match kind {
+            CardActionKind::Approve => {
+                state
+                    .engine
+                    .record_decision(&request_id, actor.clone(), Decision::Approve, channel.clone())
+                    .await?;
+            }
+            CardActionKind::Deny => {
+                // Ask for the reason in a modal, but only if this click could
+                // count; otherwise the engine explains why not.
+                let engine = state.engine.clone();
+                let client = slack_of(state)?.client.clone();
+                let (actor, channel, trigger) = (actor.clone(), channel.clone(), payload.trigger_id.clone());
+                tokio::spawn(async move {
+                    match engine.may_decide(&request_id, &actor, channel.clone()).await {
+                        Ok(true) => {
+                            let view = blocks::deny_form(request_id.as_str(), channel.as_ref().map(|c| c.channel.as_str()));
+                            if let Err(error) = client.open_view(&trigger, &view).await {
+                                tracing::warn!(%error, "could not open the deny form");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(error) => tracing::error!(%error, "could not check a denial"),
+                    }
+                });
+            }
+        }
+    }
+    Ok(axum::http::StatusCode::OK.into_response())
+}
+
+fn field_errors(errors: Vec<(&str, String)>) -> Response {
+    let map: serde_json::Map<String, Value> = errors.into_iter().map(|(k, v)| (k.to_string(), Value::String(v))).collect();
+    Json(json!({ "response_action": "errors", "errors": map })).into_response()
+}
+
+async fn view_submission(state: &Arc<AppState>, submission: ViewSubmission) -> Result<Response, HttpError> {
+    let actor = slack_actor(&submission.user.id, submission.user.display_name());
+    let view = &submission.view;
+    let input = |block: &str| view.state.input(block, INPUT_ACTION).unwrap_or_default();
+    match view.callback_id.as_str() {
+        REQUEST_FORM_CALLBACK => {
+            let mut errors = Vec::new();
+            let group = GroupName::parse(&input(GROUP_BLOCK));
+            if group.is_err() {
+                errors.push((GROUP_BLOCK, "Choose a group.".to_string()));
+            }
+            let duration = HumanDuration::parse(&input(DURATION_BLOCK));
+            if let Err(error) = &duration {
+                errors.push((DURATION_BLOCK, format!("{error}.")));
+            }
+            let (Ok(group), Ok(duration)) = (group, duration) else {
+                return Ok(field_errors(errors));
+            };
+            let origin = slack_channel(&view.private_metadata);
+            let reason = input(REASON_BLOCK);
+            match state.engine.submit(actor.clone(), origin, &group, Some(duration), &reason).await {
+                Ok(receipt) => {
+                    let request = &receipt.request;
+                    let text = if receipt.auto_approved {
+                        format!("Request {} for {} ({}) was approved automatically by policy; granting access now.", request.id, request.group, request.duration)
+                    } else {
+                        format!("Request {} for {} ({}) is filed and waiting for approval.", request.id, request.group, request.duration)
+                    };
+                    state.engine.tell(&actor, text).await?;
+                    Ok(Json(json!({ "response_action": "clear" })).into_response())
+                }
+                Err(SubmitError::Refused(refusal)) => {
+                    let block = match refusal {
+                        RequestRefusal::UnknownGroup(_) | RequestRefusal::NotARequester(_) => GROUP_BLOCK,
+                        RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => DURATION_BLOCK,
+                        RequestRefusal::ReasonMissing(_) => REASON_BLOCK,
+                    };
+                    Ok(field_errors(vec![(block, refusal.to_string())]))
+                }
+                Err(other) => Ok(field_errors(vec![(GROUP_BLOCK, other.to_string())])),
+            }
+        }
+        DENY_FORM_CALLBACK => {
+            #[derive(serde::Deserialize)]
+            struct Metadata {
+                request: String,
+                channel: Option<String>,
+            }
+            let metadata: Metadata = serde_json::from_str(&view.private_metadata)
+                .map_err(|_| HttpError::BadRequest("deny form without its request".into()))?;
+            let request_id = RequestId::parse(&metadata.request)
+                .map_err(|_| HttpError::BadRequest("deny form without its request".into()))?;
+            let reason = input(REASON_BLOCK);
+            if reason.trim().is_empty() {
+                return Ok(field_errors(vec![(REASON_BLOCK, "A denial needs a reason.".into())]));
+            }
+            let channel = metadata.channel.as_deref().and_then(slack_channel);
+            state
+                .engine
+                .record_decision(&request_id, actor, Decision::Deny { reason }, channel)
+                .await?;
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+        _ => Ok(axum::http::StatusCode::OK.into_response()),
+    }
+}
+
+pub(super) async fn event(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let bytes = authenticate(&state, &headers, body).await?;
+    let event: Event =
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
+    match event {
+        Event::UrlVerification { challenge } => Ok(Json(json!({ "challenge": challenge })).into_response()),
+        Event::EventCallback { event } => {
+            let kind = event.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            if matches!(kind, "app_uninstalled" | "tokens_revoked") {
+                tracing::error!(event = kind, "Slack reports the app lost its token: messages cannot be delivered until it is reinstalled");
+            } else {
+                tracing::debug!(event = kind, "ignoring Slack event");
+            }
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+        Event::Other => Ok(axum::http::StatusCode::OK.into_response()),
+    }
+}

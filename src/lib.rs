@@ -1,0 +1,31 @@
+//! jitbot: just-in-time access, requested and approved in chat, granted
+//! through a provider, and revoked on time — across restarts and outages.
+//!
+//! # Layout
+//! - [`domain`]: pure logic — ids, durations, the command grammar, the
+//!   request lifecycle, policy decisions, the audit hash chain. No I/O.
+//! - [`config`]: environment settings (secrets) and the policy file, with
+//!   line-precise errors.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation:
+//!   requests, due-index, outbox, audit chain, mappings, replay cache.
+//! - [`engine`]: use cases — submit, decide, activate, expire, commands —
+//!   turning lifecycle steps into one transaction each.
+//! - [`scheduler`]: the single task that runs due jobs from the due-index.
+//! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model, the outbox
+//!   worker, and the Slack implementation.
+//! - [`providers`]: the [`providers::Provider`] trait and the `webhook` and
+//!   `exec` providers.
+//! - [`http`]: axum routes → engine; verification, parsing, answers.
+//! - [`server`]: assembling and running all of it; graceful shutdown.
+//! - [`cli`]: the `jitbot` command line.
+
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod providers;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -1,0 +1,183 @@
+//! The `exec` provider: runs a program with an argument vector (never through
+//! a shell), with a timeout. Exit status 0 is success.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{Access, Provider, ProviderError};
+
+/// How much of the program's stderr goes into the error message.
+const STDERR_EXCERPT_CHARS: usize = 300;
+
+/// The program runs with a cleared environment (jitbot's own secrets must
+/// not leak into it) plus this PATH and the `JITBOT_*` variables.
+const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct ExecProvider {
+    name: String,
+    grant: Vec<String>,
+    revoke: Vec<String>,
+    timeout: Duration,
+}
+
+impl ExecProvider {
+    pub fn new(name: &str, grant: Vec<String>, revoke: Vec<String>, timeout: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            grant,
+            revoke,
+            timeout,
+        }
+    }
+
+    async fn run(&self, action: &str, template: &[String], access: &Access) -> Result<(), ProviderError> {
+        let argv: Vec<String> = template.iter().map(|arg| substitute(arg, access)).collect();
+        let Some((program, args)) = argv.split_first() else {
+            return Err(ProviderError::new(&self.name, format!("no {action} command configured")));
+        };
+        let child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", CHILD_PATH)
+            .env("JITBOT_ACTION", action)
+            .env("JITBOT_PRINCIPAL", &access.principal)
+            .env("JITBOT_TARGET", &access.target)
+            .env("JITBOT_GROUP", &access.group)
+            .env("JITBOT_REQUEST_ID", &access.request_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // If the timeout fires, dropping the child kills it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ProviderError::new(&self.name, format!("{action}: cannot run {program}: {e}")))?;
+        let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(result) => result.map_err(|e| ProviderError::new(&self.name, format!("{action}: {program}: {e}")))?,
+            Err(_) => {
+                return Err(ProviderError::new(
+                    &self.name,
+                    format!("{action}: {program} did not finish within {:?} and was killed", self.timeout),
+                ))
+            }
+        };
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let excerpt: String = stderr.trim().chars().take(STDERR_EXCERPT_CHARS).collect();
+        let status = match output.status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(ProviderError::new(
+            &self.name,
+            if excerpt.is_empty() {
+                format!("{action}: {program} failed with {status}")
+            } else {
+                format!("{action}: {program} failed with {status}: {excerpt}")
+            },
+        ))
+    }
+}
+
+/// Fill the `{placeholders}` of one argument. Each argument stays one
+/// argument whatever the values contain: there is no shell to split it.
+fn substitute(arg: &str, access: &Access) -> String {
+    let expires = access.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+    arg.replace("{principal}", &access.principal)
+        .replace("{target}", &access.target)
+        .replace("{group}", &access.group)
+        .replace("{request_id}", &access.request_id)
+        .replace("{grant_id}", &access.grant_id)
+        .replace("{user_id}", &access.user.id)
+        .replace("{expires_at}", &expires)
+}
+
+#[async_trait]
+impl Provider for ExecProvider {
+    async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
+        self.run("grant", &self.grant, access).await
+    }
+
+    async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
+        self.run("revoke", &self.revoke, access).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::AccessUser;
+
+    fn access(principal: &str) -> Access {
+        Access {
+            request_id: "R-7K3Q9X".into(),
+            grant_id: "G-7K3Q9X".into(),
+            user: AccessUser {
+                platform: "slack".into(),
+                id: "U0ALICE".into(),
+                name: "alice".into(),
+                email: None,
+            },
+            principal: principal.into(),
+            group: "prod-db".into(),
+            target: "prod_rw".into(),
+            expires_at: None,
+        }
+    }
+
+    fn provider(grant: &[&str]) -> ExecProvider {
+        ExecProvider::new(
+            "shell",
+            grant.iter().map(|s| s.to_string()).collect(),
+            vec!["/bin/true".into()],
+            Duration::from_secs(5),
+        )
+    }
+
+    #[tokio::test]
+    async fn arguments_are_passed_without_a_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("args");
+        let script = format!("printf '%s\\n' \"$@\" > {}", out.display());
+        // `sh -c SCRIPT NAME ARGS...`: the principal arrives as one argument
+        // and is never interpreted.
+        let p = provider(&["/bin/sh", "-c", &script, "grant-role", "{principal}", "{target}"]);
+        p.grant(&access("alice; touch /tmp/pwned $(id)")).await.unwrap();
+        let written = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(written, "alice; touch /tmp/pwned $(id)\nprod_rw\n");
+    }
+
+    #[tokio::test]
+    async fn non_zero_exit_is_a_failure_with_stderr() {
+        let p = provider(&["/bin/sh", "-c", "echo 'role missing' >&2; exit 3"]);
+        let err = p.grant(&access("alice")).await.unwrap_err();
+        assert_eq!(err.provider, "shell");
+        assert!(err.message.contains("exit status 3: role missing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn secrets_in_our_environment_do_not_reach_the_program() {
+        let p = provider(&["/bin/sh", "-c", "test -z \"$SLACK_BOT_TOKEN\" && test \"$JITBOT_TARGET\" = prod_rw"]);
+        std::env::set_var("SLACK_BOT_TOKEN", "xoxb-leak");
+        let result = p.grant(&access("alice")).await;
+        std::env::remove_var("SLACK_BOT_TOKEN");
+        result.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hanging_program_is_killed_at_the_timeout() {
+        let p = ExecProvider::new("shell", vec!["/bin/sleep".into(), "30".into()], vec![], Duration::from_millis(200));
+        let err = p.grant(&access("alice")).await.unwrap_err();
+        assert!(err.message.contains("did not finish"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_reported() {
+        let err = provider(&["/nonexistent/grant"]).grant(&access("a")).await.unwrap_err();
+        assert!(err.message.contains("cannot run /nonexistent/grant"), "{err}");
+    }
+}

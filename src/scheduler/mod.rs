@@ -1,0 +1,163 @@
+//! The scheduler: one task over the sled due-index. It reads the first keys
+//! of the index (the earliest jobs: O(log n) to find, never a scan of all
+//! grants), runs those that are due — several at once, but never two of the
+//! same lane — and sleeps until the next one is due, a job finishes, or the
+//! engine wakes it for a new job.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::job::Job;
+use crate::engine::Engine;
+use crate::store::Store;
+
+/// Jobs that may run at once. Provider calls can be slow (an exec provider
+/// may take its whole timeout); a bound keeps a slow provider from holding
+/// up every other grant while keeping the number of child processes and
+/// connections sane.
+const MAX_CONCURRENT_JOBS: usize = 32;
+
+/// Even with nothing due, look again this often, so a wall-clock jump (NTP,
+/// suspend) delays nothing by more than this.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// After a job fails with a storage error, wait this long before it runs
+/// again, so a broken store is not hammered.
+const ERROR_COOLDOWN: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Running {
+    ids: HashSet<u64>,
+    lanes: HashSet<String>,
+}
+
+pub struct Scheduler {
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    running: Arc<Mutex<Running>>,
+    finished: Arc<Notify>,
+    tracker: TaskTracker,
+}
+
+/// What one pass over the due-index found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    pub started: usize,
+    /// When the earliest job not yet due is due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<Engine>, store: Arc<dyn Store>, wake: Arc<Notify>) -> Scheduler {
+        Scheduler {
+            engine,
+            store,
+            wake,
+            running: Arc::new(Mutex::new(Running::default())),
+            finished: Arc::new(Notify::new()),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start every due job there is room for.
+    pub fn dispatch(&self, cancel: &CancellationToken) -> Dispatched {
+        let room = MAX_CONCURRENT_JOBS.saturating_sub(self.running().ids.len());
+        if room == 0 {
+            return Dispatched { started: 0, next_due: None };
+        }
+        let jobs = {
+            let running = self.running();
+            // Look past jobs blocked by a busy lane, but not unboundedly.
+            self.store
+                .jobs_in_due_order(room + MAX_CONCURRENT_JOBS, &|job| running.ids.contains(&job.id))
+        };
+        let jobs = match jobs {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the due-index");
+                return Dispatched {
+                    started: 0,
+                    next_due: Some(Utc::now() + ERROR_COOLDOWN),
+                };
+            }
+        };
+        let now = Utc::now();
+        let mut started = 0;
+        for job in jobs {
+            if job.due_at > now {
+                return Dispatched {
+                    started,
+                    next_due: Some(job.due_at),
+                };
+            }
+            if started >= room {
+                break;
+            }
+            {
+                let mut running = self.running();
+                if !job.lane.is_empty() && running.lanes.contains(&job.lane) {
+                    continue;
+                }
+                running.ids.insert(job.id);
+                running.lanes.insert(job.lane.clone());
+            }
+            started += 1;
+            self.spawn(job, cancel.clone());
+        }
+        Dispatched { started, next_due: None }
+    }
+
+    fn spawn(&self, job: Job, cancel: CancellationToken) {
+        let engine = self.engine.clone();
+        let running = self.running.clone();
+        let finished = self.finished.clone();
+        self.tracker.spawn(async move {
+            let lateness = (Utc::now() - job.due_at).num_milliseconds();
+            tracing::debug!(job = job.kind.label(), request = %job.kind.request(), lateness_ms = lateness, "running job");
+            if let Err(error) = engine.run_job(&job).await {
+                tracing::error!(job = job.kind.label(), request = %job.kind.request(), %error, "job failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(ERROR_COOLDOWN) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
+            let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+            running.ids.remove(&job.id);
+            running.lanes.remove(&job.lane);
+            drop(running);
+            finished.notify_one();
+        });
+    }
+
+    /// Run until `cancel`; then let the jobs already running finish.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let dispatched = self.dispatch(&cancel);
+            let sleep = dispatched
+                .next_due
+                .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = self.finished.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!("scheduler stopped");
+    }
+}

@@ -1,0 +1,156 @@
+//! Assembling and running the bot: store, engine, scheduler, outbox worker
+//! and HTTP server, with a graceful shutdown that stops taking requests,
+//! lets in-flight work finish, and flushes the store.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::directory::CachedDirectory;
+use crate::chat::outbox::OutboxWorker;
+use crate::chat::slack::{verify, SlackClient};
+use crate::chat::ChatPlatform;
+use crate::config::settings::SlackSettings;
+use crate::domain::ids::Platform;
+use crate::domain::policy::Policy;
+use crate::engine::{Engine, Wakers};
+use crate::http::{self, AppState, SlackIngress};
+use crate::providers::Providers;
+use crate::scheduler::Scheduler;
+use crate::store::{SledStore, Store, StoreError};
+
+/// How often the replay cache drops signatures that are past the window.
+const REPLAY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up Slack: {0}")]
+    Slack(String),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Everything the server is built from.
+pub struct ServerParts {
+    pub data_dir: PathBuf,
+    pub policy: Policy,
+    pub providers: Providers,
+    pub slack: Option<SlackSettings>,
+}
+
+/// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Stop accepting, finish in-flight requests and jobs, flush the store.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.cancel.cancel();
+        self.task.await?
+    }
+
+    /// Run until `signal` resolves, then shut down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+pub async fn start(parts: ServerParts, listener: TcpListener) -> Result<RunningServer, ServerError> {
+    let data_dir = parts.data_dir.clone();
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await??);
+    let policy = Arc::new(parts.policy);
+    let wakers = Wakers::default();
+
+    let mut platforms: HashMap<Platform, Arc<dyn ChatPlatform>> = HashMap::new();
+    let mut directories = HashMap::new();
+    let slack_ingress = match &parts.slack {
+        Some(settings) => {
+            let client = Arc::new(
+                SlackClient::new(&settings.api_url, settings.bot_token.clone())
+                    .map_err(|e| ServerError::Slack(e.to_string()))?,
+            );
+            platforms.insert(Platform::Slack, client.clone());
+            directories.insert(Platform::Slack, Arc::new(CachedDirectory::new(client.clone())));
+            Some(SlackIngress {
+                signing_secret: settings.signing_secret.clone(),
+                client,
+            })
+        }
+        None => {
+            tracing::warn!("SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are not set: the Slack routes answer 404");
+            None
+        }
+    };
+
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        policy.clone(),
+        parts.providers,
+        directories,
+        wakers.clone(),
+    ));
+    let cancel = CancellationToken::new();
+    let workers = tokio_util::task::TaskTracker::new();
+    let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());
+    workers.spawn(scheduler.run(cancel.clone()));
+    let outbox = OutboxWorker::new(store.clone(), policy, platforms, wakers.outbox.clone());
+    workers.spawn(outbox.run(cancel.clone()));
+    workers.spawn(prune_replays(store.clone(), cancel.clone()));
+    workers.close();
+
+    let app = http::router(Arc::new(AppState {
+        engine,
+        slack: slack_ingress,
+    }));
+    let addr = listener.local_addr()?;
+    let http_cancel = CancellationToken::new();
+    let http_stop = http_cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+    let task_cancel = cancel.clone();
+    let task = tokio::spawn(async move {
+        task_cancel.cancelled().await;
+        // 1. Stop taking requests; let the ones in flight finish.
+        http_cancel.cancel();
+        server.await??;
+        // 2. Stop the workers after their current job or delivery.
+        workers.wait().await;
+        // 3. Make everything durable.
+        tokio::task::spawn_blocking(move || store.flush()).await??;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    });
+    tracing::info!(%addr, "jitbot listening");
+    Ok(RunningServer { addr, cancel, task })
+}
+
+async fn prune_replays(store: Arc<dyn Store>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(REPLAY_PRUNE_EVERY) => {}
+        }
+        let cutoff = chrono::Utc::now().timestamp() - verify::MAX_AGE_SECS - 1;
+        if let Err(error) = store.forget_deliveries_before(cutoff) {
+            tracing::warn!(%error, "could not prune the replay cache");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Key layouts. Every key starts with a version byte so a future layout can
+//! live beside this one; times are wall-clock milliseconds, big-endian, so
+//! byte order is time order.
+
+use crate::domain::ids::{Actor, RequestId};
+
+pub(super) const V1: u8 = 1;
+
+pub(super) fn request(id: &RequestId) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// `by_user` index: the user, a NUL, then the request id.
+pub(super) fn user_prefix(user: &Actor) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(user.platform.to_string().as_bytes());
+    key.push(b':');
+    key.extend_from_slice(user.user.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+pub(super) fn user_request(user: &Actor, id: &RequestId) -> Vec<u8> {
+    let mut key = user_prefix(user);
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// Due-index key: due time then job id, so the first key is the next job.
+pub(super) fn due(due_ms: i64, job_id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(V1);
+    // Times before 1970 do not occur; clamp so the cast cannot wrap.
+    key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(&job_id.to_be_bytes());
+    key
+}
+
+pub(super) fn sequence(seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(V1);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Replay-cache key: the signed timestamp first (so old entries are pruned
+/// with one range scan), then the signature.
+pub(super) fn replay(timestamp_secs: i64, signature: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + signature.len());
+    key.push(V1);
+    key.extend_from_slice(&(timestamp_secs.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(signature);
+    key
+}
+
+pub(super) fn mapping(group: &str, platform: &str, channel: &str) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(group.as_bytes());
+    key.push(0);
+    key.extend_from_slice(platform.as_bytes());
+    key.push(0);
+    key.extend_from_slice(channel.as_bytes());
+    key
+}
+
+pub(super) const AUDIT_HEAD: &[u8] = b"\x01audit_head";

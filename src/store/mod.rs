@@ -1,0 +1,146 @@
+//! Durable state behind the [`Store`] trait, implemented on sled
+//! ([`SledStore`]).
+//!
+//! Trees (small and fixed):
+//! - `requests`: request id → request (JSON)
+//! - `requests_by_user`: user ++ request id → (), for `/jit list`
+//! - `due`: due millis ++ job id → job; the scheduler's due-index
+//! - `outbox`: sequence → message owed to someone
+//! - `audit`: sequence → hash-chained audit event
+//! - `meta`: the audit chain head
+//! - `replay`: signed timestamp ++ signature → (), the replay cache
+//! - `mappings`: group ++ platform ++ channel → mapping
+//!
+//! A state change, its audit events, its follow-up jobs and its outbox
+//! messages are written in one transaction ([`Store::apply`]).
+
+mod keys;
+mod sled_store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::audit::{AuditEvent, AuditRecord, ChainBreak, ChainHead};
+use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
+use crate::domain::job::Job;
+use crate::domain::message::Outgoing;
+use crate::domain::request::AccessRequest;
+
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What a change writes beside the request itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    pub audit: Vec<AuditRecord>,
+    pub jobs: Vec<Job>,
+    pub outbox: Vec<Outgoing>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.audit.is_empty() && self.jobs.is_empty() && self.outbox.is_empty()
+    }
+}
+
+/// What [`Store::apply`] should write: the request's new value (if it
+/// changed) and the effects.
+#[derive(Debug, Default, Clone)]
+pub struct Write {
+    pub request: Option<AccessRequest>,
+    pub effects: Effects,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// The change function chose to write nothing; nothing at all was
+    /// written, and `consume_job` is still due.
+    Skipped,
+    /// The job to consume was already gone: another run finished it.
+    JobGone,
+}
+
+/// A message owed, as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub message: Outgoing,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// The last delivery error, for operators.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// An admin's run-time mapping of a channel to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub group: GroupName,
+    pub destination: Destination,
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// A fresh id, unique for the life of the store.
+    fn next_id(&self) -> Result<u64, StoreError>;
+
+    fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError>;
+
+    /// Every request filed by `user`, newest first.
+    fn requests_of(&self, user: &Actor) -> Result<Vec<AccessRequest>, StoreError>;
+
+    /// Atomically: read request `id` (absent for a new one), let `change`
+    /// decide what to write, write it with its effects, and remove
+    /// `consume_job` from the due-index. If `change` returns `None`, nothing
+    /// is written (the job stays). `change` may run more than once (on
+    /// conflict), so it must not do I/O.
+    fn apply(
+        &self,
+        id: &RequestId,
+        consume_job: Option<&Job>,
+        change: &mut dyn FnMut(Option<&AccessRequest>) -> Option<Write>,
+    ) -> Result<Applied, StoreError>;
+
+    /// Write effects that belong to no single request change.
+    fn record(&self, effects: &Effects) -> Result<(), StoreError>;
+
+    /// Up to `limit` jobs in due order, skipping those `skip` says are
+    /// already running.
+    fn jobs_in_due_order(&self, limit: usize, skip: &dyn Fn(&Job) -> bool) -> Result<Vec<Job>, StoreError>;
+
+    /// Move `job` to a new due time (a retry), atomically with `effects`.
+    fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError>;
+
+    /// Up to `limit` outbox entries in the order they were written.
+    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn outbox_len(&self) -> usize;
+    fn outbox_remove(&self, seq: u64) -> Result<(), StoreError>;
+    fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+
+    /// Remember a signed delivery; `false` if it was seen before (a replay).
+    fn remember_delivery(&self, timestamp_secs: i64, signature: &[u8]) -> Result<bool, StoreError>;
+    /// Forget deliveries signed before `timestamp_secs` (outside the window).
+    fn forget_deliveries_before(&self, timestamp_secs: i64) -> Result<usize, StoreError>;
+
+    fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
+    fn put_mapping(&self, mapping: &Mapping, audit: AuditRecord) -> Result<(), StoreError>;
+
+    fn audit_head(&self) -> Result<ChainHead, StoreError>;
+    /// Events with sequence numbers after `after`, oldest first.
+    fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Check the whole chain; the number of events verified.
+    fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError>;
+
+    /// Make everything written so far durable (fsync). Blocking.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,484 @@
+//! The sled implementation of [`Store`].
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+
+use super::keys;
+use super::{Applied, Effects, Mapping, OutboxEntry, Store, StoreError, Write};
+use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
+use crate::domain::ids::{Actor, RequestId};
+use crate::domain::job::Job;
+use crate::domain::request::AccessRequest;
+
+/// sled's default page cache is 1 GiB; jitbot's working set is small, and a
+/// bounded cache keeps the process's memory predictable.
+const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+// Positions of the trees in a transaction over `tx_trees`.
+const REQUESTS: usize = 0;
+const BY_USER: usize = 1;
+const DUE: usize = 2;
+const OUTBOX: usize = 3;
+const AUDIT: usize = 4;
+const META: usize = 5;
+const MAPPINGS: usize = 6;
+
+pub struct SledStore {
+    db: sled::Db,
+    requests: Tree,
+    by_user: Tree,
+    due: Tree,
+    outbox: Tree,
+    audit: Tree,
+    meta: Tree,
+    replay: Tree,
+    mappings: Tree,
+    /// The trees a state change may touch, in the order of the constants above.
+    tx_trees: Vec<Tree>,
+}
+
+/// Why a transaction closure stopped: the caller chose to write nothing,
+/// or something failed.
+enum Abort {
+    Skipped,
+    Failed(StoreError),
+}
+
+type TxError = ConflictableTransactionError<Abort>;
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn abort(error: StoreError) -> TxError {
+    ConflictableTransactionError::Abort(Abort::Failed(error))
+}
+
+fn finish(result: Result<Applied, TransactionError<Abort>>) -> Result<Applied, StoreError> {
+    match result {
+        Ok(applied) => Ok(applied),
+        Err(TransactionError::Abort(Abort::Skipped)) => Ok(Applied::Skipped),
+        Err(TransactionError::Abort(Abort::Failed(e))) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+    }
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                    StoreError::Corrupt(format!(
+                        "{} is in use by another jitbot process (the store is single-process: stop the server, or use the HTTP API)",
+                        dir.display()
+                    ))
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let open = |name: &str| db.open_tree(name);
+        let requests = open("requests")?;
+        let by_user = open("requests_by_user")?;
+        let due = open("due")?;
+        let outbox = open("outbox")?;
+        let audit = open("audit")?;
+        let meta = open("meta")?;
+        let replay = open("replay")?;
+        let mappings = open("mappings")?;
+        let tx_trees = vec![
+            requests.clone(),
+            by_user.clone(),
+            due.clone(),
+            outbox.clone(),
+            audit.clone(),
+            meta.clone(),
+            mappings.clone(),
+        ];
+        Ok(SledStore {
+            db,
+            requests,
+            by_user,
+            due,
+            outbox,
+            audit,
+            meta,
+            replay,
+            mappings,
+            tx_trees,
+        })
+    }
+
+    fn due_key(job: &Job) -> Vec<u8> {
+        keys::due(job.due_at.timestamp_millis(), job.id)
+    }
+
+    fn write_effects(trees: &[TransactionalTree], effects: &Effects) -> Result<(), TxError> {
+        if !effects.audit.is_empty() {
+            let mut head = match trees[META].get(keys::AUDIT_HEAD)? {
+                Some(bytes) => decode::<ChainHead>(&bytes).map_err(abort)?,
+                None => ChainHead::genesis(),
+            };
+            for record in &effects.audit {
+                let (event, next) = record.clone().seal(&head);
+                trees[AUDIT].insert(keys::sequence(event.seq), encode(&event).map_err(abort)?)?;
+                head = next;
+            }
+            trees[META].insert(keys::AUDIT_HEAD, encode(&head).map_err(abort)?)?;
+        }
+        for job in &effects.jobs {
+            trees[DUE].insert(Self::due_key(job), encode(job).map_err(abort)?)?;
+        }
+        let now = chrono::Utc::now();
+        for message in &effects.outbox {
+            let seq = trees[OUTBOX].generate_id()?;
+            let entry = OutboxEntry {
+                seq,
+                message: message.clone(),
+                attempts: 0,
+                next_attempt_at: now,
+                created_at: now,
+                last_error: None,
+            };
+            trees[OUTBOX].insert(keys::sequence(seq), encode(&entry).map_err(abort)?)?;
+        }
+        Ok(())
+    }
+
+    fn decode_all<T: DeserializeOwned>(
+        iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (_, value) = item?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SledStore {
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+        self.requests
+            .get(keys::request(id))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    fn requests_of(&self, user: &Actor) -> Result<Vec<AccessRequest>, StoreError> {
+        let prefix = keys::user_prefix(user);
+        let mut requests = Vec::new();
+        for item in self.by_user.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let id_text = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+            let id = RequestId::parse(&id_text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some(request) = self.get_request(&id)? {
+                requests.push(request);
+            }
+        }
+        requests.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(requests)
+    }
+
+    fn apply(
+        &self,
+        id: &RequestId,
+        consume_job: Option<&Job>,
+        change: &mut dyn FnMut(Option<&AccessRequest>) -> Option<Write>,
+    ) -> Result<Applied, StoreError> {
+        // sled may run the closure again on conflict; it only needs `Fn`,
+        // so the caller's `FnMut` is borrowed through a RefCell.
+        let change = RefCell::new(change);
+        let request_key = keys::request(id);
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            if let Some(job) = consume_job {
+                if trees[DUE].remove(Self::due_key(job))?.is_none() {
+                    return Ok(Applied::JobGone);
+                }
+            }
+            let current: Option<AccessRequest> = match trees[REQUESTS].get(&request_key)? {
+                Some(bytes) => Some(decode(&bytes).map_err(abort)?),
+                None => None,
+            };
+            let Some(write) = (change.borrow_mut())(current.as_ref()) else {
+                // Abort, so that not even the job removal is kept.
+                return Err(ConflictableTransactionError::Abort(Abort::Skipped));
+            };
+            if let Some(request) = &write.request {
+                trees[REQUESTS].insert(request_key.as_slice(), encode(request).map_err(abort)?)?;
+                if current.is_none() {
+                    trees[BY_USER].insert(keys::user_request(&request.requester, &request.id), &[])?;
+                }
+            }
+            Self::write_effects(trees, &write.effects)?;
+            Ok(Applied::Written)
+        }))
+    }
+
+    fn record(&self, effects: &Effects) -> Result<(), StoreError> {
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            Self::write_effects(trees, effects)?;
+            Ok(Applied::Written)
+        }))
+        .map(drop)
+    }
+
+    fn jobs_in_due_order(&self, limit: usize, skip: &dyn Fn(&Job) -> bool) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::new();
+        for item in self.due.iter() {
+            if jobs.len() >= limit {
+                break;
+            }
+            let (_, value) = item?;
+            let job: Job = decode(&value)?;
+            if !skip(&job) {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError> {
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            if trees[DUE].remove(Self::due_key(job))?.is_none() {
+                return Ok(Applied::JobGone);
+            }
+            trees[DUE].insert(Self::due_key(next), encode(next).map_err(abort)?)?;
+            Self::write_effects(trees, effects)?;
+            Ok(Applied::Written)
+        }))
+    }
+
+    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        Self::decode_all(self.outbox.iter(), limit)
+    }
+
+    fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.outbox.remove(keys::sequence(seq))?;
+        Ok(())
+    }
+
+    fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.outbox.insert(keys::sequence(entry.seq), encode(entry)?)?;
+        Ok(())
+    }
+
+    fn remember_delivery(&self, timestamp_secs: i64, signature: &[u8]) -> Result<bool, StoreError> {
+        let key = keys::replay(timestamp_secs, signature);
+        let fresh = self
+            .replay
+            .compare_and_swap(key, None as Option<&[u8]>, Some(&[] as &[u8]))?
+            .is_ok();
+        Ok(fresh)
+    }
+
+    fn forget_deliveries_before(&self, timestamp_secs: i64) -> Result<usize, StoreError> {
+        let end = keys::replay(timestamp_secs, &[]);
+        let mut removed = 0;
+        for item in self.replay.range(..end) {
+            let (key, _) = item?;
+            self.replay.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn mappings(&self) -> Result<Vec<Mapping>, StoreError> {
+        Self::decode_all(self.mappings.iter(), usize::MAX)
+    }
+
+    fn put_mapping(&self, mapping: &Mapping, audit: AuditRecord) -> Result<(), StoreError> {
+        let key = keys::mapping(
+            mapping.group.as_str(),
+            &mapping.destination.platform.to_string(),
+            mapping.destination.channel.as_str(),
+        );
+        let value = encode(mapping)?;
+        let effects = Effects {
+            audit: vec![audit],
+            ..Effects::default()
+        };
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            trees[MAPPINGS].insert(key.as_slice(), value.as_slice())?;
+            Self::write_effects(trees, &effects)?;
+            Ok(Applied::Written)
+        }))
+        .map(drop)
+    }
+
+    fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        match self.meta.get(keys::AUDIT_HEAD)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(ChainHead::genesis()),
+        }
+    }
+
+    fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        Self::decode_all(self.audit.range(keys::sequence(after.saturating_add(1))..), limit)
+    }
+
+    fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+        let head = self.audit_head()?;
+        let mut events = Vec::new();
+        for item in self.audit.iter() {
+            let (_, value) = item?;
+            events.push(decode::<AuditEvent>(&value)?);
+        }
+        Ok(verify_chain(events, &head))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::audit::AuditAction;
+    use crate::domain::duration::HumanDuration;
+    use crate::domain::ids::{GroupName, Platform, UserId};
+    use crate::domain::job::JobKind;
+    use crate::domain::message::Outgoing;
+
+    fn alice() -> Actor {
+        Actor::new(Platform::Slack, UserId::new("U0ALICE"), "alice")
+    }
+
+    fn new_request() -> AccessRequest {
+        AccessRequest::file(
+            RequestId::generate(),
+            alice(),
+            GroupName::parse("prod-db").unwrap(),
+            HumanDuration::parse("1h").unwrap(),
+            "testing".into(),
+            None,
+            false,
+            Utc::now(),
+        )
+        .0
+    }
+
+    fn audit(detail: &str) -> AuditRecord {
+        AuditRecord {
+            at: Utc::now(),
+            action: AuditAction::Requested,
+            actor: None,
+            request: None,
+            group: None,
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn apply_writes_request_effects_and_index_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let request = new_request();
+        let job = Job {
+            id: store.next_id().unwrap(),
+            due_at: Utc::now(),
+            attempt: 0,
+            lane: String::new(),
+            kind: JobKind::Activate {
+                request: request.id.clone(),
+            },
+        };
+        let applied = store
+            .apply(&request.id, None, &mut |current| {
+                assert!(current.is_none());
+                Some(Write {
+                    request: Some(request.clone()),
+                    effects: Effects {
+                        audit: vec![audit("one"), audit("two")],
+                        jobs: vec![job.clone()],
+                        outbox: vec![Outgoing::RefreshCards {
+                            request: request.id.clone(),
+                        }],
+                    },
+                })
+            })
+            .unwrap();
+        assert_eq!(applied, Applied::Written);
+        assert_eq!(store.get_request(&request.id).unwrap().unwrap(), request);
+        assert_eq!(store.requests_of(&alice()).unwrap().len(), 1);
+        assert_eq!(store.jobs_in_due_order(10, &|_| false).unwrap(), vec![job.clone()]);
+        assert_eq!(store.outbox_entries(10).unwrap().len(), 1);
+        assert_eq!(store.audit_head().unwrap().seq, 2);
+        assert_eq!(store.verify_audit().unwrap(), Ok(2));
+
+        // Consuming the job twice: the second run finds it gone and writes nothing.
+        let mut calls = 0;
+        let first = store
+            .apply(&request.id, Some(&job), &mut |_| {
+                calls += 1;
+                Some(Write::default())
+            })
+            .unwrap();
+        let second = store
+            .apply(&request.id, Some(&job), &mut |_| {
+                calls += 1;
+                Some(Write::default())
+            })
+            .unwrap();
+        assert_eq!((first, second, calls), (Applied::Written, Applied::JobGone, 1));
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = new_request();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .apply(&request.id, None, &mut |_| {
+                    Some(Write {
+                        request: Some(request.clone()),
+                        effects: Effects {
+                            audit: vec![audit("x")],
+                            ..Effects::default()
+                        },
+                    })
+                })
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.get_request(&request.id).unwrap(), Some(request));
+        assert_eq!(store.verify_audit().unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn replays_are_detected_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.remember_delivery(1000, b"sig").unwrap());
+        assert!(!store.remember_delivery(1000, b"sig").unwrap());
+        assert!(store.remember_delivery(1001, b"sig").unwrap());
+        assert_eq!(store.forget_deliveries_before(1001).unwrap(), 1);
+        assert!(store.remember_delivery(1000, b"sig").unwrap());
+    }
+}
