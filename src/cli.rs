@@ -12,7 +12,11 @@ use crate::server::{self, ServerParts};
 use crate::store::{SledStore, Store};
 
 #[derive(Debug, Parser)]
-#[command(name = "jitbot", version, about = "Just-in-time access, requested and approved in chat")]
+#[command(
+    name = "jitbot",
+    version,
+    about = "Just-in-time access, requested and approved in chat"
+)]
 pub struct Cli {
     /// Read settings from this KEY=value file too (the real environment wins).
     #[arg(long, global = true, value_name = "PATH")]
@@ -68,7 +72,9 @@ pub async fn run(cli: Cli) -> i32 {
     };
     match cli.command.unwrap_or(CliCommand::Serve) {
         CliCommand::Serve => serve(settings, env).await,
-        CliCommand::CheckConfig { path } => check_config(path.as_deref().unwrap_or(&settings.config_path)),
+        CliCommand::CheckConfig { path } => {
+            check_config(path.as_deref().unwrap_or(&settings.config_path))
+        }
         CliCommand::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&settings.data_dir),
@@ -78,7 +84,9 @@ pub async fn run(cli: Cli) -> i32 {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless; ignore it.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

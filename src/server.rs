@@ -63,16 +63,23 @@ impl RunningServer {
     }
 
     /// Run until `signal` resolves, then shut down gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         signal.await;
         tracing::info!("shutting down");
         self.shutdown().await
     }
 }
 
-pub async fn start(parts: ServerParts, listener: TcpListener) -> Result<RunningServer, ServerError> {
+pub async fn start(
+    parts: ServerParts,
+    listener: TcpListener,
+) -> Result<RunningServer, ServerError> {
     let data_dir = parts.data_dir.clone();
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await??);
+    let store: Arc<dyn Store> =
+        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await??);
     let policy = Arc::new(parts.policy);
     let wakers = Wakers::default();
 
@@ -85,14 +92,19 @@ pub async fn start(parts: ServerParts, listener: TcpListener) -> Result<RunningS
                     .map_err(|e| ServerError::Slack(e.to_string()))?,
             );
             platforms.insert(Platform::Slack, client.clone());
-            directories.insert(Platform::Slack, Arc::new(CachedDirectory::new(client.clone())));
+            directories.insert(
+                Platform::Slack,
+                Arc::new(CachedDirectory::new(client.clone())),
+            );
             Some(SlackIngress {
                 signing_secret: settings.signing_secret.clone(),
                 client,
             })
         }
         None => {
-            tracing::warn!("SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are not set: the Slack routes answer 404");
+            tracing::warn!(
+                "SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are not set: the Slack routes answer 404"
+            );
             None
         }
     };

@@ -72,7 +72,10 @@ fn plain(text: impl Into<String>) -> CardText {
 pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Card {
     let required = group.map_or(1, |g| g.approvals_required).max(1);
     let mut fields = vec![
-        ("Requester".to_string(), CardText::User(request.requester.clone())),
+        (
+            "Requester".to_string(),
+            CardText::User(request.requester.clone()),
+        ),
         ("Group".to_string(), plain(request.group.as_str())),
         ("Duration".to_string(), plain(request.duration.to_string())),
         ("Request".to_string(), plain(request.id.as_str())),
@@ -85,14 +88,26 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
     }
     let mut status = Vec::new();
     for approval in &request.approvals {
-        status.extend([plain("Approved by "), CardText::User(approval.by.clone()), plain(" at "), CardText::Time(approval.at), plain(". ")]);
+        status.extend([
+            plain("Approved by "),
+            CardText::User(approval.by.clone()),
+            plain(" at "),
+            CardText::Time(approval.at),
+            plain(". "),
+        ]);
     }
     match &request.state {
         RequestState::Pending => {}
-        RequestState::Approved { auto: true, .. } => status.push(plain("Auto-approved by policy; granting access…")),
+        RequestState::Approved { auto: true, .. } => {
+            status.push(plain("Auto-approved by policy; granting access…"))
+        }
         RequestState::Approved { .. } => status.push(plain("Granting access…")),
         RequestState::Active { expires_at, .. } => {
-            status.extend([plain("Access is active until "), CardText::Time(*expires_at), plain(".")]);
+            status.extend([
+                plain("Access is active until "),
+                CardText::Time(*expires_at),
+                plain("."),
+            ]);
         }
         RequestState::Denied { by, at, reason } => {
             status.extend([
@@ -103,11 +118,27 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
                 plain(format!(": {reason}")),
             ]);
         }
-        RequestState::Cancelled { at } => status.extend([plain("Cancelled by the requester at "), CardText::Time(*at), plain(".")]),
-        RequestState::TimedOut { at } => status.extend([plain("Timed out undecided at "), CardText::Time(*at), plain(".")]),
-        RequestState::Failed { error, .. } => status.push(plain(format!("The grant failed: {error}"))),
-        RequestState::Expired { at } => status.extend([plain("Expired at "), CardText::Time(*at), plain(".")]),
-        RequestState::Released { at } => status.extend([plain("Released by the requester at "), CardText::Time(*at), plain(".")]),
+        RequestState::Cancelled { at } => status.extend([
+            plain("Cancelled by the requester at "),
+            CardText::Time(*at),
+            plain("."),
+        ]),
+        RequestState::TimedOut { at } => status.extend([
+            plain("Timed out undecided at "),
+            CardText::Time(*at),
+            plain("."),
+        ]),
+        RequestState::Failed { error, .. } => {
+            status.push(plain(format!("The grant failed: {error}")))
+        }
+        RequestState::Expired { at } => {
+            status.extend([plain("Expired at "), CardText::Time(*at), plain(".")])
+        }
+        RequestState::Released { at } => status.extend([
+            plain("Released by the requester at "),
+            CardText::Time(*at),
+            plain("."),
+        ]),
         RequestState::Revoked { by, at, reason } => status.extend([
             plain("Revoked by "),
             CardText::User(by.clone()),
@@ -132,7 +163,9 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
     } else {
         Vec::new()
     };
-    let description = group.map(|g| g.description.as_str()).filter(|d| !d.is_empty());
+    let description = group
+        .map(|g| g.description.as_str())
+        .filter(|d| !d.is_empty());
     let title = match description {
         Some(description) => format!("Access request for {} ({description})", request.group),
         None => format!("Access request for {}", request.group),
@@ -180,7 +213,9 @@ mod tests {
         assert_eq!(pending.actions.len(), 2);
         assert_eq!(pending.actions[0].value, "R-7K3Q9X");
         let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
-        let (denied, _) = request().deny(&lead, true, "not today", Utc::now()).unwrap();
+        let (denied, _) = request()
+            .deny(&lead, true, "not today", Utc::now())
+            .unwrap();
         let card = approval_card(&denied, None);
         assert!(card.actions.is_empty());
         assert!(card.status.contains(&CardText::User(lead)));

@@ -59,7 +59,13 @@ impl CachedDirectory {
         if let Some(members) = Self::fresh(&self.groups, group, MEMBERSHIP_TTL) {
             return Ok(members);
         }
-        let members: Arc<HashSet<UserId>> = Arc::new(self.inner.user_group_members(group).await?.into_iter().collect());
+        let members: Arc<HashSet<UserId>> = Arc::new(
+            self.inner
+                .user_group_members(group)
+                .await?
+                .into_iter()
+                .collect(),
+        );
         Self::keep(&self.groups, group, members.clone());
         Ok(members)
     }
@@ -98,7 +104,11 @@ mod tests {
         let inner = Arc::new(Counting(AtomicUsize::new(0)));
         let directory = CachedDirectory::new(inner.clone());
         for _ in 0..3 {
-            assert!(directory.members("S1").await.unwrap().contains(&UserId::new("U1")));
+            assert!(directory
+                .members("S1")
+                .await
+                .unwrap()
+                .contains(&UserId::new("U1")));
         }
         assert_eq!(inner.0.load(Ordering::SeqCst), 1);
     }

@@ -44,7 +44,8 @@ pub struct PostedMessage {
 pub trait ChatPlatform: Send + Sync {
     fn platform(&self) -> Platform;
 
-    async fn post_card(&self, channel: &ChannelId, card: &Card) -> Result<PostedMessage, ChatError>;
+    async fn post_card(&self, channel: &ChannelId, card: &Card)
+        -> Result<PostedMessage, ChatError>;
 
     async fn update_card(&self, message: &PostedMessage, card: &Card) -> Result<(), ChatError>;
 
@@ -57,7 +58,12 @@ pub trait ChatPlatform: Send + Sync {
     ) -> Result<PostedMessage, ChatError>;
 
     /// A message in `channel` that only `user` sees.
-    async fn ephemeral(&self, channel: &ChannelId, user: &UserId, text: &str) -> Result<(), ChatError>;
+    async fn ephemeral(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        text: &str,
+    ) -> Result<(), ChatError>;
 
     /// A plain message in a channel.
     async fn post_text(&self, channel: &ChannelId, text: &str) -> Result<(), ChatError>;

@@ -129,7 +129,10 @@ impl OutboxWorker {
 
     /// Deliver a queue's entries in order, stopping at the first that must
     /// wait. Returns how many were finished and when to retry the rest.
-    async fn deliver_queue(&self, queue: Vec<OutboxEntry>) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+    async fn deliver_queue(
+        &self,
+        queue: Vec<OutboxEntry>,
+    ) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
         let mut finished = 0;
         for mut entry in queue {
             if entry.next_attempt_at > Utc::now() {
@@ -190,7 +193,11 @@ impl OutboxWorker {
             Outgoing::DirectCard { request, to } => {
                 self.post_card(request, to.platform, |platform, card| {
                     let user = to.user.clone();
-                    async move { platform.direct_message(&user, &card.fallback, Some(&card)).await }
+                    async move {
+                        platform
+                            .direct_message(&user, &card.fallback, Some(&card))
+                            .await
+                    }
                 })
                 .await
             }
@@ -205,14 +212,27 @@ impl OutboxWorker {
                 channel,
                 user,
                 text,
-            } => self.platform(*platform)?.ephemeral(channel, user, text).await,
-            Outgoing::ChannelNotice { to, text } => self.platform(to.platform)?.post_text(&to.channel, text).await,
+            } => {
+                self.platform(*platform)?
+                    .ephemeral(channel, user, text)
+                    .await
+            }
+            Outgoing::ChannelNotice { to, text } => {
+                self.platform(to.platform)?
+                    .post_text(&to.channel, text)
+                    .await
+            }
         }
     }
 
     /// Post a request's card once, record where it went, and bring it up to
     /// date if the request changed while it was being posted.
-    async fn post_card<F, Fut>(&self, id: &RequestId, platform: Platform, post: F) -> Result<(), ChatError>
+    async fn post_card<F, Fut>(
+        &self,
+        id: &RequestId,
+        platform: Platform,
+        post: F,
+    ) -> Result<(), ChatError>
     where
         F: FnOnce(Arc<dyn ChatPlatform>, super::Card) -> Fut,
         Fut: std::future::Future<Output = Result<PostedMessage, ChatError>>,
@@ -249,7 +269,11 @@ impl OutboxWorker {
     }
 
     async fn refresh_cards(&self, id: &RequestId) -> Result<(), ChatError> {
-        let Some(request) = self.store.get_request(id).map_err(|e| ChatError::Failed(e.to_string()))? else {
+        let Some(request) = self
+            .store
+            .get_request(id)
+            .map_err(|e| ChatError::Failed(e.to_string()))?
+        else {
             return Ok(());
         };
         let card = approval_card(&request, self.policy.group(&request.group));
@@ -258,10 +282,16 @@ impl OutboxWorker {
                 channel: posted.channel.clone(),
                 message_id: posted.message_id.clone(),
             };
-            match self.platform(posted.platform)?.update_card(&message, &card).await {
+            match self
+                .platform(posted.platform)?
+                .update_card(&message, &card)
+                .await
+            {
                 Ok(()) => {}
                 // A deleted card does not stop the others from updating.
-                Err(ChatError::Unreachable(error)) => tracing::warn!(%error, request = %id, "card cannot be updated"),
+                Err(ChatError::Unreachable(error)) => {
+                    tracing::warn!(%error, request = %id, "card cannot be updated")
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -273,7 +303,10 @@ impl OutboxWorker {
         loop {
             let wait = match self.step().await {
                 Ok(StepOutcome::Progressed) => continue,
-                Ok(StepOutcome::Waiting(Some(at))) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+                Ok(StepOutcome::Waiting(Some(at))) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_SLEEP),
                 Ok(StepOutcome::Waiting(None)) => MAX_SLEEP,
                 Err(error) => {
                     tracing::error!(%error, "outbox pass failed");

@@ -31,7 +31,10 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     #[error("{}", render_problems(path, problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
@@ -97,11 +100,23 @@ const EXEC_KEYS: &[&str] = &["kind", "grant", "revoke", "principal", "timeout"];
 const PROVIDER_KINDS: &[&str] = &["webhook", "exec"];
 
 /// Placeholders a principal template may use.
-pub const PRINCIPAL_PLACEHOLDERS: &[&str] =
-    &["user_id", "slack_user_id", "teams_aad_id", "email", "email_local"];
+pub const PRINCIPAL_PLACEHOLDERS: &[&str] = &[
+    "user_id",
+    "slack_user_id",
+    "teams_aad_id",
+    "email",
+    "email_local",
+];
 /// Placeholders an exec argument may use.
-pub const EXEC_PLACEHOLDERS: &[&str] =
-    &["principal", "target", "group", "request_id", "grant_id", "user_id", "expires_at"];
+pub const EXEC_PLACEHOLDERS: &[&str] = &[
+    "principal",
+    "target",
+    "group",
+    "request_id",
+    "grant_id",
+    "user_id",
+    "expires_at",
+];
 
 const DEFAULT_PRINCIPAL: &str = "{user_id}";
 const DEFAULT_PROVIDER_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
@@ -188,31 +203,51 @@ impl Reader<'_> {
         match item.as_str() {
             Some(text) => Some(text.to_string()),
             None => {
-                self.problem(Self::value_span(table, key), format!("`{key}` in {context} must be a string"));
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context} must be a string"),
+                );
                 None
             }
         }
     }
 
-    fn required_string(&mut self, table: &dyn TableLike, key: &str, context: &str, at: Span) -> Option<String> {
+    fn required_string(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        at: Span,
+    ) -> Option<String> {
         if table.get(key).is_none() {
             self.problem(at, format!("{context} is missing `{key}`"));
             return None;
         }
         let text = self.string(table, key, context)?;
         if text.trim().is_empty() {
-            self.problem(Self::value_span(table, key), format!("`{key}` in {context} must not be empty"));
+            self.problem(
+                Self::value_span(table, key),
+                format!("`{key}` in {context} must not be empty"),
+            );
             return None;
         }
         Some(text)
     }
 
-    fn duration(&mut self, table: &dyn TableLike, key: &str, context: &str) -> Option<HumanDuration> {
+    fn duration(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<HumanDuration> {
         let text = self.string(table, key, context)?;
         match HumanDuration::parse(&text) {
             Ok(duration) => Some(duration),
             Err(error) => {
-                self.problem(Self::value_span(table, key), format!("`{key}` in {context}: {error}"));
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context}: {error}"),
+                );
                 None
             }
         }
@@ -223,29 +258,48 @@ impl Reader<'_> {
         match item.as_bool() {
             Some(value) => Some(value),
             None => {
-                self.problem(Self::value_span(table, key), format!("`{key}` in {context} must be true or false"));
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context} must be true or false"),
+                );
                 None
             }
         }
     }
 
-    fn string_list(&mut self, table: &dyn TableLike, key: &str, context: &str) -> Option<Vec<(String, Span)>> {
+    fn string_list(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<(String, Span)>> {
         let item = table.get(key)?;
         let Some(array) = item.as_array() else {
-            self.problem(Self::value_span(table, key), format!("`{key}` in {context} must be a list of strings"));
+            self.problem(
+                Self::value_span(table, key),
+                format!("`{key}` in {context} must be a list of strings"),
+            );
             return None;
         };
         let mut out = Vec::new();
         for value in array.iter() {
             match value.as_str() {
                 Some(text) => out.push((text.to_string(), value.span())),
-                None => self.problem(value.span(), format!("`{key}` in {context} must contain only strings")),
+                None => self.problem(
+                    value.span(),
+                    format!("`{key}` in {context} must contain only strings"),
+                ),
             }
         }
         Some(out)
     }
 
-    fn subjects(&mut self, table: &dyn TableLike, key: &str, context: &str) -> Option<Vec<Subject>> {
+    fn subjects(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<Subject>> {
         let entries = self.string_list(table, key, context)?;
         let mut subjects = Vec::new();
         for (text, span) in entries {
@@ -264,12 +318,19 @@ impl Reader<'_> {
 
     fn policy(&mut self, root: &dyn TableLike) -> Policy {
         self.check_keys(root, ROOT_KEYS, "the policy");
-        let admins = self.subjects(root, "admins", "the policy").unwrap_or_default();
+        let admins = self
+            .subjects(root, "admins", "the policy")
+            .unwrap_or_default();
         let defaults = match root.get("defaults") {
             Some(item) => match item.as_table_like() {
                 Some(table) => {
                     self.check_keys(table, LIMIT_KEYS, "[defaults]");
-                    self.limits(table, Limits::default(), "[defaults]", Reader::key_span(root, "defaults"))
+                    self.limits(
+                        table,
+                        Limits::default(),
+                        "[defaults]",
+                        Reader::key_span(root, "defaults"),
+                    )
                 }
                 None => {
                     self.problem(item.span(), "`defaults` must be a table");
@@ -320,7 +381,9 @@ impl Reader<'_> {
                     limits.max_duration, limits.min_duration
                 ),
             );
-        } else if limits.default_duration < limits.min_duration || limits.default_duration > limits.max_duration {
+        } else if limits.default_duration < limits.min_duration
+            || limits.default_duration > limits.max_duration
+        {
             self.problem(
                 span_of("default_duration"),
                 format!(
@@ -338,7 +401,10 @@ impl Reader<'_> {
             return providers;
         };
         let Some(table) = item.as_table_like() else {
-            self.problem(item.span(), "`providers` must be a table of [providers.<name>] sections");
+            self.problem(
+                item.span(),
+                "`providers` must be a table of [providers.<name>] sections",
+            );
             return providers;
         };
         for (name, item) in table.iter() {
@@ -355,12 +421,23 @@ impl Reader<'_> {
         providers
     }
 
-    fn provider(&mut self, name: &str, table: &dyn TableLike, context: &str, at: Span) -> Option<ProviderSpec> {
+    fn provider(
+        &mut self,
+        name: &str,
+        table: &dyn TableLike,
+        context: &str,
+        at: Span,
+    ) -> Option<ProviderSpec> {
         let kind = self.required_string(table, "kind", context, at.clone())?;
         let principal = self
             .string(table, "principal", context)
             .unwrap_or_else(|| DEFAULT_PRINCIPAL.to_string());
-        self.check_placeholders(&principal, PRINCIPAL_PLACEHOLDERS, Reader::value_span(table, "principal"), context);
+        self.check_placeholders(
+            &principal,
+            PRINCIPAL_PLACEHOLDERS,
+            Reader::value_span(table, "principal"),
+            context,
+        );
         let timeout = self
             .duration(table, "timeout", context)
             .unwrap_or(DEFAULT_PROVIDER_TIMEOUT);
@@ -370,7 +447,10 @@ impl Reader<'_> {
                 let url = self.required_string(table, "url", context, at.clone());
                 if let Some(url) = &url {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        self.problem(Reader::value_span(table, "url"), format!("`url` in {context} must be an http(s) URL"));
+                        self.problem(
+                            Reader::value_span(table, "url"),
+                            format!("`url` in {context} must be an http(s) URL"),
+                        );
                     }
                 }
                 let secret_env = self.required_string(table, "secret_env", context, at);
@@ -407,14 +487,23 @@ impl Reader<'_> {
         })
     }
 
-    fn command(&mut self, table: &dyn TableLike, key: &str, context: &str, at: Span) -> Option<Vec<String>> {
+    fn command(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        at: Span,
+    ) -> Option<Vec<String>> {
         if table.get(key).is_none() {
             self.problem(at, format!("{context} is missing `{key}` (an argument list like [\"/usr/local/bin/grant-role\", \"{{principal}}\", \"{{target}}\"])"));
             return None;
         }
         let args = self.string_list(table, key, context)?;
         if args.is_empty() {
-            self.problem(Reader::value_span(table, key), format!("`{key}` in {context} needs at least the program to run"));
+            self.problem(
+                Reader::value_span(table, key),
+                format!("`{key}` in {context} needs at least the program to run"),
+            );
             return None;
         }
         for (arg, span) in &args {
@@ -430,7 +519,11 @@ impl Reader<'_> {
                     span.clone(),
                     format!(
                         "unknown placeholder `{{{name}}}` in {context} (expected one of: {})",
-                        allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(" ")
+                        allowed
+                            .iter()
+                            .map(|a| format!("{{{a}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     ),
                 );
             }
@@ -447,13 +540,19 @@ impl Reader<'_> {
             return Vec::new();
         };
         let tables: Vec<(&dyn TableLike, Span)> = match item {
-            Item::ArrayOfTables(array) => array.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+            Item::ArrayOfTables(array) => array
+                .iter()
+                .map(|t| (t as &dyn TableLike, t.span()))
+                .collect(),
             Item::Value(Value::Array(array)) => array
                 .iter()
                 .filter_map(|v| v.as_inline_table().map(|t| (t as &dyn TableLike, v.span())))
                 .collect(),
             _ => {
-                self.problem(item.span(), "`groups` must be a list of [[groups]] sections");
+                self.problem(
+                    item.span(),
+                    "`groups` must be a list of [[groups]] sections",
+                );
                 return Vec::new();
             }
         };
@@ -495,7 +594,9 @@ impl Reader<'_> {
                     None
                 }
             });
-        let description = self.string(table, "description", context).unwrap_or_default();
+        let description = self
+            .string(table, "description", context)
+            .unwrap_or_default();
         let provider = self.required_string(table, "provider", context, at.clone());
         if let Some(provider) = &provider {
             if !providers.contains_key(provider) {
@@ -504,27 +605,40 @@ impl Reader<'_> {
                     Reader::value_span(table, "provider"),
                     format!(
                         "{context} uses unknown provider `{provider}` (declared: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
             }
         }
         let target = self.required_string(table, "target", context, at.clone());
-        let approvers = self.subjects(table, "approvers", context).unwrap_or_default();
+        let approvers = self
+            .subjects(table, "approvers", context)
+            .unwrap_or_default();
         let approvals_required = self.approvals_required(table, context, &approvers);
         let requesters = self
             .subjects(table, "requesters", context)
             .unwrap_or_else(|| vec![Subject::Anyone]);
         let channel = self.channel(table, context);
-        let teams_channel = self.string(table, "teams_channel", context).map(ChannelId::new);
+        let teams_channel = self
+            .string(table, "teams_channel", context)
+            .map(ChannelId::new);
         let limits = self.limits(table, *defaults, context, at.clone());
         let auto_approve = self.auto_approve(table, context, &limits);
         let escalate_after = self.duration(table, "escalate_after", context);
-        let escalate_to = self.subjects(table, "escalate_to", context).unwrap_or_default();
-        if escalate_after.is_some() != !escalate_to.is_empty() {
+        let escalate_to = self
+            .subjects(table, "escalate_to", context)
+            .unwrap_or_default();
+        if escalate_after.is_some() == escalate_to.is_empty() {
             self.problem(
-                Reader::value_span(table, "escalate_after").or_else(|| Reader::value_span(table, "escalate_to")),
-                format!("{context}: escalate_after and escalate_to go together; set both or neither"),
+                Reader::value_span(table, "escalate_after")
+                    .or_else(|| Reader::value_span(table, "escalate_to")),
+                format!(
+                    "{context}: escalate_after and escalate_to go together; set both or neither"
+                ),
             );
         }
         let sweep = self.sweep(table, context);
@@ -535,9 +649,14 @@ impl Reader<'_> {
             .map(|(s, _)| s)
             .collect();
 
-        let direct_approvers = approvers.iter().any(|s| matches!(s, Subject::SlackUser(_) | Subject::TeamsUser(_)));
+        let direct_approvers = approvers
+            .iter()
+            .any(|s| matches!(s, Subject::SlackUser(_) | Subject::TeamsUser(_)));
         if approvers.is_empty() && auto_approve.is_none() {
-            self.problem(at.clone(), format!("{context} has no `approvers`, so nobody could approve its requests"));
+            self.problem(
+                at.clone(),
+                format!("{context} has no `approvers`, so nobody could approve its requests"),
+            );
         }
         if approvers.contains(&Subject::Anyone) {
             self.problem(
@@ -545,7 +664,11 @@ impl Reader<'_> {
                 format!("{context}: \"*\" is not allowed in `approvers`; name the people or user groups who approve"),
             );
         }
-        if channel.is_none() && teams_channel.is_none() && !direct_approvers && !approvers.is_empty() {
+        if channel.is_none()
+            && teams_channel.is_none()
+            && !direct_approvers
+            && !approvers.is_empty()
+        {
             self.problem(
                 at,
                 format!("{context} has no `channel` or `teams_channel`, and no approver to send cards to directly"),
@@ -570,17 +693,28 @@ impl Reader<'_> {
         })
     }
 
-    fn approvals_required(&mut self, table: &dyn TableLike, context: &str, approvers: &[Subject]) -> u32 {
+    fn approvals_required(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        approvers: &[Subject],
+    ) -> u32 {
         let Some(item) = table.get("approvals_required") else {
             return 1;
         };
         let span = Reader::value_span(table, "approvals_required");
         let Some(required) = item.as_integer() else {
-            self.problem(span, format!("`approvals_required` in {context} must be a whole number"));
+            self.problem(
+                span,
+                format!("`approvals_required` in {context} must be a whole number"),
+            );
             return 1;
         };
         if required < 1 {
-            self.problem(span, format!("`approvals_required` in {context} must be at least 1"));
+            self.problem(
+                span,
+                format!("`approvals_required` in {context} must be at least 1"),
+            );
             return 1;
         }
         // A user group may hold any number of approvers, so the count can
@@ -602,7 +736,9 @@ impl Reader<'_> {
         let text = self.string(table, "channel", context)?;
         let looks_like_channel = text.len() >= 2
             && text.starts_with(['C', 'G', 'D'])
-            && text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            && text
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !looks_like_channel {
             self.problem(
                 Reader::value_span(table, "channel"),
@@ -613,7 +749,12 @@ impl Reader<'_> {
         Some(ChannelId::new(text))
     }
 
-    fn auto_approve(&mut self, table: &dyn TableLike, context: &str, limits: &Limits) -> Option<AutoApprove> {
+    fn auto_approve(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        limits: &Limits,
+    ) -> Option<AutoApprove> {
         let item = table.get("auto_approve")?;
         let inner_context = format!("auto_approve of {context}");
         let Some(rule) = item.as_table_like() else {
@@ -623,9 +764,14 @@ impl Reader<'_> {
         self.check_keys(rule, AUTO_APPROVE_KEYS, &inner_context);
         let requesters = self.subjects(rule, "requesters", &inner_context);
         if requesters.is_none() {
-            self.problem(item.span(), format!("{inner_context} is missing `requesters`"));
+            self.problem(
+                item.span(),
+                format!("{inner_context} is missing `requesters`"),
+            );
         }
-        let max_duration = self.duration(rule, "max_duration", &inner_context).unwrap_or(limits.max_duration);
+        let max_duration = self
+            .duration(rule, "max_duration", &inner_context)
+            .unwrap_or(limits.max_duration);
         if max_duration > limits.max_duration {
             self.problem(
                 Reader::value_span(rule, "max_duration"),
@@ -672,26 +818,38 @@ impl Reader<'_> {
             return identities;
         };
         let Some(table) = item.as_table_like() else {
-            self.problem(item.span(), "`identities` must be a table like U0LEAD = { pg = \"lead_admin\" }");
+            self.problem(
+                item.span(),
+                "`identities` must be a table like U0LEAD = { pg = \"lead_admin\" }",
+            );
             return identities;
         };
         for (user, item) in table.iter() {
             let at = Reader::key_span(table, user);
             let Some(per_provider) = item.as_table_like() else {
-                self.problem(at, format!("identities.{user} must be a table like {{ pg = \"lead_admin\" }}"));
+                self.problem(
+                    at,
+                    format!("identities.{user} must be a table like {{ pg = \"lead_admin\" }}"),
+                );
                 continue;
             };
             let mut overrides = BTreeMap::new();
             for (provider, value) in per_provider.iter() {
                 let span = Reader::key_span(per_provider, provider);
                 if !providers.contains_key(provider) {
-                    self.problem(span.clone(), format!("identities.{user} names unknown provider `{provider}`"));
+                    self.problem(
+                        span.clone(),
+                        format!("identities.{user} names unknown provider `{provider}`"),
+                    );
                 }
                 match value.as_str() {
                     Some(principal) if !principal.trim().is_empty() => {
                         overrides.insert(provider.to_string(), principal.to_string());
                     }
-                    _ => self.problem(span, format!("identities.{user}.{provider} must be a non-empty string")),
+                    _ => self.problem(
+                        span,
+                        format!("identities.{user}.{provider} must be a non-empty string"),
+                    ),
                 }
             }
             identities.insert(user.to_string(), overrides);
@@ -790,19 +948,43 @@ U0LEAD = { hook = "lead_admin" }
     #[test]
     fn the_documented_shape_parses() {
         let policy = parse(VALID).unwrap();
-        assert_eq!(policy.admins, vec![Subject::SlackUser(crate::domain::ids::UserId::new("U0ADMIN"))]);
+        assert_eq!(
+            policy.admins,
+            vec![Subject::SlackUser(crate::domain::ids::UserId::new(
+                "U0ADMIN"
+            ))]
+        );
         let group = &policy.groups[0];
         assert_eq!(group.name.as_str(), "prod-db");
         assert_eq!(group.limits.max_duration.to_string(), "4h");
-        assert_eq!(group.limits.min_duration.to_string(), "1m", "inherited from defaults");
+        assert_eq!(
+            group.limits.min_duration.to_string(),
+            "1m",
+            "inherited from defaults"
+        );
         assert_eq!(group.approvers.len(), 3);
-        assert_eq!(group.auto_approve.as_ref().unwrap().max_duration.to_string(), "30m");
+        assert_eq!(
+            group
+                .auto_approve
+                .as_ref()
+                .unwrap()
+                .max_duration
+                .to_string(),
+            "30m"
+        );
         assert_eq!(policy.identities["U0LEAD"]["hook"], "lead_admin");
-        assert!(matches!(policy.providers["shell"].kind, ProviderKind::Exec { .. }));
+        assert!(matches!(
+            policy.providers["shell"].kind,
+            ProviderKind::Exec { .. }
+        ));
     }
 
     fn problems(source: &str) -> Vec<String> {
-        parse(source).unwrap_err().into_iter().map(|p| p.to_string()).collect()
+        parse(source)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
     }
 
     #[test]
@@ -867,8 +1049,18 @@ grant = ["/bin/g", "{principle}"]
 revoke = ["/bin/r"]
 "#,
         );
-        assert!(found.iter().any(|p| p.starts_with("2:8: unknown provider kind `postgres`")), "{found:?}");
-        assert!(found.iter().any(|p| p.starts_with("5:20: unknown placeholder `{principle}`")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("2:8: unknown provider kind `postgres`")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("5:20: unknown placeholder `{principle}`")),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -886,9 +1078,20 @@ approvers = ["bob", "*"]
 channel = "#approvals"
 "##,
         );
-        assert!(found.iter().any(|p| p.contains("`bob` in `approvers`")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("\"*\" is not allowed")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("must be a Slack channel id")), "{found:?}");
+        assert!(
+            found.iter().any(|p| p.contains("`bob` in `approvers`")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("\"*\" is not allowed")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("must be a Slack channel id")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ impl EnvSource {
             }
             let line = line.strip_prefix("export ").unwrap_or(line);
             let Some((key, value)) = line.split_once('=') else {
-                return Err(SettingsError::EnvFileSyntax(path.display().to_string(), index + 1));
+                return Err(SettingsError::EnvFileSyntax(
+                    path.display().to_string(),
+                    index + 1,
+                ));
             };
             let value = value.trim();
             let unquoted = value
@@ -95,14 +98,20 @@ impl EnvSource {
     /// Only the given pairs; for tests.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
-            file: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            file: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             use_process_env: false,
         }
     }
 
     /// The value of `key`, if set and not empty.
     pub fn get(&self, key: &str) -> Option<String> {
-        let from_process = self.use_process_env.then(|| std::env::var(key).ok()).flatten();
+        let from_process = self
+            .use_process_env
+            .then(|| std::env::var(key).ok())
+            .flatten();
         from_process
             .or_else(|| self.file.get(key).cloned())
             .filter(|v| !v.trim().is_empty())
@@ -121,11 +130,23 @@ impl Settings {
                     .trim_end_matches('/')
                     .to_string(),
             }),
-            (Some(_), None) => return Err(SettingsError::HalfSlack("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")),
-            (None, Some(_)) => return Err(SettingsError::HalfSlack("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")),
+            (Some(_), None) => {
+                return Err(SettingsError::HalfSlack(
+                    "SLACK_SIGNING_SECRET",
+                    "SLACK_BOT_TOKEN",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::HalfSlack(
+                    "SLACK_BOT_TOKEN",
+                    "SLACK_SIGNING_SECRET",
+                ))
+            }
             (None, None) => None,
         };
-        let listen_text = env.get("JITBOT_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen_text = env
+            .get("JITBOT_LISTEN")
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = listen_text
             .parse()
             .map_err(|_| SettingsError::BadListen(listen_text.clone()))?;
@@ -164,8 +185,12 @@ mod tests {
 
     #[test]
     fn slack_needs_both_secrets() {
-        let err = Settings::from_env(&EnvSource::from_pairs([("SLACK_SIGNING_SECRET", "x")])).unwrap_err();
-        assert_eq!(err, SettingsError::HalfSlack("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"));
+        let err = Settings::from_env(&EnvSource::from_pairs([("SLACK_SIGNING_SECRET", "x")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SettingsError::HalfSlack("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+        );
         let settings = Settings::from_env(&EnvSource::from_pairs([
             ("SLACK_SIGNING_SECRET", "x"),
             ("SLACK_BOT_TOKEN", "xoxb-1"),
@@ -177,7 +202,8 @@ mod tests {
 
     #[test]
     fn bad_listen_address_is_explained() {
-        let err = Settings::from_env(&EnvSource::from_pairs([("JITBOT_LISTEN", "localhost")])).unwrap_err();
+        let err = Settings::from_env(&EnvSource::from_pairs([("JITBOT_LISTEN", "localhost")]))
+            .unwrap_err();
         assert!(err.to_string().contains("localhost"));
     }
 }

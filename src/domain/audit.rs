@@ -183,7 +183,9 @@ mod tests {
 
     fn record(detail: &str) -> AuditRecord {
         AuditRecord {
-            at: DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc),
+            at: DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
             action: AuditAction::Requested,
             actor: None,
             request: None,
@@ -213,14 +215,26 @@ mod tests {
     fn edits_deletions_and_truncation_are_detected() {
         let (mut events, head) = chain(5);
         events[2].detail = "rewritten".into();
-        assert_eq!(verify_chain(events, &head), Err(ChainBreak::Tampered { seq: 3 }));
+        assert_eq!(
+            verify_chain(events, &head),
+            Err(ChainBreak::Tampered { seq: 3 })
+        );
 
         let (mut events, head) = chain(5);
         events.remove(1);
-        assert_eq!(verify_chain(events, &head), Err(ChainBreak::Gap { seq: 3, expected: 2 }));
+        assert_eq!(
+            verify_chain(events, &head),
+            Err(ChainBreak::Gap {
+                seq: 3,
+                expected: 2
+            })
+        );
 
         let (mut events, head) = chain(5);
         events.pop();
-        assert_eq!(verify_chain(events, &head), Err(ChainBreak::Truncated { last: 4, head: 5 }));
+        assert_eq!(
+            verify_chain(events, &head),
+            Err(ChainBreak::Truncated { last: 4, head: 5 })
+        );
     }
 }

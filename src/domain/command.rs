@@ -49,12 +49,24 @@ pub enum ReleaseTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
-    Map { channel: ChannelId, group: GroupName },
-    Unmap { channel: ChannelId, group: GroupName },
+    Map {
+        channel: ChannelId,
+        group: GroupName,
+    },
+    Unmap {
+        channel: ChannelId,
+        group: GroupName,
+    },
     Mappings,
     Grants,
-    Revoke { grant: GrantId, reason: String },
-    Audit { filter: Option<AuditFilter>, since: Option<HumanDuration> },
+    Revoke {
+        grant: GrantId,
+        reason: String,
+    },
+    Audit {
+        filter: Option<AuditFilter>,
+        since: Option<HumanDuration>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +90,12 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
-pub const USAGE_REQUEST: &str = "/jit request <group> <duration> <reason>, e.g. /jit request prod-db 2h fixing INC-123";
+pub const USAGE_REQUEST: &str =
+    "/jit request <group> <duration> <reason>, e.g. /jit request prod-db 2h fixing INC-123";
 pub const USAGE_CANCEL: &str = "/jit cancel <request-id>, e.g. /jit cancel R-7K3Q9X";
 pub const USAGE_RELEASE: &str = "/jit release <grant-id|group>, e.g. /jit release G-7K3Q9X";
-pub const USAGE_EXTEND: &str = "/jit extend <grant-id> <duration> <reason>, e.g. /jit extend G-7K3Q9X 1h still on INC-123";
+pub const USAGE_EXTEND: &str =
+    "/jit extend <grant-id> <duration> <reason>, e.g. /jit extend G-7K3Q9X 1h still on INC-123";
 pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants, /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since]";
 pub const USAGE_HELP: &str = "/jit help";
 
@@ -89,7 +103,8 @@ pub const USAGE_HELP: &str = "/jit help";
 /// tolerated so the same function serves every platform.
 pub fn parse(text: &str) -> Result<Command, CommandError> {
     let mut words = text.split_whitespace().peekable();
-    if matches!(words.peek(), Some(w) if w.eq_ignore_ascii_case("jit") || w.eq_ignore_ascii_case("/jit")) {
+    if matches!(words.peek(), Some(w) if w.eq_ignore_ascii_case("jit") || w.eq_ignore_ascii_case("/jit"))
+    {
         words.next();
     }
     let Some(verb) = words.next() else {
@@ -112,7 +127,11 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     }
 }
 
-fn no_arguments(rest: &[&str], command: Command, usage: &'static str) -> Result<Command, CommandError> {
+fn no_arguments(
+    rest: &[&str],
+    command: Command,
+    usage: &'static str,
+) -> Result<Command, CommandError> {
     if rest.is_empty() {
         Ok(command)
     } else {
@@ -204,11 +223,13 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
     };
     match (verb.to_ascii_lowercase().as_str(), args) {
         ("map", [channel, group]) => Ok(AdminCommand::Map {
-            channel: parse_channel_ref(channel).ok_or_else(|| bad("That is not a channel; mention it like #approvals."))?,
+            channel: parse_channel_ref(channel)
+                .ok_or_else(|| bad("That is not a channel; mention it like #approvals."))?,
             group: parse_group(group, USAGE_ADMIN)?,
         }),
         ("unmap", [channel, group]) => Ok(AdminCommand::Unmap {
-            channel: parse_channel_ref(channel).ok_or_else(|| bad("That is not a channel; mention it like #approvals."))?,
+            channel: parse_channel_ref(channel)
+                .ok_or_else(|| bad("That is not a channel; mention it like #approvals."))?,
             group: parse_group(group, USAGE_ADMIN)?,
         }),
         ("map" | "unmap", _) => Err(bad("Name a channel and a group.")),
@@ -220,7 +241,9 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
         }),
         ("revoke", []) => Err(bad("Name the grant to revoke and why.")),
         ("audit", args) if args.len() <= 2 => parse_audit(args),
-        _ => Err(bad(&format!("I don't know `admin {verb}` with those arguments."))),
+        _ => Err(bad(&format!(
+            "I don't know `admin {verb}` with those arguments."
+        ))),
     }
 }
 
@@ -269,7 +292,9 @@ fn parse_reason(words: &[&str], usage: &'static str) -> Result<String, CommandEr
 /// Slack escapes `&`, `<` and `>` in typed text; undo it so the reason is
 /// stored as the person wrote it (renderers escape again for their format).
 fn unescape_entities(text: &str) -> String {
-    text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// A channel reference as Slack sends it (`<#C123|name>`, `<#C123>`), or
@@ -296,7 +321,11 @@ pub fn parse_user_ref(word: &str) -> Option<UserId> {
 }
 
 fn is_platform_id(text: &str) -> bool {
-    text.len() >= 2 && text.len() <= 32 && text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    text.len() >= 2
+        && text.len() <= 32
+        && text
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -366,15 +395,26 @@ mod tests {
             parse("release prod-db").unwrap(),
             Command::Release(ReleaseTarget::Group(group("prod-db")))
         );
-        assert!(matches!(parse("extend G-7K3Q9X 1h more time").unwrap(), Command::Extend { .. }));
+        assert!(matches!(
+            parse("extend G-7K3Q9X 1h more time").unwrap(),
+            Command::Extend { .. }
+        ));
         assert!(parse("cancel").is_err());
         assert!(parse("list extra").is_err());
-        assert!(parse("frobnicate").unwrap_err().to_string().contains("frobnicate"));
+        assert!(parse("frobnicate")
+            .unwrap_err()
+            .to_string()
+            .contains("frobnicate"));
     }
 
     #[test]
     fn admin_commands_accept_escaped_and_bare_references() {
-        for channel in ["<#C0APPROVALS|approvals>", "<#C0APPROVALS>", "#C0APPROVALS", "C0APPROVALS"] {
+        for channel in [
+            "<#C0APPROVALS|approvals>",
+            "<#C0APPROVALS>",
+            "#C0APPROVALS",
+            "C0APPROVALS",
+        ] {
             assert_eq!(
                 parse(&format!("admin map {channel} prod-db")).unwrap(),
                 Command::Admin(AdminCommand::Map {

@@ -141,13 +141,29 @@ mod tests {
             ("1D2H", 93_600),
             (" 45m ", 2700),
         ] {
-            assert_eq!(HumanDuration::parse(text).unwrap().as_secs(), secs, "{text}");
+            assert_eq!(
+                HumanDuration::parse(text).unwrap().as_secs(),
+                secs,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for text in ["", "2", "h", "2x", "30m1h", "1h1h", "0m", "-5m", "1.5h", "400d", "99999999999999999999s"] {
+        for text in [
+            "",
+            "2",
+            "h",
+            "2x",
+            "30m1h",
+            "1h1h",
+            "0m",
+            "-5m",
+            "1.5h",
+            "400d",
+            "99999999999999999999s",
+        ] {
             assert!(HumanDuration::parse(text).is_err(), "{text} accepted");
         }
     }

@@ -133,11 +133,15 @@ pub struct GroupNameError(String);
 impl GroupName {
     pub fn parse(raw: &str) -> Result<Self, GroupNameError> {
         let name = raw.trim();
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let valid = !name.is_empty()
             && name.len() <= 64
             && name.chars().all(valid_char)
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric());
         if valid {
             Ok(Self(name.to_string()))
         } else {
@@ -260,7 +264,15 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected() {
-        for bad in ["", "R-", "R-12345", "R-1234567", "X-123456", "R-12345I", "G-123456"] {
+        for bad in [
+            "",
+            "R-",
+            "R-12345",
+            "R-1234567",
+            "X-123456",
+            "R-12345I",
+            "G-123456",
+        ] {
             assert!(RequestId::parse(bad).is_err(), "{bad} accepted");
         }
         assert!(GrantId::parse("R-123456").is_err());

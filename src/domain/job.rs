@@ -51,9 +51,9 @@ pub enum Decision {
 impl JobKind {
     pub fn request(&self) -> &RequestId {
         match self {
-            JobKind::Decide { request, .. } | JobKind::Activate { request } | JobKind::Expire { request } => {
-                request
-            }
+            JobKind::Decide { request, .. }
+            | JobKind::Activate { request }
+            | JobKind::Expire { request } => request,
         }
     }
 

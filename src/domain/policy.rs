@@ -100,7 +100,9 @@ impl Subject {
         }
         let slack_shaped = text.len() >= 2
             && text.len() <= 32
-            && text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            && text
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if slack_shaped {
             return match text.as_bytes()[0] {
                 b'U' | b'W' => Some(Subject::SlackUser(UserId::new(text))),
@@ -125,9 +127,12 @@ impl Subject {
         match self {
             Subject::Anyone => true,
             Subject::SlackUser(id) => actor.platform == Platform::Slack && &actor.user == id,
-            Subject::SlackUserGroup(group) => actor.platform == Platform::Slack && in_user_group(group),
+            Subject::SlackUserGroup(group) => {
+                actor.platform == Platform::Slack && in_user_group(group)
+            }
             Subject::TeamsUser(id) => {
-                actor.platform == Platform::Teams && actor.user.as_str().eq_ignore_ascii_case(id.as_str())
+                actor.platform == Platform::Teams
+                    && actor.user.as_str().eq_ignore_ascii_case(id.as_str())
             }
         }
     }
@@ -137,11 +142,17 @@ fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
         && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Whether `actor` is named by any entry of `subjects`.
-pub fn any_matches(subjects: &[Subject], actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
+pub fn any_matches(
+    subjects: &[Subject],
+    actor: &Actor,
+    in_user_group: &dyn Fn(&str) -> bool,
+) -> bool {
     subjects.iter().any(|s| s.matches(actor, in_user_group))
 }
 
@@ -294,11 +305,19 @@ mod tests {
     #[test]
     fn subjects_are_classified_by_shape() {
         assert_eq!(Subject::parse("*"), Some(Subject::Anyone));
-        assert_eq!(Subject::parse("U0LEAD"), Some(Subject::SlackUser(UserId::new("U0LEAD"))));
-        assert_eq!(Subject::parse("S0DBAS"), Some(Subject::SlackUserGroup("S0DBAS".into())));
+        assert_eq!(
+            Subject::parse("U0LEAD"),
+            Some(Subject::SlackUser(UserId::new("U0LEAD")))
+        );
+        assert_eq!(
+            Subject::parse("S0DBAS"),
+            Some(Subject::SlackUserGroup("S0DBAS".into()))
+        );
         assert_eq!(
             Subject::parse("6F1C2E4A-0000-4000-8000-00000000A11D"),
-            Some(Subject::TeamsUser(UserId::new("6f1c2e4a-0000-4000-8000-00000000a11d")))
+            Some(Subject::TeamsUser(UserId::new(
+                "6f1c2e4a-0000-4000-8000-00000000a11d"
+            )))
         );
         assert_eq!(Subject::parse("bob"), None);
         assert_eq!(Subject::parse("C0CHANNEL"), None);
@@ -310,6 +329,10 @@ mod tests {
         assert!(any_matches(&approvers, &slack("U1"), &|g| g == "S0DBAS"));
         assert!(!any_matches(&approvers, &slack("U1"), &|_| false));
         let teams = Actor::new(Platform::Teams, UserId::new("U1"), "");
-        assert!(!any_matches(&[Subject::SlackUser(UserId::new("U1"))], &teams, &|_| true));
+        assert!(!any_matches(
+            &[Subject::SlackUser(UserId::new("U1"))],
+            &teams,
+            &|_| true
+        ));
     }
 }

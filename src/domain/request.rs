@@ -48,7 +48,10 @@ pub enum RequestState {
     /// Waiting for approvals.
     Pending,
     /// Approved; the provider has not confirmed the grant yet.
-    Approved { at: DateTime<Utc>, auto: bool },
+    Approved {
+        at: DateTime<Utc>,
+        auto: bool,
+    },
     /// The provider granted access; it ends at `expires_at`.
     Active {
         activated_at: DateTime<Utc>,
@@ -59,14 +62,25 @@ pub enum RequestState {
         at: DateTime<Utc>,
         reason: String,
     },
-    Cancelled { at: DateTime<Utc> },
-    TimedOut { at: DateTime<Utc> },
+    Cancelled {
+        at: DateTime<Utc>,
+    },
+    TimedOut {
+        at: DateTime<Utc>,
+    },
     /// The provider refused the grant.
-    Failed { at: DateTime<Utc>, error: String },
+    Failed {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Access was revoked at the end of its time.
-    Expired { at: DateTime<Utc> },
+    Expired {
+        at: DateTime<Utc>,
+    },
     /// The requester gave access back early.
-    Released { at: DateTime<Utc> },
+    Released {
+        at: DateTime<Utc>,
+    },
     /// An admin took access away.
     Revoked {
         by: Actor,
@@ -104,13 +118,28 @@ impl RequestState {
 /// What a transition did, for the engine to audit and announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Happened {
-    Requested { auto_approved: bool },
-    ApprovalRecorded { by: Actor, count: usize, required: u32 },
-    Approved { by: Option<Actor> },
-    Denied { by: Actor, reason: String },
+    Requested {
+        auto_approved: bool,
+    },
+    ApprovalRecorded {
+        by: Actor,
+        count: usize,
+        required: u32,
+    },
+    Approved {
+        by: Option<Actor>,
+    },
+    Denied {
+        by: Actor,
+        reason: String,
+    },
     Cancelled,
-    Activated { expires_at: DateTime<Utc> },
-    GrantFailed { error: String },
+    Activated {
+        expires_at: DateTime<Utc>,
+    },
+    GrantFailed {
+        error: String,
+    },
     Expired,
 }
 
@@ -148,7 +177,10 @@ impl AccessRequest {
         now: DateTime<Utc>,
     ) -> (AccessRequest, Happened) {
         let state = if auto_approved {
-            RequestState::Approved { at: now, auto: true }
+            RequestState::Approved {
+                at: now,
+                auto: true,
+            }
         } else {
             RequestState::Pending
         };
@@ -207,8 +239,16 @@ impl AccessRequest {
         });
         let count = next.approvals.len();
         if count >= required.max(1) as usize {
-            next.state = RequestState::Approved { at: now, auto: false };
-            Ok((next, Happened::Approved { by: Some(by.clone()) }))
+            next.state = RequestState::Approved {
+                at: now,
+                auto: false,
+            };
+            Ok((
+                next,
+                Happened::Approved {
+                    by: Some(by.clone()),
+                },
+            ))
         } else {
             Ok((
                 next,
@@ -259,7 +299,11 @@ impl AccessRequest {
     }
 
     /// The requester withdraws a pending request.
-    pub fn cancel(&self, by: &Actor, now: DateTime<Utc>) -> Result<(AccessRequest, Happened), Refusal> {
+    pub fn cancel(
+        &self,
+        by: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(AccessRequest, Happened), Refusal> {
         if !by.is(&self.requester) {
             return Err(Refusal::NotYourRequest(self.id.clone()));
         }
@@ -333,7 +377,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn pending() -> AccessRequest {
@@ -353,15 +399,30 @@ mod tests {
     #[test]
     fn one_of_one_approval_approves() {
         let (next, happened) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
-        assert!(matches!(next.state, RequestState::Approved { auto: false, .. }));
-        assert_eq!(happened, Happened::Approved { by: Some(actor("U0LEAD")) });
+        assert!(matches!(
+            next.state,
+            RequestState::Approved { auto: false, .. }
+        ));
+        assert_eq!(
+            happened,
+            Happened::Approved {
+                by: Some(actor("U0LEAD"))
+            }
+        );
     }
 
     #[test]
     fn two_of_m_needs_two_different_approvers() {
         let (once, happened) = pending().approve(&actor("U0LEAD"), true, 2, now()).unwrap();
         assert_eq!(once.state, RequestState::Pending);
-        assert!(matches!(happened, Happened::ApprovalRecorded { count: 1, required: 2, .. }));
+        assert!(matches!(
+            happened,
+            Happened::ApprovalRecorded {
+                count: 1,
+                required: 2,
+                ..
+            }
+        ));
         assert_eq!(
             once.approve(&actor("U0LEAD"), true, 2, now()).unwrap_err(),
             Refusal::AlreadyApproved(once.id.clone())
@@ -391,8 +452,13 @@ mod tests {
     #[test]
     fn decided_requests_do_not_change() {
         let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
-        let refusal = approved.approve(&actor("U0DBA"), true, 1, now()).unwrap_err();
-        assert_eq!(refusal.to_string(), "R-7K3Q9X is already approved; nothing changed.");
+        let refusal = approved
+            .approve(&actor("U0DBA"), true, 1, now())
+            .unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "R-7K3Q9X is already approved; nothing changed."
+        );
         assert!(approved.deny(&actor("U0DBA"), true, "late", now()).is_err());
         assert!(approved.cancel(&actor("U0ALICE"), now()).is_err());
     }
@@ -400,11 +466,17 @@ mod tests {
     #[test]
     fn deny_needs_a_reason() {
         assert_eq!(
-            pending().deny(&actor("U0LEAD"), true, "  ", now()).unwrap_err(),
+            pending()
+                .deny(&actor("U0LEAD"), true, "  ", now())
+                .unwrap_err(),
             Refusal::DenyReasonMissing
         );
-        let (denied, _) = pending().deny(&actor("U0LEAD"), true, "not now", now()).unwrap();
-        assert!(matches!(denied.state, RequestState::Denied { ref reason, .. } if reason == "not now"));
+        let (denied, _) = pending()
+            .deny(&actor("U0LEAD"), true, "not now", now())
+            .unwrap();
+        assert!(
+            matches!(denied.state, RequestState::Denied { ref reason, .. } if reason == "not now")
+        );
     }
 
     #[test]
@@ -422,7 +494,10 @@ mod tests {
         let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
         let later = now() + chrono::Duration::minutes(30);
         let (active, _) = approved.activate(later).unwrap();
-        assert_eq!(active.expires_at(), Some(later + chrono::Duration::hours(2)));
+        assert_eq!(
+            active.expires_at(),
+            Some(later + chrono::Duration::hours(2))
+        );
         assert!(active.activate(later).is_none(), "activation happens once");
         assert!(active.expire(later).is_none(), "not due yet");
         assert!(active.expire(later + chrono::Duration::hours(2)).is_some());

@@ -78,10 +78,15 @@ impl Engine {
                 if *auto_approved {
                     effects.audit.push(AuditRecord {
                         actor: None,
-                        ..audit(AuditAction::AutoApproved, "auto_approve rule of the policy".into())
+                        ..audit(
+                            AuditAction::AutoApproved,
+                            "auto_approve rule of the policy".into(),
+                        )
                     });
                     effects.jobs.push(self.new_job(
-                        JobKind::Activate { request: id.clone() },
+                        JobKind::Activate {
+                            request: id.clone(),
+                        },
                         now,
                         Self::lane_of(request),
                     )?);
@@ -94,7 +99,9 @@ impl Engine {
                     }
                 }
             }
-            Happened::ApprovalRecorded { count, required, .. } => {
+            Happened::ApprovalRecorded {
+                count, required, ..
+            } => {
                 effects.audit.push(audit(
                     AuditAction::ApprovalRecorded,
                     format!("{count} of {required} approvals"),
@@ -102,21 +109,29 @@ impl Engine {
                 effects.outbox.push(refresh);
             }
             Happened::Approved { by } => {
-                effects.audit.push(audit(AuditAction::Approved, "approved".into()));
+                effects
+                    .audit
+                    .push(audit(AuditAction::Approved, "approved".into()));
                 effects.outbox.push(refresh);
-                let by = by.as_ref().map_or_else(|| "policy".to_string(), |a| a.name.clone());
+                let by = by
+                    .as_ref()
+                    .map_or_else(|| "policy".to_string(), |a| a.name.clone());
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} ({}) was approved by {by}. Granting access now…",
                     request.duration
                 )));
                 effects.jobs.push(self.new_job(
-                    JobKind::Activate { request: id.clone() },
+                    JobKind::Activate {
+                        request: id.clone(),
+                    },
                     now,
                     Self::lane_of(request),
                 )?);
             }
             Happened::Denied { by, reason } => {
-                effects.audit.push(audit(AuditAction::Denied, reason.clone()));
+                effects
+                    .audit
+                    .push(audit(AuditAction::Denied, reason.clone()));
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} was denied by {}: {reason}",
@@ -124,7 +139,10 @@ impl Engine {
                 )));
             }
             Happened::Cancelled => {
-                effects.audit.push(audit(AuditAction::Cancelled, "cancelled by the requester".into()));
+                effects.audit.push(audit(
+                    AuditAction::Cancelled,
+                    "cancelled by the requester".into(),
+                ));
                 effects.outbox.push(refresh);
             }
             Happened::Activated { expires_at } => {
@@ -140,13 +158,17 @@ impl Engine {
                     id.grant_id()
                 )));
                 effects.jobs.push(self.new_job(
-                    JobKind::Expire { request: id.clone() },
+                    JobKind::Expire {
+                        request: id.clone(),
+                    },
                     *expires_at,
                     Self::lane_of(request),
                 )?);
             }
             Happened::GrantFailed { error } => {
-                effects.audit.push(audit(AuditAction::GrantFailed, error.clone()));
+                effects
+                    .audit
+                    .push(audit(AuditAction::GrantFailed, error.clone()));
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} was approved, but granting the access failed: {error}"
@@ -162,7 +184,10 @@ impl Engine {
                 }
             }
             Happened::Expired => {
-                effects.audit.push(audit(AuditAction::Expired, "access revoked at the end of the grant".into()));
+                effects.audit.push(audit(
+                    AuditAction::Expired,
+                    "access revoked at the end of the grant".into(),
+                ));
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
                     "Your access to {group} (grant {}) has expired and was revoked.",

@@ -32,7 +32,12 @@ Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
 
 impl Engine {
-    pub async fn handle_command(&self, actor: Actor, origin: Option<Destination>, text: &str) -> Reply {
+    pub async fn handle_command(
+        &self,
+        actor: Actor,
+        origin: Option<Destination>,
+        text: &str,
+    ) -> Reply {
         let command = match command::parse(text) {
             Ok(command) => command,
             Err(error) => return Reply::Text(error.to_string()),
@@ -108,12 +113,19 @@ impl Engine {
         for request in open.iter().chain(closed.iter().take(LIST_RECENT_CLOSED)) {
             let status = match &request.state {
                 RequestState::Active { expires_at, .. } => {
-                    format!("active as {} until {}", request.id.grant_id(), show_time(*expires_at))
+                    format!(
+                        "active as {} until {}",
+                        request.id.grant_id(),
+                        show_time(*expires_at)
+                    )
                 }
                 RequestState::Pending => format!("pending since {}", show_time(request.created_at)),
                 other => other.label().to_string(),
             };
-            lines.push(format!("• {} {} ({}) — {status}", request.id, request.group, request.duration));
+            lines.push(format!(
+                "• {} {} ({}) — {status}",
+                request.id, request.group, request.duration
+            ));
         }
         Ok(lines.join("\n"))
     }
@@ -142,7 +154,11 @@ impl Engine {
                 group.limits.max_duration,
                 group.limits.default_duration,
                 group.approvals_required,
-                if group.approvals_required == 1 { "" } else { "s" }
+                if group.approvals_required == 1 {
+                    ""
+                } else {
+                    "s"
+                }
             ));
         }
         Reply::Text(lines.join("\n"))
@@ -151,7 +167,9 @@ impl Engine {
     async fn cancel(&self, actor: &Actor, id: &RequestId) -> Result<String, EngineError> {
         loop {
             let Some(snapshot) = self.store.get_request(id)? else {
-                return Ok(format!("There is no request {id}. `/jit list` shows yours."));
+                return Ok(format!(
+                    "There is no request {id}. `/jit list` shows yours."
+                ));
             };
             let now = Utc::now();
             let (next, happened) = match snapshot.cancel(actor, now) {
@@ -164,9 +182,9 @@ impl Engine {
                 request: Some(next),
                 effects,
             };
-            let applied = self
-                .store
-                .apply(id, None, &mut |current| (current == Some(&snapshot)).then(|| write.clone()))?;
+            let applied = self.store.apply(id, None, &mut |current| {
+                (current == Some(&snapshot)).then(|| write.clone())
+            })?;
             if applied == Applied::Written {
                 self.commit_and_wake().await?;
                 return Ok(format!("Request {id} is cancelled."));

@@ -88,7 +88,8 @@ impl Engine {
         };
         loop {
             let Some(snapshot) = self.store.get_request(id)? else {
-                self.store.apply(id, Some(job), &mut |_| Some(Write::default()))?;
+                self.store
+                    .apply(id, Some(job), &mut |_| Some(Write::default()))?;
                 return Ok(());
             };
             let group = self.policy.group(&snapshot.group);
@@ -136,7 +137,8 @@ impl Engine {
             let write = match outcome {
                 Ok((next, happened)) => {
                     let audience = self.audience(&next)?;
-                    let effects = self.effects_of(&next, &happened, Some(by), &audience, None, now)?;
+                    let effects =
+                        self.effects_of(&next, &happened, Some(by), &audience, None, now)?;
                     Write {
                         request: Some(next),
                         effects,
@@ -194,7 +196,12 @@ impl Engine {
 
     /// A message only `to` sees: ephemeral in the channel of the card, or a
     /// DM when the card was not in a channel.
-    pub(super) fn private_reply(&self, to: &Actor, channel: Option<&Destination>, text: String) -> Outgoing {
+    pub(super) fn private_reply(
+        &self,
+        to: &Actor,
+        channel: Option<&Destination>,
+        text: String,
+    ) -> Outgoing {
         match channel {
             Some(destination) => Outgoing::Ephemeral {
                 platform: destination.platform,
@@ -202,7 +209,10 @@ impl Engine {
                 user: to.user.clone(),
                 text,
             },
-            None => Outgoing::Direct { to: to.clone(), text },
+            None => Outgoing::Direct {
+                to: to.clone(),
+                text,
+            },
         }
     }
 }

@@ -21,7 +21,7 @@ const GRANT_ATTEMPTS: u32 = 3;
 const REVOKE_ALERT_AFTER: u32 = 3;
 
 enum Prepared {
-    Ready(std::sync::Arc<dyn Provider>, Access),
+    Ready(std::sync::Arc<dyn Provider>, Box<Access>),
     /// Cannot be attempted at all (unknown provider, no principal).
     Impossible(String),
 }
@@ -29,7 +29,10 @@ enum Prepared {
 impl Engine {
     async fn prepare(&self, request: &AccessRequest) -> Prepared {
         let Some(group) = self.policy.group(&request.group) else {
-            return Prepared::Impossible(format!("group {} is no longer in the policy", request.group));
+            return Prepared::Impossible(format!(
+                "group {} is no longer in the policy",
+                request.group
+            ));
         };
         let (Some(spec), Some(provider)) = (
             self.policy.provider(&group.provider),
@@ -40,15 +43,27 @@ impl Engine {
         let needs_email = spec.principal.contains("{email");
         let email = if needs_email {
             match self.directories.get(&request.requester.platform) {
-                Some(directory) => directory.email(&request.requester.user).await.ok().flatten(),
+                Some(directory) => directory
+                    .email(&request.requester.user)
+                    .await
+                    .ok()
+                    .flatten(),
                 None => None,
             }
         } else {
             None
         };
-        let principal = match self.policy.identity_override(&request.requester.user, &spec.name) {
+        let principal = match self
+            .policy
+            .identity_override(&request.requester.user, &spec.name)
+        {
             Some(fixed) => principal::check(fixed.to_string()),
-            None => principal::render(&spec.principal, &spec.name, &request.requester, email.as_deref()),
+            None => principal::render(
+                &spec.principal,
+                &spec.name,
+                &request.requester,
+                email.as_deref(),
+            ),
         };
         let principal = match principal {
             Ok(principal) => principal,
@@ -56,7 +71,7 @@ impl Engine {
         };
         Prepared::Ready(
             provider.clone(),
-            Access {
+            Box::new(Access {
                 request_id: request.id.to_string(),
                 grant_id: request.id.grant_id().to_string(),
                 user: AccessUser {
@@ -69,7 +84,7 @@ impl Engine {
                 group: request.group.to_string(),
                 target: group.target.clone(),
                 expires_at: request.expires_at(),
-            },
+            }),
         )
     }
 
@@ -91,8 +106,9 @@ impl Engine {
     }
 
     fn consume(&self, job: &Job) -> Result<(), EngineError> {
-        self.store
-            .apply(job.kind.request(), Some(job), &mut |_| Some(Write::default()))?;
+        self.store.apply(job.kind.request(), Some(job), &mut |_| {
+            Some(Write::default())
+        })?;
         Ok(())
     }
 
@@ -134,9 +150,21 @@ impl Engine {
                     return self.consume(job);
                 };
                 let expires_at = next.expires_at().unwrap_or(now);
-                let detail = format!("granted to principal {principal} until {}", expires_at.to_rfc3339());
-                let effects = self.effects_of(&next, &happened, None, &audience, Some(detail), now)?;
-                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+                let detail = format!(
+                    "granted to principal {principal} until {}",
+                    expires_at.to_rfc3339()
+                );
+                let effects =
+                    self.effects_of(&next, &happened, None, &audience, Some(detail), now)?;
+                self.settle(
+                    job,
+                    &request,
+                    Write {
+                        request: Some(next),
+                        effects,
+                    },
+                )
+                .await?;
             }
             Err((error, retryable)) if retryable && job.attempt + 1 < GRANT_ATTEMPTS => {
                 tracing::warn!(request = %id, %error, attempt = job.attempt + 1, "grant failed; retrying");
@@ -148,7 +176,15 @@ impl Engine {
                     return self.consume(job);
                 };
                 let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+                self.settle(
+                    job,
+                    &request,
+                    Write {
+                        request: Some(next),
+                        effects,
+                    },
+                )
+                .await?;
             }
         }
         Ok(())
@@ -181,7 +217,9 @@ impl Engine {
         let outcome = match &still_covered {
             Some(_) => Ok(()),
             None => match self.prepare(&request).await {
-                Prepared::Ready(provider, access) => provider.revoke(&access).await.map_err(|e| e.to_string()),
+                Prepared::Ready(provider, access) => {
+                    provider.revoke(&access).await.map_err(|e| e.to_string())
+                }
                 Prepared::Impossible(reason) => Err(reason),
             },
         };
@@ -198,7 +236,8 @@ impl Engine {
                         until.to_rfc3339()
                     )
                 });
-                let mut effects = self.effects_of(&next, &happened, None, &audience, detail, now)?;
+                let mut effects =
+                    self.effects_of(&next, &happened, None, &audience, detail, now)?;
                 if job.attempt >= REVOKE_ALERT_AFTER {
                     for destination in &audience.channels {
                         effects.outbox.push(Outgoing::ChannelNotice {
@@ -213,7 +252,15 @@ impl Engine {
                         });
                     }
                 }
-                self.settle(job, &request, Write { request: Some(next), effects }).await?;
+                self.settle(
+                    job,
+                    &request,
+                    Write {
+                        request: Some(next),
+                        effects,
+                    },
+                )
+                .await?;
             }
             Err(error) => {
                 tracing::error!(request = %id, %error, attempt = job.attempt + 1, "revoke failed; retrying");

@@ -22,10 +22,10 @@ use crate::chat::directory::CachedDirectory;
 use crate::chat::ChatError;
 use crate::domain::ids::{Actor, Destination, Platform, RequestId};
 use crate::domain::job::{Job, JobKind};
+use crate::domain::message::Outgoing;
 use crate::domain::policy::{GroupPolicy, Policy, Subject};
 use crate::domain::request::AccessRequest;
 use crate::providers::Providers;
-use crate::domain::message::Outgoing;
 use crate::store::{Effects, Store, StoreError};
 
 pub use commands::Reply;
@@ -112,7 +112,12 @@ impl Engine {
         Ok(())
     }
 
-    fn new_job(&self, kind: JobKind, due_at: DateTime<Utc>, lane: String) -> Result<Job, StoreError> {
+    fn new_job(
+        &self,
+        kind: JobKind,
+        due_at: DateTime<Utc>,
+        lane: String,
+    ) -> Result<Job, StoreError> {
         Ok(Job {
             id: self.store.next_id()?,
             due_at,
@@ -146,7 +151,9 @@ impl Engine {
                 member_of.insert(group.to_string());
             }
         }
-        Ok(subjects.iter().any(|s| s.matches(actor, &|g| member_of.contains(g))))
+        Ok(subjects
+            .iter()
+            .any(|s| s.matches(actor, &|g| member_of.contains(g))))
     }
 
     /// Where approval cards for `group` go: per platform, the channels
@@ -192,7 +199,10 @@ impl Engine {
     /// Send `to` a direct message, durably.
     pub async fn tell(&self, to: &Actor, text: String) -> Result<(), EngineError> {
         self.store.record(&Effects {
-            outbox: vec![Outgoing::Direct { to: to.clone(), text }],
+            outbox: vec![Outgoing::Direct {
+                to: to.clone(),
+                text,
+            }],
             ..Effects::default()
         })?;
         self.commit_and_wake().await

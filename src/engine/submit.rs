@@ -109,9 +109,9 @@ impl Engine {
                 });
             }
         }
-        Err(SubmitError::Engine(EngineError::Store(crate::store::StoreError::Corrupt(
-            "could not draw an unused request id".into(),
-        ))))
+        Err(SubmitError::Engine(EngineError::Store(
+            crate::store::StoreError::Corrupt("could not draw an unused request id".into()),
+        )))
     }
 
     /// The groups `actor` may request, those mapped to `origin` first.
@@ -132,7 +132,10 @@ impl Engine {
             None => HashSet::new(),
         };
         let is_policy_channel = |group: &GroupPolicy| {
-            origin.is_some_and(|o| group.channel.as_ref() == Some(&o.channel) || group.teams_channel.as_ref() == Some(&o.channel))
+            origin.is_some_and(|o| {
+                group.channel.as_ref() == Some(&o.channel)
+                    || group.teams_channel.as_ref() == Some(&o.channel)
+            })
         };
         let mut choices = Vec::new();
         for group in &self.policy.groups {

@@ -64,13 +64,16 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, 
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(HttpError::TooLarge);
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
-        let too_large = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            HttpError::TooLarge
-        } else {
-            HttpError::BadRequest("could not read the request body".into())
-        }
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_large =
+                std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+                    .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                HttpError::TooLarge
+            } else {
+                HttpError::BadRequest("could not read the request body".into())
+            }
+        })
 }

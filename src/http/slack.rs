@@ -14,9 +14,12 @@ use serde_json::{json, Value};
 
 use super::{read_body, AppState, HttpError};
 use crate::chat::slack::blocks::{
-    self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, GROUP_BLOCK, INPUT_ACTION, REASON_BLOCK, REQUEST_FORM_CALLBACK,
+    self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, GROUP_BLOCK, INPUT_ACTION, REASON_BLOCK,
+    REQUEST_FORM_CALLBACK,
 };
-use crate::chat::slack::payloads::{BlockActions, Event, Interaction, SlashCommand, ViewSubmission};
+use crate::chat::slack::payloads::{
+    BlockActions, Event, Interaction, SlashCommand, ViewSubmission,
+};
 use crate::chat::slack::verify::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::chat::slack::SlackClient;
 use crate::chat::CardActionKind;
@@ -34,11 +37,18 @@ pub struct SlackIngress {
 }
 
 fn slack_of(state: &AppState) -> Result<&SlackIngress, HttpError> {
-    state.slack.as_ref().ok_or(HttpError::NotConfigured("Slack"))
+    state
+        .slack
+        .as_ref()
+        .ok_or(HttpError::NotConfigured("Slack"))
 }
 
 /// Read, verify and replay-check a Slack request; the raw body on success.
-async fn authenticate(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, HttpError> {
     let slack = slack_of(state)?;
     let bytes = read_body(headers, body).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -85,7 +95,11 @@ pub(super) async fn command(
         .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
     let actor = slack_actor(&command.user_id, &command.user_name);
     let origin = slack_channel(&command.channel_id);
-    match state.engine.handle_command(actor, origin, &command.text).await {
+    match state
+        .engine
+        .handle_command(actor, origin, &command.text)
+        .await
+    {
         Reply::Text(text) => Ok(ephemeral(text)),
         Reply::OpenRequestForm(choices) => {
             // The trigger id is valid for three seconds; open the form right
@@ -98,7 +112,10 @@ pub(super) async fn command(
                     mapped_here: c.mapped_here,
                 })
                 .collect();
-            let default_duration = choices.first().map(|c| c.default_duration.to_string()).unwrap_or_default();
+            let default_duration = choices
+                .first()
+                .map(|c| c.default_duration.to_string())
+                .unwrap_or_default();
             let view = blocks::request_form(&options, &default_duration, &command.channel_id);
             let client = slack_of(&state)?.client.clone();
             let trigger = command.trigger_id.clone();
@@ -133,7 +150,10 @@ pub(super) async fn interaction(
     }
 }
 
-async fn block_actions(state: &Arc<AppState>, payload: BlockActions) -> Result<Response, HttpError> {
+async fn block_actions(
+    state: &Arc<AppState>,
+    payload: BlockActions,
+) -> Result<Response, HttpError> {
     let actor = slack_actor(&payload.user.id, payload.user.display_name());
     let channel = payload.channel.as_ref().and_then(|c| slack_channel(&c.id));
     for action in &payload.actions {
@@ -141,13 +161,20 @@ async fn block_actions(state: &Arc<AppState>, payload: BlockActions) -> Result<R
             continue;
         };
         let Ok(request_id) = RequestId::parse(&action.value) else {
-            return Err(HttpError::BadRequest("button value is not a request id".into()));
+            return Err(HttpError::BadRequest(
+                "button value is not a request id".into(),
+            ));
         };
         match kind {
             CardActionKind::Approve => {
                 state
                     .engine
-                    .record_decision(&request_id, actor.clone(), Decision::Approve, channel.clone())
+                    .record_decision(
+                        &request_id,
+                        actor.clone(),
+                        Decision::Approve,
+                        channel.clone(),
+                    )
                     .await?;
             }
             CardActionKind::Deny => {
@@ -155,11 +182,18 @@ async fn block_actions(state: &Arc<AppState>, payload: BlockActions) -> Result<R
                 // count; otherwise the engine explains why not.
                 let engine = state.engine.clone();
                 let client = slack_of(state)?.client.clone();
-                let (actor, channel, trigger) = (actor.clone(), channel.clone(), payload.trigger_id.clone());
+                let (actor, channel, trigger) =
+                    (actor.clone(), channel.clone(), payload.trigger_id.clone());
                 tokio::spawn(async move {
-                    match engine.may_decide(&request_id, &actor, channel.clone()).await {
+                    match engine
+                        .may_decide(&request_id, &actor, channel.clone())
+                        .await
+                    {
                         Ok(true) => {
-                            let view = blocks::deny_form(request_id.as_str(), channel.as_ref().map(|c| c.channel.as_str()));
+                            let view = blocks::deny_form(
+                                request_id.as_str(),
+                                channel.as_ref().map(|c| c.channel.as_str()),
+                            );
                             if let Err(error) = client.open_view(&trigger, &view).await {
                                 tracing::warn!(%error, "could not open the deny form");
                             }
@@ -175,11 +209,17 @@ async fn block_actions(state: &Arc<AppState>, payload: BlockActions) -> Result<R
 }
 
 fn field_errors(errors: Vec<(&str, String)>) -> Response {
-    let map: serde_json::Map<String, Value> = errors.into_iter().map(|(k, v)| (k.to_string(), Value::String(v))).collect();
+    let map: serde_json::Map<String, Value> = errors
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
     Json(json!({ "response_action": "errors", "errors": map })).into_response()
 }
 
-async fn view_submission(state: &Arc<AppState>, submission: ViewSubmission) -> Result<Response, HttpError> {
+async fn view_submission(
+    state: &Arc<AppState>,
+    submission: ViewSubmission,
+) -> Result<Response, HttpError> {
     let actor = slack_actor(&submission.user.id, submission.user.display_name());
     let view = &submission.view;
     let input = |block: &str| view.state.input(block, INPUT_ACTION).unwrap_or_default();
@@ -199,21 +239,32 @@ async fn view_submission(state: &Arc<AppState>, submission: ViewSubmission) -> R
             };
             let origin = slack_channel(&view.private_metadata);
             let reason = input(REASON_BLOCK);
-            match state.engine.submit(actor.clone(), origin, &group, Some(duration), &reason).await {
+            match state
+                .engine
+                .submit(actor.clone(), origin, &group, Some(duration), &reason)
+                .await
+            {
                 Ok(receipt) => {
                     let request = &receipt.request;
                     let text = if receipt.auto_approved {
                         format!("Request {} for {} ({}) was approved automatically by policy; granting access now.", request.id, request.group, request.duration)
                     } else {
-                        format!("Request {} for {} ({}) is filed and waiting for approval.", request.id, request.group, request.duration)
+                        format!(
+                            "Request {} for {} ({}) is filed and waiting for approval.",
+                            request.id, request.group, request.duration
+                        )
                     };
                     state.engine.tell(&actor, text).await?;
                     Ok(Json(json!({ "response_action": "clear" })).into_response())
                 }
                 Err(SubmitError::Refused(refusal)) => {
                     let block = match refusal {
-                        RequestRefusal::UnknownGroup(_) | RequestRefusal::NotARequester(_) => GROUP_BLOCK,
-                        RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => DURATION_BLOCK,
+                        RequestRefusal::UnknownGroup(_) | RequestRefusal::NotARequester(_) => {
+                            GROUP_BLOCK
+                        }
+                        RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => {
+                            DURATION_BLOCK
+                        }
                         RequestRefusal::ReasonMissing(_) => REASON_BLOCK,
                     };
                     Ok(field_errors(vec![(block, refusal.to_string())]))
@@ -233,7 +284,10 @@ async fn view_submission(state: &Arc<AppState>, submission: ViewSubmission) -> R
                 .map_err(|_| HttpError::BadRequest("deny form without its request".into()))?;
             let reason = input(REASON_BLOCK);
             if reason.trim().is_empty() {
-                return Ok(field_errors(vec![(REASON_BLOCK, "A denial needs a reason.".into())]));
+                return Ok(field_errors(vec![(
+                    REASON_BLOCK,
+                    "A denial needs a reason.".into(),
+                )]));
             }
             let channel = metadata.channel.as_deref().and_then(slack_channel);
             state
@@ -252,12 +306,17 @@ pub(super) async fn event(
     body: Body,
 ) -> Result<Response, HttpError> {
     let bytes = authenticate(&state, &headers, body).await?;
-    let event: Event =
-        serde_json::from_slice(&bytes).map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
+    let event: Event = serde_json::from_slice(&bytes)
+        .map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
     match event {
-        Event::UrlVerification { challenge } => Ok(Json(json!({ "challenge": challenge })).into_response()),
+        Event::UrlVerification { challenge } => {
+            Ok(Json(json!({ "challenge": challenge })).into_response())
+        }
         Event::EventCallback { event } => {
-            let kind = event.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            let kind = event
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
             if matches!(kind, "app_uninstalled" | "tokens_revoked") {
                 tracing::error!(event = kind, "Slack reports the app lost its token: messages cannot be delivered until it is reinstalled");
             } else {

@@ -33,10 +33,18 @@ impl ExecProvider {
         }
     }
 
-    async fn run(&self, action: &str, template: &[String], access: &Access) -> Result<(), ProviderError> {
+    async fn run(
+        &self,
+        action: &str,
+        template: &[String],
+        access: &Access,
+    ) -> Result<(), ProviderError> {
         let argv: Vec<String> = template.iter().map(|arg| substitute(arg, access)).collect();
         let Some((program, args)) = argv.split_first() else {
-            return Err(ProviderError::new(&self.name, format!("no {action} command configured")));
+            return Err(ProviderError::new(
+                &self.name,
+                format!("no {action} command configured"),
+            ));
         };
         let child = Command::new(program)
             .args(args)
@@ -53,13 +61,19 @@ impl ExecProvider {
             // If the timeout fires, dropping the child kills it.
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| ProviderError::new(&self.name, format!("{action}: cannot run {program}: {e}")))?;
+            .map_err(|e| {
+                ProviderError::new(&self.name, format!("{action}: cannot run {program}: {e}"))
+            })?;
         let output = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(result) => result.map_err(|e| ProviderError::new(&self.name, format!("{action}: {program}: {e}")))?,
+            Ok(result) => result
+                .map_err(|e| ProviderError::new(&self.name, format!("{action}: {program}: {e}")))?,
             Err(_) => {
                 return Err(ProviderError::new(
                     &self.name,
-                    format!("{action}: {program} did not finish within {:?} and was killed", self.timeout),
+                    format!(
+                        "{action}: {program} did not finish within {:?} and was killed",
+                        self.timeout
+                    ),
                 ))
             }
         };
@@ -86,7 +100,10 @@ impl ExecProvider {
 /// Fill the `{placeholders}` of one argument. Each argument stays one
 /// argument whatever the values contain: there is no shell to split it.
 fn substitute(arg: &str, access: &Access) -> String {
-    let expires = access.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let expires = access
+        .expires_at
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
     arg.replace("{principal}", &access.principal)
         .replace("{target}", &access.target)
         .replace("{group}", &access.group)
@@ -145,8 +162,17 @@ mod tests {
         let script = format!("printf '%s\\n' \"$@\" > {}", out.display());
         // `sh -c SCRIPT NAME ARGS...`: the principal arrives as one argument
         // and is never interpreted.
-        let p = provider(&["/bin/sh", "-c", &script, "grant-role", "{principal}", "{target}"]);
-        p.grant(&access("alice; touch /tmp/pwned $(id)")).await.unwrap();
+        let p = provider(&[
+            "/bin/sh",
+            "-c",
+            &script,
+            "grant-role",
+            "{principal}",
+            "{target}",
+        ]);
+        p.grant(&access("alice; touch /tmp/pwned $(id)"))
+            .await
+            .unwrap();
         let written = std::fs::read_to_string(&out).unwrap();
         assert_eq!(written, "alice; touch /tmp/pwned $(id)\nprod_rw\n");
     }
@@ -161,7 +187,11 @@ mod tests {
 
     #[tokio::test]
     async fn secrets_in_our_environment_do_not_reach_the_program() {
-        let p = provider(&["/bin/sh", "-c", "test -z \"$SLACK_BOT_TOKEN\" && test \"$JITBOT_TARGET\" = prod_rw"]);
+        let p = provider(&[
+            "/bin/sh",
+            "-c",
+            "test -z \"$SLACK_BOT_TOKEN\" && test \"$JITBOT_TARGET\" = prod_rw",
+        ]);
         std::env::set_var("SLACK_BOT_TOKEN", "xoxb-leak");
         let result = p.grant(&access("alice")).await;
         std::env::remove_var("SLACK_BOT_TOKEN");
@@ -170,14 +200,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_hanging_program_is_killed_at_the_timeout() {
-        let p = ExecProvider::new("shell", vec!["/bin/sleep".into(), "30".into()], vec![], Duration::from_millis(200));
+        let p = ExecProvider::new(
+            "shell",
+            vec!["/bin/sleep".into(), "30".into()],
+            vec![],
+            Duration::from_millis(200),
+        );
         let err = p.grant(&access("alice")).await.unwrap_err();
         assert!(err.message.contains("did not finish"), "{err}");
     }
 
     #[tokio::test]
     async fn a_missing_program_is_reported() {
-        let err = provider(&["/nonexistent/grant"]).grant(&access("a")).await.unwrap_err();
-        assert!(err.message.contains("cannot run /nonexistent/grant"), "{err}");
+        let err = provider(&["/nonexistent/grant"])
+            .grant(&access("a"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("cannot run /nonexistent/grant"),
+            "{err}"
+        );
     }
 }

@@ -71,8 +71,10 @@ pub fn build(policy: &Policy, env: &EnvSource) -> Result<Providers, Vec<String>>
     for (name, spec) in &policy.providers {
         let built: Result<Arc<dyn Provider>, String> = match &spec.kind {
             ProviderKind::Webhook { url, secret_env } => match env.get(secret_env) {
-                Some(secret) => webhook::WebhookProvider::new(name, url, secret, spec.timeout.as_std())
-                    .map(|p| Arc::new(p) as Arc<dyn Provider>),
+                Some(secret) => {
+                    webhook::WebhookProvider::new(name, url, secret, spec.timeout.as_std())
+                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                }
                 None => Err(format!(
                     "provider {name}: environment variable {secret_env} (its secret_env) is not set"
                 )),

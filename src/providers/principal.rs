@@ -13,7 +13,12 @@ pub enum PrincipalError {
 }
 
 /// Render `template` for `user`; `email` is the user's address if known.
-pub fn render(template: &str, provider: &str, user: &Actor, email: Option<&str>) -> Result<String, PrincipalError> {
+pub fn render(
+    template: &str,
+    provider: &str,
+    user: &Actor,
+    email: Option<&str>,
+) -> Result<String, PrincipalError> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -48,7 +53,9 @@ pub fn render(template: &str, provider: &str, user: &Actor, email: Option<&str>)
 /// A principal is passed as a program argument or into SQL identifiers by
 /// providers, so refuse shapes that could be read as options or break lines.
 pub fn check(principal: String) -> Result<String, PrincipalError> {
-    let usable = !principal.trim().is_empty() && !principal.starts_with('-') && !principal.chars().any(char::is_control);
+    let usable = !principal.trim().is_empty()
+        && !principal.starts_with('-')
+        && !principal.chars().any(char::is_control);
     if usable {
         Ok(principal)
     } else {
@@ -67,15 +74,26 @@ mod tests {
 
     #[test]
     fn templates_fill_in_known_values() {
-        assert_eq!(render("{email_local}", "pg", &alice(), Some("alice@example.com")).unwrap(), "alice");
-        assert_eq!(render("slack-{slack_user_id}", "x", &alice(), None).unwrap(), "slack-U0ALICE");
-        assert_eq!(render("{email}", "x", &alice(), Some("a@b.c")).unwrap(), "a@b.c");
+        assert_eq!(
+            render("{email_local}", "pg", &alice(), Some("alice@example.com")).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            render("slack-{slack_user_id}", "x", &alice(), None).unwrap(),
+            "slack-U0ALICE"
+        );
+        assert_eq!(
+            render("{email}", "x", &alice(), Some("a@b.c")).unwrap(),
+            "a@b.c"
+        );
     }
 
     #[test]
     fn missing_values_are_explained() {
         let err = render("{email}", "pg", &alice(), None).unwrap_err();
-        assert!(err.to_string().contains("no email address that the `pg` provider"));
+        assert!(err
+            .to_string()
+            .contains("no email address that the `pg` provider"));
         assert!(render("{teams_aad_id}", "pg", &alice(), None).is_err());
     }
 

@@ -43,7 +43,8 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 impl WebhookProvider {
     pub fn new(name: &str, url: &str, secret: String, timeout: Duration) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("provider {name}: url is not valid: {e}"))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| format!("provider {name}: url is not valid: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -84,7 +85,10 @@ impl WebhookProvider {
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(SIGNATURE_HEADER, signature(self.secret.expose().as_bytes(), timestamp, &body))
+            .header(
+                SIGNATURE_HEADER,
+                signature(self.secret.expose().as_bytes(), timestamp, &body),
+            )
             .body(body)
             .send()
             .await
@@ -96,7 +100,10 @@ impl WebhookProvider {
                 } else {
                     "request failed".to_string()
                 };
-                ProviderError::new(&self.name, format!("{action} via {}: {why}", self.shown_url()))
+                ProviderError::new(
+                    &self.name,
+                    format!("{action} via {}: {why}", self.shown_url()),
+                )
             })?;
         let status = response.status();
         if status.is_success() {

@@ -74,13 +74,18 @@ impl Scheduler {
     pub fn dispatch(&self, cancel: &CancellationToken) -> Dispatched {
         let room = MAX_CONCURRENT_JOBS.saturating_sub(self.running().ids.len());
         if room == 0 {
-            return Dispatched { started: 0, next_due: None };
+            return Dispatched {
+                started: 0,
+                next_due: None,
+            };
         }
         let jobs = {
             let running = self.running();
             // Look past jobs blocked by a busy lane, but not unboundedly.
             self.store
-                .jobs_in_due_order(room + MAX_CONCURRENT_JOBS, &|job| running.ids.contains(&job.id))
+                .jobs_in_due_order(room + MAX_CONCURRENT_JOBS, &|job| {
+                    running.ids.contains(&job.id)
+                })
         };
         let jobs = match jobs {
             Ok(jobs) => jobs,
@@ -115,7 +120,10 @@ impl Scheduler {
             started += 1;
             self.spawn(job, cancel.clone());
         }
-        Dispatched { started, next_due: None }
+        Dispatched {
+            started,
+            next_due: None,
+        }
     }
 
     fn spawn(&self, job: Job, cancel: CancellationToken) {

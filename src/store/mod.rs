@@ -116,7 +116,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` jobs in due order, skipping those `skip` says are
     /// already running.
-    fn jobs_in_due_order(&self, limit: usize, skip: &dyn Fn(&Job) -> bool) -> Result<Vec<Job>, StoreError>;
+    fn jobs_in_due_order(
+        &self,
+        limit: usize,
+        skip: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StoreError>;
 
     /// Move `job` to a new due time (a retry), atomically with `effects`.
     fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError>;

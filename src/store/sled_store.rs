@@ -192,7 +192,7 @@ impl Store for SledStore {
                 requests.push(request);
             }
         }
-        requests.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        requests.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(requests)
     }
 
@@ -223,7 +223,8 @@ impl Store for SledStore {
             if let Some(request) = &write.request {
                 trees[REQUESTS].insert(request_key.as_slice(), encode(request).map_err(abort)?)?;
                 if current.is_none() {
-                    trees[BY_USER].insert(keys::user_request(&request.requester, &request.id), &[])?;
+                    trees[BY_USER]
+                        .insert(keys::user_request(&request.requester, &request.id), &[])?;
                 }
             }
             Self::write_effects(trees, &write.effects)?;
@@ -239,7 +240,11 @@ impl Store for SledStore {
         .map(drop)
     }
 
-    fn jobs_in_due_order(&self, limit: usize, skip: &dyn Fn(&Job) -> bool) -> Result<Vec<Job>, StoreError> {
+    fn jobs_in_due_order(
+        &self,
+        limit: usize,
+        skip: &dyn Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, StoreError> {
         let mut jobs = Vec::new();
         for item in self.due.iter() {
             if jobs.len() >= limit {
@@ -279,7 +284,8 @@ impl Store for SledStore {
     }
 
     fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.outbox.insert(keys::sequence(entry.seq), encode(entry)?)?;
+        self.outbox
+            .insert(keys::sequence(entry.seq), encode(entry)?)?;
         Ok(())
     }
 
@@ -334,7 +340,10 @@ impl Store for SledStore {
     }
 
     fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        Self::decode_all(self.audit.range(keys::sequence(after.saturating_add(1))..), limit)
+        Self::decode_all(
+            self.audit.range(keys::sequence(after.saturating_add(1))..),
+            limit,
+        )
     }
 
     fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
@@ -425,7 +434,10 @@ mod tests {
         assert_eq!(applied, Applied::Written);
         assert_eq!(store.get_request(&request.id).unwrap().unwrap(), request);
         assert_eq!(store.requests_of(&alice()).unwrap().len(), 1);
-        assert_eq!(store.jobs_in_due_order(10, &|_| false).unwrap(), vec![job.clone()]);
+        assert_eq!(
+            store.jobs_in_due_order(10, &|_| false).unwrap(),
+            vec![job.clone()]
+        );
         assert_eq!(store.outbox_entries(10).unwrap().len(), 1);
         assert_eq!(store.audit_head().unwrap().seq, 2);
         assert_eq!(store.verify_audit().unwrap(), Ok(2));
@@ -444,7 +456,10 @@ mod tests {
                 Some(Write::default())
             })
             .unwrap();
-        assert_eq!((first, second, calls), (Applied::Written, Applied::JobGone, 1));
+        assert_eq!(
+            (first, second, calls),
+            (Applied::Written, Applied::JobGone, 1)
+        );
     }
 
     #[test]

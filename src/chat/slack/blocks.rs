@@ -19,7 +19,9 @@ const OPTION_TEXT_MAX: usize = 75;
 
 /// Escape text for mrkdwn: Slack treats `&`, `<` and `>` as control characters.
 pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn render_text(parts: &[CardText]) -> String {
@@ -117,7 +119,8 @@ fn plain(text: &str) -> Value {
 /// The modal opened by `/jit request` alone. `private_metadata` carries the
 /// channel it was opened in, so the submission knows its origin.
 pub fn request_form(groups: &[GroupOption], default_duration: &str, channel: &str) -> Value {
-    let (here, elsewhere): (Vec<&GroupOption>, Vec<&GroupOption>) = groups.iter().partition(|g| g.mapped_here);
+    let (here, elsewhere): (Vec<&GroupOption>, Vec<&GroupOption>) =
+        groups.iter().partition(|g| g.mapped_here);
     let mut select = json!({ "type": "static_select", "action_id": INPUT_ACTION, "placeholder": plain("Choose a group") });
     if here.is_empty() || elsewhere.is_empty() {
         select["options"] = Value::Array(groups.iter().map(option).collect());
@@ -202,8 +205,16 @@ mod tests {
     #[test]
     fn mapped_groups_come_first_in_their_own_section() {
         let groups = vec![
-            GroupOption { name: "dev".into(), description: String::new(), mapped_here: false },
-            GroupOption { name: "prod-db".into(), description: "Prod".into(), mapped_here: true },
+            GroupOption {
+                name: "dev".into(),
+                description: String::new(),
+                mapped_here: false,
+            },
+            GroupOption {
+                name: "prod-db".into(),
+                description: "Prod".into(),
+                mapped_here: true,
+            },
         ];
         let view = request_form(&groups, "1h", "C1");
         let option_groups = &view["blocks"][0]["element"]["option_groups"];

@@ -80,7 +80,11 @@ impl SlackClient {
         self.send(method, request).await
     }
 
-    async fn send(&self, method: &str, request: reqwest::RequestBuilder) -> Result<Value, ChatError> {
+    async fn send(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ChatError> {
         let response = request
             .send()
             .await
@@ -98,14 +102,17 @@ impl SlackClient {
         if !status.is_success() {
             return Err(ChatError::Failed(format!("{method}: HTTP {status}")));
         }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| ChatError::Failed(format!("{method}: unreadable answer: {}", without_url(&e))))?;
+        let body: Value = response.json().await.map_err(|e| {
+            ChatError::Failed(format!("{method}: unreadable answer: {}", without_url(&e)))
+        })?;
         if body.get("ok").and_then(Value::as_bool) == Some(true) {
             return Ok(body);
         }
-        let code = body.get("error").and_then(Value::as_str).unwrap_or("unknown_error").to_string();
+        let code = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown_error")
+            .to_string();
         if code == "ratelimited" {
             return Err(ChatError::RateLimited(DEFAULT_RETRY_AFTER));
         }
@@ -118,13 +125,21 @@ impl SlackClient {
 
     /// `views.open`: show a modal in answer to a click or command.
     pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), ChatError> {
-        self.call_json("views.open", &json!({ "trigger_id": trigger_id, "view": view }))
-            .await
-            .map(drop)
+        self.call_json(
+            "views.open",
+            &json!({ "trigger_id": trigger_id, "view": view }),
+        )
+        .await
+        .map(drop)
     }
 
     async fn dm_channel(&self, user: &UserId) -> Result<ChannelId, ChatError> {
-        if let Some(channel) = self.dm_channels.lock().unwrap_or_else(|p| p.into_inner()).get(user) {
+        if let Some(channel) = self
+            .dm_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+        {
             return Ok(channel.clone());
         }
         let answer = self
@@ -134,7 +149,9 @@ impl SlackClient {
             .pointer("/channel/id")
             .and_then(Value::as_str)
             .map(ChannelId::new)
-            .ok_or_else(|| ChatError::Failed("conversations.open: no channel id in answer".into()))?;
+            .ok_or_else(|| {
+                ChatError::Failed("conversations.open: no channel id in answer".into())
+            })?;
         self.dm_channels
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -142,7 +159,12 @@ impl SlackClient {
         Ok(channel)
     }
 
-    async fn post(&self, channel: &ChannelId, text: &str, card: Option<&Card>) -> Result<PostedMessage, ChatError> {
+    async fn post(
+        &self,
+        channel: &ChannelId,
+        text: &str,
+        card: Option<&Card>,
+    ) -> Result<PostedMessage, ChatError> {
         let mut body = json!({ "channel": channel.as_str(), "text": text });
         if let Some(card) = card {
             body["blocks"] = blocks::card_blocks(card);
@@ -183,7 +205,11 @@ impl ChatPlatform for SlackClient {
         Platform::Slack
     }
 
-    async fn post_card(&self, channel: &ChannelId, card: &Card) -> Result<PostedMessage, ChatError> {
+    async fn post_card(
+        &self,
+        channel: &ChannelId,
+        card: &Card,
+    ) -> Result<PostedMessage, ChatError> {
         self.post(channel, &card.fallback, Some(card)).await
     }
 
@@ -197,12 +223,22 @@ impl ChatPlatform for SlackClient {
         self.call_json("chat.update", &body).await.map(drop)
     }
 
-    async fn direct_message(&self, user: &UserId, text: &str, card: Option<&Card>) -> Result<PostedMessage, ChatError> {
+    async fn direct_message(
+        &self,
+        user: &UserId,
+        text: &str,
+        card: Option<&Card>,
+    ) -> Result<PostedMessage, ChatError> {
         let channel = self.dm_channel(user).await?;
         self.post(&channel, text, card).await
     }
 
-    async fn ephemeral(&self, channel: &ChannelId, user: &UserId, text: &str) -> Result<(), ChatError> {
+    async fn ephemeral(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        text: &str,
+    ) -> Result<(), ChatError> {
         let body = json!({ "channel": channel.as_str(), "user": user.as_str(), "text": text });
         self.call_json("chat.postEphemeral", &body).await.map(drop)
     }
@@ -215,16 +251,24 @@ impl ChatPlatform for SlackClient {
 #[async_trait]
 impl Directory for SlackClient {
     async fn user_group_members(&self, group: &str) -> Result<Vec<UserId>, ChatError> {
-        let answer = self.call_form("usergroups.users.list", &[("usergroup", group)]).await?;
+        let answer = self
+            .call_form("usergroups.users.list", &[("usergroup", group)])
+            .await?;
         let users = answer
             .get("users")
             .and_then(Value::as_array)
             .ok_or_else(|| ChatError::Failed("usergroups.users.list: no users in answer".into()))?;
-        Ok(users.iter().filter_map(Value::as_str).map(UserId::new).collect())
+        Ok(users
+            .iter()
+            .filter_map(Value::as_str)
+            .map(UserId::new)
+            .collect())
     }
 
     async fn user_email(&self, user: &UserId) -> Result<Option<String>, ChatError> {
-        let answer = self.call_form("users.info", &[("user", user.as_str())]).await?;
+        let answer = self
+            .call_form("users.info", &[("user", user.as_str())])
+            .await?;
         Ok(answer
             .pointer("/user/profile/email")
             .and_then(Value::as_str)

@@ -119,8 +119,12 @@ impl ViewState {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    UrlVerification { challenge: String },
-    EventCallback { event: serde_json::Value },
+    UrlVerification {
+        challenge: String,
+    },
+    EventCallback {
+        event: serde_json::Value,
+    },
     #[serde(other)]
     Other,
 }
@@ -151,14 +155,21 @@ mod tests {
         let Interaction::ViewSubmission(submission) = serde_json::from_str(payload).unwrap() else {
             panic!("not view_submission");
         };
-        assert_eq!(submission.view.state.input("group", "value").as_deref(), Some("prod-db"));
-        assert_eq!(submission.view.state.input("duration", "value").as_deref(), Some("2h"));
+        assert_eq!(
+            submission.view.state.input("group", "value").as_deref(),
+            Some("prod-db")
+        );
+        assert_eq!(
+            submission.view.state.input("duration", "value").as_deref(),
+            Some("2h")
+        );
         assert_eq!(submission.view.state.input("reason", "value"), None);
     }
 
     #[test]
     fn unknown_interaction_types_are_tolerated() {
-        let parsed: Interaction = serde_json::from_str(r#"{"type":"shortcut","user":{"id":"U1"}}"#).unwrap();
+        let parsed: Interaction =
+            serde_json::from_str(r#"{"type":"shortcut","user":{"id":"U1"}}"#).unwrap();
         assert!(matches!(parsed, Interaction::Other));
     }
 }

@@ -43,7 +43,10 @@ pub fn verify(
 ) -> Result<Verified, VerifyError> {
     let timestamp_text = timestamp.ok_or(VerifyError::Missing("X-Slack-Request-Timestamp"))?;
     let signature_text = signature.ok_or(VerifyError::Missing("X-Slack-Signature"))?;
-    let timestamp: i64 = timestamp_text.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let timestamp: i64 = timestamp_text
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     if (now_secs - timestamp).abs() > MAX_AGE_SECS {
         return Err(VerifyError::Stale);
     }
@@ -53,8 +56,12 @@ pub fn verify(
         .ok_or(VerifyError::Malformed)?;
     let mac = mac_for(secret, timestamp_text.trim(), body);
     // `verify_slice` compares in constant time.
-    mac.verify_slice(&signature).map_err(|_| VerifyError::Mismatch)?;
-    Ok(Verified { timestamp, signature })
+    mac.verify_slice(&signature)
+        .map_err(|_| VerifyError::Mismatch)?;
+    Ok(Verified {
+        timestamp,
+        signature,
+    })
 }
 
 fn mac_for(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
@@ -87,7 +94,14 @@ mod tests {
     #[test]
     fn slack_published_test_vector() {
         assert_eq!(sign(SECRET, 1531420618, BODY), EXPECTED);
-        let verified = verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), BODY, 1531420618 + 10).unwrap();
+        let verified = verify(
+            SECRET,
+            Some(TIMESTAMP),
+            Some(EXPECTED),
+            BODY,
+            1531420618 + 10,
+        )
+        .unwrap();
         assert_eq!(verified.timestamp, 1531420618);
     }
 
@@ -96,28 +110,71 @@ mod tests {
         let now = 1531420618;
         let mut body = BODY.to_vec();
         body[0] = b'T';
-        assert_eq!(verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), &body, now), Err(VerifyError::Mismatch));
         assert_eq!(
-            verify(b"another secret", Some(TIMESTAMP), Some(EXPECTED), BODY, now),
+            verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), &body, now),
             Err(VerifyError::Mismatch)
         );
-        assert_eq!(verify(SECRET, Some(TIMESTAMP), Some("v1=abcd"), BODY, now), Err(VerifyError::Malformed));
-        assert_eq!(verify(SECRET, Some(TIMESTAMP), Some("v0=zz"), BODY, now), Err(VerifyError::Malformed));
-        assert_eq!(verify(SECRET, None, Some(EXPECTED), BODY, now), Err(VerifyError::Missing("X-Slack-Request-Timestamp")));
-        assert_eq!(verify(SECRET, Some(TIMESTAMP), None, BODY, now), Err(VerifyError::Missing("X-Slack-Signature")));
-        assert_eq!(verify(SECRET, Some("soon"), Some(EXPECTED), BODY, now), Err(VerifyError::BadTimestamp));
+        assert_eq!(
+            verify(
+                b"another secret",
+                Some(TIMESTAMP),
+                Some(EXPECTED),
+                BODY,
+                now
+            ),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(SECRET, Some(TIMESTAMP), Some("v1=abcd"), BODY, now),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(
+            verify(SECRET, Some(TIMESTAMP), Some("v0=zz"), BODY, now),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(
+            verify(SECRET, None, Some(EXPECTED), BODY, now),
+            Err(VerifyError::Missing("X-Slack-Request-Timestamp"))
+        );
+        assert_eq!(
+            verify(SECRET, Some(TIMESTAMP), None, BODY, now),
+            Err(VerifyError::Missing("X-Slack-Signature"))
+        );
+        assert_eq!(
+            verify(SECRET, Some("soon"), Some(EXPECTED), BODY, now),
+            Err(VerifyError::BadTimestamp)
+        );
     }
 
     #[test]
     fn the_five_minute_window_applies_both_ways() {
         let ts = 1531420618;
-        assert!(verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), BODY, ts + MAX_AGE_SECS).is_ok());
+        assert!(verify(
+            SECRET,
+            Some(TIMESTAMP),
+            Some(EXPECTED),
+            BODY,
+            ts + MAX_AGE_SECS
+        )
+        .is_ok());
         assert_eq!(
-            verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), BODY, ts + MAX_AGE_SECS + 1),
+            verify(
+                SECRET,
+                Some(TIMESTAMP),
+                Some(EXPECTED),
+                BODY,
+                ts + MAX_AGE_SECS + 1
+            ),
             Err(VerifyError::Stale)
         );
         assert_eq!(
-            verify(SECRET, Some(TIMESTAMP), Some(EXPECTED), BODY, ts - MAX_AGE_SECS - 1),
+            verify(
+                SECRET,
+                Some(TIMESTAMP),
+                Some(EXPECTED),
+                BODY,
+                ts - MAX_AGE_SECS - 1
+            ),
             Err(VerifyError::Stale)
         );
     }

@@ -1,0 +1,275 @@
+//! Approval rules: approvers only, never one's own request, each approver
+//! once, N of M, idempotent double clicks, user groups, denial with a reason.
+
+use serde_json::json;
+
+use crate::helpers::{eventually, has_buttons, TestApp};
+
+#[tokio::test]
+async fn the_requester_cannot_approve_their_own_request() {
+    let app = TestApp::spawn().await;
+    // U0LEAD is an approver of prod-db but asks for it themself.
+    let id = app.request("U0LEAD", "request prod-db 1h migration").await;
+    app.approve("U0LEAD", &id).await;
+    let told = eventually("the refusal", || async {
+        app.ephemerals_to("U0LEAD").await.pop()
+    })
+    .await;
+    assert_eq!(told, format!("You cannot approve your own request {id}."));
+    let list = app.command_text("U0LEAD", "C0GENERAL", "list").await;
+    assert!(list.contains("pending"), "{list}");
+    assert!(app.iam_calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_non_approver_click_changes_nothing_and_is_explained() {
+    let app = TestApp::spawn().await;
+    let id = app.request("U0ALICE", "request prod-db 1h migration").await;
+    app.approve("U0MALLORY", &id).await;
+    let told = eventually("the refusal", || async {
+        app.ephemerals_to("U0MALLORY").await.pop()
+    })
+    .await;
+    assert_eq!(
+        told,
+        format!("You are not an approver for `prod-db`, so your decision on {id} was not counted.")
+    );
+    assert!(app.iam_calls().await.is_empty());
+    assert!(
+        app.slack_calls("chat.update").await.is_empty(),
+        "the card is unchanged"
+    );
+    // A real approver still can.
+    app.approve("U0DBA", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_double_click_grants_once() {
+    let app = TestApp::spawn().await;
+    let id = app.request("U0ALICE", "request prod-db 1h migration").await;
+    let (first, second) = tokio::join!(
+        app.click("U0LEAD", "jit_approve", &id),
+        app.click("U0LEAD", "jit_approve", &id)
+    );
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    app.approve("U0DBA", &id).await;
+    let told = eventually("the late clickers to be told", || async {
+        let lead = app.ephemerals_to("U0LEAD").await;
+        let dba = app.ephemerals_to("U0DBA").await;
+        (lead.len() + dba.len() == 2).then(|| [lead, dba].concat())
+    })
+    .await;
+    // Depending on timing the grant may already be live when they are told.
+    for message in told {
+        assert!(
+            message == format!("{id} is already approved; nothing changed.")
+                || message == format!("{id} is already active; nothing changed."),
+            "{message}"
+        );
+    }
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await >= 1).then_some(())
+    })
+    .await;
+    // Give any duplicate a chance to show up before counting.
+    eventually("the live DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .iter()
+            .any(|d| d.contains("is live"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.iam_actions("grant", &id).await, 1);
+    let store_events = {
+        let mut app = app;
+        app.stop().await;
+        let store = app.open_store();
+        jitbot::store::Store::audit_events(&store, 0, 1000).unwrap()
+    };
+    let granted = store_events
+        .iter()
+        .filter(|e| e.action == jitbot::domain::audit::AuditAction::Granted)
+        .count();
+    assert_eq!(granted, 1);
+}
+
+#[tokio::test]
+async fn two_of_m_needs_two_different_approvers() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request two-key 1h rotate keys")
+        .await;
+    app.approve("U0LEAD", &id).await;
+    let partial = eventually("the card to count one approval", || async {
+        app.latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("1 of 2"))
+    })
+    .await;
+    assert!(has_buttons(&partial), "still open for the second approver");
+    assert!(app.iam_calls().await.is_empty());
+
+    // The same approver again does not count twice.
+    app.approve("U0LEAD", &id).await;
+    let told = eventually("the repeat to be refused", || async {
+        app.ephemerals_to("U0LEAD").await.pop()
+    })
+    .await;
+    assert_eq!(
+        told,
+        format!("You already approved {id}; it needs another approver.")
+    );
+    assert!(app.iam_calls().await.is_empty());
+
+    app.approve("U0SEC", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    let card = eventually("the approved card", || async {
+        app.latest_card(&id).await.filter(|c| !has_buttons(c))
+    })
+    .await;
+    let text = card["blocks"].to_string();
+    assert!(
+        text.contains("<@U0LEAD>") && text.contains("<@U0SEC>"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn members_of_an_approver_user_group_can_approve() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h via the DBA group")
+        .await;
+    app.approve("U0GROUPDBA", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    let lookups = app.slack_calls("usergroups.users.list").await;
+    assert_eq!(lookups[0]["usergroup"], "S0DBAS");
+
+    // Someone who left the group can no longer approve.
+    let other = app.request("U0ALICE", "request prod-db 1h second").await;
+    app.approve("U0NOTDBA", &other).await;
+    let told = eventually("the refusal", || async {
+        app.ephemerals_to("U0NOTDBA").await.pop()
+    })
+    .await;
+    assert!(told.contains("You are not an approver"), "{told}");
+}
+
+#[tokio::test]
+async fn deny_asks_for_a_reason_and_tells_the_requester() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h poking around")
+        .await;
+    let response = app.click("U0LEAD", "jit_deny", &id).await;
+    assert_eq!(response.status(), 200);
+    let opened = eventually("the deny form", || async {
+        app.slack_calls("views.open").await.pop()
+    })
+    .await;
+    assert_eq!(opened["view"]["callback_id"], "jit_deny_form");
+    let metadata = opened["view"]["private_metadata"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let submit = |reason: &str| {
+        json!({
+            "type": "view_submission",
+            "user": { "id": "U0LEAD", "username": "lead" },
+            "view": {
+                "callback_id": "jit_deny_form",
+                "private_metadata": metadata,
+                "state": { "values": { "reason": { "value": { "type": "plain_text_input", "value": reason } } } },
+            },
+        })
+    };
+    let empty: serde_json::Value = app.interact(submit(" ")).await.json().await.unwrap();
+    assert_eq!(empty["errors"]["reason"], "A denial needs a reason.");
+
+    let response = app.interact(submit("use the read replica")).await;
+    assert_eq!(response.status(), 200);
+    let card = eventually("the denied card", || async {
+        app.latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("Denied by"))
+    })
+    .await;
+    assert!(!has_buttons(&card));
+    assert!(card["blocks"].to_string().contains("use the read replica"));
+    let dm = eventually("the denial DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains("denied"))
+    })
+    .await;
+    assert_eq!(
+        dm,
+        format!("Your request {id} for prod-db was denied by lead: use the read replica")
+    );
+    assert!(app.iam_calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_non_approver_clicking_deny_gets_no_form() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h poking around")
+        .await;
+    app.click("U0MALLORY", "jit_deny", &id).await;
+    let told = eventually("the refusal", || async {
+        app.ephemerals_to("U0MALLORY").await.pop()
+    })
+    .await;
+    assert!(told.contains("You are not an approver"), "{told}");
+    assert!(app.slack_calls("views.open").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_grant_is_reported_to_the_requester_and_the_channel() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request broken 1h needs the role")
+        .await;
+    app.approve("U0LEAD", &id).await;
+    let dm = eventually("the failure DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains("failed"))
+    })
+    .await;
+    assert!(dm.contains("role prod_rw does not exist"), "{dm}");
+    let notice = eventually("the channel notice", || async {
+        app.slack_calls("chat.postMessage")
+            .await
+            .into_iter()
+            .find(|m| {
+                m["channel"] == "C0APPROVALS" && m["text"].as_str().unwrap_or("").contains("failed")
+            })
+    })
+    .await;
+    assert!(notice["text"].as_str().unwrap().contains(&id));
+    let card = eventually("the card", || async {
+        app.latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("The grant failed"))
+    })
+    .await;
+    assert!(!has_buttons(&card));
+}

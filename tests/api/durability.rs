@@ -1,0 +1,134 @@
+//! State survives restarts; grants end on time; the audit chain verifies.
+
+use crate::helpers::{eventually, TestApp};
+
+#[tokio::test]
+async fn an_approval_after_a_restart_still_works() {
+    let mut app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h across a restart")
+        .await;
+    eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
+    app.restart().await;
+    app.approve("U0LEAD", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    let card = eventually("the updated card", || async {
+        app.latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("Access is active"))
+    })
+    .await;
+    assert_eq!(
+        card["ts"].as_str(),
+        app.card_ts(&id).as_deref(),
+        "the original card is updated"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_is_revoked_when_it_expires() {
+    let app = TestApp::spawn().await;
+    let id = app.request("U0ALICE", "request quick 2s short task").await;
+    app.approve("U0LEAD", &id).await;
+    eventually("the revoke", || async {
+        (app.iam_actions("revoke", &id).await == 1).then_some(())
+    })
+    .await;
+    let dm = eventually("the expiry DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains("has expired"))
+    })
+    .await;
+    assert!(dm.contains(&format!("G-{}", &id[2..])), "{dm}");
+    let card = eventually("the expired card", || async {
+        app.latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("Expired at"))
+    })
+    .await;
+    assert!(card["blocks"].to_string().contains("Approved by <@U0LEAD>"));
+}
+
+#[tokio::test]
+async fn overlapping_grants_keep_access_until_the_last_one_ends() {
+    let app = TestApp::spawn().await;
+    let short = app.request("U0ALICE", "request quick 2s first").await;
+    app.approve("U0LEAD", &short).await;
+    eventually("the first grant", || async {
+        (app.iam_actions("grant", &short).await == 1).then_some(())
+    })
+    .await;
+    let long = app.request("U0ALICE", "request quick 5m second").await;
+    app.approve("U0LEAD", &long).await;
+    eventually("the second grant", || async {
+        (app.iam_actions("grant", &long).await == 1).then_some(())
+    })
+    .await;
+    eventually("the first grant to expire", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains(&format!("G-{}", &short[2..])) && d.contains("has expired"))
+    })
+    .await;
+    assert_eq!(
+        app.iam_actions("revoke", &short).await,
+        0,
+        "access is still covered by the second grant"
+    );
+    assert_eq!(app.iam_actions("revoke", &long).await, 0);
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_and_detects_tampering() {
+    let mut app = TestApp::spawn().await;
+    let id = app.request("U0ALICE", "request prod-db 1h audited").await;
+    app.approve("U0LEAD", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    app.stop().await;
+
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .args(["audit", "verify"])
+            .env("JITBOT_DATA_DIR", app.data_dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = verify();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // requested, approved, granted
+    assert_eq!(stdout.trim(), "audit chain OK: 3 event(s) verified");
+
+    // Rewrite one event's detail behind jitbot's back.
+    {
+        let db = sled::open(app.data_dir.path()).unwrap();
+        let audit = db.open_tree("audit").unwrap();
+        let (key, value) = audit.iter().nth(1).unwrap().unwrap();
+        let mut event: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        event["detail"] = "nothing to see".into();
+        audit
+            .insert(key, serde_json::to_vec(&event).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let output = verify();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "audit chain BROKEN: event 2: its content does not match its hash (edited?)"
+    );
+}

@@ -1,0 +1,503 @@
+//! Shared test helpers: the real server on port 0 with a fresh sled store, a
+//! fake Slack Web API and a fake IAM webhook on loopback, and requests signed
+//! the way Slack signs them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use jitbot::config::settings::SlackSettings;
+use jitbot::config::{EnvSource, Secret};
+use jitbot::server::{self, RunningServer, ServerParts};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tempfile::TempDir;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub(crate) const SIGNING_SECRET: &str = "test-signing-secret-8f742231b10e";
+pub(crate) const BOT_TOKEN: &str = "xoxb-test-token";
+pub(crate) const HOOK_SECRET: &str = "hook-secret-for-tests";
+
+/// The policy every test starts from; `{IAM}` is the fake IAM's URL.
+pub(crate) const BASE_POLICY: &str = r#"
+admins = ["U0ADMIN"]
+
+[defaults]
+min_duration = "1m"
+max_duration = "8h"
+default_duration = "1h"
+reason_required = true
+
+[providers.iam]
+kind = "webhook"
+url = "{IAM}/jit"
+secret_env = "TEST_HOOK_SECRET"
+timeout = "5s"
+
+[providers.failing]
+kind = "exec"
+grant = ["/bin/sh", "-c", "echo 'role prod_rw does not exist' >&2; exit 4"]
+revoke = ["/bin/true"]
+timeout = "5s"
+
+[[groups]]
+name = "prod-db"
+description = "Production database"
+provider = "iam"
+target = "prod_rw"
+approvers = ["U0LEAD", "U0DBA", "S0DBAS"]
+channel = "C0APPROVALS"
+max_duration = "4h"
+
+[[groups]]
+name = "two-key"
+provider = "iam"
+target = "vault_admin"
+approvers = ["U0LEAD", "U0DBA", "U0SEC"]
+approvals_required = 2
+channel = "C0APPROVALS"
+
+[[groups]]
+name = "restricted"
+provider = "iam"
+target = "billing"
+approvers = ["U0LEAD"]
+requesters = ["U0OPS"]
+channel = "C0APPROVALS"
+
+[[groups]]
+name = "sandbox"
+provider = "iam"
+target = "sandbox_rw"
+approvers = ["U0LEAD"]
+channel = "C0SANDBOX"
+auto_approve = { requesters = ["U0ONCALL"], max_duration = "30m" }
+
+[[groups]]
+name = "quick"
+provider = "iam"
+target = "quick_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+max_duration = "10m"
+default_duration = "5m"
+
+[[groups]]
+name = "broken"
+provider = "failing"
+target = "prod_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+"#;
+
+/// Members of fake Slack user groups.
+type UserGroups = Arc<Mutex<HashMap<String, Vec<String>>>>;
+
+/// The fake Slack Web API: answers like Slack for the methods jitbot uses.
+struct FakeSlack {
+    next_ts: AtomicU64,
+    user_groups: UserGroups,
+    /// What each successful chat.postMessage was answered: (ts, body).
+    posted: Posted,
+}
+
+type Posted = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn form_or_json(request: &Request) -> Value {
+    if let Ok(value) = serde_json::from_slice::<Value>(&request.body) {
+        return value;
+    }
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+impl Respond for FakeSlack {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body = form_or_json(request);
+        let answer = match request.url.path() {
+            "/api/chat.postMessage" => {
+                let n = self.next_ts.fetch_add(1, Ordering::SeqCst);
+                let ts = format!("1700000000.{n:06}");
+                self.posted.lock().unwrap().push((ts.clone(), body.clone()));
+                json!({ "ok": true, "channel": body["channel"], "ts": ts })
+            }
+            "/api/conversations.open" => {
+                let user = body["users"].as_str().unwrap_or("").to_string();
+                json!({ "ok": true, "channel": { "id": format!("D{user}") } })
+            }
+            "/api/usergroups.users.list" => {
+                let group = body["usergroup"].as_str().unwrap_or("");
+                let members = self.user_groups.lock().unwrap().get(group).cloned();
+                match members {
+                    Some(users) => json!({ "ok": true, "users": users }),
+                    None => json!({ "ok": false, "error": "no_such_subteam" }),
+                }
+            }
+            "/api/users.info" => {
+                let user = body["user"].as_str().unwrap_or("").to_lowercase();
+                json!({ "ok": true, "user": { "profile": { "email": format!("{user}@example.com") } } })
+            }
+            _ => json!({ "ok": true }),
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    }
+}
+
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) http: reqwest::Client,
+    pub(crate) slack: MockServer,
+    pub(crate) iam: MockServer,
+    pub(crate) data_dir: TempDir,
+    posted: Posted,
+    policy_text: String,
+    server: Option<RunningServer>,
+}
+
+impl TestApp {
+    pub(crate) async fn spawn() -> TestApp {
+        Self::spawn_with(BASE_POLICY).await
+    }
+
+    /// Start with `policy` (`{IAM}` is replaced by the fake IAM's URL).
+    pub(crate) async fn spawn_with(policy: &str) -> TestApp {
+        let slack = MockServer::start().await;
+        let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([(
+            "S0DBAS".to_string(),
+            vec!["U0GROUPDBA".to_string()],
+        )])));
+        let posted: Posted = Arc::default();
+        Mock::given(method("POST"))
+            .respond_with(FakeSlack {
+                next_ts: AtomicU64::new(1),
+                user_groups,
+                posted: posted.clone(),
+            })
+            .with_priority(10)
+            .mount(&slack)
+            .await;
+        let iam = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/jit"))
+            .respond_with(ResponseTemplate::new(200))
+            .with_priority(10)
+            .mount(&iam)
+            .await;
+        let mut app = TestApp {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            http: reqwest::Client::new(),
+            policy_text: policy.replace("{IAM}", &iam.uri()),
+            slack,
+            iam,
+            data_dir: tempfile::tempdir().unwrap(),
+            posted,
+            server: None,
+        };
+        app.start().await;
+        app
+    }
+
+    async fn start(&mut self) {
+        let policy =
+            jitbot::config::policy::parse(&self.policy_text).expect("test policy is valid");
+        let env = EnvSource::from_pairs([("TEST_HOOK_SECRET", HOOK_SECRET)]);
+        let providers = jitbot::providers::build(&policy, &env).expect("providers build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let parts = ServerParts {
+            data_dir: self.data_dir.path().to_path_buf(),
+            policy,
+            providers,
+            slack: Some(SlackSettings {
+                signing_secret: Secret::new(SIGNING_SECRET),
+                bot_token: Secret::new(BOT_TOKEN),
+                api_url: format!("{}/api", self.slack.uri()),
+            }),
+        };
+        let running = server::start(parts, listener).await.expect("server starts");
+        self.addr = running.addr;
+        self.server = Some(running);
+    }
+
+    /// Stop gracefully and start again on the same store.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub(crate) fn url(&self, route: &str) -> String {
+        format!("http://{}{route}", self.addr)
+    }
+
+    /// POST `body` to `route`, signed as Slack signs it at time `timestamp`.
+    pub(crate) async fn post_signed_at(
+        &self,
+        route: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timestamp: i64,
+    ) -> reqwest::Response {
+        let signature = slack_signature(SIGNING_SECRET, timestamp, &body);
+        self.http
+            .post(self.url(route))
+            .header("content-type", content_type)
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub(crate) async fn post_signed(
+        &self,
+        route: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.post_signed_at(route, content_type, body, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    /// The form body of `/jit <text>` typed by `user` in `channel`.
+    pub(crate) fn command_body(user: &str, channel: &str, text: &str) -> Vec<u8> {
+        serde_urlencoded::to_string([
+            ("token", "legacy-token-ignored"),
+            ("team_id", "T0TEAM"),
+            ("channel_id", channel),
+            ("channel_name", "general"),
+            ("user_id", user),
+            ("user_name", &user.to_lowercase()),
+            ("command", "/jit"),
+            ("text", text),
+            ("response_url", "https://hooks.slack.invalid/commands/1"),
+            ("trigger_id", &format!("trigger-{user}-{}", rand_suffix())),
+        ])
+        .unwrap()
+        .into_bytes()
+    }
+
+    pub(crate) async fn command(&self, user: &str, channel: &str, text: &str) -> reqwest::Response {
+        self.post_signed(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            Self::command_body(user, channel, text),
+        )
+        .await
+    }
+
+    /// The ephemeral text answering `/jit <text>`.
+    pub(crate) async fn command_text(&self, user: &str, channel: &str, text: &str) -> String {
+        let response = self.command(user, channel, text).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "command {text:?} was not acknowledged"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["response_type"], "ephemeral");
+        body["text"].as_str().unwrap().to_string()
+    }
+
+    /// File a request and return its id.
+    pub(crate) async fn request(&self, user: &str, text: &str) -> String {
+        let answer = self.command_text(user, "C0GENERAL", text).await;
+        request_id_in(&answer).unwrap_or_else(|| panic!("no request id in {answer:?}"))
+    }
+
+    pub(crate) async fn interact(&self, payload: Value) -> reqwest::Response {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+        )
+        .await
+    }
+
+    /// Click a card button.
+    pub(crate) async fn click(
+        &self,
+        user: &str,
+        action_id: &str,
+        request_id: &str,
+    ) -> reqwest::Response {
+        self.interact(json!({
+            "type": "block_actions",
+            "user": { "id": user, "username": user.to_lowercase(), "team_id": "T0TEAM" },
+            "trigger_id": format!("trigger-{}", rand_suffix()),
+            "channel": { "id": "C0APPROVALS", "name": "approvals" },
+            "container": { "type": "message", "channel_id": "C0APPROVALS" },
+            "actions": [{ "action_id": action_id, "block_id": "jit_decision", "value": request_id, "type": "button" }],
+        }))
+        .await
+    }
+
+    pub(crate) async fn approve(&self, user: &str, request_id: &str) {
+        let response = self.click(user, "jit_approve", request_id).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Calls jitbot made to the fake Slack API method `name`, oldest first.
+    pub(crate) async fn slack_calls(&self, name: &str) -> Vec<Value> {
+        let wanted = format!("/api/{name}");
+        self.slack
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == wanted)
+            .map(form_or_json)
+            .collect()
+    }
+
+    /// Calls jitbot made to the fake IAM webhook.
+    pub(crate) async fn iam_calls(&self) -> Vec<(Value, reqwest::header::HeaderMap)> {
+        self.iam
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (name, value) in r.headers.iter() {
+                    headers.insert(
+                        reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+                        reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+                    );
+                }
+                (serde_json::from_slice(&r.body).unwrap(), headers)
+            })
+            .collect()
+    }
+
+    /// Provider calls of one action ("grant"/"revoke") for one request.
+    pub(crate) async fn iam_actions(&self, action: &str, request_id: &str) -> usize {
+        self.iam_calls()
+            .await
+            .iter()
+            .filter(|(body, _)| body["action"] == action && body["request_id"] == request_id)
+            .count()
+    }
+
+    /// Direct messages sent to `user`.
+    pub(crate) async fn dms_to(&self, user: &str) -> Vec<String> {
+        let channel = format!("D{user}");
+        self.slack_calls("chat.postMessage")
+            .await
+            .iter()
+            .filter(|m| m["channel"] == channel.as_str())
+            .map(|m| m["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Ephemeral messages shown to `user`.
+    pub(crate) async fn ephemerals_to(&self, user: &str) -> Vec<String> {
+        self.slack_calls("chat.postEphemeral")
+            .await
+            .iter()
+            .filter(|m| m["user"] == user)
+            .map(|m| m["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Cards posted to `channel` for `request_id`.
+    pub(crate) async fn cards_for(&self, request_id: &str) -> Vec<Value> {
+        self.slack_calls("chat.postMessage")
+            .await
+            .into_iter()
+            .filter(|m| m["blocks"].to_string().contains(request_id))
+            .collect()
+    }
+
+    /// The `ts` Slack gave the card first posted for `request_id`.
+    pub(crate) fn card_ts(&self, request_id: &str) -> Option<String> {
+        self.posted
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, body)| body["blocks"].to_string().contains(request_id))
+            .map(|(ts, _)| ts.clone())
+    }
+
+    /// The latest version of the card for `request_id` (update or post).
+    pub(crate) async fn latest_card(&self, request_id: &str) -> Option<Value> {
+        let updates: Vec<Value> = self
+            .slack_calls("chat.update")
+            .await
+            .into_iter()
+            .filter(|m| m["blocks"].to_string().contains(request_id))
+            .collect();
+        match updates.last() {
+            Some(update) => Some(update.clone()),
+            None => self.cards_for(request_id).await.last().cloned(),
+        }
+    }
+
+    pub(crate) fn open_store(&self) -> jitbot::store::SledStore {
+        jitbot::store::SledStore::open(self.data_dir.path()).expect("store opens (server stopped)")
+    }
+}
+
+/// Slack's signing scheme, written out independently of jitbot's verifier:
+/// `v0=` + hex(HMAC-SHA256(secret, "v0:" + timestamp + ":" + body)).
+pub(crate) fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn rand_suffix() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The first `R-XXXXXX` in `text`.
+pub(crate) fn request_id_in(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|w| w.len() == 8 && w.starts_with("R-"))
+        .map(str::to_string)
+}
+
+/// Poll `check` until it returns `Some`, for at most ten seconds. The
+/// server works in the background (scheduler, outbox); this waits for an
+/// outcome, not for a fixed time.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether an approval card still offers its buttons.
+pub(crate) fn has_buttons(card: &Value) -> bool {
+    card["blocks"].to_string().contains("jit_approve")
+}

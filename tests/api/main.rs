@@ -1,0 +1,10 @@
+//! Integration tests: the real server, store, scheduler and outbox, with
+//! only Slack's Web API and an IAM webhook faked over loopback.
+
+mod approvals;
+mod cli;
+mod delivery;
+mod durability;
+mod helpers;
+mod requests;
+mod slack_ingress;
