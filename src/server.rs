@@ -120,7 +120,13 @@ pub async fn start(
     let workers = tokio_util::task::TaskTracker::new();
     let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());
     workers.spawn(scheduler.run(cancel.clone()));
-    let outbox = OutboxWorker::new(store.clone(), policy, platforms, wakers.outbox.clone());
+    let outbox = OutboxWorker::new(
+        store.clone(),
+        engine.durability().clone(),
+        policy,
+        platforms,
+        wakers.outbox.clone(),
+    );
     workers.spawn(outbox.run(cancel.clone()));
     workers.spawn(prune_replays(store.clone(), cancel.clone()));
     workers.close();

@@ -19,7 +19,7 @@ use crate::domain::message::Outgoing;
 use crate::domain::policy::Policy;
 use crate::domain::request::PostedCard;
 use crate::engine::backoff;
-use crate::store::{OutboxEntry, Store, StoreError, Write};
+use crate::store::{GroupCommit, OutboxEntry, Store, StoreError, Write};
 
 /// Entries read per pass.
 const BATCH: usize = 256;
@@ -30,6 +30,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
+    durability: Arc<GroupCommit>,
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     wake: Arc<Notify>,
@@ -51,12 +52,14 @@ enum Delivery {
 impl OutboxWorker {
     pub fn new(
         store: Arc<dyn Store>,
+        durability: Arc<GroupCommit>,
         policy: Arc<Policy>,
         platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
         wake: Arc<Notify>,
     ) -> Arc<OutboxWorker> {
         Arc::new(OutboxWorker {
             store,
+            durability,
             policy,
             platforms,
             wake,
@@ -70,10 +73,7 @@ impl OutboxWorker {
             return Ok(StepOutcome::Waiting(None));
         }
         // What we are about to announce must be durable first.
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        self.durability.flush().await?;
 
         let now = Utc::now();
         let mut queues: Vec<Vec<OutboxEntry>> = Vec::new();

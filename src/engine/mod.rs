@@ -26,7 +26,7 @@ use crate::domain::message::Outgoing;
 use crate::domain::policy::{GroupPolicy, Policy, Subject};
 use crate::domain::request::AccessRequest;
 use crate::providers::Providers;
-use crate::store::{Effects, Store, StoreError};
+use crate::store::{Effects, GroupCommit, Store, StoreError};
 
 pub use commands::Reply;
 pub use submit::{FormChoice, Receipt, SubmitError};
@@ -35,8 +35,6 @@ pub use submit::{FormChoice, Receipt, SubmitError};
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("storage task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 /// Wakes the background workers when there is new work for them.
@@ -48,6 +46,7 @@ pub struct Wakers {
 
 pub struct Engine {
     store: Arc<dyn Store>,
+    durability: Arc<GroupCommit>,
     policy: Arc<Policy>,
     providers: Providers,
     directories: HashMap<Platform, Arc<CachedDirectory>>,
@@ -75,6 +74,7 @@ impl Engine {
         wakers: Wakers,
     ) -> Engine {
         Engine {
+            durability: Arc::new(GroupCommit::new(store.clone())),
             store,
             policy,
             providers,
@@ -96,11 +96,14 @@ impl Engine {
         self.directories.keys().copied()
     }
 
-    /// Make all writes durable, off the async threads (fsync blocks).
+    /// Make all writes so far durable; concurrent callers share one fsync.
     pub async fn flush(&self) -> Result<(), EngineError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush()).await??;
-        Ok(())
+        Ok(self.durability.flush().await?)
+    }
+
+    /// The shared group commit, for other workers that must flush.
+    pub fn durability(&self) -> &Arc<GroupCommit> {
+        &self.durability
     }
 
     /// Flush, then let the workers see the new jobs and messages. Nobody is

@@ -14,6 +14,7 @@
 //! A state change, its audit events, its follow-up jobs and its outbox
 //! messages are written in one transaction ([`Store::apply`]).
 
+mod group_commit;
 mod keys;
 mod sled_store;
 
@@ -26,6 +27,7 @@ use crate::domain::job::Job;
 use crate::domain::message::Outgoing;
 use crate::domain::request::AccessRequest;
 
+pub use group_commit::GroupCommit;
 pub use sled_store::SledStore;
 
 #[derive(Debug, thiserror::Error)]

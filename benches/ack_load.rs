@@ -1,0 +1,258 @@
+//! Load tool: sends uniquely signed `/jit request` slash commands at fixed
+//! rates to a real jitbot process (the release binary, on its own sled store,
+//! with a fake Slack API on loopback) and reports ack latency.
+//!
+//! ```text
+//! cargo bench --bench ack_load -- [--rates 200,1000] [--seconds 10]
+//! ```
+//!
+//! The load is open-loop: every request is its own task, released at its
+//! scheduled time whatever happened to the ones before, so a slow server
+//! cannot slow the sender down and hide its queueing (no coordinated
+//! omission). Latency runs from handing the signed request to the client to
+//! the end of the response body; the timer's 1 ms granularity in releasing a
+//! task is the sender's, not the server's, and is left out.
+//! Every acknowledged request was durably written (transaction + fsync)
+//! before the ack; that is the server's contract, and what this measures.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "load-test-signing-secret";
+
+const POLICY: &str = r#"
+[providers.noop]
+kind = "exec"
+grant = ["/bin/true"]
+revoke = ["/bin/true"]
+
+[[groups]]
+name = "prod-db"
+provider = "noop"
+target = "prod_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+"#;
+
+struct Args {
+    rates: Vec<u64>,
+    seconds: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        rates: vec![200, 1000],
+        seconds: 10,
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i].as_str() {
+            "--rates" if i + 1 < raw.len() => {
+                args.rates = raw[i + 1]
+                    .split(',')
+                    .filter_map(|r| r.trim().parse().ok())
+                    .collect();
+                i += 1;
+            }
+            "--seconds" if i + 1 < raw.len() => {
+                args.seconds = raw[i + 1].parse().unwrap_or(10);
+                i += 1;
+            }
+            _ => {} // `cargo bench` adds `--bench`
+        }
+        i += 1;
+    }
+    args
+}
+
+fn sign(timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_server(slack_url: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let port = free_port();
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jitbot");
+    let child = Command::new(binary)
+        .arg("serve")
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .env("SLACK_BOT_TOKEN", "xoxb-load")
+        .env("SLACK_API_URL", format!("{slack_url}/api"))
+        .env("JITBOT_CONFIG", &policy)
+        .env("JITBOT_DATA_DIR", dir.path().join("data"))
+        .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {binary} (run `cargo build --release` first): {e}")
+        });
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{url}/healthz")).send().await.is_ok() {
+            return Server {
+                child,
+                _dir: dir,
+                url,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server did not come up");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+struct Outcome {
+    sent: usize,
+    errors: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outcome {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let url = Arc::new(format!("{}/slack/commands", server.url));
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = start + interval.mul_f64(i as f64);
+        let client = client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(scheduled.into()).await;
+            let text = format!("request prod-db 1h load run {run} request {i}");
+            let body = serde_urlencoded::to_string([
+                ("user_id", format!("U{:08}", i % 5000)),
+                ("user_name", "load".to_string()),
+                ("channel_id", "C0LOAD".to_string()),
+                ("command", "/jit".to_string()),
+                ("text", text),
+                ("trigger_id", format!("t{run}.{i}")),
+            ])
+            .unwrap();
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = sign(timestamp, body.as_bytes());
+            let sent = Instant::now();
+            let result = client
+                .post(url.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", timestamp.to_string())
+                .header("x-slack-signature", signature)
+                .body(body)
+                .send()
+                .await;
+            let ok = match result {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (sent.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for task in tasks {
+        let (latency, ok) = task.await.unwrap();
+        if ok {
+            latencies.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    latencies.sort();
+    Outcome {
+        sent: total,
+        errors,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A minimal fake Slack Web API: every method answers `ok`. Kept far
+/// lighter than a recording mock so it takes little CPU from the server
+/// under test on a 2-core machine.
+async fn start_fake_slack() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        axum::Json(
+            serde_json::json!({ "ok": true, "channel": "C0APPROVALS", "ts": "1700000000.000100" }),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let slack_url = start_fake_slack().await;
+    println!("| rate (req/s) | sent | errors | p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (run, rate) in args.rates.iter().enumerate() {
+        // A fresh server and store per rate, so runs do not inherit backlog.
+        let server = start_server(&slack_url).await;
+        let outcome = run_rate(&server, *rate, args.seconds, run).await;
+        println!(
+            "| {rate} | {} | {} | {} | {} | {} |",
+            outcome.sent,
+            outcome.errors,
+            ms(outcome.p50),
+            ms(outcome.p99),
+            ms(outcome.max)
+        );
+        drop(server);
+    }
+}
