@@ -105,7 +105,7 @@ async fn start_server(slack_url: &str) -> Server {
     std::fs::write(&policy, POLICY).unwrap();
     let port = free_port();
     let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jitbot");
-    let child = Command::new(binary)
+    let mut child = Command::new(binary)
         .arg("serve")
         .env("SLACK_SIGNING_SECRET", SECRET)
         .env("SLACK_BOT_TOKEN", "xoxb-load")
@@ -132,6 +132,8 @@ async fn start_server(slack_url: &str) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not come up");
 }
 
