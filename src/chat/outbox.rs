@@ -166,12 +166,46 @@ impl OutboxWorker {
             }
             Err(ChatError::Unreachable(error)) => {
                 tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
+                self.report_undeliverable_card(message, &error);
                 Delivery::Done
             }
             Err(ChatError::Failed(error)) => {
                 tracing::warn!(%error, attempts = entry.attempts + 1, "message delivery failed; will retry");
                 Delivery::Retry(backoff(entry.attempts), error)
             }
+        }
+    }
+
+    /// An approval card that cannot be posted (bot not in the channel,
+    /// channel archived) would leave the request waiting for nobody: tell
+    /// the requester, so they can ask an admin to fix the channel.
+    fn report_undeliverable_card(&self, message: &Outgoing, error: &str) {
+        let (Outgoing::PostCard { request: id, .. } | Outgoing::DirectCard { request: id, .. }) =
+            message
+        else {
+            return;
+        };
+        let request = match self.store.get_request(id) {
+            Ok(Some(request)) => request,
+            _ => return,
+        };
+        let where_to = match message {
+            Outgoing::PostCard { to, .. } => format!("channel {}", to.channel),
+            _ => "an approver".to_string(),
+        };
+        let text = format!(
+            "I could not send the approval card for your request {id} ({}) to {where_to}: {error}. Ask an admin to invite jitbot to the approval channel; your request stays pending meanwhile.",
+            request.group
+        );
+        let effects = crate::store::Effects {
+            outbox: vec![Outgoing::Direct {
+                to: request.requester,
+                text,
+            }],
+            ..Default::default()
+        };
+        if let Err(error) = self.store.record(&effects) {
+            tracing::error!(%error, "could not record the report of an undeliverable card");
         }
     }
 

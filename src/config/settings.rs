@@ -50,10 +50,22 @@ pub enum SettingsError {
 }
 
 /// Where settings come from: the process environment, then an optional env file.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct EnvSource {
     file: HashMap<String, String>,
     use_process_env: bool,
+}
+
+/// The file may hold secrets: show only which keys it sets.
+impl std::fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&String> = self.file.keys().collect();
+        keys.sort();
+        f.debug_struct("EnvSource")
+            .field("file_keys", &keys)
+            .field("use_process_env", &self.use_process_env)
+            .finish()
+    }
 }
 
 impl EnvSource {
@@ -198,6 +210,16 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(settings.slack.unwrap().api_url, "http://127.0.0.1:9/api");
+    }
+
+    #[test]
+    fn debug_output_names_keys_but_not_values() {
+        let env = EnvSource::from_pairs([("SLACK_BOT_TOKEN", "xoxb-secret")]);
+        let shown = format!("{env:?}");
+        assert!(
+            shown.contains("SLACK_BOT_TOKEN") && !shown.contains("xoxb-secret"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum AuditAction {
     GrantFailed,
     Expired,
     RevokeFailed,
+    /// The precautionary revoke after a failed grant succeeded.
+    CleanupRevoked,
 }
 
 /// An event before it joins the chain.

@@ -39,6 +39,9 @@ pub enum JobKind {
     Activate { request: RequestId },
     /// Call the provider to revoke an active grant at its end.
     Expire { request: RequestId },
+    /// After a grant failed for good, revoke anyway: a provider that timed
+    /// out may have granted after all, and access must not linger.
+    RevokeAfterFailedGrant { request: RequestId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +56,8 @@ impl JobKind {
         match self {
             JobKind::Decide { request, .. }
             | JobKind::Activate { request }
-            | JobKind::Expire { request } => request,
+            | JobKind::Expire { request }
+            | JobKind::RevokeAfterFailedGrant { request } => request,
         }
     }
 
@@ -62,6 +66,7 @@ impl JobKind {
             JobKind::Decide { .. } => "decide",
             JobKind::Activate { .. } => "activate",
             JobKind::Expire { .. } => "expire",
+            JobKind::RevokeAfterFailedGrant { .. } => "revoke_after_failed_grant",
         }
     }
 }

@@ -169,6 +169,15 @@ impl Engine {
                 effects
                     .audit
                     .push(audit(AuditAction::GrantFailed, error.clone()));
+                // The provider may have granted despite the error (a timeout
+                // after the fact): revoke as a precaution.
+                effects.jobs.push(self.new_job(
+                    JobKind::RevokeAfterFailedGrant {
+                        request: id.clone(),
+                    },
+                    now,
+                    Self::lane_of(request),
+                )?);
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} was approved, but granting the access failed: {error}"

@@ -3,10 +3,11 @@
 //! then recorded atomically with the job's removal, so a crash in between
 //! only repeats an idempotent call.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{backoff, show_time, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::ids::RequestId;
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::request::{AccessRequest, RequestState};
@@ -190,6 +191,101 @@ impl Engine {
         Ok(())
     }
 
+    /// Revoke the request's access through its provider — unless another
+    /// active grant of the same group for the same user still covers it, in
+    /// which case the provider is left alone and the covering grant returned.
+    async fn revoke_unless_covered(
+        &self,
+        request: &AccessRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Option<(RequestId, DateTime<Utc>)>, String>, EngineError> {
+        let covering = self
+            .store
+            .requests_of(&request.requester)?
+            .into_iter()
+            .filter(|other| other.id != request.id && other.group == request.group)
+            .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
+            .find(|(_, until)| *until > now);
+        if covering.is_some() {
+            return Ok(Ok(covering));
+        }
+        let revoked = match self.prepare(request).await {
+            Prepared::Ready(provider, access) => {
+                provider.revoke(&access).await.map_err(|e| e.to_string())
+            }
+            Prepared::Impossible(reason) => Err(reason),
+        };
+        Ok(revoked.map(|()| None))
+    }
+
+    /// A revoke failed: audit it, alert the approval channels once it has
+    /// failed [`REVOKE_ALERT_AFTER`] times, and retry with backoff — forever.
+    async fn revoke_failed(
+        &self,
+        job: &Job,
+        request: &AccessRequest,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        tracing::error!(request = %request.id, %error, attempt = job.attempt + 1, "revoke failed; retrying");
+        let mut effects = Effects {
+            audit: vec![AuditRecord {
+                at: now,
+                action: AuditAction::RevokeFailed,
+                actor: None,
+                request: Some(request.id.clone()),
+                group: Some(request.group.clone()),
+                detail: format!("attempt {}: {error}", job.attempt + 1),
+            }],
+            ..Effects::default()
+        };
+        if job.attempt + 1 == REVOKE_ALERT_AFTER {
+            let due = request
+                .expires_at()
+                .map(|at| format!(", due {}", show_time(at)))
+                .unwrap_or_default();
+            let text = format!(
+                ":rotating_light: Revoking {} ({} for {}{due}) has failed {REVOKE_ALERT_AFTER} times: {error}. jitbot keeps retrying.",
+                request.id.grant_id(),
+                request.group,
+                request.requester.name,
+            );
+            effects.outbox.extend(self.notices(request, &text)?);
+        }
+        self.retry_later(job, effects).await
+    }
+
+    /// The all-clear after an alert, once a revoke that kept failing succeeded.
+    fn resolved_notices(
+        &self,
+        job: &Job,
+        request: &AccessRequest,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        if job.attempt < REVOKE_ALERT_AFTER {
+            return Ok(Vec::new());
+        }
+        let text = format!(
+            "Resolved: {} of {} for {} was revoked after {} failed attempts.",
+            request.id.grant_id(),
+            request.group,
+            request.requester.name,
+            job.attempt
+        );
+        self.notices(request, &text)
+    }
+
+    fn notices(&self, request: &AccessRequest, text: &str) -> Result<Vec<Outgoing>, EngineError> {
+        Ok(self
+            .audience(request)?
+            .channels
+            .into_iter()
+            .map(|to| Outgoing::ChannelNotice {
+                to,
+                text: text.to_string(),
+            })
+            .collect())
+    }
+
     pub(super) async fn run_expire(&self, job: &Job) -> Result<(), EngineError> {
         let JobKind::Expire { request: id } = &job.kind else {
             return Ok(());
@@ -198,60 +294,28 @@ impl Engine {
             return self.consume(job);
         };
         let now = Utc::now();
-        let Some(expires_at) = request.expires_at() else {
-            return self.consume(job);
-        };
-        if expires_at > now {
-            // The grant was extended; a later job revokes it.
-            return self.consume(job);
+        match request.expires_at() {
+            // Not active any more, or extended (a later job revokes it).
+            None => return self.consume(job),
+            Some(expires_at) if expires_at > now => return self.consume(job),
+            Some(_) => {}
         }
-        // Another active grant of the same group for the same user keeps the
-        // access: revoke only when the last one ends.
-        let still_covered = self
-            .store
-            .requests_of(&request.requester)?
-            .into_iter()
-            .filter(|other| other.id != request.id && other.group == request.group)
-            .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
-            .find(|(_, until)| *until > now);
-        let outcome = match &still_covered {
-            Some(_) => Ok(()),
-            None => match self.prepare(&request).await {
-                Prepared::Ready(provider, access) => {
-                    provider.revoke(&access).await.map_err(|e| e.to_string())
-                }
-                Prepared::Impossible(reason) => Err(reason),
-            },
-        };
-        let audience = self.audience(&request)?;
-        match outcome {
-            Ok(()) => {
+        match self.revoke_unless_covered(&request, now).await? {
+            Ok(covering) => {
                 let Some((next, happened)) = request.expire(now) else {
                     return self.consume(job);
                 };
-                let detail = still_covered.map(|(other, until)| {
+                let detail = covering.map(|(other, until)| {
                     format!(
                         "grant ended; provider revoke skipped because {} keeps the access until {}",
                         other.grant_id(),
                         until.to_rfc3339()
                     )
                 });
+                let audience = self.audience(&request)?;
                 let mut effects =
                     self.effects_of(&next, &happened, None, &audience, detail, now)?;
-                if job.attempt >= REVOKE_ALERT_AFTER {
-                    for destination in &audience.channels {
-                        effects.outbox.push(Outgoing::ChannelNotice {
-                            to: destination.clone(),
-                            text: format!(
-                                "Resolved: {} of {} to {} was revoked after {} failed attempts.",
-                                request.id.grant_id(),
-                                request.group,
-                                request.requester.name,
-                                job.attempt
-                            ),
-                        });
-                    }
-                }
+                effects.outbox.extend(self.resolved_notices(job, &request)?);
                 self.settle(
                     job,
                     &request,
@@ -261,38 +325,56 @@ impl Engine {
                     },
                 )
                 .await?;
+                Ok(())
             }
-            Err(error) => {
-                tracing::error!(request = %id, %error, attempt = job.attempt + 1, "revoke failed; retrying");
+            Err(error) => self.revoke_failed(job, &request, &error, now).await,
+        }
+    }
+
+    pub(super) async fn run_revoke_after_failed_grant(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::RevokeAfterFailedGrant { request: id } = &job.kind else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        if !matches!(request.state, RequestState::Failed { .. }) {
+            return self.consume(job);
+        }
+        let now = Utc::now();
+        match self.revoke_unless_covered(&request, now).await? {
+            Ok(covering) => {
+                let detail = match covering {
+                    Some((other, _)) => format!(
+                        "no revoke after the failed grant: {} is active",
+                        other.grant_id()
+                    ),
+                    None => "revoked as a precaution after the failed grant".to_string(),
+                };
                 let mut effects = Effects {
                     audit: vec![AuditRecord {
                         at: now,
-                        action: AuditAction::RevokeFailed,
+                        action: AuditAction::CleanupRevoked,
                         actor: None,
                         request: Some(request.id.clone()),
                         group: Some(request.group.clone()),
-                        detail: format!("attempt {}: {error}", job.attempt + 1),
+                        detail,
                     }],
                     ..Effects::default()
                 };
-                if job.attempt + 1 == REVOKE_ALERT_AFTER {
-                    for destination in &audience.channels {
-                        effects.outbox.push(Outgoing::ChannelNotice {
-                            to: destination.clone(),
-                            text: format!(
-                                ":rotating_light: Revoking {} ({} for {}, due {}) has failed {} times: {error}. jitbot keeps retrying.",
-                                request.id.grant_id(),
-                                request.group,
-                                request.requester.name,
-                                show_time(expires_at),
-                                REVOKE_ALERT_AFTER
-                            ),
-                        });
-                    }
-                }
-                self.retry_later(job, effects).await?;
+                effects.outbox.extend(self.resolved_notices(job, &request)?);
+                self.settle(
+                    job,
+                    &request,
+                    Write {
+                        request: None,
+                        effects,
+                    },
+                )
+                .await?;
+                Ok(())
             }
+            Err(error) => self.revoke_failed(job, &request, &error, now).await,
         }
-        Ok(())
     }
 }

@@ -53,6 +53,10 @@ pub struct Engine {
     wakers: Wakers,
 }
 
+/// Slack wants an answer to a slash command within 3 s; a look-up on that
+/// path gets half of it.
+const PROMPT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// Upper bound on the pause between two retries of a failing job: a failing
 /// revoke is retried at least this often, forever.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -159,6 +163,20 @@ impl Engine {
             .any(|s| s.matches(actor, &|g| member_of.contains(g))))
     }
 
+    /// [`Engine::is_named`] for use while a chat request waits for its
+    /// answer: a user-group look-up that does not answer quickly counts as
+    /// an error, so the ack still goes out within Slack's three seconds.
+    async fn is_named_promptly(
+        &self,
+        subjects: &[Subject],
+        actor: &Actor,
+    ) -> Result<bool, ChatError> {
+        match tokio::time::timeout(PROMPT_LOOKUP_TIMEOUT, self.is_named(subjects, actor)).await {
+            Ok(result) => result,
+            Err(_) => Err(ChatError::Failed("user group look-up timed out".into())),
+        }
+    }
+
     /// Where approval cards for `group` go: per platform, the channels
     /// admins mapped at run time, or else the policy's channel.
     fn destinations(&self, group: &GroupPolicy) -> Result<Vec<Destination>, StoreError> {
@@ -222,6 +240,7 @@ impl Engine {
             JobKind::Decide { .. } => self.run_decide(job).await,
             JobKind::Activate { .. } => self.run_activate(job).await,
             JobKind::Expire { .. } => self.run_expire(job).await,
+            JobKind::RevokeAfterFailedGrant { .. } => self.run_revoke_after_failed_grant(job).await,
         }
     }
 }

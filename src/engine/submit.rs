@@ -60,7 +60,7 @@ impl Engine {
             .group(group_name)
             .ok_or_else(|| RequestRefusal::UnknownGroup(group_name.to_string()))?;
         let may_request = self
-            .is_named(&group.requesters, &requester)
+            .is_named_promptly(&group.requesters, &requester)
             .await
             .map_err(SubmitError::Directory)?;
         if !may_request {
@@ -69,7 +69,7 @@ impl Engine {
         let duration = group.check_request(duration, reason)?;
         let auto_approved = match &group.auto_approve {
             Some(rule) if duration <= rule.max_duration => self
-                .is_named(&rule.requesters, &requester)
+                .is_named_promptly(&rule.requesters, &requester)
                 .await
                 .map_err(SubmitError::Directory)?,
             _ => false,
@@ -140,7 +140,7 @@ impl Engine {
         let mut choices = Vec::new();
         for group in &self.policy.groups {
             if !self
-                .is_named(&group.requesters, actor)
+                .is_named_promptly(&group.requesters, actor)
                 .await
                 .map_err(SubmitError::Directory)?
             {

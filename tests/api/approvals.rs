@@ -1,9 +1,13 @@
 //! Approval rules: approvers only, never one's own request, each approver
 //! once, N of M, idempotent double clicks, user groups, denial with a reason.
 
-use serde_json::json;
+use std::time::Duration;
 
-use crate::helpers::{eventually, has_buttons, TestApp};
+use serde_json::json;
+use wiremock::matchers::{body_partial_json, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{eventually, eventually_within, has_buttons, TestApp};
 
 #[tokio::test]
 async fn the_requester_cannot_approve_their_own_request() {
@@ -272,4 +276,64 @@ async fn a_failed_grant_is_reported_to_the_requester_and_the_channel() {
     })
     .await;
     assert!(!has_buttons(&card));
+}
+
+#[tokio::test]
+async fn after_a_grant_fails_for_good_access_is_revoked_as_a_precaution() {
+    let app = TestApp::spawn().await;
+    // The IAM answers every grant of flaky_rw with a 500 (it may still have
+    // applied it); revokes succeed.
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .and(body_partial_json(
+            json!({ "action": "grant", "target": "flaky_rw" }),
+        ))
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(1)
+        .mount(&app.iam)
+        .await;
+    let id = app.request("U0ALICE", "request flaky 1h flaky iam").await;
+    app.approve("U0LEAD", &id).await;
+    eventually_within(
+        Duration::from_secs(20),
+        "the precautionary revoke",
+        || async { (app.iam_actions("revoke", &id).await == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        app.iam_actions("grant", &id).await,
+        3,
+        "three attempts before giving up"
+    );
+    let dm = eventually("the failure DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains("failed"))
+    })
+    .await;
+    assert!(dm.contains("HTTP 500"), "{dm}");
+}
+
+#[tokio::test]
+async fn a_card_that_cannot_be_posted_is_reported_to_the_requester() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(body_partial_json(json!({ "channel": "C0APPROVALS" })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "not_in_channel" })),
+        )
+        .with_priority(1)
+        .mount(&app.slack)
+        .await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h nobody sees this")
+        .await;
+    let dm = eventually("the report", || async { app.dms_to("U0ALICE").await.pop() }).await;
+    assert_eq!(
+        dm,
+        format!("I could not send the approval card for your request {id} (prod-db) to channel C0APPROVALS: chat.postMessage: not_in_channel. Ask an admin to invite jitbot to the approval channel; your request stays pending meanwhile.")
+    );
 }

@@ -1,6 +1,12 @@
 //! State survives restarts; grants end on time; the audit chain verifies.
 
-use crate::helpers::{eventually, TestApp};
+use std::time::Duration;
+
+use serde_json::json;
+use wiremock::matchers::{body_partial_json, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{eventually, eventually_within, TestApp};
 
 #[tokio::test]
 async fn an_approval_after_a_restart_still_works() {
@@ -131,4 +137,56 @@ async fn the_audit_chain_verifies_and_detects_tampering() {
         String::from_utf8_lossy(&output.stderr).trim(),
         "audit chain BROKEN: event 2: its content does not match its hash (edited?)"
     );
+}
+
+#[tokio::test]
+async fn a_failing_revoke_is_retried_alerted_and_finally_done() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .and(body_partial_json(json!({ "action": "revoke" })))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&app.iam)
+        .await;
+    let id = app.request("U0ALICE", "request quick 1s short task").await;
+    app.approve("U0LEAD", &id).await;
+    let notices = |needle: &'static str| {
+        let app = &app;
+        async move {
+            app.slack_calls("chat.postMessage")
+                .await
+                .into_iter()
+                .filter(|m| m["channel"] == "C0APPROVALS")
+                .filter_map(|m| m["text"].as_str().map(str::to_string))
+                .find(|t| t.contains(needle))
+        }
+    };
+    let alert = eventually_within(Duration::from_secs(30), "the alert", || {
+        notices("has failed 3 times")
+    })
+    .await;
+    assert!(
+        alert.contains(&format!("G-{}", &id[2..])) && alert.contains("HTTP 503"),
+        "{alert}"
+    );
+    let resolved = eventually_within(Duration::from_secs(30), "the all-clear", || {
+        notices("Resolved:")
+    })
+    .await;
+    assert!(resolved.contains("after 3 failed attempts"), "{resolved}");
+    assert_eq!(
+        app.iam_actions("revoke", &id).await,
+        4,
+        "three failures, then the revoke that worked"
+    );
+    let dm = eventually("the expiry DM", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains("has expired"))
+    })
+    .await;
+    assert!(dm.contains(&id[2..]));
 }

@@ -89,6 +89,15 @@ max_duration = "10m"
 default_duration = "5m"
 
 [[groups]]
+name = "flaky"
+provider = "iam"
+target = "flaky_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+default_duration = "5m"
+
+[[groups]]
 name = "broken"
 provider = "failing"
 target = "prod_rw"
@@ -480,12 +489,22 @@ pub(crate) fn request_id_in(text: &str) -> Option<String> {
 /// Poll `check` until it returns `Some`, for at most ten seconds. The
 /// server works in the background (scheduler, outbox); this waits for an
 /// outcome, not for a fixed time.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(Duration::from_secs(10), what, check).await
+}
+
+/// [`eventually`] with a longer patience, for outcomes behind retries with
+/// real backoff.
+pub(crate) async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;

@@ -185,18 +185,22 @@ impl SlackClient {
     }
 }
 
-/// reqwest errors name the URL; ours carry no secrets, but keep messages
-/// short and uniform.
+/// A short description of a transport error: what went wrong, from the
+/// innermost cause (connection refused, DNS failure), without the URL.
 fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "");
-    }
     if error.is_timeout() {
-        "timed out".to_string()
-    } else {
-        text.trim().trim_end_matches(['(', ')', ' ']).to_string()
+        return "timed out".to_string();
     }
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let what = if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{what}: {cause}")
 }
 
 #[async_trait]
