@@ -84,7 +84,12 @@ impl Engine {
                 principal,
                 group: request.group.to_string(),
                 target: group.target.clone(),
-                expires_at: request.expires_at(),
+                // While granting, the expiry is not fixed yet (it counts from
+                // activation); tell the provider the earliest it can be, so a
+                // provider that enforces it as a backstop errs on the safe side.
+                expires_at: request
+                    .expires_at()
+                    .or_else(|| Some(Utc::now() + request.duration.as_chrono())),
             }),
         )
     }

@@ -50,6 +50,13 @@ async fn request_approve_grant_and_tell_everyone() {
     assert_eq!(body["group"], "prod-db");
     assert_eq!(body["principal"], "U0ALICE");
     assert_eq!(body["user"]["id"], "U0ALICE");
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
+    let in_two_hours = chrono::Utc::now() + chrono::Duration::hours(2);
+    assert!(
+        (expires_at.to_utc() - in_two_hours).num_seconds().abs() < 60,
+        "{expires_at}"
+    );
     let timestamp = headers["x-jitbot-timestamp"].to_str().unwrap();
     let raw = app.iam.received_requests().await.unwrap()[0].body.clone();
     let expected = {
