@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 
-use super::{backoff, Engine, EngineError};
+use super::{Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::job::{Decision, Job, JobKind};
@@ -103,14 +103,7 @@ impl Engine {
                     Ok(named) => named,
                     Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
                         tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
-                        let next = Job {
-                            attempt: job.attempt + 1,
-                            due_at: Utc::now() + backoff(job.attempt),
-                            id: self.store.next_id()?,
-                            ..job.clone()
-                        };
-                        self.store.reschedule(job, &next, &Effects::default())?;
-                        return Ok(());
+                        return self.retry_later(job, Effects::default()).await;
                     }
                     Err(error) => {
                         tracing::error!(request = %id, %error, "giving up on resolving approver groups");

@@ -5,14 +5,14 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{backoff, show_time, Engine, EngineError};
+use super::{show_time, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::RequestId;
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::providers::{principal, Access, AccessUser, Provider};
-use crate::store::{Applied, Effects, Write};
+use crate::store::{Effects, Write};
 
 /// A grant that keeps failing is given up after this many tries (the
 /// requester and approvers are told); a revoke is never given up.
@@ -92,42 +92,6 @@ impl Engine {
                     .or_else(|| Some(Utc::now() + request.duration.as_chrono())),
             }),
         )
-    }
-
-    /// Record `change` on the request, consuming `job`, if the request is
-    /// still as `snapshot` was; otherwise leave the job to run again.
-    async fn settle(
-        &self,
-        job: &Job,
-        snapshot: &AccessRequest,
-        write: Write,
-    ) -> Result<Applied, EngineError> {
-        let applied = self.store.apply(&snapshot.id, Some(job), &mut |current| {
-            (current == Some(snapshot)).then(|| write.clone())
-        })?;
-        if applied == Applied::Written {
-            self.commit_and_wake().await?;
-        }
-        Ok(applied)
-    }
-
-    fn consume(&self, job: &Job) -> Result<(), EngineError> {
-        self.store.apply(job.kind.request(), Some(job), &mut |_| {
-            Some(Write::default())
-        })?;
-        Ok(())
-    }
-
-    async fn retry_later(&self, job: &Job, effects: Effects) -> Result<(), EngineError> {
-        let next = Job {
-            id: self.store.next_id()?,
-            attempt: job.attempt + 1,
-            due_at: Utc::now() + backoff(job.attempt),
-            ..job.clone()
-        };
-        self.store.reschedule(job, &next, &effects)?;
-        self.commit_and_wake().await?;
-        Ok(())
     }
 
     pub(super) async fn run_activate(&self, job: &Job) -> Result<(), EngineError> {

@@ -26,7 +26,7 @@ use crate::domain::message::Outgoing;
 use crate::domain::policy::{GroupPolicy, Policy, Subject};
 use crate::domain::request::AccessRequest;
 use crate::providers::Providers;
-use crate::store::{Effects, GroupCommit, Store, StoreError};
+use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
 
 pub use commands::Reply;
 pub use submit::{FormChoice, Receipt, SubmitError};
@@ -231,6 +231,44 @@ impl Engine {
 
     pub fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
         self.store.get_request(id)
+    }
+
+    /// Record `change` on the request, consuming `job`, if the request is
+    /// still as `snapshot` was; otherwise leave the job to run again.
+    pub(super) async fn settle(
+        &self,
+        job: &Job,
+        snapshot: &AccessRequest,
+        write: Write,
+    ) -> Result<Applied, EngineError> {
+        let applied = self.store.apply(&snapshot.id, Some(job), &mut |current| {
+            (current == Some(snapshot)).then(|| write.clone())
+        })?;
+        if applied == Applied::Written {
+            self.commit_and_wake().await?;
+        }
+        Ok(applied)
+    }
+
+    pub(super) fn consume(&self, job: &Job) -> Result<(), EngineError> {
+        self.store.apply(job.kind.request(), Some(job), &mut |_| {
+            Some(Write::default())
+        })?;
+        Ok(())
+    }
+
+    /// Run `job` again later (backoff by its attempt count), atomically
+    /// with `effects`.
+    pub(super) async fn retry_later(&self, job: &Job, effects: Effects) -> Result<(), EngineError> {
+        let next = Job {
+            id: self.store.next_id()?,
+            attempt: job.attempt + 1,
+            due_at: Utc::now() + backoff(job.attempt),
+            ..job.clone()
+        };
+        self.store.reschedule(job, &next, &effects)?;
+        self.commit_and_wake().await?;
+        Ok(())
     }
 
     /// Run one due job. Every outcome — done, refused, retried later — is

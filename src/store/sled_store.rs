@@ -19,6 +19,9 @@ use crate::domain::request::AccessRequest;
 /// bounded cache keeps the process's memory predictable.
 const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
+/// See [`SledStore::open`].
+const BACKGROUND_FLUSH_MS: u64 = 1000;
+
 // Positions of the trees in a transaction over `tx_trees`.
 const REQUESTS: usize = 0;
 const BY_USER: usize = 1;
@@ -79,7 +82,10 @@ impl SledStore {
             .path(dir)
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
+            // State changes are flushed explicitly before anyone is told;
+            // this background flush bounds how long bookkeeping writes (an
+            // outbox entry done, a card's message id) stay volatile.
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
