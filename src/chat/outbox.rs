@@ -120,6 +120,11 @@ impl OutboxWorker {
                 Err(error) => tracing::error!(%error, "outbox delivery task failed"),
             }
         }
+        if progressed {
+            // Make the pass's bookkeeping (entries done, card message ids)
+            // durable, so a crash does not re-send what was delivered.
+            self.durability.flush().await?;
+        }
         Ok(if progressed {
             StepOutcome::Progressed
         } else {

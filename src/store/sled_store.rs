@@ -19,9 +19,6 @@ use crate::domain::request::AccessRequest;
 /// bounded cache keeps the process's memory predictable.
 const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
-/// See [`SledStore::open`].
-const BACKGROUND_FLUSH_MS: u64 = 1000;
-
 // Positions of the trees in a transaction over `tx_trees`.
 const REQUESTS: usize = 0;
 const BY_USER: usize = 1;
@@ -82,10 +79,12 @@ impl SledStore {
             .path(dir)
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .mode(sled::Mode::HighThroughput)
-            // State changes are flushed explicitly before anyone is told;
-            // this background flush bounds how long bookkeeping writes (an
-            // outbox entry done, a card's message id) stay volatile.
-            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+            // No background flush: every state change is flushed explicitly
+            // (group commit) before anyone is told, and the outbox worker
+            // flushes its bookkeeping after each pass. A timer-driven flush
+            // on top only competed with those and lengthened the ack tail
+            // (docs/BENCHMARKS.md).
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
