@@ -359,6 +359,13 @@ impl AccessRequest {
         }
     }
 
+    /// Whether `other` is this request at the same point of its lifecycle.
+    /// Where its cards were posted is left out: the outbox records that
+    /// concurrently, and it never changes a decision.
+    pub fn same_point(&self, other: &AccessRequest) -> bool {
+        self.state == other.state && self.approvals == other.approvals
+    }
+
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
             RequestState::Active { expires_at, .. } => Some(expires_at),

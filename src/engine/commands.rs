@@ -182,9 +182,7 @@ impl Engine {
                 request: Some(next),
                 effects,
             };
-            let applied = self.store.apply(id, None, &mut |current| {
-                (current == Some(&snapshot)).then(|| write.clone())
-            })?;
+            let applied = self.write_if_unchanged(&snapshot, None, &write)?;
             if applied == Applied::Written {
                 self.commit_and_wake().await?;
                 return Ok(format!("Request {id} is cancelled."));

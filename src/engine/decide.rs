@@ -149,9 +149,7 @@ impl Engine {
             };
             // Decide on the snapshot, write only if it is still current;
             // otherwise another decision landed first and we decide again.
-            let applied = self.store.apply(id, Some(job), &mut |current| {
-                (current == Some(&snapshot)).then(|| write.clone())
-            })?;
+            let applied = self.write_if_unchanged(&snapshot, Some(job), &write)?;
             match applied {
                 Applied::Skipped => continue,
                 Applied::Written | Applied::JobGone => {

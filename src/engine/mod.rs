@@ -233,17 +233,34 @@ impl Engine {
         self.store.get_request(id)
     }
 
-    /// Record `change` on the request, consuming `job`, if the request is
-    /// still as `snapshot` was; otherwise leave the job to run again.
+    /// Write `write`, consuming `job`, if the request is still at the point
+    /// of its lifecycle `snapshot` was at (cards posted meanwhile are kept).
+    /// `Skipped` means it moved on: decide again from a fresh snapshot.
+    pub(super) fn write_if_unchanged(
+        &self,
+        snapshot: &AccessRequest,
+        job: Option<&Job>,
+        write: &Write,
+    ) -> Result<Applied, StoreError> {
+        self.store.apply(&snapshot.id, job, &mut |current| {
+            let current = current.filter(|c| c.same_point(snapshot))?;
+            let mut write = write.clone();
+            if let Some(request) = &mut write.request {
+                request.cards.clone_from(&current.cards);
+            }
+            Some(write)
+        })
+    }
+
+    /// [`Engine::write_if_unchanged`] for a job's outcome, made durable and
+    /// announced when written.
     pub(super) async fn settle(
         &self,
         job: &Job,
         snapshot: &AccessRequest,
         write: Write,
     ) -> Result<Applied, EngineError> {
-        let applied = self.store.apply(&snapshot.id, Some(job), &mut |current| {
-            (current == Some(snapshot)).then(|| write.clone())
-        })?;
+        let applied = self.write_if_unchanged(snapshot, Some(job), &write)?;
         if applied == Applied::Written {
             self.commit_and_wake().await?;
         }
