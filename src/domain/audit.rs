@@ -22,6 +22,11 @@ pub enum AuditAction {
     Granted,
     GrantFailed,
     Expired,
+    Released,
+    Revoked,
+    TimedOut,
+    EndRequested,
+    AdminRefused,
     RevokeFailed,
     /// The precautionary revoke after a failed grant succeeded.
     CleanupRevoked,

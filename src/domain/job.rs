@@ -39,6 +39,15 @@ pub enum JobKind {
     Activate { request: RequestId },
     /// Call the provider to revoke an active grant at its end.
     Expire { request: RequestId },
+    /// End an active grant early: released by its requester, or revoked by
+    /// an admin (with `admin_reason`).
+    End {
+        request: RequestId,
+        by: Actor,
+        admin_reason: Option<String>,
+    },
+    /// A pending request reached the group's `pending_timeout`.
+    TimeOut { request: RequestId },
     /// After a grant failed for good, revoke anyway: a provider that timed
     /// out may have granted after all, and access must not linger.
     RevokeAfterFailedGrant { request: RequestId },
@@ -57,7 +66,9 @@ impl JobKind {
             JobKind::Decide { request, .. }
             | JobKind::Activate { request }
             | JobKind::Expire { request }
-            | JobKind::RevokeAfterFailedGrant { request } => request,
+            | JobKind::RevokeAfterFailedGrant { request }
+            | JobKind::End { request, .. }
+            | JobKind::TimeOut { request } => request,
         }
     }
 
@@ -67,6 +78,8 @@ impl JobKind {
             JobKind::Activate { .. } => "activate",
             JobKind::Expire { .. } => "expire",
             JobKind::RevokeAfterFailedGrant { .. } => "revoke_after_failed_grant",
+            JobKind::End { .. } => "end",
+            JobKind::TimeOut { .. } => "time_out",
         }
     }
 }

@@ -141,6 +141,15 @@ pub enum Happened {
         error: String,
     },
     Expired,
+    /// The requester gave the access back before its end.
+    Released,
+    /// An admin took the access away.
+    Revoked {
+        by: Actor,
+        reason: String,
+    },
+    /// Nobody decided within the group's `pending_timeout`.
+    TimedOut,
 }
 
 /// Why a decision or action on a request changes nothing. The text is what
@@ -161,6 +170,13 @@ pub enum Refusal {
     NotYourRequest(RequestId),
     #[error("A denial needs a reason.")]
     DenyReasonMissing,
+    #[error("Only the requester can release {0}.")]
+    NotYourGrant(crate::domain::ids::GrantId),
+    #[error("{id} is {state}, not active; there is nothing to end.")]
+    NotActive {
+        id: crate::domain::ids::GrantId,
+        state: &'static str,
+    },
 }
 
 impl AccessRequest {
@@ -359,6 +375,63 @@ impl AccessRequest {
         }
     }
 
+    /// Whether the grant can be ended early by `by`: it must be active, and
+    /// (unless an admin revokes it) `by` must be its requester.
+    pub fn check_end(&self, by: &Actor, as_admin: bool) -> Result<(), Refusal> {
+        if !as_admin && !by.is(&self.requester) {
+            return Err(Refusal::NotYourGrant(self.id.grant_id()));
+        }
+        match self.state {
+            RequestState::Active { .. } => Ok(()),
+            _ => Err(Refusal::NotActive {
+                id: self.id.grant_id(),
+                state: self.state.label(),
+            }),
+        }
+    }
+
+    /// The provider confirmed the revocation of a grant ended early:
+    /// released by its requester, or revoked by an admin (`admin_reason`).
+    pub fn end_early(
+        &self,
+        by: &Actor,
+        admin_reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<(AccessRequest, Happened)> {
+        if !matches!(self.state, RequestState::Active { .. }) {
+            return None;
+        }
+        let mut next = self.clone();
+        let happened = match admin_reason {
+            Some(reason) => {
+                next.state = RequestState::Revoked {
+                    by: by.clone(),
+                    at: now,
+                    reason: reason.to_string(),
+                };
+                Happened::Revoked {
+                    by: by.clone(),
+                    reason: reason.to_string(),
+                }
+            }
+            None => {
+                next.state = RequestState::Released { at: now };
+                Happened::Released
+            }
+        };
+        Some((next, happened))
+    }
+
+    /// Nobody decided in time.
+    pub fn time_out(&self, now: DateTime<Utc>) -> Option<(AccessRequest, Happened)> {
+        if self.state != RequestState::Pending {
+            return None;
+        }
+        let mut next = self.clone();
+        next.state = RequestState::TimedOut { at: now };
+        Some((next, Happened::TimedOut))
+    }
+
     /// Whether `other` is this request at the same point of its lifecycle.
     /// Where its cards were posted is left out: the outbox records that
     /// concurrently, and it never changes a decision.
@@ -494,6 +567,43 @@ mod tests {
         ));
         let (cancelled, _) = pending().cancel(&actor("U0ALICE"), now()).unwrap();
         assert_eq!(cancelled.state.label(), "cancelled");
+    }
+
+    #[test]
+    fn only_active_grants_end_early_and_only_by_their_requester_or_an_admin() {
+        let request = pending();
+        assert!(matches!(
+            request.check_end(&actor("U0ALICE"), false),
+            Err(Refusal::NotActive {
+                state: "pending",
+                ..
+            })
+        ));
+        assert!(request.time_out(now()).is_some());
+        let (approved, _) = request.approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        assert!(
+            approved.time_out(now()).is_none(),
+            "decided requests do not time out"
+        );
+        let (active, _) = approved.activate(now()).unwrap();
+        assert_eq!(active.check_end(&actor("U0ALICE"), false), Ok(()));
+        assert!(matches!(
+            active.check_end(&actor("U0BOB"), false),
+            Err(Refusal::NotYourGrant(_))
+        ));
+        assert_eq!(active.check_end(&actor("U0ADMIN"), true), Ok(()));
+        let (released, happened) = active.end_early(&actor("U0ALICE"), None, now()).unwrap();
+        assert_eq!(
+            (released.state.label(), happened),
+            ("released", Happened::Released)
+        );
+        let (revoked, _) = active
+            .end_early(&actor("U0ADMIN"), Some("left the team"), now())
+            .unwrap();
+        assert!(
+            matches!(revoked.state, RequestState::Revoked { ref reason, .. } if reason == "left the team")
+        );
+        assert!(released.end_early(&actor("U0ALICE"), None, now()).is_none());
     }
 
     #[test]

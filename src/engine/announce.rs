@@ -91,6 +91,15 @@ impl Engine {
                         Self::lane_of(request),
                     )?);
                 } else {
+                    if let Some(group) = self.policy.group(&request.group) {
+                        effects.jobs.push(self.new_job(
+                            JobKind::TimeOut {
+                                request: id.clone(),
+                            },
+                            now + group.limits.pending_timeout.as_chrono(),
+                            Self::lane_of(request),
+                        )?);
+                    }
                     for approver in &audience.direct {
                         effects.outbox.push(Outgoing::DirectCard {
                             request: id.clone(),
@@ -201,6 +210,38 @@ impl Engine {
                 effects.outbox.push(tell_requester(format!(
                     "Your access to {group} (grant {}) has expired and was revoked.",
                     id.grant_id()
+                )));
+            }
+            Happened::Released => {
+                effects.audit.push(audit(
+                    AuditAction::Released,
+                    "released by the requester; access revoked".into(),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) was released and revoked.",
+                    id.grant_id()
+                )));
+            }
+            Happened::Revoked { by, reason } => {
+                effects
+                    .audit
+                    .push(audit(AuditAction::Revoked, reason.clone()));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) was revoked by admin {}: {reason}",
+                    id.grant_id(),
+                    by.name
+                )));
+            }
+            Happened::TimedOut => {
+                effects.audit.push(audit(
+                    AuditAction::TimedOut,
+                    "no decision within the pending timeout".into(),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your request {id} for {group} timed out: nobody decided it in time. File it again with `/jit request` if you still need access."
                 )));
             }
         }

@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use super::{show_time, Engine, EngineError, FormChoice, SubmitError};
-use crate::domain::command::{self, Command};
+use crate::domain::command::{self, AdminCommand, Command};
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::request::RequestState;
 use crate::store::Applied;
@@ -27,6 +27,7 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit groups` — the groups you can request, with their limits
 • `/jit list` — your requests and grants
 • `/jit cancel <request-id>` — withdraw a pending request
+• `/jit release <grant-id|group>` — give access back before it ends
 Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
 const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
@@ -61,15 +62,38 @@ impl Engine {
             Command::Groups => return self.groups(&actor, origin.as_ref()).await,
             Command::Cancel(id) => self.cancel(&actor, &id).await,
             Command::Help => Ok(HELP.to_string()),
-            Command::Release(_) | Command::Extend { .. } => Ok(
-                "Releasing and extending grants is not available in this version yet; grants end on their own at their expiry (see `/jit list`).".into(),
+            Command::Release(target) => self.release(&actor, &target).await,
+            Command::Extend { .. } => Ok(
+                "Extending grants is not available in this version yet; release the grant and request it again, or let it end on its own (see `/jit list`).".into(),
             ),
-            Command::Admin(_) => Ok("Admin commands are not available in this version yet.".into()),
+            Command::Admin(admin) => self.admin(&actor, admin).await,
         };
         Reply::Text(result.unwrap_or_else(|error| {
             tracing::error!(%error, "command failed");
             INTERNAL_ERROR.to_string()
         }))
+    }
+
+    async fn admin(&self, actor: &Actor, command: AdminCommand) -> Result<String, EngineError> {
+        let name = match &command {
+            AdminCommand::Map { .. } => "map",
+            AdminCommand::Unmap { .. } => "unmap",
+            AdminCommand::Mappings => "mappings",
+            AdminCommand::Grants => "grants",
+            AdminCommand::Revoke { .. } => "revoke",
+            AdminCommand::Audit { .. } => "audit",
+        };
+        if let Some(refusal) = self.check_admin(actor, name).await? {
+            return Ok(refusal);
+        }
+        match command {
+            AdminCommand::Revoke { grant, reason } => {
+                self.admin_revoke(actor, &grant, &reason).await
+            }
+            _ => Ok(format!(
+                "`/jit admin {name}` is not available in this version yet."
+            )),
+        }
     }
 
     async fn request_reply(

@@ -163,7 +163,7 @@ impl Engine {
     /// Revoke the request's access through its provider — unless another
     /// active grant of the same group for the same user still covers it, in
     /// which case the provider is left alone and the covering grant returned.
-    async fn revoke_unless_covered(
+    pub(super) async fn revoke_unless_covered(
         &self,
         request: &AccessRequest,
         now: DateTime<Utc>,
@@ -189,7 +189,7 @@ impl Engine {
 
     /// A revoke failed: audit it, alert the approval channels once it has
     /// failed [`REVOKE_ALERT_AFTER`] times, and retry with backoff — forever.
-    async fn revoke_failed(
+    pub(super) async fn revoke_failed(
         &self,
         job: &Job,
         request: &AccessRequest,
@@ -225,7 +225,7 @@ impl Engine {
     }
 
     /// The all-clear after an alert, once a revoke that kept failing succeeded.
-    fn resolved_notices(
+    pub(super) fn resolved_notices(
         &self,
         job: &Job,
         request: &AccessRequest,

@@ -7,6 +7,7 @@
 mod announce;
 mod commands;
 mod decide;
+mod end;
 mod grant;
 mod submit;
 
@@ -296,6 +297,8 @@ impl Engine {
             JobKind::Activate { .. } => self.run_activate(job).await,
             JobKind::Expire { .. } => self.run_expire(job).await,
             JobKind::RevokeAfterFailedGrant { .. } => self.run_revoke_after_failed_grant(job).await,
+            JobKind::End { .. } => self.run_end(job).await,
+            JobKind::TimeOut { .. } => self.run_time_out(job).await,
         }
     }
 }

@@ -98,6 +98,14 @@ min_duration = "1s"
 default_duration = "5m"
 
 [[groups]]
+name = "hasty"
+provider = "iam"
+target = "hasty_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+pending_timeout = "2s"
+
+[[groups]]
 name = "broken"
 provider = "failing"
 target = "prod_rw"

@@ -5,6 +5,7 @@ mod approvals;
 mod cli;
 mod delivery;
 mod durability;
+mod ending;
 mod helpers;
 mod requests;
 mod slack_ingress;

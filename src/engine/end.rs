@@ -1,0 +1,226 @@
+//! Ending access early — `/jit release` by the requester, `/jit admin
+//! revoke` by an admin — and pending requests that time out. Ending is a
+//! durable job: the command records it and answers; the scheduler revokes
+//! through the provider (retrying like an expiry) and then records the end.
+
+use chrono::Utc;
+
+use super::{Engine, EngineError};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::command::ReleaseTarget;
+use crate::domain::ids::{Actor, GrantId};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::request::{AccessRequest, RequestState};
+use crate::store::{Effects, Write};
+
+impl Engine {
+    /// `/jit release <grant-id|group>`: the requester ends their own grant(s).
+    pub(super) async fn release(
+        &self,
+        by: &Actor,
+        target: &ReleaseTarget,
+    ) -> Result<String, EngineError> {
+        let grants: Vec<AccessRequest> = match target {
+            ReleaseTarget::Grant(grant) => match self.store.get_request(&grant.request_id())? {
+                Some(request) => vec![request],
+                None => {
+                    return Ok(format!(
+                        "There is no grant {grant}. `/jit list` shows yours."
+                    ))
+                }
+            },
+            ReleaseTarget::Group(group) => {
+                let active: Vec<AccessRequest> = self
+                    .store
+                    .requests_of(by)?
+                    .into_iter()
+                    .filter(|r| &r.group == group && matches!(r.state, RequestState::Active { .. }))
+                    .collect();
+                if active.is_empty() {
+                    return Ok(format!(
+                        "You have no active grant for {group}. `/jit list` shows yours."
+                    ));
+                }
+                active
+            }
+        };
+        let mut ended = Vec::new();
+        for grant in &grants {
+            if let Err(refusal) = grant.check_end(by, false) {
+                return Ok(refusal.to_string());
+            }
+            self.schedule_end(grant, by, None)?;
+            ended.push(grant.id.grant_id().to_string());
+        }
+        self.commit_and_wake().await?;
+        Ok(format!(
+            "Releasing {}: the access is being revoked now; I'll DM you when it is done.",
+            ended.join(", ")
+        ))
+    }
+
+    /// `/jit admin revoke <grant-id> <reason>`.
+    pub(super) async fn admin_revoke(
+        &self,
+        by: &Actor,
+        grant: &GrantId,
+        reason: &str,
+    ) -> Result<String, EngineError> {
+        if reason.trim().is_empty() {
+            return Ok(format!("Say why: `/jit admin revoke {grant} <reason>`."));
+        }
+        let Some(request) = self.store.get_request(&grant.request_id())? else {
+            return Ok(format!("There is no grant {grant}."));
+        };
+        if let Err(refusal) = request.check_end(by, true) {
+            return Ok(refusal.to_string());
+        }
+        self.schedule_end(&request, by, Some(reason.trim().to_string()))?;
+        self.commit_and_wake().await?;
+        Ok(format!(
+            "Revoking {grant} ({} for {}): the access is being revoked now, and they are told why.",
+            request.group, request.requester.name
+        ))
+    }
+
+    /// Whether `by` may use admin commands; a refusal is audited.
+    pub(super) async fn check_admin(
+        &self,
+        by: &Actor,
+        command: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let is_admin = match self.is_named_promptly(&self.policy.admins, by).await {
+            Ok(is_admin) => is_admin,
+            Err(error) => {
+                return Ok(Some(format!(
+                    "I could not check your admin rights right now ({error}); please try again."
+                )))
+            }
+        };
+        if is_admin {
+            return Ok(None);
+        }
+        self.store.record(&Effects {
+            audit: vec![AuditRecord {
+                at: Utc::now(),
+                action: AuditAction::AdminRefused,
+                actor: Some(by.clone()),
+                request: None,
+                group: None,
+                detail: format!("not an admin: /jit admin {command}"),
+            }],
+            ..Effects::default()
+        })?;
+        self.flush().await?;
+        Ok(Some(
+            "Only jitbot admins can use `/jit admin` commands.".to_string(),
+        ))
+    }
+
+    fn schedule_end(
+        &self,
+        request: &AccessRequest,
+        by: &Actor,
+        admin_reason: Option<String>,
+    ) -> Result<(), EngineError> {
+        let detail = match &admin_reason {
+            Some(reason) => format!("admin revoke requested: {reason}"),
+            None => "release requested by the requester".to_string(),
+        };
+        let job = self.new_job(
+            JobKind::End {
+                request: request.id.clone(),
+                by: by.clone(),
+                admin_reason,
+            },
+            Utc::now(),
+            Self::lane_of(request),
+        )?;
+        self.store.record(&Effects {
+            audit: vec![AuditRecord {
+                at: Utc::now(),
+                action: AuditAction::EndRequested,
+                actor: Some(by.clone()),
+                request: Some(request.id.clone()),
+                group: Some(request.group.clone()),
+                detail,
+            }],
+            jobs: vec![job],
+            ..Effects::default()
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn run_end(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::End {
+            request: id,
+            by,
+            admin_reason,
+        } = &job.kind
+        else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        if !matches!(request.state, RequestState::Active { .. }) {
+            // Expired or ended meanwhile: nothing left to do.
+            return self.consume(job);
+        }
+        let now = Utc::now();
+        match self.revoke_unless_covered(&request, now).await? {
+            Ok(covering) => {
+                let Some((next, happened)) = request.end_early(by, admin_reason.as_deref(), now)
+                else {
+                    return self.consume(job);
+                };
+                let audience = self.audience(&request)?;
+                let detail = covering.map(|(other, _)| {
+                    format!(
+                        "grant ended; provider revoke skipped because {} keeps the access",
+                        other.grant_id()
+                    )
+                });
+                let mut effects =
+                    self.effects_of(&next, &happened, Some(by), &audience, detail, now)?;
+                effects.outbox.extend(self.resolved_notices(job, &request)?);
+                self.settle(
+                    job,
+                    &request,
+                    Write {
+                        request: Some(next),
+                        effects,
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+            Err(error) => self.revoke_failed(job, &request, &error, now).await,
+        }
+    }
+
+    pub(super) async fn run_time_out(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::TimeOut { request: id } = &job.kind else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        let now = Utc::now();
+        let Some((next, happened)) = request.time_out(now) else {
+            return self.consume(job);
+        };
+        let audience = self.audience(&request)?;
+        let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
+        self.settle(
+            job,
+            &request,
+            Write {
+                request: Some(next),
+                effects,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
