@@ -7,5 +7,6 @@ mod delivery;
 mod durability;
 mod ending;
 mod helpers;
+mod process;
 mod requests;
 mod slack_ingress;

@@ -1,0 +1,232 @@
+//! The real binary, killed and restarted: a revocation owed while the bot
+//! was down is done within seconds of its start, exactly once; SIGTERM
+//! stops it cleanly.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{eventually, request_id_in, slack_signature};
+
+const SECRET: &str = "process-test-signing-secret";
+
+const POLICY: &str = r#"
+[providers.iam]
+kind = "webhook"
+url = "{IAM}/jit"
+secret_env = "TEST_HOOK_SECRET"
+timeout = "5s"
+
+[[groups]]
+name = "quick"
+provider = "iam"
+target = "quick_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+default_duration = "5m"
+"#;
+
+struct Bot {
+    child: Child,
+    url: String,
+}
+
+impl Bot {
+    async fn start(dir: &Path, port: u16, slack: &str) -> Bot {
+        let child = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SLACK_SIGNING_SECRET", SECRET)
+            .env("SLACK_BOT_TOKEN", "xoxb-process")
+            .env("SLACK_API_URL", format!("{slack}/api"))
+            .env("JITBOT_CONFIG", dir.join("policy.toml"))
+            .env("JITBOT_DATA_DIR", dir.join("data"))
+            .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TEST_HOOK_SECRET", "hook")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the jitbot binary starts");
+        let bot = Bot {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let health = format!("{}/healthz", bot.url);
+        eventually("the bot to listen", || async {
+            client.get(&health).send().await.ok()
+        })
+        .await;
+        bot
+    }
+
+    async fn post(&self, route: &str, body: String) -> reqwest::Response {
+        let timestamp = chrono::Utc::now().timestamp();
+        reqwest::Client::new()
+            .post(format!("{}{route}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header(
+                "x-slack-signature",
+                slack_signature(SECRET, timestamp, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn revokes(iam: &MockServer) -> usize {
+    iam.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["action"] == "revoke"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": { "id": "D0ALICE" } })),
+        )
+        .with_priority(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": "C0APPROVALS", "ts": "1.1" })),
+        )
+        .mount(&slack)
+        .await;
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("{IAM}", &iam.uri()),
+    )
+    .unwrap();
+    let port = free_port();
+
+    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let command = serde_urlencoded::to_string([
+        ("user_id", "U0ALICE"),
+        ("user_name", "alice"),
+        ("channel_id", "C0GENERAL"),
+        ("text", "request quick 3s crash test"),
+    ])
+    .unwrap();
+    let answer: serde_json::Value = bot
+        .post("/slack/commands", command)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
+    let click = json!({
+        "type": "block_actions",
+        "user": { "id": "U0LEAD", "username": "lead" },
+        "channel": { "id": "C0APPROVALS" },
+        "actions": [{ "action_id": "jit_approve", "value": id }],
+    });
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    // The "access is live" DM goes out only once the activation is durable.
+    eventually("the access to be live", || async {
+        slack
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("is live until"))
+            .then_some(())
+    })
+    .await;
+
+    // SIGKILL before the grant ends, and stay down past its end.
+    let killed_at = Instant::now();
+    drop(bot);
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(killed_at.elapsed())).await;
+    assert_eq!(
+        revokes(&iam).await,
+        0,
+        "nobody revoked while the bot was down"
+    );
+
+    let started = Instant::now();
+    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    eventually("the overdue revoke", || async {
+        (revokes(&iam).await >= 1).then_some(())
+    })
+    .await;
+    let lag = started.elapsed();
+    assert!(
+        lag < Duration::from_secs(3),
+        "revoked {lag:?} after the restart"
+    );
+
+    // SIGTERM: a clean exit with status 0.
+    bot.signal("TERM");
+    let mut bot = bot;
+    let status = eventually("the bot to exit", || {
+        let status = bot.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert_eq!(status.code(), Some(0));
+
+    assert_eq!(revokes(&iam).await, 1, "revoked exactly once");
+    let store = jitbot::store::SledStore::open(&dir.path().join("data")).unwrap();
+    let events = jitbot::store::Store::audit_events(&store, 0, 1000).unwrap();
+    let expired = events
+        .iter()
+        .filter(|e| e.action == jitbot::domain::audit::AuditAction::Expired)
+        .count();
+    assert_eq!(expired, 1);
+    assert!(jitbot::store::Store::verify_audit(&store).unwrap().is_ok());
+}
