@@ -43,6 +43,8 @@ pub struct CardAction {
 pub enum CardActionKind {
     Approve,
     Deny,
+    /// Ask for more time on a grant (the value is the grant id).
+    Extend,
 }
 
 impl CardActionKind {
@@ -51,6 +53,7 @@ impl CardActionKind {
         match self {
             CardActionKind::Approve => "jit_approve",
             CardActionKind::Deny => "jit_deny",
+            CardActionKind::Extend => "jit_extend",
         }
     }
 
@@ -58,6 +61,7 @@ impl CardActionKind {
         match id {
             "jit_approve" => Some(CardActionKind::Approve),
             "jit_deny" => Some(CardActionKind::Deny),
+            "jit_extend" => Some(CardActionKind::Extend),
             _ => None,
         }
     }
@@ -68,8 +72,13 @@ fn plain(text: impl Into<String>) -> CardText {
 }
 
 /// The approval card for `request` in its current state: buttons while it
-/// is pending, the outcome (who, when) once decided.
-pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Card {
+/// is pending, the outcome (who, when) once decided. For an extension
+/// request, `extended` is the grant it extends.
+pub fn approval_card(
+    request: &AccessRequest,
+    group: Option<&GroupPolicy>,
+    extended: Option<&AccessRequest>,
+) -> Card {
     let required = group.map_or(1, |g| g.approvals_required).max(1);
     let mut fields = vec![
         (
@@ -80,6 +89,18 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
         ("Duration".to_string(), plain(request.duration.to_string())),
         ("Request".to_string(), plain(request.id.as_str())),
     ];
+    if let Some(grant) = extended {
+        fields.push(("Extends".to_string(), plain(grant.id.grant_id().as_str())));
+        // While pending, what the total would become; once applied, the
+        // grant already counts this extension.
+        let already_counted = grant.extensions.iter().any(|e| e.request == request.id);
+        let total = if already_counted {
+            grant.total_duration()
+        } else {
+            grant.total_duration().saturating_add(request.duration)
+        };
+        fields.push(("Total with this".to_string(), plain(total.to_string())));
+    }
     if required > 1 {
         fields.push((
             "Approvals".to_string(),
@@ -134,6 +155,11 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
         RequestState::Expired { at } => {
             status.extend([plain("Expired at "), CardText::Time(*at), plain(".")])
         }
+        RequestState::Extended { until, .. } => status.extend([
+            plain("Extension applied; the grant now ends at "),
+            CardText::Time(*until),
+            plain("."),
+        ]),
         RequestState::Released { at } => status.extend([
             plain("Released by the requester at "),
             CardText::Time(*at),
@@ -166,9 +192,14 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
     let description = group
         .map(|g| g.description.as_str())
         .filter(|d| !d.is_empty());
+    let kind = if extended.is_some() {
+        "Extension request"
+    } else {
+        "Access request"
+    };
     let title = match description {
-        Some(description) => format!("Access request for {} ({description})", request.group),
-        None => format!("Access request for {}", request.group),
+        Some(description) => format!("{kind} for {} ({description})", request.group),
+        None => format!("{kind} for {}", request.group),
     };
     Card {
         fallback: format!(
@@ -184,6 +215,33 @@ pub fn approval_card(request: &AccessRequest, group: Option<&GroupPolicy>) -> Ca
         body: (!request.reason.is_empty()).then(|| request.reason.clone()),
         status,
         actions,
+    }
+}
+
+/// The warning DM before a grant ends, with an Extend button.
+pub fn expiry_warning(request: &AccessRequest, expires_at: chrono::DateTime<chrono::Utc>) -> Card {
+    let grant = request.id.grant_id();
+    Card {
+        title: format!("Your access to {} ends soon", request.group),
+        fields: vec![
+            ("Grant".to_string(), plain(grant.as_str())),
+            ("Ends at".to_string(), CardText::Time(expires_at)),
+            ("Total so far".to_string(), plain(request.total_duration().to_string())),
+        ],
+        body: None,
+        status: vec![plain(format!(
+            "Need more time? Extend it (approvers decide as for a request), or type `/jit extend {grant} <duration> <reason>`."
+        ))],
+        actions: vec![CardAction {
+            kind: CardActionKind::Extend,
+            label: "Extend".into(),
+            value: grant.to_string(),
+        }],
+        fallback: format!(
+            "Your access to {} ({grant}) ends at {}.",
+            request.group,
+            expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
     }
 }
 
@@ -209,14 +267,14 @@ mod tests {
 
     #[test]
     fn pending_card_has_buttons_and_decided_card_has_none() {
-        let pending = approval_card(&request(), None);
+        let pending = approval_card(&request(), None, None);
         assert_eq!(pending.actions.len(), 2);
         assert_eq!(pending.actions[0].value, "R-7K3Q9X");
         let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
         let (denied, _) = request()
             .deny(&lead, true, "not today", Utc::now())
             .unwrap();
-        let card = approval_card(&denied, None);
+        let card = approval_card(&denied, None, None);
         assert!(card.actions.is_empty());
         assert!(card.status.contains(&CardText::User(lead)));
         assert!(card.status.contains(&CardText::Plain(": not today".into())));

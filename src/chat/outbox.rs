@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::card::approval_card;
+use super::card::{approval_card, expiry_warning};
 use super::{ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{Platform, RequestId};
 use crate::domain::message::Outgoing;
@@ -261,6 +261,23 @@ impl OutboxWorker {
                     .post_text(&to.channel, text)
                     .await
             }
+            Outgoing::ExpiryWarning {
+                request,
+                expires_at,
+            } => {
+                let grant = self
+                    .store
+                    .get_request(request)
+                    .map_err(|e| ChatError::Failed(e.to_string()))?;
+                let Some(grant) = grant else {
+                    return Ok(());
+                };
+                let card = expiry_warning(&grant, *expires_at);
+                self.platform(grant.requester.platform)?
+                    .direct_message(&grant.requester.user, &card.fallback, Some(&card))
+                    .await
+                    .map(drop)
+            }
         }
     }
 
@@ -281,7 +298,7 @@ impl OutboxWorker {
             return Ok(());
         };
         let chat = self.platform(platform)?.clone();
-        let card = approval_card(&request, self.policy.group(&request.group));
+        let card = self.render(&request);
         let posted = post(chat.clone(), card.clone()).await?;
         let record = PostedCard {
             platform,
@@ -299,12 +316,26 @@ impl OutboxWorker {
             })
             .map_err(store_error)?;
         if let Some(now) = self.store.get_request(id).map_err(store_error)? {
-            let fresh = approval_card(&now, self.policy.group(&now.group));
+            let fresh = self.render(&now);
             if fresh != card {
                 chat.update_card(&posted, &fresh).await?;
             }
         }
         Ok(())
+    }
+
+    /// The approval card of `request` as it stands (an extension shows the
+    /// grant it extends).
+    fn render(&self, request: &crate::domain::request::AccessRequest) -> super::Card {
+        let extended = request
+            .extends
+            .as_ref()
+            .and_then(|id| self.store.get_request(id).ok().flatten());
+        approval_card(
+            request,
+            self.policy.group(&request.group),
+            extended.as_ref(),
+        )
     }
 
     async fn refresh_cards(&self, id: &RequestId) -> Result<(), ChatError> {
@@ -315,7 +346,7 @@ impl OutboxWorker {
         else {
             return Ok(());
         };
-        let card = approval_card(&request, self.policy.group(&request.group));
+        let card = self.render(&request);
         for posted in &request.cards {
             let message = PostedMessage {
                 channel: posted.channel.clone(),

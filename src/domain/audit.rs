@@ -22,6 +22,8 @@ pub enum AuditAction {
     Granted,
     GrantFailed,
     Expired,
+    Extended,
+    Warned,
     Released,
     Revoked,
     TimedOut,

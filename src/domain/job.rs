@@ -46,6 +46,12 @@ pub enum JobKind {
         by: Actor,
         admin_reason: Option<String>,
     },
+    /// Warn the requester `warn_before` the grant ends (at `expires_at`),
+    /// with an Extend button.
+    Warn {
+        request: RequestId,
+        expires_at: DateTime<Utc>,
+    },
     /// A pending request reached the group's `pending_timeout`.
     TimeOut { request: RequestId },
     /// After a grant failed for good, revoke anyway: a provider that timed
@@ -68,7 +74,8 @@ impl JobKind {
             | JobKind::Expire { request }
             | JobKind::RevokeAfterFailedGrant { request }
             | JobKind::End { request, .. }
-            | JobKind::TimeOut { request } => request,
+            | JobKind::TimeOut { request }
+            | JobKind::Warn { request, .. } => request,
         }
     }
 
@@ -80,6 +87,7 @@ impl JobKind {
             JobKind::RevokeAfterFailedGrant { .. } => "revoke_after_failed_grant",
             JobKind::End { .. } => "end",
             JobKind::TimeOut { .. } => "time_out",
+            JobKind::Warn { .. } => "warn",
         }
     }
 }

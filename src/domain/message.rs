@@ -28,6 +28,12 @@ pub enum Outgoing {
     },
     /// A plain message in a channel (notices, alerts).
     ChannelNotice { to: Destination, text: String },
+    /// The DM warning a requester that their grant ends at `expires_at`,
+    /// with an Extend button.
+    ExpiryWarning {
+        request: RequestId,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl Outgoing {
@@ -39,6 +45,7 @@ impl Outgoing {
             | Outgoing::DirectCard { request, .. }
             | Outgoing::RefreshCards { request } => Some(format!("card:{request}")),
             Outgoing::Direct { to, .. } => Some(format!("dm:{to}")),
+            Outgoing::ExpiryWarning { request, .. } => Some(format!("warning:{request}")),
             Outgoing::Ephemeral { .. } | Outgoing::ChannelNotice { .. } => None,
         }
     }

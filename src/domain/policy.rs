@@ -214,6 +214,12 @@ pub enum RequestRefusal {
     },
     #[error("`{0}` needs a reason. Try `/jit request {0} <duration> <reason>`, e.g. `/jit request {0} 1h fixing INC-123`.")]
     ReasonMissing(String),
+    #[error("There is no grant {0}. `/jit list` shows yours.")]
+    NoSuchGrant(String),
+    #[error("{0} is not your grant; only its holder can extend it.")]
+    NotYourGrant(String),
+    #[error("{0} is {1}, not active; request access again with `/jit request`.")]
+    GrantNotActive(String, &'static str),
 }
 
 impl Policy {

@@ -25,6 +25,19 @@ pub struct AccessRequest {
     /// updated in place when it is decided.
     #[serde(default)]
     pub cards: Vec<PostedCard>,
+    /// For an extension request: the request whose grant it extends.
+    #[serde(default)]
+    pub extends: Option<RequestId>,
+    /// For a grant: the extensions applied to it, in order.
+    #[serde(default)]
+    pub extensions: Vec<AppliedExtension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedExtension {
+    pub request: RequestId,
+    pub duration: HumanDuration,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +90,12 @@ pub enum RequestState {
     Expired {
         at: DateTime<Utc>,
     },
+    /// An approved extension request, applied to its grant, which now ends
+    /// at `until`.
+    Extended {
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
     /// The requester gave access back early.
     Released {
         at: DateTime<Utc>,
@@ -101,6 +120,7 @@ impl RequestState {
             RequestState::TimedOut { .. } => "timed out",
             RequestState::Failed { .. } => "failed",
             RequestState::Expired { .. } => "expired",
+            RequestState::Extended { .. } => "extended",
             RequestState::Released { .. } => "released",
             RequestState::Revoked { .. } => "revoked",
         }
@@ -150,6 +170,16 @@ pub enum Happened {
     },
     /// Nobody decided within the group's `pending_timeout`.
     TimedOut,
+    /// An approved extension moved this grant's end.
+    GrantExtended {
+        by_request: RequestId,
+        duration: HumanDuration,
+        until: DateTime<Utc>,
+    },
+    /// This extension request was applied to its grant.
+    ExtensionApplied {
+        until: DateTime<Utc>,
+    },
 }
 
 /// Why a decision or action on a request changes nothing. The text is what
@@ -211,8 +241,77 @@ impl AccessRequest {
             approvals: Vec::new(),
             state,
             cards: Vec::new(),
+            extends: None,
+            extensions: Vec::new(),
         };
         (request, Happened::Requested { auto_approved })
+    }
+
+    /// Make this new request an extension of `grant`'s request.
+    pub fn extending(mut self, grant: &AccessRequest) -> AccessRequest {
+        self.extends = Some(grant.id.clone());
+        self
+    }
+
+    /// The grant's whole length so far: its duration plus every extension.
+    pub fn total_duration(&self) -> HumanDuration {
+        self.extensions
+            .iter()
+            .fold(self.duration, |total, e| total.saturating_add(e.duration))
+    }
+
+    /// Move an active grant's end by `extension`'s duration (from its
+    /// current end, so no time is lost or gained). `None` if the grant is
+    /// not active or the extension was applied already (the step is
+    /// idempotent).
+    pub fn extend_by(
+        &self,
+        extension: &AccessRequest,
+        now: DateTime<Utc>,
+    ) -> Option<(AccessRequest, Happened)> {
+        let RequestState::Active {
+            activated_at,
+            expires_at,
+        } = self.state
+        else {
+            return None;
+        };
+        if self.extensions.iter().any(|e| e.request == extension.id) {
+            return None;
+        }
+        let until = expires_at + extension.duration.as_chrono();
+        let mut next = self.clone();
+        next.state = RequestState::Active {
+            activated_at,
+            expires_at: until,
+        };
+        next.extensions.push(AppliedExtension {
+            request: extension.id.clone(),
+            duration: extension.duration,
+            at: now,
+        });
+        Some((
+            next,
+            Happened::GrantExtended {
+                by_request: extension.id.clone(),
+                duration: extension.duration,
+                until,
+            },
+        ))
+    }
+
+    /// Record that this approved extension request was applied.
+    pub fn mark_applied(
+        &self,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(AccessRequest, Happened)> {
+        if !matches!(self.state, RequestState::Approved { .. }) || self.extends.is_none() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.state = RequestState::Extended { at: now, until };
+        Some((next, Happened::ExtensionApplied { until }))
     }
 
     fn require_pending(&self) -> Result<(), Refusal> {
@@ -604,6 +703,40 @@ mod tests {
             matches!(revoked.state, RequestState::Revoked { ref reason, .. } if reason == "left the team")
         );
         assert!(released.end_early(&actor("U0ALICE"), None, now()).is_none());
+    }
+
+    #[test]
+    fn an_extension_moves_the_end_once_and_counts_in_the_total() {
+        let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        let (active, _) = approved.activate(now()).unwrap();
+        let end = active.expires_at().unwrap();
+        let extension = AccessRequest::file(
+            RequestId::parse("R-EXT000").unwrap(),
+            actor("U0ALICE"),
+            GroupName::parse("prod-db").unwrap(),
+            HumanDuration::parse("30m").unwrap(),
+            "more time".into(),
+            None,
+            false,
+            now(),
+        )
+        .0
+        .extending(&active);
+        let (extended, happened) = active.extend_by(&extension, now()).unwrap();
+        assert_eq!(
+            extended.expires_at(),
+            Some(end + chrono::Duration::minutes(30))
+        );
+        assert!(matches!(happened, Happened::GrantExtended { .. }));
+        assert_eq!(extended.total_duration().to_string(), "2h30m");
+        assert!(
+            extended.extend_by(&extension, now()).is_none(),
+            "applied once"
+        );
+        assert!(
+            extension.mark_applied(end, now()).is_none(),
+            "only approved extensions are applied"
+        );
     }
 
     #[test]

@@ -34,6 +34,39 @@ impl Engine {
         Ok(Audience { channels, direct })
     }
 
+    /// The jobs that end a grant at `expires_at`: the warning (if there is
+    /// still time for one) and the expiry.
+    fn end_jobs(
+        &self,
+        request: &AccessRequest,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::job::Job>, StoreError> {
+        let lane = Self::lane_of(request);
+        let mut jobs = vec![self.new_job(
+            JobKind::Expire {
+                request: request.id.clone(),
+            },
+            expires_at,
+            lane.clone(),
+        )?];
+        let warn_before = self
+            .policy
+            .group(&request.group)
+            .map(|g| g.limits.warn_before.as_chrono());
+        if let Some(warn_at) = warn_before.map(|w| expires_at - w).filter(|at| *at > now) {
+            jobs.push(self.new_job(
+                JobKind::Warn {
+                    request: request.id.clone(),
+                    expires_at,
+                },
+                warn_at,
+                lane,
+            )?);
+        }
+        Ok(jobs)
+    }
+
     /// The effects of `happened`, which moved a request to `request`.
     /// `actor` did it (`None`: jitbot itself); `detail` overrides the audit text.
     pub(super) fn effects_of(
@@ -166,13 +199,9 @@ impl Engine {
                     id.grant_id(),
                     id.grant_id()
                 )));
-                effects.jobs.push(self.new_job(
-                    JobKind::Expire {
-                        request: id.clone(),
-                    },
-                    *expires_at,
-                    Self::lane_of(request),
-                )?);
+                effects
+                    .jobs
+                    .extend(self.end_jobs(request, *expires_at, now)?);
             }
             Happened::GrantFailed { error } => {
                 effects
@@ -180,13 +209,16 @@ impl Engine {
                     .push(audit(AuditAction::GrantFailed, error.clone()));
                 // The provider may have granted despite the error (a timeout
                 // after the fact): revoke as a precaution.
-                effects.jobs.push(self.new_job(
-                    JobKind::RevokeAfterFailedGrant {
-                        request: id.clone(),
-                    },
-                    now,
-                    Self::lane_of(request),
-                )?);
+                // An extension never called the provider.
+                if request.extends.is_none() {
+                    effects.jobs.push(self.new_job(
+                        JobKind::RevokeAfterFailedGrant {
+                            request: id.clone(),
+                        },
+                        now,
+                        Self::lane_of(request),
+                    )?);
+                }
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} was approved, but granting the access failed: {error}"
@@ -234,6 +266,27 @@ impl Engine {
                     by.name
                 )));
             }
+            Happened::GrantExtended {
+                by_request,
+                duration,
+                until,
+            } => {
+                effects.audit.push(audit(
+                    AuditAction::Extended,
+                    format!(
+                        "extended by {duration} ({by_request}); now ends {}",
+                        until.to_rfc3339()
+                    ),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) was extended by {duration}; it now ends at {}.",
+                    id.grant_id(),
+                    show_time(*until)
+                )));
+                effects.jobs.extend(self.end_jobs(request, *until, now)?);
+            }
+            Happened::ExtensionApplied { .. } => effects.outbox.push(refresh),
             Happened::TimedOut => {
                 effects.audit.push(audit(
                     AuditAction::TimedOut,

@@ -28,6 +28,7 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit list` — your requests and grants
 • `/jit cancel <request-id>` — withdraw a pending request
 • `/jit release <grant-id|group>` — give access back before it ends
+• `/jit extend <grant-id> <duration> <reason>` — ask for more time on a grant
 Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
 const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
@@ -63,9 +64,21 @@ impl Engine {
             Command::Cancel(id) => self.cancel(&actor, &id).await,
             Command::Help => Ok(HELP.to_string()),
             Command::Release(target) => self.release(&actor, &target).await,
-            Command::Extend { .. } => Ok(
-                "Extending grants is not available in this version yet; release the grant and request it again, or let it end on its own (see `/jit list`).".into(),
-            ),
+            Command::Extend {
+                grant,
+                duration,
+                reason,
+            } => {
+                return match self.submit_extension(actor, origin, &grant, duration, &reason).await {
+                    Ok(receipt) => Reply::Text(format!(
+                        "Extension {} of {grant} (+{}) is filed{}. I'll DM you when the grant's new end is set.",
+                        receipt.request.id,
+                        receipt.request.duration,
+                        if receipt.auto_approved { " and approved by policy" } else { " and waiting for approval" }
+                    )),
+                    Err(error) => Reply::Text(error.to_string()),
+                }
+            }
             Command::Admin(admin) => self.admin(&actor, admin).await,
         };
         Reply::Text(result.unwrap_or_else(|error| {

@@ -104,6 +104,9 @@ impl Engine {
         if !matches!(request.state, RequestState::Approved { .. }) {
             return self.consume(job);
         }
+        if request.extends.is_some() {
+            return self.apply_extension(job, &request).await;
+        }
         let outcome = match self.prepare(&request).await {
             Prepared::Impossible(reason) => Err((reason, false)),
             Prepared::Ready(provider, access) => provider

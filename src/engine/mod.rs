@@ -8,6 +8,7 @@ mod announce;
 mod commands;
 mod decide;
 mod end;
+mod extend;
 mod grant;
 mod submit;
 
@@ -299,6 +300,7 @@ impl Engine {
             JobKind::RevokeAfterFailedGrant { .. } => self.run_revoke_after_failed_grant(job).await,
             JobKind::End { .. } => self.run_end(job).await,
             JobKind::TimeOut { .. } => self.run_time_out(job).await,
+            JobKind::Warn { .. } => self.run_warn(job).await,
         }
     }
 }

@@ -8,9 +8,9 @@ use chrono::Utc;
 use super::{Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
-use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
+use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
 use crate::domain::policy::{GroupPolicy, RequestRefusal};
-use crate::domain::request::AccessRequest;
+use crate::domain::request::{AccessRequest, RequestState};
 use crate::store::{Applied, Write};
 
 /// What the requester is told once the request is durably filed.
@@ -74,9 +74,82 @@ impl Engine {
                 .map_err(SubmitError::Directory)?,
             _ => false,
         };
+        self.file(
+            requester,
+            origin,
+            group,
+            duration,
+            reason,
+            auto_approved,
+            None,
+        )
+        .await
+    }
+
+    /// Ask for more time on an active grant. It is filed as a request of the
+    /// grant's group, with the same checks and approvals (auto-approve rules
+    /// included); once approved, the grant's end moves without a revoke.
+    pub async fn submit_extension(
+        &self,
+        requester: Actor,
+        origin: Option<Destination>,
+        grant_id: &GrantId,
+        duration: HumanDuration,
+        reason: &str,
+    ) -> Result<Receipt, SubmitError> {
+        let grant = self
+            .store
+            .get_request(&grant_id.request_id())
+            .map_err(EngineError::from)?
+            .ok_or_else(|| RequestRefusal::NoSuchGrant(grant_id.to_string()))?;
+        if !grant.requester.is(&requester) {
+            return Err(RequestRefusal::NotYourGrant(grant_id.to_string()).into());
+        }
+        if !matches!(grant.state, RequestState::Active { .. }) {
+            return Err(
+                RequestRefusal::GrantNotActive(grant_id.to_string(), grant.state.label()).into(),
+            );
+        }
+        let group = self
+            .policy
+            .group(&grant.group)
+            .ok_or_else(|| RequestRefusal::UnknownGroup(grant.group.to_string()))?;
+        let duration = group.check_request(Some(duration), reason)?;
+        let auto_approved = match &group.auto_approve {
+            Some(rule) if duration <= rule.max_duration => self
+                .is_named_promptly(&rule.requesters, &requester)
+                .await
+                .map_err(SubmitError::Directory)?,
+            _ => false,
+        };
+        self.file(
+            requester,
+            origin,
+            group,
+            duration,
+            reason,
+            auto_approved,
+            Some(&grant),
+        )
+        .await
+    }
+
+    /// Write a new request (an extension of `extends`, if given) with its
+    /// effects, under a fresh id, and make it durable.
+    #[allow(clippy::too_many_arguments)]
+    async fn file(
+        &self,
+        requester: Actor,
+        origin: Option<Destination>,
+        group: &GroupPolicy,
+        duration: HumanDuration,
+        reason: &str,
+        auto_approved: bool,
+        extends: Option<&AccessRequest>,
+    ) -> Result<Receipt, SubmitError> {
         let now = Utc::now();
         for _ in 0..ID_ATTEMPTS {
-            let (request, happened) = AccessRequest::file(
+            let (mut request, happened) = AccessRequest::file(
                 RequestId::generate(),
                 requester.clone(),
                 group.name.clone(),
@@ -86,6 +159,9 @@ impl Engine {
                 auto_approved,
                 now,
             );
+            if let Some(grant) = extends {
+                request = request.extending(grant);
+            }
             let audience = self.audience(&request).map_err(EngineError::from)?;
             let effects = self
                 .effects_of(&request, &happened, Some(&requester), &audience, None, now)

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use super::{read_body, AppState, HttpError};
 use crate::chat::slack::blocks::{
-    self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, GROUP_BLOCK, INPUT_ACTION, REASON_BLOCK,
-    REQUEST_FORM_CALLBACK,
+    self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, EXTEND_FORM_CALLBACK, GROUP_BLOCK,
+    INPUT_ACTION, REASON_BLOCK, REQUEST_FORM_CALLBACK,
 };
 use crate::chat::slack::payloads::{
     BlockActions, Event, Interaction, SlashCommand, ViewSubmission,
@@ -25,7 +25,9 @@ use crate::chat::slack::SlackClient;
 use crate::chat::CardActionKind;
 use crate::config::Secret;
 use crate::domain::duration::HumanDuration;
-use crate::domain::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId, UserId};
+use crate::domain::ids::{
+    Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
+};
 use crate::domain::job::Decision;
 use crate::domain::policy::RequestRefusal;
 use crate::engine::{Reply, SubmitError};
@@ -160,13 +162,9 @@ async fn block_actions(
         let Some(kind) = CardActionKind::from_action_id(&action.action_id) else {
             continue;
         };
-        let Ok(request_id) = RequestId::parse(&action.value) else {
-            return Err(HttpError::BadRequest(
-                "button value is not a request id".into(),
-            ));
-        };
         match kind {
             CardActionKind::Approve => {
+                let request_id = request_id_of(&action.value)?;
                 state
                     .engine
                     .record_decision(
@@ -178,6 +176,7 @@ async fn block_actions(
                     .await?;
             }
             CardActionKind::Deny => {
+                let request_id = request_id_of(&action.value)?;
                 // Ask for the reason in a modal, but only if this click could
                 // count; otherwise the engine explains why not.
                 let engine = state.engine.clone();
@@ -203,9 +202,38 @@ async fn block_actions(
                     }
                 });
             }
+            CardActionKind::Extend => {
+                let grant = GrantId::parse(&action.value)
+                    .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
+                let default_duration = state
+                    .engine
+                    .get_request(&grant.request_id())?
+                    .and_then(|r| {
+                        state
+                            .engine
+                            .policy()
+                            .group(&r.group)
+                            .map(|g| g.limits.default_duration)
+                    })
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
+                let view = blocks::extend_form(grant.as_str(), &default_duration);
+                let client = slack_of(state)?.client.clone();
+                let trigger = payload.trigger_id.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = client.open_view(&trigger, &view).await {
+                        tracing::warn!(%error, "could not open the extend form");
+                    }
+                });
+            }
         }
     }
     Ok(axum::http::StatusCode::OK.into_response())
+}
+
+fn request_id_of(value: &str) -> Result<RequestId, HttpError> {
+    RequestId::parse(value)
+        .map_err(|_| HttpError::BadRequest("button value is not a request id".into()))
 }
 
 fn field_errors(errors: Vec<(&str, String)>) -> Response {
@@ -259,9 +287,11 @@ async fn view_submission(
                 }
                 Err(SubmitError::Refused(refusal)) => {
                     let block = match refusal {
-                        RequestRefusal::UnknownGroup(_) | RequestRefusal::NotARequester(_) => {
-                            GROUP_BLOCK
-                        }
+                        RequestRefusal::UnknownGroup(_)
+                        | RequestRefusal::NotARequester(_)
+                        | RequestRefusal::NoSuchGrant(_)
+                        | RequestRefusal::NotYourGrant(_)
+                        | RequestRefusal::GrantNotActive(..) => GROUP_BLOCK,
                         RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => {
                             DURATION_BLOCK
                         }
@@ -270,6 +300,43 @@ async fn view_submission(
                     Ok(field_errors(vec![(block, refusal.to_string())]))
                 }
                 Err(other) => Ok(field_errors(vec![(GROUP_BLOCK, other.to_string())])),
+            }
+        }
+        EXTEND_FORM_CALLBACK => {
+            let grant = GrantId::parse(&view.private_metadata)
+                .map_err(|_| HttpError::BadRequest("extend form without its grant".into()))?;
+            let duration = match HumanDuration::parse(&input(DURATION_BLOCK)) {
+                Ok(duration) => duration,
+                Err(error) => return Ok(field_errors(vec![(DURATION_BLOCK, format!("{error}."))])),
+            };
+            let reason = input(REASON_BLOCK);
+            match state
+                .engine
+                .submit_extension(actor.clone(), None, &grant, duration, &reason)
+                .await
+            {
+                Ok(receipt) => {
+                    let text = format!(
+                        "Extension {} of {grant} (+{}) is filed{}.",
+                        receipt.request.id,
+                        receipt.request.duration,
+                        if receipt.auto_approved {
+                            " and approved by policy"
+                        } else {
+                            " and waiting for approval"
+                        }
+                    );
+                    state.engine.tell(&actor, text).await?;
+                    Ok(Json(json!({ "response_action": "clear" })).into_response())
+                }
+                Err(SubmitError::Refused(refusal)) => {
+                    let block = match refusal {
+                        RequestRefusal::ReasonMissing(_) => REASON_BLOCK,
+                        _ => DURATION_BLOCK,
+                    };
+                    Ok(field_errors(vec![(block, refusal.to_string())]))
+                }
+                Err(other) => Ok(field_errors(vec![(DURATION_BLOCK, other.to_string())])),
             }
         }
         DENY_FORM_CALLBACK => {

@@ -98,6 +98,17 @@ min_duration = "1s"
 default_duration = "5m"
 
 [[groups]]
+name = "extendable"
+provider = "iam"
+target = "ext_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+max_duration = "10m"
+default_duration = "5m"
+warn_before = "3s"
+
+[[groups]]
 name = "hasty"
 provider = "iam"
 target = "hasty_rw"

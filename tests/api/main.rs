@@ -6,6 +6,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod ending;
+mod extensions;
 mod helpers;
 mod process;
 mod requests;

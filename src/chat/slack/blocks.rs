@@ -7,6 +7,7 @@ use crate::chat::{Card, CardActionKind, CardText};
 
 pub const REQUEST_FORM_CALLBACK: &str = "jit_request_form";
 pub const DENY_FORM_CALLBACK: &str = "jit_deny_form";
+pub const EXTEND_FORM_CALLBACK: &str = "jit_extend_form";
 
 /// Block and action ids of the form inputs, read back on submission.
 pub const GROUP_BLOCK: &str = "group";
@@ -74,7 +75,7 @@ pub fn card_blocks(card: &Card) -> Value {
             .iter()
             .map(|action| {
                 let style = match action.kind {
-                    CardActionKind::Approve => "primary",
+                    CardActionKind::Approve | CardActionKind::Extend => "primary",
                     CardActionKind::Deny => "danger",
                 };
                 json!({
@@ -168,6 +169,31 @@ pub fn deny_form(request_id: &str, channel: Option<&str>) -> Value {
         "close": plain("Back"),
         "blocks": [
             { "type": "section", "text": { "type": "mrkdwn", "text": format!("Deny *{}*? The requester sees your reason.", escape(request_id)) } },
+            {
+                "type": "input", "block_id": REASON_BLOCK, "label": plain("Reason"),
+                "element": { "type": "plain_text_input", "action_id": INPUT_ACTION, "multiline": true, "max_length": crate::domain::command::MAX_REASON_CHARS },
+            },
+        ],
+    })
+}
+
+/// The modal behind a warning's Extend button; `private_metadata` carries
+/// the grant id.
+pub fn extend_form(grant_id: &str, default_duration: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": EXTEND_FORM_CALLBACK,
+        "private_metadata": grant_id,
+        "title": plain("Extend access"),
+        "submit": plain("Ask"),
+        "close": plain("Cancel"),
+        "blocks": [
+            { "type": "section", "text": { "type": "mrkdwn", "text": format!("More time on *{}*; approvers decide as for a request.", escape(grant_id)) } },
+            {
+                "type": "input", "block_id": DURATION_BLOCK, "label": plain("Extra time"),
+                "hint": plain("Like 30m, 2h or 1h30m"),
+                "element": { "type": "plain_text_input", "action_id": INPUT_ACTION, "initial_value": default_duration },
+            },
             {
                 "type": "input", "block_id": REASON_BLOCK, "label": plain("Reason"),
                 "element": { "type": "plain_text_input", "action_id": INPUT_ACTION, "multiline": true, "max_length": crate::domain::command::MAX_REASON_CHARS },

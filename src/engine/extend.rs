@@ -1,0 +1,134 @@
+//! Extensions and expiry warnings. An approved extension moves its grant's
+//! end (from the current end) and reschedules the grant's warning and
+//! expiry; the access is never revoked in between. Both steps are
+//! idempotent, so a crash between them only repeats the second.
+
+use chrono::Utc;
+
+use super::{Engine, EngineError};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::message::Outgoing;
+use crate::domain::request::{AccessRequest, RequestState};
+use crate::store::{Applied, Effects, Write};
+
+impl Engine {
+    /// The activation of an approved extension request.
+    pub(super) async fn apply_extension(
+        &self,
+        job: &Job,
+        extension: &AccessRequest,
+    ) -> Result<(), EngineError> {
+        let Some(grant_id) = &extension.extends else {
+            return self.consume(job);
+        };
+        loop {
+            let now = Utc::now();
+            let grant = self.store.get_request(grant_id)?;
+            let applied_until = grant.as_ref().and_then(|g| {
+                g.extensions
+                    .iter()
+                    .any(|e| e.request == extension.id)
+                    .then(|| g.expires_at())
+                    .flatten()
+            });
+            if let Some(until) = applied_until {
+                // Applied (perhaps before a crash): record it on the extension.
+                let Some((next, happened)) = extension.mark_applied(until, now) else {
+                    return self.consume(job);
+                };
+                let audience = self.audience(extension)?;
+                let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
+                self.settle(
+                    job,
+                    extension,
+                    Write {
+                        request: Some(next),
+                        effects,
+                    },
+                )
+                .await?;
+                return Ok(());
+            }
+            let moved = grant
+                .as_ref()
+                .and_then(|g| g.extend_by(extension, now).map(|m| (g, m)));
+            let Some((grant, (next, happened))) = moved else {
+                let state = grant.as_ref().map_or("gone", |g| g.state.label());
+                let error = format!(
+                    "grant {} is {state}, so it cannot be extended; request access again with `/jit request`",
+                    grant_id.grant_id()
+                );
+                let Some((failed, happened)) = extension.fail(&error, now) else {
+                    return self.consume(job);
+                };
+                let audience = self.audience(extension)?;
+                let effects = self.effects_of(&failed, &happened, None, &audience, None, now)?;
+                self.settle(
+                    job,
+                    extension,
+                    Write {
+                        request: Some(failed),
+                        effects,
+                    },
+                )
+                .await?;
+                return Ok(());
+            };
+            let audience = self.audience(grant)?;
+            let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
+            let write = Write {
+                request: Some(next),
+                effects,
+            };
+            if self.write_if_unchanged(grant, None, &write)? == Applied::Written {
+                self.commit_and_wake().await?;
+            }
+            // Loop: the next pass records the extension as applied.
+        }
+    }
+
+    pub(super) async fn run_warn(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::Warn {
+            request: id,
+            expires_at,
+        } = &job.kind
+        else {
+            return Ok(());
+        };
+        let Some(grant) = self.store.get_request(id)? else {
+            return self.consume(job);
+        };
+        // Extended or ended since: a newer warning (or none) applies.
+        let current = matches!(grant.state, RequestState::Active { .. })
+            && grant.expires_at() == Some(*expires_at);
+        if !current {
+            return self.consume(job);
+        }
+        let effects = Effects {
+            audit: vec![AuditRecord {
+                at: Utc::now(),
+                action: AuditAction::Warned,
+                actor: None,
+                request: Some(grant.id.clone()),
+                group: Some(grant.group.clone()),
+                detail: format!("expiry warning sent; ends {}", expires_at.to_rfc3339()),
+            }],
+            outbox: vec![Outgoing::ExpiryWarning {
+                request: grant.id.clone(),
+                expires_at: *expires_at,
+            }],
+            ..Effects::default()
+        };
+        self.settle(
+            job,
+            &grant,
+            Write {
+                request: None,
+                effects,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
