@@ -27,6 +27,7 @@ pub enum AuditAction {
     Released,
     Revoked,
     TimedOut,
+    Escalated,
     EndRequested,
     AdminRefused,
     RevokeFailed,

@@ -52,6 +52,8 @@ pub enum JobKind {
         request: RequestId,
         expires_at: DateTime<Utc>,
     },
+    /// A pending request reached the group's `escalate_after`.
+    Escalate { request: RequestId },
     /// A pending request reached the group's `pending_timeout`.
     TimeOut { request: RequestId },
     /// After a grant failed for good, revoke anyway: a provider that timed
@@ -75,7 +77,8 @@ impl JobKind {
             | JobKind::RevokeAfterFailedGrant { request }
             | JobKind::End { request, .. }
             | JobKind::TimeOut { request }
-            | JobKind::Warn { request, .. } => request,
+            | JobKind::Warn { request, .. }
+            | JobKind::Escalate { request } => request,
         }
     }
 
@@ -88,6 +91,7 @@ impl JobKind {
             JobKind::End { .. } => "end",
             JobKind::TimeOut { .. } => "time_out",
             JobKind::Warn { .. } => "warn",
+            JobKind::Escalate { .. } => "escalate",
         }
     }
 }

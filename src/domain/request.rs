@@ -31,6 +31,10 @@ pub struct AccessRequest {
     /// For a grant: the extensions applied to it, in order.
     #[serde(default)]
     pub extensions: Vec<AppliedExtension>,
+    /// When the undecided request was escalated to the group's
+    /// `escalate_to`, who may decide it from then on.
+    #[serde(default)]
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +174,10 @@ pub enum Happened {
     },
     /// Nobody decided within the group's `pending_timeout`.
     TimedOut,
+    /// Still undecided after `escalate_after`: re-posted to these people.
+    Escalated {
+        to: Vec<Actor>,
+    },
     /// An approved extension moved this grant's end.
     GrantExtended {
         by_request: RequestId,
@@ -243,6 +251,7 @@ impl AccessRequest {
             cards: Vec::new(),
             extends: None,
             extensions: Vec::new(),
+            escalated_at: None,
         };
         (request, Happened::Requested { auto_approved })
     }
@@ -519,6 +528,20 @@ impl AccessRequest {
             }
         };
         Some((next, happened))
+    }
+
+    /// Still undecided: escalate (once) to `to`.
+    pub fn escalate(
+        &self,
+        to: Vec<Actor>,
+        now: DateTime<Utc>,
+    ) -> Option<(AccessRequest, Happened)> {
+        if self.state != RequestState::Pending || self.escalated_at.is_some() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.escalated_at = Some(now);
+        Some((next, Happened::Escalated { to }))
     }
 
     /// Nobody decided in time.

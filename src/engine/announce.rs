@@ -132,6 +132,15 @@ impl Engine {
                             now + group.limits.pending_timeout.as_chrono(),
                             Self::lane_of(request),
                         )?);
+                        if let Some(after) = group.escalate_after {
+                            effects.jobs.push(self.new_job(
+                                JobKind::Escalate {
+                                    request: id.clone(),
+                                },
+                                now + after.as_chrono(),
+                                Self::lane_of(request),
+                            )?);
+                        }
                     }
                     for approver in &audience.direct {
                         effects.outbox.push(Outgoing::DirectCard {
@@ -287,6 +296,19 @@ impl Engine {
                 effects.jobs.extend(self.end_jobs(request, *until, now)?);
             }
             Happened::ExtensionApplied { .. } => effects.outbox.push(refresh),
+            Happened::Escalated { to } => {
+                let names: Vec<String> = to.iter().map(|a| a.user.to_string()).collect();
+                effects.audit.push(audit(
+                    AuditAction::Escalated,
+                    format!("undecided; re-posted to {}", names.join(", ")),
+                ));
+                for approver in to {
+                    effects.outbox.push(Outgoing::DirectCard {
+                        request: id.clone(),
+                        to: approver.clone(),
+                    });
+                }
+            }
             Happened::TimedOut => {
                 effects.audit.push(audit(
                     AuditAction::TimedOut,

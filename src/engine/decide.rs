@@ -62,10 +62,12 @@ impl Engine {
         // If membership cannot be checked right now, let them fill in the
         // form: the decision itself re-checks their rights before it counts.
         let is_approver = match self.policy.group(&request.group) {
-            Some(group) => self
-                .is_named_promptly(&group.approvers, by)
-                .await
-                .unwrap_or(true),
+            Some(group) => tokio::time::timeout(
+                super::PROMPT_LOOKUP_TIMEOUT,
+                self.may_approve(&request, group, by),
+            )
+            .await
+            .map_or(true, |checked| checked.unwrap_or(true)),
             None => false,
         };
         // A trial denial answers every rule at once: pending, not one's own,
@@ -99,7 +101,7 @@ impl Engine {
             };
             let group = self.policy.group(&snapshot.group);
             let is_approver = match group {
-                Some(group) => match self.is_named(&group.approvers, by).await {
+                Some(group) => match self.may_approve(&snapshot, group, by).await {
                     Ok(named) => named,
                     Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
                         tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");

@@ -1,7 +1,7 @@
 //! Ending access early — `/jit release` by the requester, `/jit admin
-//! revoke` by an admin — and pending requests that time out. Ending is a
-//! durable job: the command records it and answers; the scheduler revokes
-//! through the provider (retrying like an expiry) and then records the end.
+//! revoke` by an admin. Ending is a durable job: the command records it and
+//! answers; the scheduler revokes through the provider (retrying like an
+//! expiry) and then records the end.
 
 use chrono::Utc;
 
@@ -197,30 +197,5 @@ impl Engine {
             }
             Err(error) => self.revoke_failed(job, &request, &error, now).await,
         }
-    }
-
-    pub(super) async fn run_time_out(&self, job: &Job) -> Result<(), EngineError> {
-        let JobKind::TimeOut { request: id } = &job.kind else {
-            return Ok(());
-        };
-        let Some(request) = self.store.get_request(id)? else {
-            return self.consume(job);
-        };
-        let now = Utc::now();
-        let Some((next, happened)) = request.time_out(now) else {
-            return self.consume(job);
-        };
-        let audience = self.audience(&request)?;
-        let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-        self.settle(
-            job,
-            &request,
-            Write {
-                request: Some(next),
-                effects,
-            },
-        )
-        .await?;
-        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod decide;
 mod end;
 mod extend;
 mod grant;
+mod pending;
 mod submit;
 
 use std::collections::{HashMap, HashSet};
@@ -57,7 +58,7 @@ pub struct Engine {
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
 /// path gets half of it.
-const PROMPT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
+pub(super) const PROMPT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Upper bound on the pause between two retries of a failing job: a failing
 /// revoke is retried at least this often, forever.
@@ -301,6 +302,7 @@ impl Engine {
             JobKind::End { .. } => self.run_end(job).await,
             JobKind::TimeOut { .. } => self.run_time_out(job).await,
             JobKind::Warn { .. } => self.run_warn(job).await,
+            JobKind::Escalate { .. } => self.run_escalate(job).await,
         }
     }
 }

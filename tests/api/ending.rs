@@ -170,3 +170,45 @@ async fn an_undecided_request_times_out() {
     assert_eq!(told, format!("{id} is already timed out; nothing changed."));
     assert!(app.iam_calls().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_undecided_request_is_escalated_and_the_escalation_approver_can_decide() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request escalating 1h urgent fix")
+        .await;
+    // Before the escalation, the head of department is no approver.
+    app.approve("U0HEAD", &id).await;
+    let told = eventually("the early click to be refused", || async {
+        app.ephemerals_to("U0HEAD").await.pop()
+    })
+    .await;
+    assert!(told.contains("You are not an approver"), "{told}");
+
+    let card = eventually("the escalated card", || async {
+        app.slack_calls("chat.postMessage")
+            .await
+            .into_iter()
+            .find(|m| m["channel"] == "DU0HEAD" && m["blocks"].to_string().contains(&id))
+    })
+    .await;
+    assert!(has_buttons(&card));
+    app.approve("U0HEAD", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    // Both the channel card and the escalated DM card show the outcome.
+    eventually("both cards updated", || async {
+        let updates = app.slack_calls("chat.update").await;
+        let updated_channels: Vec<String> = updates
+            .iter()
+            .filter(|u| u["blocks"].to_string().contains("Approved by <@U0HEAD>"))
+            .filter_map(|u| u["channel"].as_str().map(str::to_string))
+            .collect();
+        (updated_channels.contains(&"C0APPROVALS".to_string())
+            && updated_channels.contains(&"DU0HEAD".to_string()))
+        .then_some(())
+    })
+    .await;
+}

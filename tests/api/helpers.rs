@@ -109,6 +109,15 @@ default_duration = "5m"
 warn_before = "3s"
 
 [[groups]]
+name = "escalating"
+provider = "iam"
+target = "esc_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+escalate_after = "2s"
+escalate_to = ["U0HEAD"]
+
+[[groups]]
 name = "hasty"
 provider = "iam"
 target = "hasty_rw"
