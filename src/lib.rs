@@ -18,9 +18,11 @@
 //! - [`http`]: axum routes → engine; verification, parsing, answers.
 //! - [`server`]: assembling and running all of it; graceful shutdown.
 //! - [`cli`]: the `jitbot` command line.
+//! - [`clock`]: where "now" comes from (real, or tokio's for tests).
 
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;

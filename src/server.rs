@@ -16,6 +16,7 @@ use crate::chat::directory::CachedDirectory;
 use crate::chat::outbox::OutboxWorker;
 use crate::chat::slack::{verify, SlackClient};
 use crate::chat::ChatPlatform;
+use crate::clock::SystemClock;
 use crate::config::settings::SlackSettings;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
@@ -110,6 +111,7 @@ pub async fn start(
     };
 
     let engine = Arc::new(Engine::new(
+        Arc::new(SystemClock),
         store.clone(),
         policy.clone(),
         parts.providers,

@@ -1,8 +1,6 @@
 //! Answers to chat commands. Every refusal is a short message that says
 //! what to type instead; nothing here waits on a provider or a chat API.
 
-use chrono::Utc;
-
 use super::{show_time, Engine, EngineError, FormChoice, SubmitError};
 use crate::domain::command::{self, AdminCommand, Command};
 use crate::domain::ids::{Actor, Destination, RequestId};
@@ -208,7 +206,7 @@ impl Engine {
                     "There is no request {id}. `/jit list` shows yours."
                 ));
             };
-            let now = Utc::now();
+            let now = self.now();
             let (next, happened) = match snapshot.cancel(actor, now) {
                 Ok(done) => done,
                 Err(refusal) => return Ok(refusal.to_string()),

@@ -2,8 +2,6 @@
 //! and decided by the scheduler, which re-checks the clicker's rights
 //! against the policy (and user-group membership) every time.
 
-use chrono::Utc;
-
 use super::{Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::{Actor, Destination, RequestId};
@@ -36,7 +34,7 @@ impl Engine {
                 decision,
                 reply_in,
             },
-            Utc::now(),
+            self.now(),
             Self::lane_of(&request),
         )?;
         self.store.record(&Effects {
@@ -72,7 +70,7 @@ impl Engine {
         };
         // A trial denial answers every rule at once: pending, not one's own,
         // approver.
-        match request.deny(by, is_approver, "check", Utc::now()) {
+        match request.deny(by, is_approver, "check", self.now()) {
             Ok(_) => Ok(true),
             Err(refusal) => {
                 let effects = self.refusal_effects(&request, by, &refusal, reply_in.as_ref());
@@ -129,7 +127,7 @@ impl Engine {
                 None => false,
             };
             let required = group.map_or(1, |g| g.approvals_required);
-            let now = Utc::now();
+            let now = self.now();
             let outcome = match decision {
                 Decision::Approve => snapshot.approve(by, is_approver, required, now),
                 Decision::Deny { reason } => snapshot.deny(by, is_approver, reason, now),
@@ -181,7 +179,7 @@ impl Engine {
         );
         if breaks_a_rule {
             effects.audit.push(AuditRecord {
-                at: Utc::now(),
+                at: self.now(),
                 action: AuditAction::DecisionRefused,
                 actor: Some(by.clone()),
                 request: Some(request.id.clone()),

@@ -3,8 +3,6 @@
 //! answers; the scheduler revokes through the provider (retrying like an
 //! expiry) and then records the end.
 
-use chrono::Utc;
-
 use super::{Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
@@ -102,7 +100,7 @@ impl Engine {
         }
         self.store.record(&Effects {
             audit: vec![AuditRecord {
-                at: Utc::now(),
+                at: self.now(),
                 action: AuditAction::AdminRefused,
                 actor: Some(by.clone()),
                 request: None,
@@ -133,12 +131,12 @@ impl Engine {
                 by: by.clone(),
                 admin_reason,
             },
-            Utc::now(),
+            self.now(),
             Self::lane_of(request),
         )?;
         self.store.record(&Effects {
             audit: vec![AuditRecord {
-                at: Utc::now(),
+                at: self.now(),
                 action: AuditAction::EndRequested,
                 actor: Some(by.clone()),
                 request: Some(request.id.clone()),
@@ -167,7 +165,7 @@ impl Engine {
             // Expired or ended meanwhile: nothing left to do.
             return self.consume(job);
         }
-        let now = Utc::now();
+        let now = self.now();
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
                 let Some((next, happened)) = request.end_early(by, admin_reason.as_deref(), now)

@@ -3,8 +3,6 @@
 //! expiry; the access is never revoked in between. Both steps are
 //! idempotent, so a crash between them only repeats the second.
 
-use chrono::Utc;
-
 use super::{Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::job::{Job, JobKind};
@@ -23,7 +21,7 @@ impl Engine {
             return self.consume(job);
         };
         loop {
-            let now = Utc::now();
+            let now = self.now();
             let grant = self.store.get_request(grant_id)?;
             let applied_until = grant.as_ref().and_then(|g| {
                 g.extensions
@@ -107,7 +105,7 @@ impl Engine {
         }
         let effects = Effects {
             audit: vec![AuditRecord {
-                at: Utc::now(),
+                at: self.now(),
                 action: AuditAction::Warned,
                 actor: None,
                 request: Some(grant.id.clone()),

@@ -89,7 +89,7 @@ impl Engine {
                 // provider that enforces it as a backstop errs on the safe side.
                 expires_at: request
                     .expires_at()
-                    .or_else(|| Some(Utc::now() + request.duration.as_chrono())),
+                    .or_else(|| Some(self.now() + request.duration.as_chrono())),
             }),
         )
     }
@@ -115,7 +115,7 @@ impl Engine {
                 .map(|()| access.principal)
                 .map_err(|e| (e.to_string(), true)),
         };
-        let now = Utc::now();
+        let now = self.now();
         let audience = self.audience(&request)?;
         match outcome {
             Ok(principal) => {
@@ -265,12 +265,26 @@ impl Engine {
         let Some(request) = self.store.get_request(id)? else {
             return self.consume(job);
         };
-        let now = Utc::now();
-        match request.expires_at() {
-            // Not active any more, or extended (a later job revokes it).
-            None => return self.consume(job),
-            Some(expires_at) if expires_at > now => return self.consume(job),
-            Some(_) => {}
+        let now = self.now();
+        let Some(expires_at) = request.expires_at() else {
+            // Not active any more: ended some other way.
+            return self.consume(job);
+        };
+        if expires_at > job.due_at {
+            // Extended since this job was scheduled; a later job ends it.
+            return self.consume(job);
+        }
+        if expires_at > now {
+            // Early (the wall clock stepped back?): never drop an owed
+            // revoke — run again when it is due.
+            let next = Job {
+                id: self.store.next_id()?,
+                due_at: expires_at,
+                ..job.clone()
+            };
+            self.store.reschedule(job, &next, &Effects::default())?;
+            self.commit_and_wake().await?;
+            return Ok(());
         }
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
@@ -313,7 +327,7 @@ impl Engine {
         if !matches!(request.state, RequestState::Failed { .. }) {
             return self.consume(job);
         }
-        let now = Utc::now();
+        let now = self.now();
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
                 let detail = match covering {

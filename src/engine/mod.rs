@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::chat::directory::CachedDirectory;
 use crate::chat::ChatError;
+use crate::clock::Clock;
 use crate::domain::ids::{Actor, Destination, Platform, RequestId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
@@ -48,6 +49,7 @@ pub struct Wakers {
 }
 
 pub struct Engine {
+    clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
     durability: Arc<GroupCommit>,
     policy: Arc<Policy>,
@@ -74,6 +76,7 @@ pub fn backoff(attempt: u32) -> Duration {
 
 impl Engine {
     pub fn new(
+        clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
         policy: Arc<Policy>,
         providers: Providers,
@@ -81,6 +84,7 @@ impl Engine {
         wakers: Wakers,
     ) -> Engine {
         Engine {
+            clock,
             durability: Arc::new(GroupCommit::new(store.clone())),
             store,
             policy,
@@ -88,6 +92,11 @@ impl Engine {
             directories,
             wakers,
         }
+    }
+
+    /// The current time, from the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn policy(&self) -> &Policy {
@@ -283,7 +292,7 @@ impl Engine {
         let next = Job {
             id: self.store.next_id()?,
             attempt: job.attempt + 1,
-            due_at: Utc::now() + backoff(job.attempt),
+            due_at: self.now() + backoff(job.attempt),
             ..job.clone()
         };
         self.store.reschedule(job, &next, &effects)?;

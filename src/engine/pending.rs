@@ -4,8 +4,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
-
 use super::{Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::ids::{Actor, Platform};
@@ -78,7 +76,7 @@ impl Engine {
                 return self.retry_later(job, Default::default()).await;
             }
         };
-        let now = Utc::now();
+        let now = self.now();
         let Some((next, happened)) = request.escalate(to, now) else {
             return self.consume(job);
         };
@@ -103,7 +101,7 @@ impl Engine {
         let Some(request) = self.store.get_request(id)? else {
             return self.consume(job);
         };
-        let now = Utc::now();
+        let now = self.now();
         let Some((next, happened)) = request.time_out(now) else {
             return self.consume(job);
         };

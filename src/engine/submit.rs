@@ -3,8 +3,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
-
 use super::{Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
@@ -147,7 +145,7 @@ impl Engine {
         auto_approved: bool,
         extends: Option<&AccessRequest>,
     ) -> Result<Receipt, SubmitError> {
-        let now = Utc::now();
+        let now = self.now();
         for _ in 0..ID_ATTEMPTS {
             let (mut request, happened) = AccessRequest::file(
                 RequestId::generate(),

@@ -79,33 +79,26 @@ impl Scheduler {
                 next_due: None,
             };
         }
-        let jobs = {
+        let now = self.engine.now();
+        let due = {
             let running = self.running();
             // Look past jobs blocked by a busy lane, but not unboundedly.
-            self.store
-                .jobs_in_due_order(room + MAX_CONCURRENT_JOBS, &|job| {
-                    running.ids.contains(&job.id)
-                })
+            self.store.due_jobs(now, room + MAX_CONCURRENT_JOBS, &|id| {
+                running.ids.contains(&id)
+            })
         };
-        let jobs = match jobs {
-            Ok(jobs) => jobs,
+        let due = match due {
+            Ok(due) => due,
             Err(error) => {
                 tracing::error!(%error, "cannot read the due-index");
                 return Dispatched {
                     started: 0,
-                    next_due: Some(Utc::now() + ERROR_COOLDOWN),
+                    next_due: Some(now + ERROR_COOLDOWN),
                 };
             }
         };
-        let now = Utc::now();
         let mut started = 0;
-        for job in jobs {
-            if job.due_at > now {
-                return Dispatched {
-                    started,
-                    next_due: Some(job.due_at),
-                };
-            }
+        for job in due.jobs {
             if started >= room {
                 break;
             }
@@ -122,7 +115,7 @@ impl Scheduler {
         }
         Dispatched {
             started,
-            next_due: None,
+            next_due: due.next_due,
         }
     }
 
@@ -131,7 +124,7 @@ impl Scheduler {
         let running = self.running.clone();
         let finished = self.finished.clone();
         self.tracker.spawn(async move {
-            let lateness = (Utc::now() - job.due_at).num_milliseconds();
+            let lateness = (engine.now() - job.due_at).num_milliseconds();
             tracing::debug!(job = job.kind.label(), request = %job.kind.request(), lateness_ms = lateness, "running job");
             if let Err(error) = engine.run_job(&job).await {
                 tracing::error!(job = job.kind.label(), request = %job.kind.request(), %error, "job failed; will retry");
@@ -154,9 +147,15 @@ impl Scheduler {
             let dispatched = self.dispatch(&cancel);
             let sleep = dispatched
                 .next_due
-                .map(|due| (due - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .map(|due| (due - self.engine.now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(MAX_SLEEP)
                 .min(MAX_SLEEP);
+            tracing::trace!(
+                started = dispatched.started,
+                ?sleep,
+                running = self.running().ids.len(),
+                "scheduler sleeps"
+            );
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
@@ -169,3 +168,6 @@ impl Scheduler {
         tracing::info!("scheduler stopped");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,7 +42,7 @@ impl GroupCommit {
             if *completed.borrow_and_update() >= ticket {
                 return Ok(());
             }
-            if let Ok(_leader) = self.flushing.try_lock() {
+            if let Ok(leader) = self.flushing.try_lock() {
                 if *self.completed.borrow() >= ticket {
                     return Ok(());
                 }
@@ -52,7 +52,10 @@ impl GroupCommit {
                     .await
                     .map_err(|e| StoreError::Corrupt(format!("flush task failed: {e}")))
                     .and_then(|r| r);
-                // Wake the waiters either way; on failure they retry as leaders.
+                // Step down before waking the waiters: one of them may have
+                // to lead the next flush, and must find the lock free.
+                drop(leader);
+                // Wake them either way; on failure they retry as leaders.
                 self.completed.send_modify(|done| {
                     if result.is_ok() {
                         *done = (*done).max(covered);
@@ -91,5 +94,39 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(*commit.completed.borrow(), 64, "the last ticket is durable");
+    }
+
+    /// A caller that waited behind a leader must be able to lead the next
+    /// flush itself once the leader is done, with nobody else flushing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_left_behind_by_a_flush_leads_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let commit = Arc::new(GroupCommit::new(store.clone()));
+        for round in 0..300u64 {
+            // Many callers at once: one leads, others arrive mid-flush and
+            // must not be left waiting for a flush that never comes.
+            let callers: Vec<_> = (0..16)
+                .map(|_| {
+                    let commit = commit.clone();
+                    tokio::spawn(async move { commit.flush().await })
+                })
+                .collect();
+            let all = futures_join(callers);
+            let results = tokio::time::timeout(std::time::Duration::from_secs(5), all)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a flush waiter was stranded"));
+            assert!(results.into_iter().all(|r| r.is_ok()));
+        }
+    }
+
+    async fn futures_join(
+        tasks: Vec<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    ) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
     }
 }

@@ -38,6 +38,16 @@ pub(super) fn due(due_ms: i64, job_id: u64) -> Vec<u8> {
     key
 }
 
+/// The due time (millis) and job id of a due-index key.
+pub(super) fn parse_due(key: &[u8]) -> Option<(i64, u64)> {
+    if key.len() != 17 || key[0] != V1 {
+        return None;
+    }
+    let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let id = u64::from_be_bytes(key[9..17].try_into().ok()?);
+    Some((i64::try_from(due).ok()?, id))
+}
+
 pub(super) fn sequence(seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
     key.push(V1);

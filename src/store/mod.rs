@@ -70,6 +70,13 @@ pub enum Applied {
     JobGone,
 }
 
+/// What [`Store::due_jobs`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DueJobs {
+    pub jobs: Vec<Job>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
 /// A message owed, as stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -116,13 +123,16 @@ pub trait Store: Send + Sync + 'static {
     /// Write effects that belong to no single request change.
     fn record(&self, effects: &Effects) -> Result<(), StoreError>;
 
-    /// Up to `limit` jobs in due order, skipping those `skip` says are
-    /// already running.
-    fn jobs_in_due_order(
+    /// Jobs due at `now` or earlier, in due order, at most `limit`,
+    /// passing over the ids `skip` names (jobs already running) without
+    /// reading them; and when the first job after `now` is due, if the scan
+    /// reached it. Reads only the head of the index: O(log n + limit).
+    fn due_jobs(
         &self,
+        now: DateTime<Utc>,
         limit: usize,
-        skip: &dyn Fn(&Job) -> bool,
-    ) -> Result<Vec<Job>, StoreError>;
+        skip: &dyn Fn(u64) -> bool,
+    ) -> Result<DueJobs, StoreError>;
 
     /// Move `job` to a new due time (a retry), atomically with `effects`.
     fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError>;

@@ -3,13 +3,14 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
 use super::keys;
-use super::{Applied, Effects, Mapping, OutboxEntry, Store, StoreError, Write};
+use super::{Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, Write};
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::job::Job;
@@ -127,8 +128,15 @@ impl SledStore {
         })
     }
 
+    /// The job's key, its due time rounded *up* to the millisecond: a job
+    /// must never come up before its due time (an expiry run early would
+    /// find its grant not yet over).
     fn due_key(job: &Job) -> Vec<u8> {
-        keys::due(job.due_at.timestamp_millis(), job.id)
+        let sub_millisecond = job.due_at.timestamp_subsec_nanos() % 1_000_000 != 0;
+        keys::due(
+            job.due_at.timestamp_millis() + i64::from(sub_millisecond),
+            job.id,
+        )
     }
 
     fn write_effects(trees: &[TransactionalTree], effects: &Effects) -> Result<(), TxError> {
@@ -247,23 +255,32 @@ impl Store for SledStore {
         .map(drop)
     }
 
-    fn jobs_in_due_order(
+    fn due_jobs(
         &self,
+        now: DateTime<Utc>,
         limit: usize,
-        skip: &dyn Fn(&Job) -> bool,
-    ) -> Result<Vec<Job>, StoreError> {
-        let mut jobs = Vec::new();
+        skip: &dyn Fn(u64) -> bool,
+    ) -> Result<DueJobs, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut due = DueJobs::default();
         for item in self.due.iter() {
-            if jobs.len() >= limit {
+            if due.jobs.len() >= limit {
                 break;
             }
-            let (_, value) = item?;
-            let job: Job = decode(&value)?;
-            if !skip(&job) {
-                jobs.push(job);
+            let (key, value) = item?;
+            // The key alone says when the job is due and which it is, so
+            // running jobs are passed over without decoding them.
+            let (due_ms, id) = keys::parse_due(&key)
+                .ok_or_else(|| StoreError::Corrupt("malformed due-index key".into()))?;
+            if due_ms > now_ms {
+                due.next_due = DateTime::from_timestamp_millis(due_ms);
+                break;
+            }
+            if !skip(id) {
+                due.jobs.push(decode(&value)?);
             }
         }
-        Ok(jobs)
+        Ok(due)
     }
 
     fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError> {
@@ -442,7 +459,7 @@ mod tests {
         assert_eq!(store.get_request(&request.id).unwrap().unwrap(), request);
         assert_eq!(store.requests_of(&alice()).unwrap().len(), 1);
         assert_eq!(
-            store.jobs_in_due_order(10, &|_| false).unwrap(),
+            store.due_jobs(Utc::now(), 10, &|_| false).unwrap().jobs,
             vec![job.clone()]
         );
         assert_eq!(store.outbox_entries(10).unwrap().len(), 1);
@@ -467,6 +484,37 @@ mod tests {
             (first, second, calls),
             (Applied::Written, Applied::JobGone, 1)
         );
+    }
+
+    #[test]
+    fn a_job_never_comes_up_before_its_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let job = Job {
+            id: store.next_id().unwrap(),
+            due_at: at("2026-11-23T10:00:00.000500Z"),
+            attempt: 0,
+            lane: String::new(),
+            kind: JobKind::Expire {
+                request: RequestId::generate(),
+            },
+        };
+        store
+            .record(&Effects {
+                jobs: vec![job.clone()],
+                ..Effects::default()
+            })
+            .unwrap();
+        let early = store
+            .due_jobs(at("2026-11-23T10:00:00.000Z"), 10, &|_| false)
+            .unwrap();
+        assert!(early.jobs.is_empty(), "half a millisecond early");
+        assert_eq!(early.next_due, Some(at("2026-11-23T10:00:00.001Z")));
+        let due = store
+            .due_jobs(at("2026-11-23T10:00:00.001Z"), 10, &|_| false)
+            .unwrap();
+        assert_eq!(due.jobs, vec![job]);
     }
 
     #[test]

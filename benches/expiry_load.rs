@@ -1,0 +1,321 @@
+//! Expiry at scale: 100,000 active grants in a real store, revoked by the
+//! real release binary through a webhook provider that answers at once.
+//!
+//! ```text
+//! cargo build --release
+//! cargo bench --bench expiry_load -- [--grants 100000] [--window 60]
+//! ```
+//!
+//! Two scenarios, each on a fresh store seeded directly through the `Store`
+//! API (the server is not running while it is seeded):
+//! 1. **Running:** the grants end spread evenly over `--window` seconds,
+//!    starting 20 s after the server starts; reports how late each revoke
+//!    arrived after its grant's end (p50/p99/max).
+//! 2. **Restart:** every grant ended while the server was down; reports the
+//!    time from starting the process to the first revoke, and to the last.
+//!
+//! For both: the server's peak RSS (VmHWM) and the store's size on disk.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use jitbot::domain::duration::HumanDuration;
+use jitbot::domain::ids::{Actor, GroupName, Platform, RequestId, UserId};
+use jitbot::domain::job::{Job, JobKind};
+use jitbot::domain::request::AccessRequest;
+use jitbot::store::{Effects, SledStore, Store, Write};
+
+const POLICY: &str = r#"
+[providers.iam]
+kind = "webhook"
+url = "{IAM}/jit"
+secret_env = "BENCH_HOOK_SECRET"
+timeout = "5s"
+
+[[groups]]
+name = "bench"
+provider = "iam"
+target = "bench_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+max_duration = "1d"
+default_duration = "1h"
+warn_before = "1s"
+"#;
+
+/// Revoke arrival times by request id, recorded by the fake IAM.
+type Revokes = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+
+async fn start_fake_iam(revokes: Revokes) -> String {
+    let app = axum::Router::new().route(
+        "/jit",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let revokes = revokes.clone();
+            async move {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if value["action"] == "revoke" {
+                    if let Some(id) = value["request_id"].as_str() {
+                        revokes.lock().unwrap().insert(id.to_string(), Utc::now());
+                    }
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+async fn start_fake_slack() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        axum::Json(serde_json::json!({ "ok": true, "channel": { "id": "D0" }, "ts": "1.1" }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Seed `count` active grants ending at `end_of(i)`, each with its expiry job.
+fn seed(
+    dir: &Path,
+    count: usize,
+    end_of: impl Fn(usize) -> DateTime<Utc>,
+) -> Vec<(String, DateTime<Utc>)> {
+    let store = SledStore::open(dir).unwrap();
+    let group = GroupName::parse("bench").unwrap();
+    let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
+    let mut ends = Vec::with_capacity(count);
+    let mut i = 0;
+    while ends.len() < count {
+        i += 1;
+        let user = Actor::new(Platform::Slack, UserId::new(format!("U{i:08}")), "user");
+        let expires_at = end_of(i);
+        let duration = HumanDuration::from_secs(3600);
+        let activated = expires_at - duration.as_chrono();
+        let (request, _) = AccessRequest::file(
+            RequestId::generate(),
+            user,
+            group.clone(),
+            duration,
+            "benchmark".into(),
+            None,
+            false,
+            activated,
+        );
+        let (approved, _) = request.approve(&lead, true, 1, activated).unwrap();
+        let (active, _) = approved.activate(activated).unwrap();
+        let job = Job {
+            id: store.next_id().unwrap(),
+            due_at: expires_at,
+            attempt: 0,
+            lane: format!("{}:{}", active.requester, active.group),
+            kind: JobKind::Expire {
+                request: active.id.clone(),
+            },
+        };
+        let write = Write {
+            request: Some(active.clone()),
+            effects: Effects {
+                jobs: vec![job],
+                ..Effects::default()
+            },
+        };
+        // Random ids clash now and then at this scale; the loop draws again.
+        let applied = store
+            .apply(&active.id, None, &mut |existing| {
+                existing.is_none().then(|| write.clone())
+            })
+            .unwrap();
+        if applied != jitbot::store::Applied::Written {
+            continue;
+        }
+        ends.push((active.id.to_string(), expires_at));
+    }
+    store.flush().unwrap();
+    ends
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let meta = entry.metadata().unwrap();
+            total += if meta.is_dir() {
+                dir_size(&entry.path())
+            } else {
+                meta.len()
+            };
+        }
+    }
+    total
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(dir: &Path, iam: &str, slack: &str) -> Server {
+    std::fs::write(dir.join("policy.toml"), POLICY.replace("{IAM}", iam)).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jitbot");
+    Server(
+        Command::new(binary)
+            .arg("serve")
+            .env("SLACK_SIGNING_SECRET", "bench")
+            .env("SLACK_BOT_TOKEN", "xoxb-bench")
+            .env("SLACK_API_URL", format!("{slack}/api"))
+            .env("BENCH_HOOK_SECRET", "bench")
+            .env("JITBOT_CONFIG", dir.join("policy.toml"))
+            .env("JITBOT_DATA_DIR", dir.join("data"))
+            .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {binary} (run `cargo build --release` first): {e}")
+            }),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Wait until `count` grants are revoked, or nothing happened for 30 s.
+async fn wait_for_all(revokes: &Revokes, count: usize, limit: Duration) {
+    let started = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        let done = revokes.lock().unwrap().len();
+        if done >= count || started.elapsed() > limit {
+            return;
+        }
+        if done != last.0 {
+            last = (done, Instant::now());
+        } else if done > 0 && last.1.elapsed() > Duration::from_secs(30) {
+            eprintln!("stalled at {done} of {count} revokes");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let count = arg("--grants", 100_000);
+    let window = arg("--window", 60) as i64;
+    let slack = start_fake_slack().await;
+
+    // 1. Running server, grants ending over the window.
+    {
+        let revokes: Revokes = Arc::default();
+        let iam = start_fake_iam(revokes.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let seeding = Instant::now();
+        let first_end = Utc::now()
+            + chrono::Duration::seconds(20)
+            + chrono::Duration::milliseconds(seeding.elapsed().as_millis() as i64);
+        let step_us = window * 1_000_000 / count as i64;
+        let ends = seed(&dir.path().join("data"), count, |i| {
+            first_end + chrono::Duration::microseconds(step_us * i as i64)
+        });
+        println!(
+            "seeded {count} grants in {:.1} s; store {:.1} MiB",
+            seeding.elapsed().as_secs_f64(),
+            dir_size(&dir.path().join("data")) as f64 / 1048576.0
+        );
+        let server = start_server(dir.path(), &iam, &slack);
+        wait_for_all(&revokes, count, Duration::from_secs(window as u64 + 300)).await;
+        let rss = peak_rss_kib(server.0.id());
+        let revoked = revokes.lock().unwrap().clone();
+        let mut lags: Vec<Duration> = ends
+            .iter()
+            .filter_map(|(id, end)| {
+                revoked
+                    .get(id)
+                    .map(|at| (*at - *end).to_std().unwrap_or(Duration::ZERO))
+            })
+            .collect();
+        lags.sort();
+        println!(
+            "running: {} of {count} revoked over a {window} s window; lag after due p50 {} p99 {} max {}; peak RSS {:.0} MiB; store {:.1} MiB",
+            lags.len(),
+            ms(percentile(&lags, 0.5)),
+            ms(percentile(&lags, 0.99)),
+            ms(*lags.last().unwrap()),
+            rss as f64 / 1024.0,
+            dir_size(&dir.path().join("data")) as f64 / 1048576.0
+        );
+    }
+
+    // 2. Restart with every grant overdue.
+    {
+        let revokes: Revokes = Arc::default();
+        let iam = start_fake_iam(revokes.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let past = Utc::now() - chrono::Duration::seconds(60);
+        seed(&dir.path().join("data"), count, |i| {
+            past + chrono::Duration::milliseconds(i as i64 % 1000)
+        });
+        let started = Instant::now();
+        let server = start_server(dir.path(), &iam, &slack);
+        while revokes.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = started.elapsed();
+        wait_for_all(&revokes, count, Duration::from_secs(600)).await;
+        let all = started.elapsed();
+        let rss = peak_rss_kib(server.0.id());
+        println!(
+            "restart: {} of {count} overdue grants revoked; first revoke {} after the process started, last after {:.1} s; peak RSS {:.0} MiB",
+            revokes.lock().unwrap().len(),
+            ms(first),
+            all.as_secs_f64(),
+            rss as f64 / 1024.0
+        );
+    }
+}
