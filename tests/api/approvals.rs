@@ -92,12 +92,24 @@ async fn a_double_click_grants_once() {
     })
     .await;
     assert_eq!(app.iam_actions("grant", &id).await, 1);
-    let store_events = {
+    let (store_events, expiry_jobs) = {
         let mut app = app;
         app.stop().await;
         let store = app.open_store();
-        jitbot::store::Store::audit_events(&store, 0, 1000).unwrap()
+        let far_future = chrono::Utc::now() + chrono::Duration::days(365);
+        let jobs = jitbot::store::Store::due_jobs(&store, far_future, 1000, &|_| false)
+            .unwrap()
+            .jobs;
+        let expiry_jobs = jobs
+            .iter()
+            .filter(|j| matches!(&j.kind, jitbot::domain::job::JobKind::Expire { request } if request.as_str() == id))
+            .count();
+        (
+            jitbot::store::Store::audit_events(&store, 0, 1000).unwrap(),
+            expiry_jobs,
+        )
     };
+    assert_eq!(expiry_jobs, 1, "one grant, one expiry job");
     let granted = store_events
         .iter()
         .filter(|e| e.action == jitbot::domain::audit::AuditAction::Granted)
