@@ -156,11 +156,6 @@ pub fn any_matches(
     subjects.iter().any(|s| s.matches(actor, in_user_group))
 }
 
-/// Every Slack user group named in `subjects`, for the caller to resolve.
-pub fn user_groups_in(subjects: &[Subject]) -> impl Iterator<Item = &str> {
-    subjects.iter().filter_map(Subject::user_group)
-}
-
 /// A provider as declared under `[providers.<name>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSpec {
@@ -241,14 +236,6 @@ impl Policy {
 }
 
 impl GroupPolicy {
-    pub fn may_request(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
-        any_matches(&self.requesters, actor, in_user_group)
-    }
-
-    pub fn is_approver(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
-        any_matches(&self.approvers, actor, in_user_group)
-    }
-
     /// The duration to grant, or why it is outside the group's limits.
     pub fn check_request(
         &self,
@@ -275,28 +262,6 @@ impl GroupPolicy {
             return Err(RequestRefusal::ReasonMissing(group));
         }
         Ok(duration)
-    }
-
-    /// Whether this request skips the approval card.
-    pub fn auto_approves(
-        &self,
-        actor: &Actor,
-        duration: HumanDuration,
-        in_user_group: &dyn Fn(&str) -> bool,
-    ) -> bool {
-        self.auto_approve.as_ref().is_some_and(|rule| {
-            duration <= rule.max_duration && any_matches(&rule.requesters, actor, in_user_group)
-        })
-    }
-
-    /// Every Slack user group whose membership a decision on this group may need.
-    pub fn user_groups(&self) -> impl Iterator<Item = &str> {
-        let auto = self.auto_approve.iter().flat_map(|a| a.requesters.iter());
-        self.approvers
-            .iter()
-            .chain(self.requesters.iter())
-            .chain(auto)
-            .filter_map(Subject::user_group)
     }
 }
 

@@ -3,13 +3,13 @@
 //! answers; the scheduler revokes through the provider (retrying like an
 //! expiry) and then records the end.
 
-use super::{Engine, EngineError};
+use super::{Announce, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::request::{AccessRequest, RequestState};
-use crate::store::{Effects, Write};
+use crate::store::Effects;
 
 impl Engine {
     /// `/jit release <grant-id|group>`: the requester ends their own grant(s).
@@ -168,29 +168,19 @@ impl Engine {
         let now = self.now();
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
-                let Some((next, happened)) = request.end_early(by, admin_reason.as_deref(), now)
-                else {
-                    return self.consume(job);
-                };
-                let audience = self.audience(&request)?;
                 let detail = covering.map(|(other, _)| {
                     format!(
                         "grant ended; provider revoke skipped because {} keeps the access",
                         other.grant_id()
                     )
                 });
-                let mut effects =
-                    self.effects_of(&next, &happened, Some(by), &audience, detail, now)?;
-                effects.outbox.extend(self.resolved_notices(job, &request)?);
-                self.settle(
-                    job,
-                    &request,
-                    Write {
-                        request: Some(next),
-                        effects,
-                    },
-                )
-                .await?;
+                let announce = Announce {
+                    by: Some(by),
+                    detail,
+                    extra: self.resolved_notices(job, &request)?,
+                };
+                let step = request.end_early(by, admin_reason.as_deref(), now);
+                self.record_step(job, &request, step, announce, now).await?;
                 Ok(())
             }
             Err(error) => self.revoke_failed(job, &request, &error, now).await,

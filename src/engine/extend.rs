@@ -3,7 +3,7 @@
 //! expiry; the access is never revoked in between. Both steps are
 //! idempotent, so a crash between them only repeats the second.
 
-use super::{Engine, EngineError};
+use super::{Announce, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
@@ -32,18 +32,12 @@ impl Engine {
             });
             if let Some(until) = applied_until {
                 // Applied (perhaps before a crash): record it on the extension.
-                let Some((next, happened)) = extension.mark_applied(until, now) else {
-                    return self.consume(job);
-                };
-                let audience = self.audience(extension)?;
-                let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-                self.settle(
+                self.record_step(
                     job,
                     extension,
-                    Write {
-                        request: Some(next),
-                        effects,
-                    },
+                    extension.mark_applied(until, now),
+                    Announce::default(),
+                    now,
                 )
                 .await?;
                 return Ok(());
@@ -57,18 +51,12 @@ impl Engine {
                     "grant {} is {state}, so it cannot be extended; request access again with `/jit request`",
                     grant_id.grant_id()
                 );
-                let Some((failed, happened)) = extension.fail(&error, now) else {
-                    return self.consume(job);
-                };
-                let audience = self.audience(extension)?;
-                let effects = self.effects_of(&failed, &happened, None, &audience, None, now)?;
-                self.settle(
+                self.record_step(
                     job,
                     extension,
-                    Write {
-                        request: Some(failed),
-                        effects,
-                    },
+                    extension.fail(&error, now),
+                    Announce::default(),
+                    now,
                 )
                 .await?;
                 return Ok(());

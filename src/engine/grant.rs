@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{show_time, Engine, EngineError};
+use super::{show_time, Announce, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::RequestId;
 use crate::domain::job::{Job, JobKind};
@@ -116,28 +116,22 @@ impl Engine {
                 .map_err(|e| (e.to_string(), true)),
         };
         let now = self.now();
-        let audience = self.audience(&request)?;
         match outcome {
             Ok(principal) => {
-                let Some((next, happened)) = request.activate(now) else {
-                    return self.consume(job);
-                };
-                let expires_at = next.expires_at().unwrap_or(now);
+                let step = request.activate(now);
+                let until = step
+                    .as_ref()
+                    .and_then(|(next, _)| next.expires_at())
+                    .unwrap_or(now);
                 let detail = format!(
                     "granted to principal {principal} until {}",
-                    expires_at.to_rfc3339()
+                    until.to_rfc3339()
                 );
-                let effects =
-                    self.effects_of(&next, &happened, None, &audience, Some(detail), now)?;
-                self.settle(
-                    job,
-                    &request,
-                    Write {
-                        request: Some(next),
-                        effects,
-                    },
-                )
-                .await?;
+                let announce = Announce {
+                    detail: Some(detail),
+                    ..Announce::default()
+                };
+                self.record_step(job, &request, step, announce, now).await?;
             }
             Err((error, retryable)) if retryable && job.attempt + 1 < GRANT_ATTEMPTS => {
                 tracing::warn!(request = %id, %error, attempt = job.attempt + 1, "grant failed; retrying");
@@ -145,17 +139,12 @@ impl Engine {
             }
             Err((error, _)) => {
                 tracing::error!(request = %id, %error, "grant failed");
-                let Some((next, happened)) = request.fail(&error, now) else {
-                    return self.consume(job);
-                };
-                let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-                self.settle(
+                self.record_step(
                     job,
                     &request,
-                    Write {
-                        request: Some(next),
-                        effects,
-                    },
+                    request.fail(&error, now),
+                    Announce::default(),
+                    now,
                 )
                 .await?;
             }
@@ -288,9 +277,6 @@ impl Engine {
         }
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
-                let Some((next, happened)) = request.expire(now) else {
-                    return self.consume(job);
-                };
                 let detail = covering.map(|(other, until)| {
                     format!(
                         "grant ended; provider revoke skipped because {} keeps the access until {}",
@@ -298,19 +284,13 @@ impl Engine {
                         until.to_rfc3339()
                     )
                 });
-                let audience = self.audience(&request)?;
-                let mut effects =
-                    self.effects_of(&next, &happened, None, &audience, detail, now)?;
-                effects.outbox.extend(self.resolved_notices(job, &request)?);
-                self.settle(
-                    job,
-                    &request,
-                    Write {
-                        request: Some(next),
-                        effects,
-                    },
-                )
-                .await?;
+                let announce = Announce {
+                    detail,
+                    extra: self.resolved_notices(job, &request)?,
+                    ..Announce::default()
+                };
+                self.record_step(job, &request, request.expire(now), announce, now)
+                    .await?;
                 Ok(())
             }
             Err(error) => self.revoke_failed(job, &request, &error, now).await,

@@ -28,7 +28,7 @@ use crate::domain::ids::{Actor, Destination, Platform, RequestId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::{GroupPolicy, Policy, Subject};
-use crate::domain::request::AccessRequest;
+use crate::domain::request::{AccessRequest, Happened};
 use crate::providers::Providers;
 use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
 
@@ -39,6 +39,17 @@ pub use submit::{FormChoice, Receipt, SubmitError};
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How a step is announced beyond what [`Engine::effects_of`] derives.
+#[derive(Debug, Default)]
+pub(super) struct Announce<'a> {
+    /// Who took the step; `None` when jitbot itself did.
+    pub by: Option<&'a Actor>,
+    /// Audit text instead of the default one.
+    pub detail: Option<String>,
+    /// Further messages that go with it.
+    pub extra: Vec<Outgoing>,
 }
 
 /// Wakes the background workers when there is new work for them.
@@ -277,6 +288,42 @@ impl Engine {
             self.commit_and_wake().await?;
         }
         Ok(applied)
+    }
+
+    /// Record a lifecycle step that `job` took on `request` (`step`, from a
+    /// transition; `None` when it no longer applies, and the job is simply
+    /// consumed), with the effects it owes.
+    pub(super) async fn record_step(
+        &self,
+        job: &Job,
+        request: &AccessRequest,
+        step: Option<(AccessRequest, Happened)>,
+        announce: Announce<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some((next, happened)) = step else {
+            return self.consume(job);
+        };
+        let audience = self.audience(request)?;
+        let mut effects = self.effects_of(
+            &next,
+            &happened,
+            announce.by,
+            &audience,
+            announce.detail,
+            now,
+        )?;
+        effects.outbox.extend(announce.extra);
+        self.settle(
+            job,
+            request,
+            Write {
+                request: Some(next),
+                effects,
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     pub(super) fn consume(&self, job: &Job) -> Result<(), EngineError> {

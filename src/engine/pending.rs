@@ -4,13 +4,12 @@
 
 use std::collections::HashSet;
 
-use super::{Engine, EngineError};
+use super::{Announce, Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::ids::{Actor, Platform};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::policy::{GroupPolicy, Subject};
 use crate::domain::request::AccessRequest;
-use crate::store::Write;
 
 impl Engine {
     /// Whether `by` may decide `request`: an approver of its group, or —
@@ -77,18 +76,12 @@ impl Engine {
             }
         };
         let now = self.now();
-        let Some((next, happened)) = request.escalate(to, now) else {
-            return self.consume(job);
-        };
-        let audience = self.audience(&request)?;
-        let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-        self.settle(
+        self.record_step(
             job,
             &request,
-            Write {
-                request: Some(next),
-                effects,
-            },
+            request.escalate(to, now),
+            Announce::default(),
+            now,
         )
         .await?;
         Ok(())
@@ -102,18 +95,12 @@ impl Engine {
             return self.consume(job);
         };
         let now = self.now();
-        let Some((next, happened)) = request.time_out(now) else {
-            return self.consume(job);
-        };
-        let audience = self.audience(&request)?;
-        let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
-        self.settle(
+        self.record_step(
             job,
             &request,
-            Write {
-                request: Some(next),
-                effects,
-            },
+            request.time_out(now),
+            Announce::default(),
+            now,
         )
         .await?;
         Ok(())

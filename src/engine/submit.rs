@@ -65,13 +65,7 @@ impl Engine {
             return Err(RequestRefusal::NotARequester(group.name.to_string()).into());
         }
         let duration = group.check_request(duration, reason)?;
-        let auto_approved = match &group.auto_approve {
-            Some(rule) if duration <= rule.max_duration => self
-                .is_named_promptly(&rule.requesters, &requester)
-                .await
-                .map_err(SubmitError::Directory)?,
-            _ => false,
-        };
+        let auto_approved = self.auto_approved(group, &requester, duration).await?;
         self.file(
             requester,
             origin,
@@ -113,13 +107,7 @@ impl Engine {
             .group(&grant.group)
             .ok_or_else(|| RequestRefusal::UnknownGroup(grant.group.to_string()))?;
         let duration = group.check_request(Some(duration), reason)?;
-        let auto_approved = match &group.auto_approve {
-            Some(rule) if duration <= rule.max_duration => self
-                .is_named_promptly(&rule.requesters, &requester)
-                .await
-                .map_err(SubmitError::Directory)?,
-            _ => false,
-        };
+        let auto_approved = self.auto_approved(group, &requester, duration).await?;
         self.file(
             requester,
             origin,
@@ -130,6 +118,22 @@ impl Engine {
             Some(&grant),
         )
         .await
+    }
+
+    /// Whether an auto-approve rule of `group` covers this request.
+    async fn auto_approved(
+        &self,
+        group: &GroupPolicy,
+        requester: &Actor,
+        duration: HumanDuration,
+    ) -> Result<bool, SubmitError> {
+        match &group.auto_approve {
+            Some(rule) if duration <= rule.max_duration => self
+                .is_named_promptly(&rule.requesters, requester)
+                .await
+                .map_err(SubmitError::Directory),
+            _ => Ok(false),
+        }
     }
 
     /// Write a new request (an extension of `extends`, if given) with its
