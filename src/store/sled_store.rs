@@ -459,7 +459,11 @@ mod tests {
         assert_eq!(store.get_request(&request.id).unwrap().unwrap(), request);
         assert_eq!(store.requests_of(&alice()).unwrap().len(), 1);
         assert_eq!(
-            store.due_jobs(Utc::now(), 10, &|_| false).unwrap().jobs,
+            // A moment later: keys round due times up to the millisecond.
+            store
+                .due_jobs(Utc::now() + chrono::Duration::seconds(1), 10, &|_| false)
+                .unwrap()
+                .jobs,
             vec![job.clone()]
         );
         assert_eq!(store.outbox_entries(10).unwrap().len(), 1);
