@@ -23,15 +23,13 @@ impl Engine {
         loop {
             let now = self.now();
             let grant = self.store.get_request(grant_id)?;
-            let applied_until = grant.as_ref().and_then(|g| {
-                g.extensions
-                    .iter()
-                    .any(|e| e.request == extension.id)
-                    .then(|| g.expires_at())
-                    .flatten()
-            });
+            // Already absorbed by the grant (perhaps before a crash), even if
+            // the grant has ended since: only the extension's record is left.
+            let applied_until = grant
+                .as_ref()
+                .filter(|g| g.extensions.iter().any(|e| e.request == extension.id))
+                .map(|g| g.expires_at().unwrap_or(now));
             if let Some(until) = applied_until {
-                // Applied (perhaps before a crash): record it on the extension.
                 self.record_step(
                     job,
                     extension,
