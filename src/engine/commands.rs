@@ -1,7 +1,7 @@
 //! Answers to chat commands. Every refusal is a short message that says
 //! what to type instead; nothing here waits on a provider or a chat API.
 
-use super::{show_time, Engine, EngineError, FormChoice, SubmitError};
+use super::{show_time, Engine, EngineError, FormChoice, Receipt, SubmitError};
 use crate::domain::command::{self, AdminCommand, Command};
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::request::RequestState;
@@ -31,6 +31,18 @@ Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
 const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
 
+/// The answer to a filed (or refused) request or extension.
+fn receipt_reply(result: Result<Receipt, SubmitError>) -> Reply {
+    match result {
+        Ok(receipt) => Reply::Text(receipt.summary()),
+        Err(SubmitError::Engine(error)) => {
+            tracing::error!(%error, "submit failed");
+            Reply::Text(SubmitError::Engine(error).to_string())
+        }
+        Err(refusal) => Reply::Text(refusal.to_string()),
+    }
+}
+
 impl Engine {
     pub async fn handle_command(
         &self,
@@ -47,7 +59,7 @@ impl Engine {
                 group,
                 duration,
                 reason,
-            } => return self.request_reply(actor, origin, &group, duration, &reason).await,
+            } => return receipt_reply(self.submit(actor, origin, &group, duration, &reason).await),
             Command::OpenRequestForm => {
                 return match self.requestable_groups(&actor, origin.as_ref()).await {
                     Ok(choices) if choices.is_empty() => {
@@ -67,15 +79,10 @@ impl Engine {
                 duration,
                 reason,
             } => {
-                return match self.submit_extension(actor, origin, &grant, duration, &reason).await {
-                    Ok(receipt) => Reply::Text(format!(
-                        "Extension {} of {grant} (+{}) is filed{}. I'll DM you when the grant's new end is set.",
-                        receipt.request.id,
-                        receipt.request.duration,
-                        if receipt.auto_approved { " and approved by policy" } else { " and waiting for approval" }
-                    )),
-                    Err(error) => Reply::Text(error.to_string()),
-                }
+                let result = self
+                    .submit_extension(actor, origin, &grant, duration, &reason)
+                    .await;
+                return receipt_reply(result);
             }
             Command::Admin(admin) => self.admin(&actor, admin).await,
         };
@@ -104,37 +111,6 @@ impl Engine {
             _ => Ok(format!(
                 "`/jit admin {name}` is not available in this version yet."
             )),
-        }
-    }
-
-    async fn request_reply(
-        &self,
-        actor: Actor,
-        origin: Option<Destination>,
-        group: &crate::domain::ids::GroupName,
-        duration: Option<crate::domain::duration::HumanDuration>,
-        reason: &str,
-    ) -> Reply {
-        match self.submit(actor, origin, group, duration, reason).await {
-            Ok(receipt) => {
-                let request = &receipt.request;
-                Reply::Text(if receipt.auto_approved {
-                    format!(
-                        "Request {} for {} ({}) was approved automatically by policy. Granting access now; I'll DM you when it is live.",
-                        request.id, request.group, request.duration
-                    )
-                } else {
-                    format!(
-                        "Request {} for {} ({}) is filed and waiting for approval. I'll DM you when it is decided. `/jit cancel {}` withdraws it.",
-                        request.id, request.group, request.duration, request.id
-                    )
-                })
-            }
-            Err(SubmitError::Engine(error)) => {
-                tracing::error!(%error, "submit failed");
-                Reply::Text(SubmitError::Engine(error).to_string())
-            }
-            Err(refusal) => Reply::Text(refusal.to_string()),
         }
     }
 

@@ -21,6 +21,30 @@ pub struct Receipt {
     pub direct_approvers: usize,
 }
 
+impl Receipt {
+    /// What the requester is told, wherever they filed it (command, form).
+    pub fn summary(&self) -> String {
+        let request = &self.request;
+        match (&request.extends, self.auto_approved) {
+            (Some(grant), auto) => format!(
+                "Extension {} of {} (+{}) is filed{}. I'll DM you when the grant's new end is set.",
+                request.id,
+                grant.grant_id(),
+                request.duration,
+                if auto { " and approved by policy" } else { " and waiting for approval" }
+            ),
+            (None, true) => format!(
+                "Request {} for {} ({}) was approved automatically by policy. Granting access now; I'll DM you when it is live.",
+                request.id, request.group, request.duration
+            ),
+            (None, false) => format!(
+                "Request {} for {} ({}) is filed and waiting for approval. I'll DM you when it is decided. `/jit cancel {}` withdraws it.",
+                request.id, request.group, request.duration, request.id
+            ),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("{0}")]

@@ -273,15 +273,7 @@ async fn view_submission(
                 .await
             {
                 Ok(receipt) => {
-                    let request = &receipt.request;
-                    let text = if receipt.auto_approved {
-                        format!("Request {} for {} ({}) was approved automatically by policy; granting access now.", request.id, request.group, request.duration)
-                    } else {
-                        format!(
-                            "Request {} for {} ({}) is filed and waiting for approval.",
-                            request.id, request.group, request.duration
-                        )
-                    };
+                    let text = receipt.summary();
                     state.engine.tell(&actor, text).await?;
                     Ok(Json(json!({ "response_action": "clear" })).into_response())
                 }
@@ -316,16 +308,7 @@ async fn view_submission(
                 .await
             {
                 Ok(receipt) => {
-                    let text = format!(
-                        "Extension {} of {grant} (+{}) is filed{}.",
-                        receipt.request.id,
-                        receipt.request.duration,
-                        if receipt.auto_approved {
-                            " and approved by policy"
-                        } else {
-                            " and waiting for approval"
-                        }
-                    );
+                    let text = receipt.summary();
                     state.engine.tell(&actor, text).await?;
                     Ok(Json(json!({ "response_action": "clear" })).into_response())
                 }
