@@ -16,9 +16,6 @@ use crate::store::{Applied, Write};
 pub struct Receipt {
     pub request: AccessRequest,
     pub auto_approved: bool,
-    /// Where the approval card was sent.
-    pub channels: Vec<Destination>,
-    pub direct_approvers: usize,
 }
 
 impl Receipt {
@@ -206,8 +203,6 @@ impl Engine {
                 return Ok(Receipt {
                     request,
                     auto_approved,
-                    channels: audience.channels,
-                    direct_approvers: audience.direct.len(),
                 });
             }
         }

@@ -139,7 +139,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` outbox entries in the order they were written.
     fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    fn outbox_len(&self) -> usize;
     fn outbox_remove(&self, seq: u64) -> Result<(), StoreError>;
     fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
 

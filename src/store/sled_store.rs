@@ -298,10 +298,6 @@ impl Store for SledStore {
         Self::decode_all(self.outbox.iter(), limit)
     }
 
-    fn outbox_len(&self) -> usize {
-        self.outbox.len()
-    }
-
     fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
         self.outbox.remove(keys::sequence(seq))?;
         Ok(())
@@ -543,6 +539,28 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.get_request(&request.id).unwrap(), Some(request));
         assert_eq!(store.verify_audit().unwrap(), Ok(1));
+    }
+
+    #[test]
+    fn mappings_persist_and_are_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = crate::store::Mapping {
+            group: GroupName::parse("prod-db").unwrap(),
+            destination: crate::domain::ids::Destination {
+                platform: Platform::Slack,
+                channel: crate::domain::ids::ChannelId::new("C0DBA"),
+            },
+            by: alice(),
+            at: Utc::now(),
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.put_mapping(&mapping, audit("mapped C0DBA")).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.mappings().unwrap(), vec![mapping]);
+        assert_eq!(store.audit_events(0, 10).unwrap()[0].detail, "mapped C0DBA");
     }
 
     #[test]
