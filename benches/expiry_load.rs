@@ -112,7 +112,7 @@ fn seed(
             activated,
         );
         let (approved, _) = request.approve(&lead, true, 1, activated).unwrap();
-        let (active, _) = approved.activate(activated).unwrap();
+        let (active, _) = approved.activate(activated, "bench-user").unwrap();
         let job = Job {
             id: store.next_id().unwrap(),
             due_at: expires_at,

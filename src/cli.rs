@@ -1,13 +1,22 @@
-//! The `jitbot` command line: `serve` (the default), `check-config`, and
-//! `audit verify`. Each subcommand returns its exit code.
+//! The `jitbot` command line: `serve` (the default), `check-config`,
+//! `audit verify` and `sweep`. Each subcommand returns its exit code.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::chat::directory::CachedDirectory;
+use crate::chat::slack::SlackClient;
+use crate::clock::SystemClock;
 use crate::config::policy::{self, PolicyError};
 use crate::config::settings::LogFormat;
 use crate::config::{EnvSource, Settings};
+use crate::domain::ids::Platform;
+use crate::domain::policy::{GroupPolicy, Policy, SweepMode};
+use crate::engine::{Engine, Wakers};
+use crate::providers::Providers;
 use crate::server::{self, ServerParts};
 use crate::store::{SledStore, Store};
 
@@ -38,6 +47,16 @@ pub enum CliCommand {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Look for standing access: holders of a group's target without an
+    /// active grant (opens the store directly: stop the server first).
+    Sweep {
+        /// Only print what would happen: revoke, send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sweep this group only (with --dry-run, even if its sweep is off).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
     },
 }
 
@@ -78,6 +97,7 @@ pub async fn run(cli: Cli) -> i32 {
         CliCommand::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&settings.data_dir),
+        CliCommand::Sweep { dry_run, group } => sweep(settings, env, dry_run, group).await,
     }
 }
 
@@ -119,25 +139,33 @@ fn check_config(path: &Path) -> i32 {
     }
 }
 
-async fn serve(settings: Settings, env: EnvSource) -> i32 {
-    init_logging(settings.log_format);
+/// The policy and its providers, or the exit code after saying what is wrong.
+fn policy_and_providers(settings: &Settings, env: &EnvSource) -> Result<(Policy, Providers), i32> {
     let policy = match policy::load(&settings.config_path) {
         Ok(policy) => policy,
         Err(error) => {
             report_policy_error(&error);
             eprintln!("jitbot: refusing to start with an invalid policy");
-            return EXIT_BAD_SETUP;
+            return Err(EXIT_BAD_SETUP);
         }
     };
-    let providers = match crate::providers::build(&policy, &env) {
-        Ok(providers) => providers,
+    match crate::providers::build(&policy, env) {
+        Ok(providers) => Ok((policy, providers)),
         Err(problems) => {
             for problem in problems {
                 eprintln!("{problem}");
             }
             eprintln!("jitbot: refusing to start: providers are not configured");
-            return EXIT_BAD_SETUP;
+            Err(EXIT_BAD_SETUP)
         }
+    }
+}
+
+async fn serve(settings: Settings, env: EnvSource) -> i32 {
+    init_logging(settings.log_format);
+    let (policy, providers) = match policy_and_providers(&settings, &env) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
@@ -214,4 +242,82 @@ fn audit_verify(data_dir: &Path) -> i32 {
             EXIT_BAD_SETUP
         }
     }
+}
+
+async fn sweep(settings: Settings, env: EnvSource, dry_run: bool, only: Option<String>) -> i32 {
+    let (policy, providers) = match policy_and_providers(&settings, &env) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let groups: Vec<GroupPolicy> = match &only {
+        Some(name) => match policy.groups.iter().find(|g| g.name.as_str() == name) {
+            Some(group) if group.sweep == SweepMode::Off && !dry_run => {
+                eprintln!("jitbot: group {name} has sweep = \"off\"; use --dry-run to see what a sweep would find");
+                return EXIT_BAD_SETUP;
+            }
+            Some(group) => vec![group.clone()],
+            None => {
+                eprintln!("jitbot: there is no group {name} in the policy");
+                return EXIT_BAD_SETUP;
+            }
+        },
+        None => policy
+            .groups
+            .iter()
+            .filter(|g| g.sweep != SweepMode::Off)
+            .cloned()
+            .collect(),
+    };
+    if groups.is_empty() {
+        println!("no group has sweep = \"report\" or \"enforce\"");
+        return EXIT_OK;
+    }
+    let store: Arc<dyn Store> = match SledStore::open(&settings.data_dir) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    let mut directories = HashMap::new();
+    if let Some(slack) = &settings.slack {
+        match SlackClient::new(&slack.api_url, slack.bot_token.clone()) {
+            Ok(client) => {
+                directories.insert(
+                    Platform::Slack,
+                    Arc::new(CachedDirectory::new(Arc::new(client))),
+                );
+            }
+            Err(error) => {
+                eprintln!("jitbot: cannot set up Slack: {error}");
+                return EXIT_BAD_SETUP;
+            }
+        }
+    }
+    let engine = Engine::new(
+        Arc::new(SystemClock),
+        store,
+        Arc::new(policy),
+        providers,
+        directories,
+        Wakers::default(),
+    );
+    let mut code = EXIT_OK;
+    for group in &groups {
+        match engine.sweep(group, dry_run).await {
+            Ok(report) => {
+                for line in report.lines() {
+                    println!("{line}");
+                }
+                if !report.succeeded() {
+                    code = EXIT_FAILED;
+                }
+            }
+            Err(error) => {
+                eprintln!("jitbot: sweep of {} failed: {error}", group.name);
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    code
 }

@@ -92,12 +92,28 @@ const GROUP_KEYS: &[&str] = &[
     "escalate_after",
     "escalate_to",
     "sweep",
+    "sweep_interval",
     "standing",
 ];
 const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "max_duration"];
-const WEBHOOK_KEYS: &[&str] = &["kind", "url", "secret_env", "principal", "timeout"];
-const EXEC_KEYS: &[&str] = &["kind", "grant", "revoke", "principal", "timeout"];
-const PROVIDER_KINDS: &[&str] = &["webhook", "exec"];
+const WEBHOOK_KEYS: &[&str] = &[
+    "kind",
+    "url",
+    "secret_env",
+    "holders_url",
+    "principal",
+    "timeout",
+];
+const EXEC_KEYS: &[&str] = &["kind", "grant", "revoke", "holders", "principal", "timeout"];
+const POSTGRES_KEYS: &[&str] = &[
+    "kind",
+    "url_env",
+    "terminate_sessions",
+    "principal",
+    "timeout",
+];
+const SLACK_USERGROUP_KEYS: &[&str] = &["kind", "token_env", "principal", "timeout"];
+const PROVIDER_KINDS: &[&str] = &["webhook", "exec", "postgres", "slack_usergroup"];
 
 /// Placeholders a principal template may use.
 pub const PRINCIPAL_PLACEHOLDERS: &[&str] = &[
@@ -120,6 +136,9 @@ pub const EXEC_PLACEHOLDERS: &[&str] = &[
 
 const DEFAULT_PRINCIPAL: &str = "{user_id}";
 const DEFAULT_PROVIDER_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
+const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
+/// The token a `slack_usergroup` provider uses unless it names another.
+const DEFAULT_SLACK_TOKEN_ENV: &str = "SLACK_BOT_TOKEN";
 
 /// Parse and validate policy text; on failure, every problem found.
 pub fn parse(source: &str) -> Result<Policy, Vec<Problem>> {
@@ -429,9 +448,15 @@ impl Reader<'_> {
         at: Span,
     ) -> Option<ProviderSpec> {
         let kind = self.required_string(table, "kind", context, at.clone())?;
+        // A Slack user group holds Slack user ids, whatever else a user is.
+        let default_principal = if kind == "slack_usergroup" {
+            "{slack_user_id}"
+        } else {
+            DEFAULT_PRINCIPAL
+        };
         let principal = self
             .string(table, "principal", context)
-            .unwrap_or_else(|| DEFAULT_PRINCIPAL.to_string());
+            .unwrap_or_else(|| default_principal.to_string());
         self.check_placeholders(
             &principal,
             PRINCIPAL_PLACEHOLDERS,
@@ -454,19 +479,53 @@ impl Reader<'_> {
                     }
                 }
                 let secret_env = self.required_string(table, "secret_env", context, at);
+                let holders_url = self.string(table, "holders_url", context);
+                if let Some(holders_url) = &holders_url {
+                    if !(holders_url.starts_with("https://") || holders_url.starts_with("http://"))
+                    {
+                        self.problem(
+                            Reader::value_span(table, "holders_url"),
+                            format!("`holders_url` in {context} must be an http(s) URL"),
+                        );
+                    }
+                }
                 ProviderKind::Webhook {
                     url: url?,
                     secret_env: secret_env?,
+                    holders_url,
                 }
             }
             "exec" => {
                 self.check_keys(table, EXEC_KEYS, context);
                 let grant = self.command(table, "grant", context, at.clone());
-                let revoke = self.command(table, "revoke", context, at);
+                let revoke = self.command(table, "revoke", context, at.clone());
+                let holders = match table.get("holders") {
+                    Some(_) => Some(self.command(table, "holders", context, at)?),
+                    None => None,
+                };
                 ProviderKind::Exec {
                     grant: grant?,
                     revoke: revoke?,
+                    holders,
                 }
+            }
+            "postgres" => {
+                self.check_keys(table, POSTGRES_KEYS, context);
+                let url_env = self.required_string(table, "url_env", context, at);
+                let terminate_sessions = self
+                    .boolean(table, "terminate_sessions", context)
+                    .unwrap_or(false);
+                ProviderKind::Postgres {
+                    url_env: url_env?,
+                    terminate_sessions,
+                }
+            }
+            "slack_usergroup" => {
+                self.check_keys(table, SLACK_USERGROUP_KEYS, context);
+                let token_env = self
+                    .string(table, "token_env", context)
+                    .unwrap_or_else(|| DEFAULT_SLACK_TOKEN_ENV.to_string());
+                ProviderKind::SlackUsergroup { token_env }
             }
             other => {
                 self.problem(
@@ -641,7 +700,10 @@ impl Reader<'_> {
                 ),
             );
         }
-        let sweep = self.sweep(table, context);
+        let sweep = self.sweep(table, context, providers);
+        let sweep_interval = self
+            .duration(table, "sweep_interval", context)
+            .unwrap_or(DEFAULT_SWEEP_INTERVAL);
         let standing = self
             .string_list(table, "standing", context)
             .unwrap_or_default()
@@ -689,6 +751,7 @@ impl Reader<'_> {
             escalate_after,
             escalate_to,
             sweep,
+            sweep_interval,
             standing,
         })
     }
@@ -787,25 +850,47 @@ impl Reader<'_> {
         })
     }
 
-    fn sweep(&mut self, table: &dyn TableLike, context: &str) -> SweepMode {
+    fn sweep(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        providers: &BTreeMap<String, ProviderSpec>,
+    ) -> SweepMode {
         let Some(text) = self.string(table, "sweep", context) else {
             return SweepMode::Off;
         };
         let span = Reader::value_span(table, "sweep");
-        match text.as_str() {
-            "off" => SweepMode::Off,
-            "report" | "enforce" => {
-                self.problem(
-                    span,
-                    format!("{context}: sweep = \"{text}\" needs a provider that lists holders, which this build does not have yet; use \"off\""),
-                );
-                SweepMode::Off
-            }
+        let mode = match text.as_str() {
+            "off" => return SweepMode::Off,
+            "report" => SweepMode::Report,
+            "enforce" => SweepMode::Enforce,
             other => {
                 self.problem(span, format!("`sweep` in {context} must be \"off\", \"report\" or \"enforce\", not `{other}`"));
-                SweepMode::Off
+                return SweepMode::Off;
+            }
+        };
+        let provider = table
+            .get("provider")
+            .and_then(|item| item.as_str())
+            .and_then(|name| providers.get(name));
+        if let Some(spec) = provider {
+            if !spec.kind.lists_holders() {
+                let how = match spec.kind {
+                    ProviderKind::Webhook { .. } => " (give it a `holders_url`)",
+                    ProviderKind::Exec { .. } => " (give it a `holders` command)",
+                    _ => "",
+                };
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: sweep = \"{text}\" needs a provider that lists holders, and provider `{}` cannot{how}",
+                        spec.name
+                    ),
+                );
+                return SweepMode::Off;
             }
         }
+        mode
     }
 
     fn identities(
@@ -1041,8 +1126,8 @@ pending_timeout = "soon"
     #[test]
     fn unknown_provider_kind_and_bad_placeholders() {
         let found = problems(
-            r#"[providers.pg]
-kind = "postgres"
+            r#"[providers.ad]
+kind = "ldap"
 [providers.x]
 kind = "exec"
 grant = ["/bin/g", "{principle}"]
@@ -1050,9 +1135,9 @@ revoke = ["/bin/r"]
 "#,
         );
         assert!(
-            found
-                .iter()
-                .any(|p| p.starts_with("2:8: unknown provider kind `postgres`")),
+            found.iter().any(|p| p.starts_with(
+                "2:8: unknown provider kind `ldap` in [providers.ad] (this build supports: webhook, exec, postgres, slack_usergroup)"
+            )),
             "{found:?}"
         );
         assert!(
@@ -1060,6 +1145,89 @@ revoke = ["/bin/r"]
                 .iter()
                 .any(|p| p.starts_with("5:20: unknown placeholder `{principle}`")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn real_providers_parse_with_their_keys() {
+        let policy = parse(
+            r#"[providers.pg]
+kind = "postgres"
+url_env = "JITBOT_PG_URL"
+principal = "{email_local}"
+terminate_sessions = true
+[providers.ug]
+kind = "slack_usergroup"
+[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "S"
+holders_url = "https://iam.example/holders"
+[[groups]]
+name = "prod-db"
+provider = "pg"
+target = "prod_rw"
+approvers = ["U1"]
+channel = "C1"
+sweep = "enforce"
+sweep_interval = "5m"
+standing = ["svc_app"]
+[[groups]]
+name = "oncall"
+provider = "ug"
+target = "S0ONCALL"
+approvers = ["U1"]
+channel = "C1"
+sweep = "report"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.providers["pg"].kind,
+            ProviderKind::Postgres {
+                url_env: "JITBOT_PG_URL".into(),
+                terminate_sessions: true
+            }
+        );
+        assert_eq!(
+            policy.providers["ug"].kind,
+            ProviderKind::SlackUsergroup {
+                token_env: "SLACK_BOT_TOKEN".into()
+            }
+        );
+        assert_eq!(policy.providers["ug"].principal, "{slack_user_id}");
+        let db = &policy.groups[0];
+        assert_eq!(db.sweep, SweepMode::Enforce);
+        assert_eq!(db.sweep_interval, HumanDuration::from_secs(300));
+        assert_eq!(db.standing, vec!["svc_app".to_string()]);
+        assert_eq!(policy.groups[1].sweep_interval, DEFAULT_SWEEP_INTERVAL);
+    }
+
+    #[test]
+    fn a_sweep_needs_a_provider_that_lists_holders() {
+        let found = problems(
+            r#"[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "S"
+[providers.pg]
+kind = "postgres"
+[[groups]]
+name = "g"
+provider = "hook"
+target = "t"
+approvers = ["U1"]
+channel = "C1"
+sweep = "enforce"
+"#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                "5:12: [providers.pg] is missing `url_env`",
+                "13:9: group `g`: sweep = \"enforce\" needs a provider that lists holders, and provider `hook` cannot (give it a `holders_url`)",
+            ],
+            "{found:#?}"
         );
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use super::secret::Secret;
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+/// Overrides the Slack Web API base URL (tests, proxies).
+pub const SLACK_API_URL_VAR: &str = "SLACK_API_URL";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_CONFIG: &str = "jitbot.toml";
 pub const DEFAULT_DATA_DIR: &str = "data";
@@ -137,7 +139,7 @@ impl Settings {
                 signing_secret: Secret::new(signing_secret),
                 bot_token: Secret::new(bot_token),
                 api_url: env
-                    .get("SLACK_API_URL")
+                    .get(SLACK_API_URL_VAR)
                     .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string())
                     .trim_end_matches('/')
                     .to_string(),

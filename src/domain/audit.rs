@@ -33,6 +33,13 @@ pub enum AuditAction {
     RevokeFailed,
     /// The precautionary revoke after a failed grant succeeded.
     CleanupRevoked,
+    /// A sweep listed a target's holders (findings in the detail).
+    SweepRan,
+    /// A sweep could not list a target's holders.
+    SweepFailed,
+    /// A sweep in enforce mode removed access no grant explained.
+    StandingRevoked,
+    StandingRevokeFailed,
 }
 
 /// An event before it joins the chain.

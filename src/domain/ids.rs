@@ -229,6 +229,15 @@ impl Actor {
         }
     }
 
+    /// The display name, or the user id when there is none.
+    pub fn name_or_id(&self) -> &str {
+        if self.name.is_empty() {
+            self.user.as_str()
+        } else {
+            &self.name
+        }
+    }
+
     /// Same person, regardless of the display name.
     pub fn is(&self, other: &Actor) -> bool {
         self.platform == other.platform && self.user == other.user

@@ -59,6 +59,10 @@ pub struct GroupPolicy {
     pub escalate_after: Option<HumanDuration>,
     pub escalate_to: Vec<Subject>,
     pub sweep: SweepMode,
+    /// How often the sweep runs (when `sweep` is not off).
+    pub sweep_interval: HumanDuration,
+    /// Principals allowed to hold the target without a grant (service
+    /// accounts, break-glass logins); the sweep leaves them alone.
     pub standing: Vec<String>,
 }
 
@@ -172,10 +176,27 @@ pub enum ProviderKind {
         url: String,
         /// Name of the environment variable holding the signing secret.
         secret_env: String,
+        /// Where to GET the current holders of a target, if the IAM can say.
+        holders_url: Option<String>,
     },
     Exec {
         grant: Vec<String>,
         revoke: Vec<String>,
+        /// A command printing the target's holders, one principal per line.
+        holders: Option<Vec<String>>,
+    },
+    Postgres {
+        /// Name of the environment variable holding the connection URL
+        /// (it carries a password, so it never sits in the policy file).
+        url_env: String,
+        /// Also end the principal's open sessions when access is revoked:
+        /// revoking a role does not affect a session already using it.
+        terminate_sessions: bool,
+    },
+    SlackUsergroup {
+        /// Name of the environment variable holding the Slack token allowed
+        /// to edit user groups (`usergroups:write`).
+        token_env: String,
     },
 }
 
@@ -184,6 +205,18 @@ impl ProviderKind {
         match self {
             ProviderKind::Webhook { .. } => "webhook",
             ProviderKind::Exec { .. } => "exec",
+            ProviderKind::Postgres { .. } => "postgres",
+            ProviderKind::SlackUsergroup { .. } => "slack_usergroup",
+        }
+    }
+
+    /// Whether this provider, as configured, can list a target's holders
+    /// (which a sweep needs).
+    pub fn lists_holders(&self) -> bool {
+        match self {
+            ProviderKind::Webhook { holders_url, .. } => holders_url.is_some(),
+            ProviderKind::Exec { holders, .. } => holders.is_some(),
+            ProviderKind::Postgres { .. } | ProviderKind::SlackUsergroup { .. } => true,
         }
     }
 }

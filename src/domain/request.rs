@@ -35,6 +35,11 @@ pub struct AccessRequest {
     /// `escalate_to`, who may decide it from then on.
     #[serde(default)]
     pub escalated_at: Option<DateTime<Utc>>,
+    /// The principal the provider was asked to grant, so the revoke (and
+    /// the sweep) names exactly that one even if the policy's identity
+    /// mapping has changed since.
+    #[serde(default)]
+    pub principal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +257,7 @@ impl AccessRequest {
             extends: None,
             extensions: Vec::new(),
             escalated_at: None,
+            principal: None,
         };
         (request, Happened::Requested { auto_approved })
     }
@@ -440,12 +446,26 @@ impl AccessRequest {
     /// The provider confirmed the grant: access is live from now, for the
     /// requested duration (expiry counts from activation, not from the ask).
     /// `None` if the request is not waiting for activation.
-    pub fn activate(&self, now: DateTime<Utc>) -> Option<(AccessRequest, Happened)> {
+    /// Whether the provider may have granted this request's access and not
+    /// yet revoked it: approved (the grant may be under way) or active.
+    pub fn may_hold_access(&self) -> bool {
+        matches!(
+            self.state,
+            RequestState::Approved { .. } | RequestState::Active { .. }
+        )
+    }
+
+    pub fn activate(
+        &self,
+        now: DateTime<Utc>,
+        principal: &str,
+    ) -> Option<(AccessRequest, Happened)> {
         if !matches!(self.state, RequestState::Approved { .. }) {
             return None;
         }
         let expires_at = now + self.duration.as_chrono();
         let mut next = self.clone();
+        next.principal = Some(principal.to_string());
         next.state = RequestState::Active {
             activated_at: now,
             expires_at,
@@ -707,7 +727,7 @@ mod tests {
             approved.time_out(now()).is_none(),
             "decided requests do not time out"
         );
-        let (active, _) = approved.activate(now()).unwrap();
+        let (active, _) = approved.activate(now(), "alice").unwrap();
         assert_eq!(active.check_end(&actor("U0ALICE"), false), Ok(()));
         assert!(matches!(
             active.check_end(&actor("U0BOB"), false),
@@ -731,7 +751,7 @@ mod tests {
     #[test]
     fn an_extension_moves_the_end_once_and_counts_in_the_total() {
         let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
-        let (active, _) = approved.activate(now()).unwrap();
+        let (active, _) = approved.activate(now(), "alice").unwrap();
         let end = active.expires_at().unwrap();
         let extension = AccessRequest::file(
             RequestId::parse("R-EXT000").unwrap(),
@@ -766,12 +786,12 @@ mod tests {
     fn expiry_counts_from_activation() {
         let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
         let later = now() + chrono::Duration::minutes(30);
-        let (active, _) = approved.activate(later).unwrap();
+        let (active, _) = approved.activate(later, "alice").unwrap();
         assert_eq!(
             active.expires_at(),
             Some(later + chrono::Duration::hours(2))
         );
-        assert!(active.activate(later).is_none(), "activation happens once");
+        assert!(active.activate(later, "alice").is_none(), "activation happens once");
         assert!(active.expire(later).is_none(), "not due yet");
         assert!(active.expire(later + chrono::Duration::hours(2)).is_some());
     }

@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{show_time, Announce, Engine, EngineError};
+use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::ids::{Actor, GroupName};
+use crate::domain::policy::ProviderSpec;
 use crate::domain::ids::RequestId;
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
@@ -25,9 +28,51 @@ enum Prepared {
     Ready(std::sync::Arc<dyn Provider>, Box<Access>),
     /// Cannot be attempted at all (unknown provider, no principal).
     Impossible(String),
+    /// Cannot be attempted yet (the chat directory did not answer).
+    Unavailable(String),
+}
+
+/// Why a user has no principal for a provider (yet).
+pub(super) enum Unresolved {
+    /// Nothing to map them with; retrying will not help.
+    Impossible(String),
+    /// The email look-up failed; it may work later.
+    Unavailable(String),
 }
 
 impl Engine {
+    /// The requester as `spec`'s provider knows them, with their email if
+    /// the template needed it: the policy's `[identities]` override, else
+    /// the provider's template.
+    pub(super) async fn resolve_principal(
+        &self,
+        spec: &ProviderSpec,
+        requester: &Actor,
+    ) -> Result<(String, Option<String>), Unresolved> {
+        if let Some(fixed) = self.policy.identity_override(&requester.user, &spec.name) {
+            return principal::check(fixed.to_string())
+                .map(|principal| (principal, None))
+                .map_err(|e| Unresolved::Impossible(e.to_string()));
+        }
+        let email = if spec.principal.contains("{email") {
+            self.email_of(requester)
+                .await
+                .map_err(|e| Unresolved::Unavailable(format!("looking up the user's email: {e}")))?
+        } else {
+            None
+        };
+        principal::render(&spec.principal, &spec.name, requester, email.as_deref())
+            .map(|principal| (principal, email))
+            .map_err(|e| Unresolved::Impossible(e.to_string()))
+    }
+
+    async fn email_of(&self, user: &Actor) -> Result<Option<String>, ChatError> {
+        match self.directories.get(&user.platform) {
+            Some(directory) => directory.email(&user.user).await,
+            None => Ok(None),
+        }
+    }
+
     async fn prepare(&self, request: &AccessRequest) -> Prepared {
         let Some(group) = self.policy.group(&request.group) else {
             return Prepared::Impossible(format!(
@@ -41,46 +86,29 @@ impl Engine {
         ) else {
             return Prepared::Impossible(format!("provider {} is not configured", group.provider));
         };
-        let needs_email = spec.principal.contains("{email");
-        let email = if needs_email {
-            match self.directories.get(&request.requester.platform) {
-                Some(directory) => directory
-                    .email(&request.requester.user)
-                    .await
-                    .ok()
-                    .flatten(),
-                None => None,
-            }
-        } else {
-            None
-        };
-        let principal = match self
-            .policy
-            .identity_override(&request.requester.user, &spec.name)
-        {
-            Some(fixed) => principal::check(fixed.to_string()),
-            None => principal::render(
-                &spec.principal,
-                &spec.name,
-                &request.requester,
-                email.as_deref(),
+        let (principal, email) = match &request.principal {
+            // Revoke exactly what was granted; the email is only informative.
+            Some(granted) => (
+                granted.clone(),
+                self.email_of(&request.requester).await.ok().flatten(),
             ),
-        };
-        let principal = match principal {
-            Ok(principal) => principal,
-            Err(error) => return Prepared::Impossible(error.to_string()),
+            None => match self.resolve_principal(spec, &request.requester).await {
+                Ok(resolved) => resolved,
+                Err(Unresolved::Impossible(why)) => return Prepared::Impossible(why),
+                Err(Unresolved::Unavailable(why)) => return Prepared::Unavailable(why),
+            },
         };
         Prepared::Ready(
             provider.clone(),
             Box::new(Access {
-                request_id: request.id.to_string(),
-                grant_id: request.id.grant_id().to_string(),
-                user: AccessUser {
+                request_id: Some(request.id.to_string()),
+                grant_id: Some(request.id.grant_id().to_string()),
+                user: Some(AccessUser {
                     platform: request.requester.platform.to_string(),
                     id: request.requester.user.to_string(),
                     name: request.requester.name.clone(),
                     email,
-                },
+                }),
                 principal,
                 group: request.group.to_string(),
                 target: group.target.clone(),
@@ -109,6 +137,7 @@ impl Engine {
         }
         let outcome = match self.prepare(&request).await {
             Prepared::Impossible(reason) => Err((reason, false)),
+            Prepared::Unavailable(reason) => Err((reason, true)),
             Prepared::Ready(provider, access) => provider
                 .grant(&access)
                 .await
@@ -118,7 +147,7 @@ impl Engine {
         let now = self.now();
         match outcome {
             Ok(principal) => {
-                let step = request.activate(now);
+                let step = request.activate(now, &principal);
                 let until = step
                     .as_ref()
                     .and_then(|(next, _)| next.expires_at())
@@ -153,8 +182,9 @@ impl Engine {
     }
 
     /// Revoke the request's access through its provider — unless another
-    /// active grant of the same group for the same user still covers it, in
-    /// which case the provider is left alone and the covering grant returned.
+    /// active grant of the same user still covers it (same group, or another
+    /// group granting the same target through the same provider), in which
+    /// case the provider is left alone and the covering grant returned.
     pub(super) async fn revoke_unless_covered(
         &self,
         request: &AccessRequest,
@@ -164,7 +194,7 @@ impl Engine {
             .store
             .requests_of(&request.requester)?
             .into_iter()
-            .filter(|other| other.id != request.id && other.group == request.group)
+            .filter(|other| other.id != request.id && self.same_access(&other.group, &request.group))
             .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
             .find(|(_, until)| *until > now);
         if covering.is_some() {
@@ -174,9 +204,19 @@ impl Engine {
             Prepared::Ready(provider, access) => {
                 provider.revoke(&access).await.map_err(|e| e.to_string())
             }
-            Prepared::Impossible(reason) => Err(reason),
+            Prepared::Impossible(reason) | Prepared::Unavailable(reason) => Err(reason),
         };
         Ok(revoked.map(|()| None))
+    }
+
+    /// Whether two groups grant the same thing: the same group, or the same
+    /// provider and target.
+    pub(super) fn same_access(&self, one: &GroupName, other: &GroupName) -> bool {
+        one == other
+            || match (self.policy.group(one), self.policy.group(other)) {
+                (Some(a), Some(b)) => a.provider == b.provider && a.target == b.target,
+                _ => false,
+            }
     }
 
     /// A revoke failed: audit it, alert the approval channels once it has

@@ -12,6 +12,7 @@ mod extend;
 mod grant;
 mod pending;
 mod submit;
+mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
 
 pub use commands::Reply;
 pub use submit::{FormChoice, Receipt, SubmitError};
+pub use sweep::{Finding, FindingAction, SweepOutcome, SweepReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

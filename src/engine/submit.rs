@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use super::{Engine, EngineError};
+use super::grant::Unresolved;
+use super::{Engine, EngineError, PROMPT_LOOKUP_TIMEOUT};
 use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
@@ -48,6 +49,8 @@ pub enum SubmitError {
     Refused(#[from] RequestRefusal),
     #[error("I could not check your rights for this group right now ({0}); please try again in a minute.")]
     Directory(ChatError),
+    #[error("I cannot grant you `{group}`: {why}")]
+    NoPrincipal { group: String, why: String },
     #[error("Something went wrong on our side; nothing was filed. Please try again.")]
     Engine(#[from] EngineError),
 }
@@ -86,6 +89,7 @@ impl Engine {
             return Err(RequestRefusal::NotARequester(group.name.to_string()).into());
         }
         let duration = group.check_request(duration, reason)?;
+        self.check_principal(group, &requester).await?;
         let auto_approved = self.auto_approved(group, &requester, duration).await?;
         self.file(
             requester,
@@ -97,6 +101,27 @@ impl Engine {
             None,
         )
         .await
+    }
+
+    /// Refuse up front a requester the group's provider has no principal
+    /// for — approvers should not approve what cannot be granted. A look-up
+    /// that does not answer in time is not a refusal: activation decides.
+    async fn check_principal(&self, group: &GroupPolicy, requester: &Actor) -> Result<(), SubmitError> {
+        let Some(spec) = self.policy.provider(&group.provider) else {
+            return Ok(());
+        };
+        let resolved = tokio::time::timeout(
+            PROMPT_LOOKUP_TIMEOUT,
+            self.resolve_principal(spec, requester),
+        )
+        .await;
+        match resolved {
+            Ok(Err(Unresolved::Impossible(why))) => Err(SubmitError::NoPrincipal {
+                group: group.name.to_string(),
+                why,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Ask for more time on an active grant. It is filed as a request of the

@@ -1,5 +1,6 @@
 //! The `exec` provider: runs a program with an argument vector (never through
-//! a shell), with a timeout. Exit status 0 is success.
+//! a shell), with a timeout. Exit status 0 is success. The optional
+//! `holders` command prints the target's holders, one principal per line.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,23 +13,31 @@ use super::{Access, Provider, ProviderError};
 /// How much of the program's stderr goes into the error message.
 const STDERR_EXCERPT_CHARS: usize = 300;
 
+/// A holders listing longer than this is refused rather than half-read.
+const MAX_HOLDERS_OUTPUT: usize = 4 * 1024 * 1024;
+
 /// The program runs with a cleared environment (jitbot's own secrets must
 /// not leak into it) plus this PATH and the `JITBOT_*` variables.
 const CHILD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The argument vectors, with `{placeholders}`, from the policy.
+pub struct Commands {
+    pub grant: Vec<String>,
+    pub revoke: Vec<String>,
+    pub holders: Option<Vec<String>>,
+}
+
 pub struct ExecProvider {
     name: String,
-    grant: Vec<String>,
-    revoke: Vec<String>,
+    commands: Commands,
     timeout: Duration,
 }
 
 impl ExecProvider {
-    pub fn new(name: &str, grant: Vec<String>, revoke: Vec<String>, timeout: Duration) -> Self {
+    pub fn new(name: &str, commands: Commands, timeout: Duration) -> Self {
         Self {
             name: name.to_string(),
-            grant,
-            revoke,
+            commands,
             timeout,
         }
     }
@@ -40,6 +49,20 @@ impl ExecProvider {
         access: &Access,
     ) -> Result<(), ProviderError> {
         let argv: Vec<String> = template.iter().map(|arg| substitute(arg, access)).collect();
+        self.execute(action, &argv, access, Stdio::null())
+            .await
+            .map(drop)
+    }
+
+    /// Run `argv` to completion within the timeout; its stdout if `stdout`
+    /// is piped, and a failure (with a stderr excerpt) on a non-zero exit.
+    async fn execute(
+        &self,
+        action: &str,
+        argv: &[String],
+        access: &Access,
+        stdout: Stdio,
+    ) -> Result<Vec<u8>, ProviderError> {
         let Some((program, args)) = argv.split_first() else {
             return Err(ProviderError::new(
                 &self.name,
@@ -54,9 +77,12 @@ impl ExecProvider {
             .env("JITBOT_PRINCIPAL", &access.principal)
             .env("JITBOT_TARGET", &access.target)
             .env("JITBOT_GROUP", &access.group)
-            .env("JITBOT_REQUEST_ID", &access.request_id)
+            .env(
+                "JITBOT_REQUEST_ID",
+                access.request_id.as_deref().unwrap_or_default(),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             // If the timeout fires, dropping the child kills it.
             .kill_on_drop(true)
@@ -78,7 +104,7 @@ impl ExecProvider {
             }
         };
         if output.status.success() {
-            return Ok(());
+            return Ok(output.stdout);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         let excerpt: String = stderr.trim().chars().take(STDERR_EXCERPT_CHARS).collect();
@@ -107,20 +133,63 @@ fn substitute(arg: &str, access: &Access) -> String {
     arg.replace("{principal}", &access.principal)
         .replace("{target}", &access.target)
         .replace("{group}", &access.group)
-        .replace("{request_id}", &access.request_id)
-        .replace("{grant_id}", &access.grant_id)
-        .replace("{user_id}", &access.user.id)
+        .replace(
+            "{request_id}",
+            access.request_id.as_deref().unwrap_or_default(),
+        )
+        .replace("{grant_id}", access.grant_id.as_deref().unwrap_or_default())
+        .replace(
+            "{user_id}",
+            access.user.as_ref().map_or("", |user| user.id.as_str()),
+        )
         .replace("{expires_at}", &expires)
+}
+
+/// One principal per non-empty line; surrounding blanks are not part of it.
+fn parse_holders(stdout: &[u8]) -> Result<Vec<String>, String> {
+    if stdout.len() > MAX_HOLDERS_OUTPUT {
+        return Err(format!(
+            "holders: the listing is over {MAX_HOLDERS_OUTPUT} bytes"
+        ));
+    }
+    let text = std::str::from_utf8(stdout).map_err(|_| "holders: output is not UTF-8")?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[async_trait]
 impl Provider for ExecProvider {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
-        self.run("grant", &self.grant, access).await
+        self.run("grant", &self.commands.grant, access).await
     }
 
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
-        self.run("revoke", &self.revoke, access).await
+        self.run("revoke", &self.commands.revoke, access).await
+    }
+
+    async fn holders(&self, target: &str) -> Result<Vec<String>, ProviderError> {
+        let Some(template) = &self.commands.holders else {
+            return Err(ProviderError::new(
+                &self.name,
+                "no `holders` command is configured",
+            ));
+        };
+        let listing = Access {
+            target: target.to_string(),
+            ..Access::default()
+        };
+        let argv: Vec<String> = template
+            .iter()
+            .map(|arg| substitute(arg, &listing))
+            .collect();
+        let stdout = self
+            .execute("holders", &argv, &listing, Stdio::piped())
+            .await?;
+        parse_holders(&stdout).map_err(|message| ProviderError::new(&self.name, message))
     }
 }
 
@@ -131,14 +200,14 @@ mod tests {
 
     fn access(principal: &str) -> Access {
         Access {
-            request_id: "R-7K3Q9X".into(),
-            grant_id: "G-7K3Q9X".into(),
-            user: AccessUser {
+            request_id: Some("R-7K3Q9X".into()),
+            grant_id: Some("G-7K3Q9X".into()),
+            user: Some(AccessUser {
                 platform: "slack".into(),
                 id: "U0ALICE".into(),
                 name: "alice".into(),
                 email: None,
-            },
+            }),
             principal: principal.into(),
             group: "prod-db".into(),
             target: "prod_rw".into(),
@@ -146,13 +215,56 @@ mod tests {
         }
     }
 
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
     fn provider(grant: &[&str]) -> ExecProvider {
         ExecProvider::new(
             "shell",
-            grant.iter().map(|s| s.to_string()).collect(),
-            vec!["/bin/true".into()],
+            Commands {
+                grant: argv(grant),
+                revoke: argv(&["/bin/true"]),
+                holders: None,
+            },
             Duration::from_secs(5),
         )
+    }
+
+    fn lister(holders: &[&str]) -> ExecProvider {
+        ExecProvider::new(
+            "shell",
+            Commands {
+                grant: argv(&["/bin/true"]),
+                revoke: argv(&["/bin/true"]),
+                holders: Some(argv(holders)),
+            },
+            Duration::from_secs(5),
+        )
+    }
+
+    #[tokio::test]
+    async fn holders_are_read_one_per_line() {
+        // The target arrives as an argument; blank lines and padding are not principals.
+        let p = lister(&[
+            "/bin/sh",
+            "-c",
+            "test \"$1\" = prod_rw && printf 'alice\\n\\n  bob \\nsvc_app\\n'",
+            "list-role",
+            "{target}",
+        ]);
+        assert_eq!(
+            p.holders("prod_rw").await.unwrap(),
+            vec!["alice", "bob", "svc_app"]
+        );
+        let err = p.holders("other").await.unwrap_err();
+        assert!(err.message.contains("holders: /bin/sh failed with exit status 1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_a_holders_command_the_listing_is_refused() {
+        let err = provider(&["/bin/true"]).holders("prod_rw").await.unwrap_err();
+        assert!(err.message.contains("no `holders` command"), "{err}");
     }
 
     #[tokio::test]
@@ -202,8 +314,11 @@ mod tests {
     async fn a_hanging_program_is_killed_at_the_timeout() {
         let p = ExecProvider::new(
             "shell",
-            vec!["/bin/sleep".into(), "30".into()],
-            vec![],
+            Commands {
+                grant: argv(&["/bin/sleep", "30"]),
+                revoke: vec![],
+                holders: None,
+            },
             Duration::from_millis(200),
         );
         let err = p.grant(&access("alice")).await.unwrap_err();

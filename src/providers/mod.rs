@@ -1,10 +1,13 @@
 //! Providers really grant and revoke access. The contract
 //! ([`Provider`]): `grant` and `revoke` are idempotent, take the same
 //! [`Access`] description, and report failure as a [`ProviderError`] whose
-//! message is safe to show (no secrets, no credentials in URLs).
+//! message is safe to show (no secrets, no credentials in URLs); `holders`
+//! lists who holds a target now, for the sweep. Every call has a deadline.
 
 pub mod exec;
+pub mod postgres;
 pub mod principal;
+pub mod slack_usergroup;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -17,12 +20,14 @@ use serde::Serialize;
 use crate::config::EnvSource;
 use crate::domain::policy::{Policy, ProviderKind};
 
-/// Everything a provider needs to know about one grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Everything a provider needs to know about one grant — or, for standing
+/// access a sweep removes, about one holder (no request, and a chat user
+/// only if jitbot knows who the principal is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Access {
-    pub request_id: String,
-    pub grant_id: String,
-    pub user: AccessUser,
+    pub request_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub user: Option<AccessUser>,
     /// The user as the provider knows them (from the principal template).
     pub principal: String,
     pub group: String,
@@ -54,10 +59,26 @@ impl ProviderError {
     }
 }
 
+/// Remove every occurrence of each secret from a message that is about to
+/// be shown, logged or audited — a last line of defence for errors that
+/// echo what they were given (a connection string, a token).
+pub fn redact(message: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|secret| secret.len() >= 4)
+        .fold(message.to_string(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        })
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError>;
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError>;
+    /// The principals holding `target` now. A provider configured without
+    /// a way to list them answers with an error saying so (check-config
+    /// refuses a sweep on such a provider, so the sweep never asks).
+    async fn holders(&self, target: &str) -> Result<Vec<String>, ProviderError>;
 }
 
 /// The providers of a policy, by name.
@@ -70,21 +91,59 @@ pub fn build(policy: &Policy, env: &EnvSource) -> Result<Providers, Vec<String>>
     let mut problems = Vec::new();
     for (name, spec) in &policy.providers {
         let built: Result<Arc<dyn Provider>, String> = match &spec.kind {
-            ProviderKind::Webhook { url, secret_env } => match env.get(secret_env) {
-                Some(secret) => {
-                    webhook::WebhookProvider::new(name, url, secret, spec.timeout.as_std())
-                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                }
-                None => Err(format!(
-                    "provider {name}: environment variable {secret_env} (its secret_env) is not set"
-                )),
-            },
-            ProviderKind::Exec { grant, revoke } => Ok(Arc::new(exec::ExecProvider::new(
+            ProviderKind::Webhook {
+                url,
+                secret_env,
+                holders_url,
+            } => required_env(env, name, secret_env, "secret_env").and_then(|secret| {
+                webhook::WebhookProvider::new(
+                    name,
+                    url,
+                    holders_url.as_deref(),
+                    secret,
+                    spec.timeout.as_std(),
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            }),
+            ProviderKind::Exec {
+                grant,
+                revoke,
+                holders,
+            } => Ok(Arc::new(exec::ExecProvider::new(
                 name,
-                grant.clone(),
-                revoke.clone(),
+                exec::Commands {
+                    grant: grant.clone(),
+                    revoke: revoke.clone(),
+                    holders: holders.clone(),
+                },
                 spec.timeout.as_std(),
             ))),
+            ProviderKind::Postgres {
+                url_env,
+                terminate_sessions,
+            } => required_env(env, name, url_env, "url_env").and_then(|url| {
+                postgres::PostgresProvider::new(
+                    name,
+                    &url,
+                    *terminate_sessions,
+                    spec.timeout.as_std(),
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            }),
+            ProviderKind::SlackUsergroup { token_env } => {
+                required_env(env, name, token_env, "token_env").and_then(|token| {
+                    let api_url = env
+                        .get(crate::config::settings::SLACK_API_URL_VAR)
+                        .unwrap_or_else(|| crate::config::settings::DEFAULT_SLACK_API_URL.into());
+                    slack_usergroup::SlackUsergroupProvider::new(
+                        name,
+                        &api_url,
+                        token,
+                        spec.timeout.as_std(),
+                    )
+                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                })
+            }
         };
         match built {
             Ok(provider) => {
@@ -98,4 +157,10 @@ pub fn build(policy: &Policy, env: &EnvSource) -> Result<Providers, Vec<String>>
     } else {
         Err(problems)
     }
+}
+
+fn required_env(env: &EnvSource, provider: &str, var: &str, key: &str) -> Result<String, String> {
+    env.get(var).ok_or_else(|| {
+        format!("provider {provider}: environment variable {var} (its {key}) is not set")
+    })
 }

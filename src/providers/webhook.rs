@@ -1,5 +1,7 @@
 //! The `webhook` provider: POSTs the grant or revoke as signed JSON to any
-//! IAM endpoint. 2xx is success; anything else is a failure to retry.
+//! IAM endpoint. 2xx is success; anything else is a failure to retry. With
+//! a `holders_url`, a signed `GET <holders_url>?target=<target>` answers
+//! the target's holders as a JSON list of principals.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ pub const SIGNATURE_HEADER: &str = "X-Jitbot-Signature";
 pub struct WebhookProvider {
     name: String,
     url: reqwest::Url,
+    holders_url: Option<reqwest::Url>,
     secret: Secret,
     http: reqwest::Client,
 }
@@ -24,9 +27,9 @@ pub struct WebhookProvider {
 #[derive(Serialize)]
 struct Body<'a> {
     action: &'a str,
-    request_id: &'a str,
-    grant_id: &'a str,
-    user: &'a AccessUser,
+    request_id: Option<&'a str>,
+    grant_id: Option<&'a str>,
+    user: Option<&'a AccessUser>,
     principal: &'a str,
     group: &'a str,
     target: &'a str,
@@ -42,9 +45,19 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 impl WebhookProvider {
-    pub fn new(name: &str, url: &str, secret: String, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        url: &str,
+        holders_url: Option<&str>,
+        secret: String,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| format!("provider {name}: url is not valid: {e}"))?;
+        let holders_url = holders_url
+            .map(reqwest::Url::parse)
+            .transpose()
+            .map_err(|e| format!("provider {name}: holders_url is not valid: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -52,68 +65,87 @@ impl WebhookProvider {
         Ok(Self {
             name: name.to_string(),
             url,
+            holders_url,
             secret: Secret::new(secret),
             http,
         })
     }
 
-    /// The URL as it may appear in messages: no credentials, no query.
-    fn shown_url(&self) -> String {
-        format!(
-            "{}://{}{}",
-            self.url.scheme(),
-            self.url.host_str().unwrap_or(""),
-            self.url.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ) + self.url.path()
+    fn failure(&self, action: &str, url: &reqwest::Url, why: &str) -> ProviderError {
+        ProviderError::new(&self.name, format!("{action} via {}: {why}", shown_url(url)))
+    }
+
+    fn signed(&self, request: reqwest::RequestBuilder, body: &[u8]) -> reqwest::RequestBuilder {
+        let timestamp = chrono::Utc::now().timestamp();
+        request
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(
+                SIGNATURE_HEADER,
+                signature(self.secret.expose().as_bytes(), timestamp, body),
+            )
+    }
+
+    async fn send(
+        &self,
+        action: &str,
+        url: &reqwest::Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.failure(action, url, transport_failure(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(response)
+        } else {
+            Err(self.failure(action, url, &format!("HTTP {status}")))
+        }
     }
 
     async fn call(&self, action: &str, access: &Access) -> Result<(), ProviderError> {
         let body = serde_json::to_vec(&Body {
             action,
-            request_id: &access.request_id,
-            grant_id: &access.grant_id,
-            user: &access.user,
+            request_id: access.request_id.as_deref(),
+            grant_id: access.grant_id.as_deref(),
+            user: access.user.as_ref(),
             principal: &access.principal,
             group: &access.group,
             target: &access.target,
             expires_at: access.expires_at.map(|t| t.to_rfc3339()),
         })
         .map_err(|e| ProviderError::new(&self.name, e.to_string()))?;
-        let timestamp = chrono::Utc::now().timestamp();
-        let response = self
+        let request = self
             .http
             .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(
-                SIGNATURE_HEADER,
-                signature(self.secret.expose().as_bytes(), timestamp, &body),
-            )
-            .body(body)
-            .send()
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        self.send(action, &self.url, self.signed(request, &body).body(body))
             .await
-            .map_err(|e| {
-                let why = if e.is_timeout() {
-                    "timed out".to_string()
-                } else if e.is_connect() {
-                    "could not connect".to_string()
-                } else {
-                    "request failed".to_string()
-                };
-                ProviderError::new(
-                    &self.name,
-                    format!("{action} via {}: {why}", self.shown_url()),
-                )
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(ProviderError::new(
-                &self.name,
-                format!("{action} via {}: HTTP {status}", self.shown_url()),
-            ))
-        }
+            .map(drop)
+    }
+}
+
+/// The URL as it may appear in messages: no credentials, no query.
+fn shown_url(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+        url.path()
+    )
+}
+
+/// What went wrong on the wire, without reqwest's text (it quotes the URL).
+fn transport_failure(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_decode() {
+        "unreadable answer"
+    } else {
+        "request failed"
     }
 }
 
@@ -125,6 +157,30 @@ impl Provider for WebhookProvider {
 
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
         self.call("revoke", access).await
+    }
+
+    async fn holders(&self, target: &str) -> Result<Vec<String>, ProviderError> {
+        let Some(url) = &self.holders_url else {
+            return Err(ProviderError::new(
+                &self.name,
+                "no `holders_url` is configured",
+            ));
+        };
+        let mut url = url.clone();
+        url.query_pairs_mut().append_pair("target", target);
+        let request = self.signed(self.http.get(url.clone()), b"");
+        let response = self.send("holders", &url, request).await?;
+        response
+            .json::<Vec<String>>()
+            .await
+            .map_err(|e| {
+                let why = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "the answer is not a JSON list of strings"
+                };
+                self.failure("holders", &url, why)
+            })
     }
 }
 

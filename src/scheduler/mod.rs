@@ -4,6 +4,8 @@
 //! same lane — and sleeps until the next one is due, a job finishes, or the
 //! engine wakes it for a new job.
 
+pub mod sweeps;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -48,13 +48,13 @@ struct Recorder {
 #[async_trait]
 impl Provider for Recorder {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
-        let call = ("grant".into(), access.user.id.clone(), self.clock.now());
+        let call = ("grant".into(), access.principal.clone(), self.clock.now());
         self.calls.lock().unwrap().push(call);
         Ok(())
     }
 
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
-        let call = ("revoke".into(), access.user.id.clone(), self.clock.now());
+        let call = ("revoke".into(), access.principal.clone(), self.clock.now());
         self.calls.lock().unwrap().push(call);
         let failing = self.failing_revokes.load(Ordering::SeqCst);
         if failing > 0 {
@@ -62,6 +62,10 @@ impl Provider for Recorder {
             return Err(ProviderError::new("recorder", "IAM unavailable"));
         }
         Ok(())
+    }
+
+    async fn holders(&self, _target: &str) -> Result<Vec<String>, ProviderError> {
+        Err(ProviderError::new("recorder", "cannot list holders"))
     }
 }
 

@@ -75,4 +75,21 @@ pub(super) fn mapping(group: &str, platform: &str, channel: &str) -> Vec<u8> {
     key
 }
 
+/// Principal-owner index: the group, a NUL, then the principal it granted.
+pub(super) fn principal_owner(group: &str, principal: &str) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(group.as_bytes());
+    key.push(0);
+    key.extend_from_slice(principal.as_bytes());
+    key
+}
+
+pub(super) fn last_sweep(group: &str) -> Vec<u8> {
+    let mut key = b"\x01sweep:".to_vec();
+    key.extend_from_slice(group.as_bytes());
+    key
+}
+
 pub(super) const AUDIT_HEAD: &[u8] = b"\x01audit_head";
+/// Set once the live-requests index has been built from existing requests.
+pub(super) const LIVE_INDEX_BUILT: &[u8] = b"\x01live_index_built";

@@ -99,6 +99,14 @@ pub struct Mapping {
     pub at: DateTime<Utc>,
 }
 
+/// The latest sweep of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepRun {
+    pub at: DateTime<Utc>,
+    /// False when the provider could not list the target's holders.
+    pub listed: bool,
+}
+
 pub trait Store: Send + Sync + 'static {
     /// A fresh id, unique for the life of the store.
     fn next_id(&self) -> Result<u64, StoreError>;
@@ -119,6 +127,17 @@ pub trait Store: Send + Sync + 'static {
         consume_job: Option<&Job>,
         change: &mut dyn FnMut(Option<&AccessRequest>) -> Option<Write>,
     ) -> Result<Applied, StoreError>;
+
+    /// Requests whose access may be held now: approved (being granted) or
+    /// active. Read from an index, not a scan of history.
+    fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
+
+    /// The chat user jitbot last granted `principal` to in `group`, if any.
+    fn principal_owner(&self, group: &str, principal: &str) -> Result<Option<Actor>, StoreError>;
+
+    /// When the sweep of `group` last ran, and whether it could list holders.
+    fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError>;
+    fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError>;
 
     /// Write effects that belong to no single request change.
     fn record(&self, effects: &Effects) -> Result<(), StoreError>;

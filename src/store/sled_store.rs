@@ -10,7 +10,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::keys;
-use super::{Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, Write};
+use super::{
+    Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, Write,
+};
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::job::Job;
@@ -28,6 +30,8 @@ const OUTBOX: usize = 3;
 const AUDIT: usize = 4;
 const META: usize = 5;
 const MAPPINGS: usize = 6;
+const LIVE: usize = 7;
+const PRINCIPALS: usize = 8;
 
 pub struct SledStore {
     db: sled::Db,
@@ -39,6 +43,10 @@ pub struct SledStore {
     meta: Tree,
     replay: Tree,
     mappings: Tree,
+    /// Requests whose access may be held now (approved or active), by key.
+    live: Tree,
+    /// Who jitbot granted each principal of a group to.
+    principals: Tree,
     /// The trees a state change may touch, in the order of the constants above.
     tx_trees: Vec<Tree>,
 }
@@ -105,6 +113,8 @@ impl SledStore {
         let meta = open("meta")?;
         let replay = open("replay")?;
         let mappings = open("mappings")?;
+        let live = open("live_requests")?;
+        let principals = open("principal_owners")?;
         let tx_trees = vec![
             requests.clone(),
             by_user.clone(),
@@ -113,8 +123,10 @@ impl SledStore {
             audit.clone(),
             meta.clone(),
             mappings.clone(),
+            live.clone(),
+            principals.clone(),
         ];
-        Ok(SledStore {
+        let store = SledStore {
             db,
             requests,
             by_user,
@@ -124,8 +136,36 @@ impl SledStore {
             meta,
             replay,
             mappings,
+            live,
+            principals,
             tx_trees,
-        })
+        };
+        store.build_indexes()?;
+        Ok(store)
+    }
+
+    /// Stores written before the live and principal indexes existed get
+    /// them built once, from the requests themselves.
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        if self.meta.contains_key(keys::LIVE_INDEX_BUILT)? {
+            return Ok(());
+        }
+        for item in self.requests.iter() {
+            let (key, value) = item?;
+            let request: AccessRequest = decode(&value)?;
+            if request.may_hold_access() {
+                self.live.insert(key, &[])?;
+            }
+            if let Some(principal) = &request.principal {
+                self.principals.insert(
+                    keys::principal_owner(request.group.as_str(), principal),
+                    encode(&request.requester)?,
+                )?;
+            }
+        }
+        self.meta.insert(keys::LIVE_INDEX_BUILT, &[])?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The job's key, its due time rounded *up* to the millisecond: a job
@@ -241,10 +281,51 @@ impl Store for SledStore {
                     trees[BY_USER]
                         .insert(keys::user_request(&request.requester, &request.id), &[])?;
                 }
+                if request.may_hold_access() {
+                    trees[LIVE].insert(request_key.as_slice(), &[])?;
+                } else {
+                    trees[LIVE].remove(request_key.as_slice())?;
+                }
+                if let Some(principal) = &request.principal {
+                    trees[PRINCIPALS].insert(
+                        keys::principal_owner(request.group.as_str(), principal),
+                        encode(&request.requester).map_err(abort)?,
+                    )?;
+                }
             }
             Self::write_effects(trees, &write.effects)?;
             Ok(Applied::Written)
         }))
+    }
+
+    fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let mut requests = Vec::new();
+        for item in self.live.iter() {
+            let (key, _) = item?;
+            if let Some(bytes) = self.requests.get(&key)? {
+                requests.push(decode(&bytes)?);
+            }
+        }
+        Ok(requests)
+    }
+
+    fn principal_owner(&self, group: &str, principal: &str) -> Result<Option<Actor>, StoreError> {
+        self.principals
+            .get(keys::principal_owner(group, principal))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError> {
+        self.meta
+            .get(keys::last_sweep(group))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError> {
+        self.meta.insert(keys::last_sweep(group), encode(run)?)?;
+        Ok(())
     }
 
     fn record(&self, effects: &Effects) -> Result<(), StoreError> {

@@ -133,6 +133,32 @@ impl SlackClient {
         .map(drop)
     }
 
+    /// `usergroups.users.update`: make `members` the group's whole member
+    /// list (Slack replaces it; an empty list is spelled `[]`). Answers the
+    /// members Slack reports afterwards.
+    pub async fn set_user_group_members(
+        &self,
+        group: &str,
+        members: &[UserId],
+    ) -> Result<Vec<UserId>, ChatError> {
+        let users = if members.is_empty() {
+            "[]".to_string()
+        } else {
+            members
+                .iter()
+                .map(UserId::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let answer = self
+            .call_form(
+                "usergroups.users.update",
+                &[("usergroup", group), ("users", &users)],
+            )
+            .await?;
+        Ok(user_ids(answer.pointer("/usergroup/users")).unwrap_or_else(|| members.to_vec()))
+    }
+
     async fn dm_channel(&self, user: &UserId) -> Result<ChannelId, ChatError> {
         if let Some(channel) = self
             .dm_channels
@@ -252,21 +278,26 @@ impl ChatPlatform for SlackClient {
     }
 }
 
+/// A JSON list of user ids, if `value` is one.
+fn user_ids(value: Option<&Value>) -> Option<Vec<UserId>> {
+    Some(
+        value?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .map(UserId::new)
+            .collect(),
+    )
+}
+
 #[async_trait]
 impl Directory for SlackClient {
     async fn user_group_members(&self, group: &str) -> Result<Vec<UserId>, ChatError> {
         let answer = self
             .call_form("usergroups.users.list", &[("usergroup", group)])
             .await?;
-        let users = answer
-            .get("users")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ChatError::Failed("usergroups.users.list: no users in answer".into()))?;
-        Ok(users
-            .iter()
-            .filter_map(Value::as_str)
-            .map(UserId::new)
-            .collect())
+        user_ids(answer.get("users"))
+            .ok_or_else(|| ChatError::Failed("usergroups.users.list: no users in answer".into()))
     }
 
     async fn user_email(&self, user: &UserId) -> Result<Option<String>, ChatError> {

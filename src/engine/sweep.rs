@@ -1,0 +1,486 @@
+//! Sweeps: finding standing access. Whoever holds a group's target without
+//! an active grant — and is not in the group's `standing` allow-list — is
+//! standing access, the thing a JIT tool exists to remove. `report` tells
+//! the approval channel and audits it; `enforce` also revokes it through the
+//! provider and tells the holder, when jitbot knows who they are.
+//!
+//! Races with grants are closed by the order of reads: holders are listed
+//! first, then the grants that may hold access (approved or active), so a
+//! grant that lands in between is seen as a grant; and before each revoke
+//! the grants are read again.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::grant::Unresolved;
+use super::{Engine, EngineError};
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::ids::{Actor, Platform};
+use crate::domain::message::Outgoing;
+use crate::domain::policy::{GroupPolicy, Subject, SweepMode};
+use crate::providers::{Access, AccessUser};
+use crate::store::{Effects, SweepRun};
+
+/// What one sweep of one group found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    pub group: String,
+    pub target: String,
+    pub provider: String,
+    pub mode: SweepMode,
+    pub dry_run: bool,
+    pub outcome: SweepOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// The provider could not list the target's holders.
+    ListingFailed(String),
+    Listed {
+        holders: usize,
+        /// Holders the `standing` allow-list covers.
+        allowed: Vec<String>,
+        /// Holders without a grant, and what happened to each.
+        findings: Vec<Finding>,
+        /// Why nothing was revoked this time, if enforcement was held back.
+        held_back: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub principal: String,
+    /// The chat user behind the principal, if jitbot can tell.
+    pub owner: Option<Actor>,
+    pub action: FindingAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FindingAction {
+    Reported,
+    WouldRevoke,
+    Revoked,
+    RevokeFailed(String),
+    /// A grant for it appeared while the sweep ran; left alone.
+    NowGranted,
+}
+
+impl SweepReport {
+    /// Whether the holders were listed and every revoke attempted worked.
+    pub fn succeeded(&self) -> bool {
+        match &self.outcome {
+            SweepOutcome::ListingFailed(_) => false,
+            SweepOutcome::Listed { findings, .. } => !findings
+                .iter()
+                .any(|f| matches!(f.action, FindingAction::RevokeFailed(_))),
+        }
+    }
+
+    /// One line per fact, for the CLI and logs.
+    pub fn lines(&self) -> Vec<String> {
+        let head = format!(
+            "{} ({} via {}, sweep = {}{})",
+            self.group,
+            self.target,
+            self.provider,
+            self.mode.label(),
+            if self.dry_run { ", dry run" } else { "" }
+        );
+        let (holders, allowed, findings, held_back) = match &self.outcome {
+            SweepOutcome::ListingFailed(error) => {
+                return vec![format!("{head}: could not list holders: {error}")]
+            }
+            SweepOutcome::Listed {
+                holders,
+                allowed,
+                findings,
+                held_back,
+            } => (holders, allowed, findings, held_back),
+        };
+        let mut lines = vec![format!(
+            "{head}: {holders} holder(s), {} allowed standing, {} without a grant",
+            allowed.len(),
+            findings.len()
+        )];
+        for finding in findings {
+            let who = finding
+                .owner
+                .as_ref()
+                .map(|owner| format!(" ({owner})"))
+                .unwrap_or_default();
+            let what = match &finding.action {
+                FindingAction::Reported => "reported".to_string(),
+                FindingAction::WouldRevoke => "would be revoked".to_string(),
+                FindingAction::Revoked => "revoked".to_string(),
+                FindingAction::RevokeFailed(error) => format!("revoke failed: {error}"),
+                FindingAction::NowGranted => "granted meanwhile; left alone".to_string(),
+            };
+            lines.push(format!("  {}{who}: {what}", finding.principal));
+        }
+        if let Some(why) = held_back {
+            lines.push(format!("  nothing revoked: {why}"));
+        }
+        lines
+    }
+}
+
+impl SweepMode {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SweepMode::Off => "off",
+            SweepMode::Report => "report",
+            SweepMode::Enforce => "enforce",
+        }
+    }
+}
+
+/// Principals that jitbot grants explain, or why that cannot be told now.
+type Covered = Result<BTreeSet<String>, String>;
+
+impl Engine {
+    /// Sweep `group` as its policy says (`report` or `enforce`); with
+    /// `dry_run`, only say what would happen: nothing is revoked, sent or
+    /// audited.
+    pub async fn sweep(
+        &self,
+        group: &GroupPolicy,
+        dry_run: bool,
+    ) -> Result<SweepReport, EngineError> {
+        let now = self.now();
+        let mut report = SweepReport {
+            group: group.name.to_string(),
+            target: group.target.clone(),
+            provider: group.provider.clone(),
+            mode: group.sweep,
+            dry_run,
+            outcome: SweepOutcome::ListingFailed(String::new()),
+        };
+        let Some(provider) = self.providers.get(&group.provider) else {
+            report.outcome =
+                SweepOutcome::ListingFailed(format!("provider {} is not configured", group.provider));
+            return self.finish_sweep(group, report, now).await;
+        };
+        let holders = match provider.holders(&group.target).await {
+            Ok(holders) => holders,
+            Err(error) => {
+                report.outcome = SweepOutcome::ListingFailed(error.to_string());
+                return self.finish_sweep(group, report, now).await;
+            }
+        };
+        let covered = self.covered_principals(group).await?;
+        let mut allowed = Vec::new();
+        let mut standing = Vec::new();
+        for holder in holders.iter().collect::<BTreeSet<_>>() {
+            if group.standing.iter().any(|allowed| allowed == holder) {
+                allowed.push(holder.clone());
+            } else if !covered.as_ref().is_ok_and(|c| c.contains(holder)) {
+                standing.push(holder.clone());
+            }
+        }
+        // Without knowing every grant's principal, a holder might be a grant
+        // in progress: report, but revoke nothing this time.
+        let held_back = match (&covered, group.sweep) {
+            (Err(why), SweepMode::Enforce) if !standing.is_empty() => Some(why.clone()),
+            _ => None,
+        };
+        let mut findings = Vec::new();
+        for principal in standing {
+            let owner = self.owner_of(group, &principal)?;
+            let action = match group.sweep {
+                _ if held_back.is_some() => FindingAction::Reported,
+                SweepMode::Enforce if dry_run => FindingAction::WouldRevoke,
+                SweepMode::Enforce => self.remove_standing(group, &principal, &owner).await?,
+                SweepMode::Report | SweepMode::Off => FindingAction::Reported,
+            };
+            findings.push(Finding {
+                principal,
+                owner,
+                action,
+            });
+        }
+        report.outcome = SweepOutcome::Listed {
+            holders: holders.len(),
+            allowed,
+            findings,
+            held_back,
+        };
+        self.finish_sweep(group, report, now).await
+    }
+
+    /// The principals of grants that may hold `group`'s target: active
+    /// grants (their recorded principal) and approved ones being granted
+    /// (resolved now), across every group with the same provider and target.
+    async fn covered_principals(&self, group: &GroupPolicy) -> Result<Covered, EngineError> {
+        let mut covered = BTreeSet::new();
+        for request in self.store.live_requests()? {
+            if request.extends.is_some() || !self.same_access(&request.group, &group.name) {
+                continue;
+            }
+            if let Some(principal) = &request.principal {
+                covered.insert(principal.clone());
+                continue;
+            }
+            let Some(spec) = self.policy.provider(&group.provider) else {
+                continue;
+            };
+            match self.resolve_principal(spec, &request.requester).await {
+                Ok((principal, _)) => {
+                    covered.insert(principal);
+                }
+                // That grant cannot happen at all, so it explains nothing.
+                Err(Unresolved::Impossible(_)) => {}
+                Err(Unresolved::Unavailable(why)) => {
+                    return Ok(Err(format!(
+                        "the principal of {} (being granted) is unknown: {why}",
+                        request.id.grant_id()
+                    )))
+                }
+            }
+        }
+        Ok(Ok(covered))
+    }
+
+    /// Who `principal` is in chat: the user jitbot granted it to before,
+    /// an `[identities]` entry naming it, or a template that embeds the
+    /// chat user id.
+    fn owner_of(&self, group: &GroupPolicy, principal: &str) -> Result<Option<Actor>, EngineError> {
+        if let Some(owner) = self.store.principal_owner(group.name.as_str(), principal)? {
+            return Ok(Some(owner));
+        }
+        let by_identity = self.policy.identities.iter().find_map(|(user, per_provider)| {
+            (per_provider.get(&group.provider).map(String::as_str) == Some(principal))
+                .then(|| actor_for(user))
+                .flatten()
+        });
+        if by_identity.is_some() {
+            return Ok(by_identity);
+        }
+        let template = self
+            .policy
+            .provider(&group.provider)
+            .map(|spec| spec.principal.as_str())
+            .unwrap_or_default();
+        Ok(["{slack_user_id}", "{user_id}", "{teams_aad_id}"]
+            .iter()
+            .find_map(|placeholder| {
+                let (before, after) = template.split_once(placeholder)?;
+                let id = principal.strip_prefix(before)?.strip_suffix(after)?;
+                actor_for(id)
+            }))
+    }
+
+    /// Revoke one standing holder, unless a grant for it appeared meanwhile.
+    async fn remove_standing(
+        &self,
+        group: &GroupPolicy,
+        principal: &str,
+        owner: &Option<Actor>,
+    ) -> Result<FindingAction, EngineError> {
+        if let Ok(covered) = self.covered_principals(group).await? {
+            if covered.contains(principal) {
+                return Ok(FindingAction::NowGranted);
+            }
+        }
+        let Some(provider) = self.providers.get(&group.provider) else {
+            return Ok(FindingAction::RevokeFailed("provider is not configured".into()));
+        };
+        let access = Access {
+            user: owner.as_ref().map(|owner| AccessUser {
+                platform: owner.platform.to_string(),
+                id: owner.user.to_string(),
+                name: owner.name.clone(),
+                email: None,
+            }),
+            principal: principal.to_string(),
+            group: group.name.to_string(),
+            target: group.target.clone(),
+            ..Access::default()
+        };
+        Ok(match provider.revoke(&access).await {
+            Ok(()) => FindingAction::Revoked,
+            Err(error) => FindingAction::RevokeFailed(error.to_string()),
+        })
+    }
+
+    /// Audit the sweep, tell the channel and the people it concerns, and
+    /// remember when it ran — unless it was a dry run.
+    async fn finish_sweep(
+        &self,
+        group: &GroupPolicy,
+        report: SweepReport,
+        now: DateTime<Utc>,
+    ) -> Result<SweepReport, EngineError> {
+        if report.dry_run {
+            return Ok(report);
+        }
+        let previous = self.store.last_sweep(group.name.as_str())?;
+        let listed = matches!(report.outcome, SweepOutcome::Listed { .. });
+        let mut effects = Effects::default();
+        let audit = |action, detail: String| AuditRecord {
+            at: now,
+            action,
+            actor: None,
+            request: None,
+            group: Some(group.name.clone()),
+            detail,
+        };
+        let channel_text = match &report.outcome {
+            SweepOutcome::ListingFailed(error) => {
+                effects
+                    .audit
+                    .push(audit(AuditAction::SweepFailed, format!("could not list holders: {error}")));
+                // Say it once when it starts failing, not at every interval.
+                let was_listing = previous.as_ref().map_or(true, |run| run.listed);
+                was_listing.then(|| {
+                    format!(
+                        ":warning: The standing-access sweep of `{}` could not list the holders of `{}`: {error}. It will keep trying every {}.",
+                        group.name, group.target, group.sweep_interval
+                    )
+                })
+            }
+            SweepOutcome::Listed {
+                holders,
+                allowed,
+                findings,
+                held_back,
+            } => {
+                let listed_principals = |wanted: &dyn Fn(&FindingAction) -> bool| {
+                    findings
+                        .iter()
+                        .filter(|f| wanted(&f.action))
+                        .map(|f| f.principal.clone())
+                        .collect::<Vec<_>>()
+                };
+                effects.audit.push(audit(
+                    AuditAction::SweepRan,
+                    format!(
+                        "sweep = {}: {holders} holder(s) of {}; allowed standing: [{}]; without a grant: [{}]",
+                        group.sweep.label(),
+                        group.target,
+                        allowed.join(", "),
+                        listed_principals(&|_| true).join(", ")
+                    ),
+                ));
+                for finding in findings {
+                    let who = finding
+                        .owner
+                        .as_ref()
+                        .map(|o| format!(" ({o})"))
+                        .unwrap_or_default();
+                    match &finding.action {
+                        FindingAction::Revoked => {
+                            effects.audit.push(audit(
+                                AuditAction::StandingRevoked,
+                                format!(
+                                    "{}{who} held {} without a grant; revoked",
+                                    finding.principal, group.target
+                                ),
+                            ));
+                            if let Some(owner) = &finding.owner {
+                                effects.outbox.push(Outgoing::Direct {
+                                    to: owner.clone(),
+                                    text: format!(
+                                        "Your standing access to `{}` ({}) was removed: it is granted just in time now. Ask for it when you need it with `/jit request {} <duration> <reason>`.",
+                                        group.name, group.target, group.name
+                                    ),
+                                });
+                            }
+                        }
+                        FindingAction::RevokeFailed(error) => effects.audit.push(audit(
+                            AuditAction::StandingRevokeFailed,
+                            format!("{}{who}: {error}", finding.principal),
+                        )),
+                        _ => {}
+                    }
+                }
+                sweep_summary(group, findings, held_back.as_deref())
+            }
+        };
+        if let Some(text) = channel_text {
+            for to in self.destinations(group)? {
+                effects.outbox.push(Outgoing::ChannelNotice {
+                    to,
+                    text: text.clone(),
+                });
+            }
+        }
+        self.store.record(&effects)?;
+        self.store
+            .put_last_sweep(group.name.as_str(), &SweepRun { at: now, listed })?;
+        self.commit_and_wake().await?;
+        tracing::info!(group = %group.name, report = ?report.lines(), "sweep finished");
+        Ok(report)
+    }
+}
+
+/// The approval channel's message about a sweep's findings; none if the
+/// target is clean.
+fn sweep_summary(group: &GroupPolicy, findings: &[Finding], held_back: Option<&str>) -> Option<String> {
+    if findings.is_empty() {
+        return None;
+    }
+    let name = |f: &Finding| match &f.owner {
+        Some(owner) => format!("`{}` ({})", f.principal, owner.name_or_id()),
+        None => format!("`{}`", f.principal),
+    };
+    let with = |wanted: fn(&FindingAction) -> bool| {
+        findings
+            .iter()
+            .filter(|f| wanted(&f.action))
+            .map(name)
+            .collect::<Vec<_>>()
+    };
+    let mut parts = vec![format!(
+        ":mag: Standing access to `{}` (`{}` via {}):",
+        group.name, group.target, group.provider
+    )];
+    let reported = with(|a| matches!(a, FindingAction::Reported));
+    if !reported.is_empty() {
+        parts.push(format!(
+            "{} without an active grant: {}.",
+            plural(reported.len(), "holder"),
+            reported.join(", ")
+        ));
+        parts.push(match held_back {
+            Some(why) => format!("Not removed this time because {why}; the next sweep tries again."),
+            None => "Report only: set `sweep = \"enforce\"` to remove it, or list the principal in the group's `standing` to allow it.".to_string(),
+        });
+    }
+    let revoked = with(|a| matches!(a, FindingAction::Revoked));
+    if !revoked.is_empty() {
+        parts.push(format!("Removed: {}.", revoked.join(", ")));
+    }
+    let failed: Vec<String> = findings
+        .iter()
+        .filter_map(|f| match &f.action {
+            FindingAction::RevokeFailed(error) => Some(format!("{} ({error})", name(f))),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        parts.push(format!(
+            "Could not remove: {}; the next sweep tries again.",
+            failed.join(", ")
+        ));
+    }
+    Some(parts.join(" "))
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// The chat user a policy-style id names (`U…` on Slack, an AAD object id
+/// on Teams), if it is one.
+fn actor_for(id: &str) -> Option<Actor> {
+    match Subject::parse(id)? {
+        Subject::SlackUser(user) => Some(Actor::new(Platform::Slack, user, "")),
+        Subject::TeamsUser(user) => Some(Actor::new(Platform::Teams, user, "")),
+        _ => None,
+    }
+}

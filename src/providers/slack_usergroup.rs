@@ -1,0 +1,114 @@
+//! The `slack_usergroup` provider: membership of a Slack user group (the
+//! target is its id, `S…`; the principal a Slack user id). Slack's API only
+//! replaces a group's whole member list, so a grant reads the list, adds
+//! the user and writes it back; changes to one group are serialised here so
+//! two grants racing on it cannot drop each other's user. (jitbot runs as a
+//! single replica, so in-process serialisation covers every writer it has.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use super::{Access, Provider, ProviderError};
+use crate::chat::directory::Directory;
+use crate::chat::slack::client::SlackClient;
+use crate::chat::ChatError;
+use crate::config::Secret;
+use crate::domain::ids::UserId;
+
+pub struct SlackUsergroupProvider {
+    name: String,
+    slack: SlackClient,
+    timeout: Duration,
+    /// One lock per user group, held across its read-modify-write.
+    group_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl SlackUsergroupProvider {
+    pub fn new(name: &str, api_url: &str, token: String, timeout: Duration) -> Result<Self, String> {
+        let slack = SlackClient::new(api_url, Secret::new(token))
+            .map_err(|e| format!("provider {name}: {e}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            slack,
+            timeout,
+            group_locks: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock_for(&self, group: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.group_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(group.to_string()).or_default().clone()
+    }
+
+    fn error(&self, action: &str, error: ChatError) -> ProviderError {
+        let why = match error {
+            ChatError::RateLimited(wait) => {
+                format!("Slack is rate limiting (asked to wait {}s)", wait.as_secs())
+            }
+            ChatError::Unreachable(why) | ChatError::Failed(why) => why,
+        };
+        ProviderError::new(&self.name, format!("{action}: {why}"))
+    }
+
+    /// Change one user's membership of `group`: read, edit, write back, all
+    /// under the group's lock and within the timeout.
+    async fn change(&self, action: &str, access: &Access, member: bool) -> Result<(), ProviderError> {
+        let group = access.target.as_str();
+        let user = UserId::new(&access.principal);
+        let lock = self.lock_for(group);
+        let work = async {
+            let _serialised = lock.lock().await;
+            let mut members = self.slack.user_group_members(group).await?;
+            if members.contains(&user) == member {
+                return Ok(());
+            }
+            if member {
+                members.push(user.clone());
+            } else {
+                members.retain(|m| m != &user);
+            }
+            let now = self.slack.set_user_group_members(group, &members).await?;
+            if now.contains(&user) == member {
+                Ok(())
+            } else {
+                Err(ChatError::Failed(format!(
+                    "usergroups.users.update: {user} is {} the group afterwards",
+                    if member { "still not in" } else { "still in" }
+                )))
+            }
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result.map_err(|e| self.error(action, e)),
+            Err(_) => Err(ProviderError::new(
+                &self.name,
+                format!("{action}: Slack did not answer within {:?}", self.timeout),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for SlackUsergroupProvider {
+    async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
+        self.change("grant", access, true).await
+    }
+
+    async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
+        self.change("revoke", access, false).await
+    }
+
+    async fn holders(&self, target: &str) -> Result<Vec<String>, ProviderError> {
+        match tokio::time::timeout(self.timeout, self.slack.user_group_members(target)).await {
+            Ok(Ok(members)) => Ok(members.into_iter().map(|m| m.to_string()).collect()),
+            Ok(Err(e)) => Err(self.error("holders", e)),
+            Err(_) => Err(ProviderError::new(
+                &self.name,
+                format!("holders: Slack did not answer within {:?}", self.timeout),
+            )),
+        }
+    }
+}
