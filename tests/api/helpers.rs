@@ -134,7 +134,11 @@ channel = "C0APPROVALS"
 "#;
 
 /// Members of fake Slack user groups.
-type UserGroups = Arc<Mutex<HashMap<String, Vec<String>>>>;
+pub(crate) type UserGroups = Arc<Mutex<HashMap<String, Vec<String>>>>;
+
+/// How long the fake Slack takes to list a user group's members: long
+/// enough that two unserialised read-modify-write updates would overlap.
+const USERGROUP_LIST_DELAY: Duration = Duration::from_millis(150);
 
 /// The fake Slack Web API: answers like Slack for the methods jitbot uses.
 struct FakeSlack {
@@ -177,14 +181,37 @@ impl Respond for FakeSlack {
             "/api/usergroups.users.list" => {
                 let group = body["usergroup"].as_str().unwrap_or("");
                 let members = self.user_groups.lock().unwrap().get(group).cloned();
-                match members {
+                let answer = match members {
                     Some(users) => json!({ "ok": true, "users": users }),
+                    None => json!({ "ok": false, "error": "no_such_subteam" }),
+                };
+                return ResponseTemplate::new(200)
+                    .set_body_json(answer)
+                    .set_delay(USERGROUP_LIST_DELAY);
+            }
+            "/api/usergroups.users.update" => {
+                let group = body["usergroup"].as_str().unwrap_or("").to_string();
+                let users: Vec<String> = match body["users"].as_str().unwrap_or("") {
+                    "[]" => Vec::new(),
+                    list => list.split(',').map(str::to_string).collect(),
+                };
+                let mut groups = self.user_groups.lock().unwrap();
+                match groups.get_mut(&group) {
+                    Some(members) => {
+                        *members = users.clone();
+                        json!({ "ok": true, "usergroup": { "id": group, "users": users } })
+                    }
                     None => json!({ "ok": false, "error": "no_such_subteam" }),
                 }
             }
             "/api/users.info" => {
                 let user = body["user"].as_str().unwrap_or("").to_lowercase();
-                json!({ "ok": true, "user": { "profile": { "email": format!("{user}@example.com") } } })
+                // Users whose id says so have no email in their profile.
+                if user.starts_with("u0nomail") {
+                    json!({ "ok": true, "user": { "profile": {} } })
+                } else {
+                    json!({ "ok": true, "user": { "profile": { "email": format!("{user}@example.com") } } })
+                }
             }
             _ => json!({ "ok": true }),
         };
@@ -198,6 +225,8 @@ pub(crate) struct TestApp {
     pub(crate) slack: MockServer,
     pub(crate) iam: MockServer,
     pub(crate) data_dir: TempDir,
+    /// The fake Slack's user groups, by id; tests may edit them.
+    pub(crate) user_groups: UserGroups,
     posted: Posted,
     policy_text: String,
     server: Option<RunningServer>,
@@ -211,15 +240,15 @@ impl TestApp {
     /// Start with `policy` (`{IAM}` is replaced by the fake IAM's URL).
     pub(crate) async fn spawn_with(policy: &str) -> TestApp {
         let slack = MockServer::start().await;
-        let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([(
-            "S0DBAS".to_string(),
-            vec!["U0GROUPDBA".to_string()],
-        )])));
+        let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([
+            ("S0DBAS".to_string(), vec!["U0GROUPDBA".to_string()]),
+            ("S0ONCALL".to_string(), vec!["U0LEAD".to_string()]),
+        ])));
         let posted: Posted = Arc::default();
         Mock::given(method("POST"))
             .respond_with(FakeSlack {
                 next_ts: AtomicU64::new(1),
-                user_groups,
+                user_groups: user_groups.clone(),
                 posted: posted.clone(),
             })
             .with_priority(10)
@@ -239,6 +268,7 @@ impl TestApp {
             slack,
             iam,
             data_dir: tempfile::tempdir().unwrap(),
+            user_groups,
             posted,
             server: None,
         };
@@ -249,7 +279,13 @@ impl TestApp {
     async fn start(&mut self) {
         let policy =
             jitbot::config::policy::parse(&self.policy_text).expect("test policy is valid");
-        let env = EnvSource::from_pairs([("TEST_HOOK_SECRET", HOOK_SECRET)]);
+        let slack_api = format!("{}/api", self.slack.uri());
+        let env = EnvSource::from_pairs([
+            ("TEST_HOOK_SECRET", HOOK_SECRET),
+            ("SLACK_BOT_TOKEN", BOT_TOKEN),
+            ("SLACK_API_URL", slack_api.as_str()),
+            ("TEST_PG_URL", crate::pg::url().as_str()),
+        ]);
         let providers = jitbot::providers::build(&policy, &env).expect("providers build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let parts = ServerParts {
@@ -486,6 +522,37 @@ impl TestApp {
             Some(update) => Some(update.clone()),
             None => self.cards_for(request_id).await.last().cloned(),
         }
+    }
+
+    /// Members of the fake Slack user group `group`.
+    pub(crate) fn user_group(&self, group: &str) -> Vec<String> {
+        self.user_groups
+            .lock()
+            .unwrap()
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Messages posted to `channel` that are not cards (notices, alerts).
+    pub(crate) async fn notices_in(&self, channel: &str) -> Vec<String> {
+        self.slack_calls("chat.postMessage")
+            .await
+            .iter()
+            .filter(|m| m["channel"] == channel && m["blocks"].is_null())
+            .map(|m| m["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// Audit events with this action name, as the store holds them.
+    pub(crate) fn audit_details(&self, action: &str) -> Vec<String> {
+        let store = self.open_store();
+        jitbot::store::Store::audit_events(&store, 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter(|e| format!("{:?}", e.action) == action)
+            .map(|e| e.detail)
+            .collect()
     }
 
     pub(crate) fn open_store(&self) -> jitbot::store::SledStore {

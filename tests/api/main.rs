@@ -8,6 +8,8 @@ mod durability;
 mod ending;
 mod extensions;
 mod helpers;
+mod pg;
+mod postgres;
 mod process;
 mod requests;
 mod slack_ingress;

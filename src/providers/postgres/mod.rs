@@ -10,13 +10,15 @@
 //! PostgreSQL silently truncates longer names, which could turn one
 //! principal into another role's name.
 
+mod tls;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 
 use super::{redact, Access, Provider, ProviderError};
@@ -27,6 +29,8 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 pub struct PostgresProvider {
     name: String,
     config: Config,
+    /// `None` for `sslmode=disable`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Where the server is, for messages (never the URL: it has a password).
     shown_server: String,
     /// The connection URL's password, removed from any error text.
@@ -48,9 +52,15 @@ impl PostgresProvider {
         terminate_sessions: bool,
         timeout: Duration,
     ) -> Result<Self, String> {
+        let (url, tls_mode) =
+            tls::split_url(url).map_err(|why| format!("provider {name}: connection URL: {why}"))?;
         let mut config: Config = url.parse().map_err(|_| {
             format!("provider {name}: the connection URL in its url_env is not valid (expected postgres://user:password@host:port/database)")
         })?;
+        let tls = match tls_mode {
+            tls::TlsMode::Off => None,
+            mode => Some(tls::connector(&mode).map_err(|why| format!("provider {name}: {why}"))?),
+        };
         config.connect_timeout(timeout);
         config.application_name("jitbot");
         let password = config
@@ -60,6 +70,7 @@ impl PostgresProvider {
         Ok(Self {
             name: name.to_string(),
             config,
+            tls,
             shown_server,
             password,
             terminate_sessions,
@@ -78,14 +89,17 @@ impl PostgresProvider {
 
     async fn connect(&self) -> Result<Client, Failure> {
         let connecting = async {
-            if self.config.get_ssl_mode() == SslMode::Disable {
-                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
-                Ok(client)
-            } else {
-                let (client, connection) = self.config.connect(tls()).await?;
-                tokio::spawn(connection);
-                Ok(client)
+            match &self.tls {
+                None => {
+                    let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                }
+                Some(tls) => {
+                    let (client, connection) = self.config.connect(tls.clone()).await?;
+                    tokio::spawn(connection);
+                    Ok(client)
+                }
             }
         };
         connecting.await.map_err(|e: tokio_postgres::Error| {
@@ -136,18 +150,6 @@ impl PostgresProvider {
             )),
         }
     }
-}
-
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 
 fn shown_server(config: &Config) -> String {
