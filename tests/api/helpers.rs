@@ -441,13 +441,14 @@ impl TestApp {
             .collect()
     }
 
-    /// Calls jitbot made to the fake IAM webhook.
+    /// Grant and revoke calls jitbot made to the fake IAM webhook.
     pub(crate) async fn iam_calls(&self) -> Vec<(Value, reqwest::header::HeaderMap)> {
         self.iam
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
+            .filter(|r| r.url.path() == "/jit")
             .map(|r| {
                 let mut headers = reqwest::header::HeaderMap::new();
                 for (name, value) in r.headers.iter() {

@@ -291,3 +291,51 @@ async fn postgres_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allo
     assert!(revoked[0].contains(&bob), "{revoked:?}");
     assert!(!app.audit_details("SweepRan").is_empty());
 }
+
+#[tokio::test]
+async fn postgres_cli_sweep_dry_run_changes_nothing_then_enforces() {
+    let pg = PgFixture::new().await;
+    let (rw, bob, svc) = (pg.name("rw"), pg.name("bob"), pg.name("svc"));
+    pg.create_role(&rw, false).await;
+    pg.create_role(&bob, true).await;
+    pg.create_role(&svc, true).await;
+    pg.grant_by_hand(&rw, &bob).await;
+    pg.grant_by_hand(&rw, &svc).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("policy.toml");
+    std::fs::write(&policy_path, policy(&pg, false, "enforce")).unwrap();
+    let sweep = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JITBOT_CONFIG", &policy_path)
+            .env("JITBOT_DATA_DIR", dir.path().join("data"))
+            .env("TEST_PG_URL", pg::url())
+            .arg("sweep")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let dry = sweep(&["--dry-run"]);
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(
+        out.contains("pgdb (") && out.contains("dry run): 2 holder(s), 1 allowed standing, 1 without a grant"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{bob} (slack:U0BOB): would be revoked")), "{out}");
+    let mut both = vec![bob.clone(), svc.clone()];
+    both.sort();
+    assert_eq!(pg.members(&rw).await, both, "a dry run changes nothing");
+
+    let real = sweep(&[]);
+    let out = String::from_utf8_lossy(&real.stdout);
+    assert_eq!(real.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&real.stderr));
+    assert!(out.contains(&format!("{bob} (slack:U0BOB): revoked")), "{out}");
+    assert_eq!(pg.members(&rw).await, vec![svc.clone()]);
+
+    let unknown = sweep(&["--group", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("there is no group nope"));
+}

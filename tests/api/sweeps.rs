@@ -1,0 +1,162 @@
+//! Sweeps through a webhook IAM that lists holders: enforcement revokes
+//! what no grant explains — signed like every provider call, with no
+//! request attached — and leaves active grants and allowed holders alone.
+
+use std::sync::{Arc, Mutex};
+
+use jitbot::providers::webhook;
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{eventually, TestApp, HOOK_SECRET};
+
+const POLICY: &str = r#"
+admins = ["U0ADMIN"]
+
+[defaults]
+min_duration = "1s"
+
+[providers.iam]
+kind = "webhook"
+url = "{IAM}/jit"
+holders_url = "{IAM}/holders"
+secret_env = "TEST_HOOK_SECRET"
+timeout = "5s"
+
+[[groups]]
+name = "console"
+provider = "iam"
+target = "aws-admin"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+sweep = "enforce"
+sweep_interval = "1s"
+standing = ["svc-backup"]
+"#;
+
+/// The IAM's answer to a holders query, changed by the test as it goes.
+#[derive(Clone)]
+struct Holders(Arc<Mutex<Vec<String>>>);
+
+impl Respond for Holders {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(self.0.lock().unwrap().clone())
+    }
+}
+
+fn is_revoke(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|b| b["action"] == "revoke")
+}
+
+/// The request carries a valid signature over its exact body (empty for a GET).
+fn assert_signed(request: &Request) {
+    let header = |name: &str| request.headers[name].to_str().unwrap().to_string();
+    let timestamp: i64 = header(webhook::TIMESTAMP_HEADER).parse().unwrap();
+    assert_eq!(
+        header(webhook::SIGNATURE_HEADER),
+        webhook::signature(HOOK_SECRET.as_bytes(), timestamp, &request.body),
+        "{} {} is not signed correctly",
+        request.method,
+        request.url
+    );
+}
+
+#[tokio::test]
+async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
+    let holders = Holders(Arc::new(Mutex::new(vec!["svc-backup".to_string()])));
+    let mut app = TestApp::spawn_with(POLICY).await;
+    Mock::given(method("GET"))
+        .and(path("/holders"))
+        .respond_with(holders.clone())
+        .mount(&app.iam)
+        .await;
+
+    let id = app.request("U0ALICE", "request console 1m rotating keys").await;
+    app.approve("U0LEAD", &id).await;
+    eventually("the grant", || async {
+        (app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
+    // The IAM now shows alice (granted), the allowed service account, and
+    // someone given access behind jitbot's back.
+    *holders.0.lock().unwrap() = vec!["U0ALICE".into(), "svc-backup".into(), "mallory".into()];
+
+    let revoke: Request = eventually("the sweep's revoke", || async {
+        app.iam
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.url.path() == "/jit" && is_revoke(&r.body))
+    })
+    .await;
+    let body: Value = serde_json::from_slice(&revoke.body).unwrap();
+    assert_eq!(body["principal"], "mallory");
+    assert_eq!(body["target"], "aws-admin");
+    assert_eq!(body["request_id"], Value::Null, "no request explains it");
+    assert_signed(&revoke);
+    // The holders query is signed too (over an empty body).
+    let queries: Vec<Request> = app
+        .iam
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/holders")
+        .collect();
+    assert_eq!(queries[0].url.query(), Some("target=aws-admin"));
+    assert_signed(&queries[0]);
+
+    let notice = eventually("the channel notice", || async {
+        app.notices_in("C0APPROVALS")
+            .await
+            .into_iter()
+            .find(|n| n.contains("Removed:"))
+    })
+    .await;
+    assert!(notice.contains("`mallory`"), "{notice}");
+    // The IAM keeps listing mallory (it is a fake); every sweep tries again,
+    // but alice's grant and the allow-listed account are never touched.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let revoked: Vec<Value> = app
+        .iam_calls()
+        .await
+        .into_iter()
+        .filter(|(b, _)| b["action"] == "revoke")
+        .map(|(b, _)| b["principal"].clone())
+        .collect();
+    assert!(revoked.len() >= 2, "{revoked:?}");
+    assert!(revoked.iter().all(|p| p == "mallory"), "{revoked:?}");
+
+    app.stop().await;
+    let removed = app.audit_details("StandingRevoked");
+    assert!(removed.iter().all(|d| d.starts_with("mallory held aws-admin")), "{removed:?}");
+}
+
+#[tokio::test]
+async fn a_listing_failure_is_reported_once_and_audited_each_time() {
+    let mut app = TestApp::spawn_with(POLICY).await;
+    Mock::given(method("GET"))
+        .and(path("/holders"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.iam)
+        .await;
+    eventually("two failed sweeps", || async {
+        let queries = app.iam.received_requests().await.unwrap_or_default();
+        (queries.iter().filter(|r| r.url.path() == "/holders").count() >= 2).then_some(())
+    })
+    .await;
+    app.stop().await;
+    let warnings: Vec<String> = app
+        .notices_in("C0APPROVALS")
+        .await
+        .into_iter()
+        .filter(|n| n.contains("could not list the holders of `aws-admin`"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("HTTP 503"), "{warnings:?}");
+    let failed = app.audit_details("SweepFailed");
+    assert!(failed.len() >= 2, "{failed:?}");
+    assert!(app.iam_calls().await.iter().all(|(b, _)| b["action"] != "revoke"));
+}
