@@ -131,7 +131,10 @@ pub async fn start(
     );
     workers.spawn(outbox.run(cancel.clone()));
     workers.spawn(prune_replays(store.clone(), cancel.clone()));
-    workers.spawn(crate::scheduler::sweeps::run(engine.clone(), cancel.clone()));
+    workers.spawn(crate::scheduler::sweeps::run(
+        engine.clone(),
+        cancel.clone(),
+    ));
     workers.close();
 
     let app = http::router(Arc::new(AppState {

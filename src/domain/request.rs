@@ -791,7 +791,10 @@ mod tests {
             active.expires_at(),
             Some(later + chrono::Duration::hours(2))
         );
-        assert!(active.activate(later, "alice").is_none(), "activation happens once");
+        assert!(
+            active.activate(later, "alice").is_none(),
+            "activation happens once"
+        );
         assert!(active.expire(later).is_none(), "not due yet");
         assert!(active.expire(later + chrono::Duration::hours(2)).is_some());
     }

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use super::{show_time, Announce, Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::{Actor, GroupName};
-use crate::domain::policy::ProviderSpec;
 use crate::domain::ids::RequestId;
+use crate::domain::ids::{Actor, GroupName};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
+use crate::domain::policy::ProviderSpec;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::providers::{principal, Access, AccessUser, Provider};
 use crate::store::{Effects, Write};
@@ -194,7 +194,9 @@ impl Engine {
             .store
             .requests_of(&request.requester)?
             .into_iter()
-            .filter(|other| other.id != request.id && self.same_access(&other.group, &request.group))
+            .filter(|other| {
+                other.id != request.id && self.same_access(&other.group, &request.group)
+            })
             .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
             .find(|(_, until)| *until > now);
         if covering.is_some() {

@@ -106,7 +106,11 @@ impl Engine {
     /// Refuse up front a requester the group's provider has no principal
     /// for — approvers should not approve what cannot be granted. A look-up
     /// that does not answer in time is not a refusal: activation decides.
-    async fn check_principal(&self, group: &GroupPolicy, requester: &Actor) -> Result<(), SubmitError> {
+    async fn check_principal(
+        &self,
+        group: &GroupPolicy,
+        requester: &Actor,
+    ) -> Result<(), SubmitError> {
         let Some(spec) = self.policy.provider(&group.provider) else {
             return Ok(());
         };

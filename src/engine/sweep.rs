@@ -157,8 +157,10 @@ impl Engine {
             outcome: SweepOutcome::ListingFailed(String::new()),
         };
         let Some(provider) = self.providers.get(&group.provider) else {
-            report.outcome =
-                SweepOutcome::ListingFailed(format!("provider {} is not configured", group.provider));
+            report.outcome = SweepOutcome::ListingFailed(format!(
+                "provider {} is not configured",
+                group.provider
+            ));
             return self.finish_sweep(group, report, now).await;
         };
         let holders = match provider.holders(&group.target).await {
@@ -248,11 +250,15 @@ impl Engine {
         if let Some(owner) = self.store.principal_owner(group.name.as_str(), principal)? {
             return Ok(Some(owner));
         }
-        let by_identity = self.policy.identities.iter().find_map(|(user, per_provider)| {
-            (per_provider.get(&group.provider).map(String::as_str) == Some(principal))
-                .then(|| actor_for(user))
-                .flatten()
-        });
+        let by_identity = self
+            .policy
+            .identities
+            .iter()
+            .find_map(|(user, per_provider)| {
+                (per_provider.get(&group.provider).map(String::as_str) == Some(principal))
+                    .then(|| actor_for(user))
+                    .flatten()
+            });
         if by_identity.is_some() {
             return Ok(by_identity);
         }
@@ -283,7 +289,9 @@ impl Engine {
             }
         }
         let Some(provider) = self.providers.get(&group.provider) else {
-            return Ok(FindingAction::RevokeFailed("provider is not configured".into()));
+            return Ok(FindingAction::RevokeFailed(
+                "provider is not configured".into(),
+            ));
         };
         let access = Access {
             user: owner.as_ref().map(|owner| AccessUser {
@@ -327,9 +335,10 @@ impl Engine {
         };
         let channel_text = match &report.outcome {
             SweepOutcome::ListingFailed(error) => {
-                effects
-                    .audit
-                    .push(audit(AuditAction::SweepFailed, format!("could not list holders: {error}")));
+                effects.audit.push(audit(
+                    AuditAction::SweepFailed,
+                    format!("could not list holders: {error}"),
+                ));
                 // Say it once when it starts failing, not at every interval.
                 let was_listing = previous.as_ref().map_or(true, |run| run.listed);
                 was_listing.then(|| {
@@ -416,7 +425,11 @@ impl Engine {
 
 /// The approval channel's message about a sweep's findings; none if the
 /// target is clean.
-fn sweep_summary(group: &GroupPolicy, findings: &[Finding], held_back: Option<&str>) -> Option<String> {
+fn sweep_summary(
+    group: &GroupPolicy,
+    findings: &[Finding],
+    held_back: Option<&str>,
+) -> Option<String> {
     if findings.is_empty() {
         return None;
     }

@@ -258,12 +258,19 @@ mod tests {
             vec!["alice", "bob", "svc_app"]
         );
         let err = p.holders("other").await.unwrap_err();
-        assert!(err.message.contains("holders: /bin/sh failed with exit status 1"), "{err}");
+        assert!(
+            err.message
+                .contains("holders: /bin/sh failed with exit status 1"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn without_a_holders_command_the_listing_is_refused() {
-        let err = provider(&["/bin/true"]).holders("prod_rw").await.unwrap_err();
+        let err = provider(&["/bin/true"])
+            .holders("prod_rw")
+            .await
+            .unwrap_err();
         assert!(err.message.contains("no `holders` command"), "{err}");
     }
 

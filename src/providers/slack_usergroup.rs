@@ -28,7 +28,12 @@ pub struct SlackUsergroupProvider {
 }
 
 impl SlackUsergroupProvider {
-    pub fn new(name: &str, api_url: &str, token: String, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        api_url: &str,
+        token: String,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let slack = SlackClient::new(api_url, Secret::new(token))
             .map_err(|e| format!("provider {name}: {e}"))?;
         Ok(Self {
@@ -56,7 +61,12 @@ impl SlackUsergroupProvider {
 
     /// Change one user's membership of `group`: read, edit, write back, all
     /// under the group's lock and within the timeout.
-    async fn change(&self, action: &str, access: &Access, member: bool) -> Result<(), ProviderError> {
+    async fn change(
+        &self,
+        action: &str,
+        access: &Access,
+        member: bool,
+    ) -> Result<(), ProviderError> {
         let group = access.target.as_str();
         let user = UserId::new(&access.principal);
         let lock = self.lock_for(group);

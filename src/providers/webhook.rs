@@ -72,7 +72,10 @@ impl WebhookProvider {
     }
 
     fn failure(&self, action: &str, url: &reqwest::Url, why: &str) -> ProviderError {
-        ProviderError::new(&self.name, format!("{action} via {}: {why}", shown_url(url)))
+        ProviderError::new(
+            &self.name,
+            format!("{action} via {}: {why}", shown_url(url)),
+        )
     }
 
     fn signed(&self, request: reqwest::RequestBuilder, body: &[u8]) -> reqwest::RequestBuilder {
@@ -170,17 +173,14 @@ impl Provider for WebhookProvider {
         url.query_pairs_mut().append_pair("target", target);
         let request = self.signed(self.http.get(url.clone()), b"");
         let response = self.send("holders", &url, request).await?;
-        response
-            .json::<Vec<String>>()
-            .await
-            .map_err(|e| {
-                let why = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "the answer is not a JSON list of strings"
-                };
-                self.failure("holders", &url, why)
-            })
+        response.json::<Vec<String>>().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                "timed out"
+            } else {
+                "the answer is not a JSON list of strings"
+            };
+            self.failure("holders", &url, why)
+        })
     }
 }
 

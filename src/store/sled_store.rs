@@ -10,9 +10,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::keys;
-use super::{
-    Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, Write,
-};
+use super::{Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, Write};
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::job::Job;

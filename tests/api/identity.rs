@@ -52,15 +52,22 @@ async fn granted_principal(app: &TestApp, id: &str) -> serde_json::Value {
 #[tokio::test]
 async fn the_template_uses_the_users_email_and_identities_override_it() {
     let app = TestApp::spawn_with(POLICY).await;
-    let alice = app.request("U0ALICE", "request warehouse 1h quarterly report").await;
+    let alice = app
+        .request("U0ALICE", "request warehouse 1h quarterly report")
+        .await;
     app.approve("U0DBA", &alice).await;
     let body = granted_principal(&app, &alice).await;
     assert_eq!(body["principal"], "u0alice");
     assert_eq!(body["user"]["email"], "u0alice@example.com");
 
-    let lead = app.request("U0LEAD", "request warehouse 1h audit query").await;
+    let lead = app
+        .request("U0LEAD", "request warehouse 1h audit query")
+        .await;
     app.approve("U0DBA", &lead).await;
-    assert_eq!(granted_principal(&app, &lead).await["principal"], "lead_admin");
+    assert_eq!(
+        granted_principal(&app, &lead).await["principal"],
+        "lead_admin"
+    );
 }
 
 #[tokio::test]

@@ -24,7 +24,10 @@ pub(crate) fn url_as(user: &str) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or("postgres").to_string();
-    format!("host={host} port={port} dbname={db} user='{}'", user.replace('\'', "\\'"))
+    format!(
+        "host={host} port={port} dbname={db} user='{}'",
+        user.replace('\'', "\\'")
+    )
 }
 
 pub(crate) async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {

@@ -122,7 +122,11 @@ async fn postgres_open_sessions_are_cut_at_expiry_when_asked() {
 
     until_members(&pg, &rw, &[]).await;
     eventually("the open session to be ended", || async {
-        session.simple_query("SELECT 1").await.is_err().then_some(())
+        session
+            .simple_query("SELECT 1")
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     // A new session can no longer take the role.
@@ -183,14 +187,21 @@ async fn postgres_holders_and_revoke_cover_grants_made_by_hand() {
     pg.grant_by_hand(&rw, &svc).await;
     let provider = provider(false);
 
-    assert_eq!(provider.holders(&rw).await.unwrap(), vec![bob.clone(), svc.clone()]);
+    assert_eq!(
+        provider.holders(&rw).await.unwrap(),
+        vec![bob.clone(), svc.clone()]
+    );
     // Revoking is idempotent: a second revoke of the same access succeeds.
     provider.revoke(&access(&bob, &rw)).await.unwrap();
     provider.revoke(&access(&bob, &rw)).await.unwrap();
     assert_eq!(provider.holders(&rw).await.unwrap(), vec![svc.clone()]);
 
     let error = provider.holders(&pg.name("missing")).await.unwrap_err();
-    assert!(error.message.contains("there is no role"), "{}", error.message);
+    assert!(
+        error.message.contains("there is no role"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -208,7 +219,9 @@ async fn postgres_connection_errors_name_the_server_but_never_the_password() {
         .await
         .unwrap_err();
     assert!(
-        error.message.contains("could not connect to PostgreSQL at 127.0.0.1:1"),
+        error
+            .message
+            .contains("could not connect to PostgreSQL at 127.0.0.1:1"),
         "{}",
         error.message
     );
@@ -319,20 +332,37 @@ async fn postgres_cli_sweep_dry_run_changes_nothing_then_enforces() {
 
     let dry = sweep(&["--dry-run"]);
     let out = String::from_utf8_lossy(&dry.stdout);
-    assert_eq!(dry.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&dry.stderr));
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     assert!(
-        out.contains("pgdb (") && out.contains("dry run): 2 holder(s), 1 allowed standing, 1 without a grant"),
+        out.contains("pgdb (")
+            && out.contains("dry run): 2 holder(s), 1 allowed standing, 1 without a grant"),
         "{out}"
     );
-    assert!(out.contains(&format!("{bob} (slack:U0BOB): would be revoked")), "{out}");
+    assert!(
+        out.contains(&format!("{bob} (slack:U0BOB): would be revoked")),
+        "{out}"
+    );
     let mut both = vec![bob.clone(), svc.clone()];
     both.sort();
     assert_eq!(pg.members(&rw).await, both, "a dry run changes nothing");
 
     let real = sweep(&[]);
     let out = String::from_utf8_lossy(&real.stdout);
-    assert_eq!(real.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&real.stderr));
-    assert!(out.contains(&format!("{bob} (slack:U0BOB): revoked")), "{out}");
+    assert_eq!(
+        real.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert!(
+        out.contains(&format!("{bob} (slack:U0BOB): revoked")),
+        "{out}"
+    );
     assert_eq!(pg.members(&rw).await, vec![svc.clone()]);
 
     let unknown = sweep(&["--group", "nope"]);

@@ -72,7 +72,9 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
         .mount(&app.iam)
         .await;
 
-    let id = app.request("U0ALICE", "request console 1m rotating keys").await;
+    let id = app
+        .request("U0ALICE", "request console 1m rotating keys")
+        .await;
     app.approve("U0LEAD", &id).await;
     eventually("the grant", || async {
         (app.iam_actions("grant", &id).await == 1).then_some(())
@@ -131,7 +133,12 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
 
     app.stop().await;
     let removed = app.audit_details("StandingRevoked");
-    assert!(removed.iter().all(|d| d.starts_with("mallory held aws-admin")), "{removed:?}");
+    assert!(
+        removed
+            .iter()
+            .all(|d| d.starts_with("mallory held aws-admin")),
+        "{removed:?}"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +151,12 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
         .await;
     eventually("two failed sweeps", || async {
         let queries = app.iam.received_requests().await.unwrap_or_default();
-        (queries.iter().filter(|r| r.url.path() == "/holders").count() >= 2).then_some(())
+        (queries
+            .iter()
+            .filter(|r| r.url.path() == "/holders")
+            .count()
+            >= 2)
+            .then_some(())
     })
     .await;
     app.stop().await;
@@ -158,5 +170,9 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
     assert!(warnings[0].contains("HTTP 503"), "{warnings:?}");
     let failed = app.audit_details("SweepFailed");
     assert!(failed.len() >= 2, "{failed:?}");
-    assert!(app.iam_calls().await.iter().all(|(b, _)| b["action"] != "revoke"));
+    assert!(app
+        .iam_calls()
+        .await
+        .iter()
+        .all(|(b, _)| b["action"] != "revoke"));
 }

@@ -49,13 +49,22 @@ async fn racing_grants_to_one_user_group_both_land_and_both_end() {
     let updates = app.slack_calls("usergroups.users.update").await;
     assert!(updates.iter().all(|u| u["usergroup"] == "S0ONCALL"));
 
-    eventually("both removed at expiry, the standing member kept", || async {
-        (app.user_group("S0ONCALL") == ["U0LEAD"]).then_some(())
-    })
+    eventually(
+        "both removed at expiry, the standing member kept",
+        || async { (app.user_group("S0ONCALL") == ["U0LEAD"]).then_some(()) },
+    )
     .await;
     eventually("the expiry DMs", || async {
-        let alice_told = app.dms_to("U0ALICE").await.iter().any(|d| d.contains("expired"));
-        let bob_told = app.dms_to("U0BOB").await.iter().any(|d| d.contains("expired"));
+        let alice_told = app
+            .dms_to("U0ALICE")
+            .await
+            .iter()
+            .any(|d| d.contains("expired"));
+        let bob_told = app
+            .dms_to("U0BOB")
+            .await
+            .iter()
+            .any(|d| d.contains("expired"));
         (alice_told && bob_told).then_some(())
     })
     .await;
@@ -72,7 +81,10 @@ async fn a_report_sweep_names_members_without_a_grant_and_changes_nothing() {
             .find(|n| n.contains("Standing access to `pager`"))
     })
     .await;
-    assert!(notice.contains("1 holder without an active grant: `U0LEAD`"), "{notice}");
+    assert!(
+        notice.contains("1 holder without an active grant: `U0LEAD`"),
+        "{notice}"
+    );
     assert!(notice.contains("Report only"), "{notice}");
     assert_eq!(app.user_group("S0ONCALL"), ["U0LEAD"]);
     assert!(app.slack_calls("usergroups.users.update").await.is_empty());

@@ -229,8 +229,8 @@ async fn grantors(client: &Client, role: &str, member: &str) -> Result<Vec<Strin
 }
 
 async fn grant_role(client: &Client, target: &str, principal: &str) -> Result<(), Failure> {
-    let role = quote_identifier(&target, "target")?;
-    let login = quote_identifier(&principal, "principal")?;
+    let role = quote_identifier(target, "target")?;
+    let login = quote_identifier(principal, "principal")?;
     let existing = existing_roles(client, &[target, principal]).await?;
     if !has(&existing, target) {
         return Err(format!("there is no role `{target}` (the group's target)"));
@@ -252,8 +252,8 @@ async fn revoke_role(
     principal: &str,
     terminate_sessions: bool,
 ) -> Result<(), Failure> {
-    let role = quote_identifier(&target, "target")?;
-    let login = quote_identifier(&principal, "principal")?;
+    let role = quote_identifier(target, "target")?;
+    let login = quote_identifier(principal, "principal")?;
     let existing = existing_roles(client, &[target, principal]).await?;
     if has(&existing, target) && has(&existing, principal) {
         client
@@ -285,7 +285,12 @@ async fn revoke_role(
                 &[&principal],
             )
             .await
-            .map_err(|e| format!("ending the open sessions of `{principal}`: {}", describe(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "ending the open sessions of `{principal}`: {}",
+                    describe(&e)
+                )
+            })?;
     }
     Ok(())
 }
@@ -377,9 +382,14 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_refused_without_echoing_it() {
-        let err = PostgresProvider::new("pg", "postgres://u:pw@host:notaport/db", false, Duration::from_secs(1))
-            .err()
-            .unwrap();
+        let err = PostgresProvider::new(
+            "pg",
+            "postgres://u:pw@host:notaport/db",
+            false,
+            Duration::from_secs(1),
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("url_env is not valid"), "{err}");
         assert!(!err.contains("pw@"), "{err}");
     }

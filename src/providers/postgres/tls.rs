@@ -50,13 +50,15 @@ pub(super) fn split_url(url: &str) -> Result<(String, TlsMode), String> {
         Some("verify-full") => TlsMode::Verified {
             extra_ca: root_cert.clone(),
         },
-        Some("verify-ca") => {
-            return Err(
-                "sslmode=verify-ca is not supported; use verify-full (it also checks the host name)"
-                    .into(),
-            )
+        Some("verify-ca") => return Err(
+            "sslmode=verify-ca is not supported; use verify-full (it also checks the host name)"
+                .into(),
+        ),
+        Some(other) => {
+            return Err(format!(
+                "sslmode={other} is not one of disable, prefer, require, verify-full"
+            ))
         }
-        Some(other) => return Err(format!("sslmode={other} is not one of disable, prefer, require, verify-full")),
     };
     if root_cert.is_some() && !matches!(tls, TlsMode::Verified { .. }) {
         return Err("sslrootcert only takes effect with sslmode=verify-full".into());
@@ -87,8 +89,8 @@ pub(super) fn connector(mode: &TlsMode) -> Result<MakeRustlsConnect, String> {
                 let certificates = CertificateDer::pem_file_iter(path)
                     .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
                 for certificate in certificates {
-                    let certificate = certificate
-                        .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                    let certificate =
+                        certificate.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
                     roots
                         .add(certificate)
                         .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
@@ -128,7 +130,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -137,7 +144,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -154,7 +166,10 @@ mod tests {
         let (url, mode) =
             split_url("postgres://u:p@db:5432/app?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3")
                 .unwrap();
-        assert_eq!(url, "postgres://u:p@db:5432/app?connect_timeout=3&sslmode=require");
+        assert_eq!(
+            url,
+            "postgres://u:p@db:5432/app?connect_timeout=3&sslmode=require"
+        );
         assert_eq!(
             mode,
             TlsMode::Verified {
@@ -165,10 +180,16 @@ mod tests {
 
     #[test]
     fn libpq_modes_keep_their_meaning() {
-        assert_eq!(split_url("postgres://db/app").unwrap().1, TlsMode::Unverified);
+        assert_eq!(
+            split_url("postgres://db/app").unwrap().1,
+            TlsMode::Unverified
+        );
         assert_eq!(
             split_url("postgres://db/app?sslmode=disable").unwrap(),
-            ("postgres://db/app?sslmode=disable".to_string(), TlsMode::Off)
+            (
+                "postgres://db/app?sslmode=disable".to_string(),
+                TlsMode::Off
+            )
         );
         assert_eq!(
             split_url("postgres://db/app?sslmode=require").unwrap().1,
