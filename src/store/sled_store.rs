@@ -501,6 +501,74 @@ mod tests {
         }
     }
 
+    fn write(store: &SledStore, request: &AccessRequest) {
+        store
+            .apply(&request.id, None, &mut |_| {
+                Some(Write {
+                    request: Some(request.clone()),
+                    effects: Effects::default(),
+                })
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn live_requests_and_principal_owners_follow_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let pending = new_request();
+        write(&store, &pending);
+        assert!(
+            store.live_requests().unwrap().is_empty(),
+            "pending holds nothing"
+        );
+
+        let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
+        let (approved, _) = pending.approve(&lead, true, 1, Utc::now()).unwrap();
+        write(&store, &approved);
+        assert_eq!(store.live_requests().unwrap(), vec![approved.clone()]);
+        let (active, _) = approved.activate(Utc::now(), "alice_login").unwrap();
+        write(&store, &active);
+        assert_eq!(store.live_requests().unwrap(), vec![active.clone()]);
+        assert_eq!(
+            store.principal_owner("prod-db", "alice_login").unwrap(),
+            Some(alice())
+        );
+        assert_eq!(store.principal_owner("other", "alice_login").unwrap(), None);
+
+        let (expired, _) = active.expire(active.expires_at().unwrap()).unwrap();
+        write(&store, &expired);
+        assert!(store.live_requests().unwrap().is_empty());
+        assert!(store
+            .principal_owner("prod-db", "alice_login")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn a_store_from_before_the_indexes_gets_them_built_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let active = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
+            let (approved, _) = new_request().approve(&lead, true, 1, Utc::now()).unwrap();
+            let (active, _) = approved.activate(Utc::now(), "alice_login").unwrap();
+            write(&store, &active);
+            // As an older version left it: no index, no marker.
+            store.live.clear().unwrap();
+            store.principals.clear().unwrap();
+            store.meta.remove(keys::LIVE_INDEX_BUILT).unwrap();
+            store.flush().unwrap();
+            active
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.live_requests().unwrap(), vec![active]);
+        assert_eq!(
+            store.principal_owner("prod-db", "alice_login").unwrap(),
+            Some(alice())
+        );
+    }
+
     #[test]
     fn apply_writes_request_effects_and_index_together() {
         let dir = tempfile::tempdir().unwrap();

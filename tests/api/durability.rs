@@ -6,7 +6,7 @@ use serde_json::json;
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{eventually, eventually_within, TestApp};
+use crate::helpers::{eventually, eventually_within, TestApp, BASE_POLICY};
 
 #[tokio::test]
 async fn an_approval_after_a_restart_still_works() {
@@ -88,6 +88,50 @@ async fn overlapping_grants_keep_access_until_the_last_one_ends() {
         "access is still covered by the second grant"
     );
     assert_eq!(app.iam_actions("revoke", &long).await, 0);
+}
+
+#[tokio::test]
+async fn a_grant_of_another_group_with_the_same_target_keeps_the_access() {
+    // `quick-oncall` grants what `quick` grants: same provider, same target.
+    let policy = format!(
+        "{BASE_POLICY}{}",
+        r#"
+[[groups]]
+name = "quick-oncall"
+provider = "iam"
+target = "quick_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+"#
+    );
+    let mut app = TestApp::spawn_with(&policy).await;
+    let short = app.request("U0ALICE", "request quick 2s first").await;
+    app.approve("U0LEAD", &short).await;
+    let long = app
+        .request("U0ALICE", "request quick-oncall 5m paged")
+        .await;
+    app.approve("U0LEAD", &long).await;
+    eventually("both grants", || async {
+        (app.iam_actions("grant", &short).await == 1 && app.iam_actions("grant", &long).await == 1)
+            .then_some(())
+    })
+    .await;
+    eventually("the short grant to expire", || async {
+        app.dms_to("U0ALICE")
+            .await
+            .into_iter()
+            .find(|d| d.contains(&format!("G-{}", &short[2..])) && d.contains("has expired"))
+    })
+    .await;
+    assert_eq!(app.iam_actions("revoke", &short).await, 0);
+    app.stop().await;
+    let expired = app.audit_details("Expired");
+    assert!(
+        expired
+            .iter()
+            .any(|d| d.contains(&format!("because G-{} keeps the access", &long[2..]))),
+        "{expired:?}"
+    );
 }
 
 #[tokio::test]
