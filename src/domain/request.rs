@@ -443,9 +443,6 @@ impl AccessRequest {
         Ok((next, Happened::Cancelled))
     }
 
-    /// The provider confirmed the grant: access is live from now, for the
-    /// requested duration (expiry counts from activation, not from the ask).
-    /// `None` if the request is not waiting for activation.
     /// Whether the provider may have granted this request's access and not
     /// yet revoked it: approved (the grant may be under way) or active.
     pub fn may_hold_access(&self) -> bool {
@@ -455,6 +452,9 @@ impl AccessRequest {
         )
     }
 
+    /// The provider confirmed the grant to `principal`: access is live from
+    /// now, for the requested duration (expiry counts from activation, not
+    /// from the ask). `None` if the request is not waiting for activation.
     pub fn activate(
         &self,
         now: DateTime<Utc>,

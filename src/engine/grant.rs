@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{show_time, Announce, Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::RequestId;
-use crate::domain::ids::{Actor, GroupName};
+use crate::domain::ids::{Actor, GroupName, RequestId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::ProviderSpec;
@@ -87,11 +86,16 @@ impl Engine {
             return Prepared::Impossible(format!("provider {} is not configured", group.provider));
         };
         let (principal, email) = match &request.principal {
-            // Revoke exactly what was granted; the email is only informative.
-            Some(granted) => (
-                granted.clone(),
-                self.email_of(&request.requester).await.ok().flatten(),
-            ),
+            // Revoke exactly what was granted; the email is only informative
+            // here, so a failed look-up does not hold the revoke up.
+            Some(granted) => {
+                let email = if spec.principal.contains("{email") {
+                    self.email_of(&request.requester).await.ok().flatten()
+                } else {
+                    None
+                };
+                (granted.clone(), email)
+            }
             None => match self.resolve_principal(spec, &request.requester).await {
                 Ok(resolved) => resolved,
                 Err(Unresolved::Impossible(why)) => return Prepared::Impossible(why),

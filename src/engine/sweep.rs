@@ -56,6 +56,16 @@ pub struct Finding {
     pub action: FindingAction,
 }
 
+impl Finding {
+    /// ` (slack:U0BOB)` when the chat user is known, else nothing.
+    fn owner_suffix(&self) -> String {
+        self.owner
+            .as_ref()
+            .map(|owner| format!(" ({owner})"))
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FindingAction {
     Reported,
@@ -104,11 +114,6 @@ impl SweepReport {
             findings.len()
         )];
         for finding in findings {
-            let who = finding
-                .owner
-                .as_ref()
-                .map(|owner| format!(" ({owner})"))
-                .unwrap_or_default();
             let what = match &finding.action {
                 FindingAction::Reported => "reported".to_string(),
                 FindingAction::WouldRevoke => "would be revoked".to_string(),
@@ -116,7 +121,11 @@ impl SweepReport {
                 FindingAction::RevokeFailed(error) => format!("revoke failed: {error}"),
                 FindingAction::NowGranted => "granted meanwhile; left alone".to_string(),
             };
-            lines.push(format!("  {}{who}: {what}", finding.principal));
+            lines.push(format!(
+                "  {}{}: {what}",
+                finding.principal,
+                finding.owner_suffix()
+            ));
         }
         if let Some(why) = held_back {
             lines.push(format!("  nothing revoked: {why}"));
@@ -354,13 +363,8 @@ impl Engine {
                 findings,
                 held_back,
             } => {
-                let listed_principals = |wanted: &dyn Fn(&FindingAction) -> bool| {
-                    findings
-                        .iter()
-                        .filter(|f| wanted(&f.action))
-                        .map(|f| f.principal.clone())
-                        .collect::<Vec<_>>()
-                };
+                let without_grant: Vec<&str> =
+                    findings.iter().map(|f| f.principal.as_str()).collect();
                 effects.audit.push(audit(
                     AuditAction::SweepRan,
                     format!(
@@ -368,15 +372,11 @@ impl Engine {
                         group.sweep.label(),
                         group.target,
                         allowed.join(", "),
-                        listed_principals(&|_| true).join(", ")
+                        without_grant.join(", ")
                     ),
                 ));
                 for finding in findings {
-                    let who = finding
-                        .owner
-                        .as_ref()
-                        .map(|o| format!(" ({o})"))
-                        .unwrap_or_default();
+                    let who = finding.owner_suffix();
                     match &finding.action {
                         FindingAction::Revoked => {
                             effects.audit.push(audit(
