@@ -110,14 +110,17 @@ pub async fn start(
         }
     };
 
-    let engine = Arc::new(Engine::new(
-        Arc::new(SystemClock),
-        store.clone(),
-        policy.clone(),
-        parts.providers,
-        directories,
-        wakers.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            Arc::new(SystemClock),
+            store.clone(),
+            policy.clone(),
+            parts.providers,
+            directories,
+            wakers.clone(),
+        )
+        .with_chat(platforms.clone()),
+    );
     let cancel = CancellationToken::new();
     let workers = tokio_util::task::TaskTracker::new();
     let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());

@@ -40,6 +40,9 @@ pub enum AuditAction {
     /// A sweep in enforce mode removed access no grant explained.
     StandingRevoked,
     StandingRevokeFailed,
+    /// An admin routed a group's cards to another channel, or stopped.
+    MappingAdded,
+    MappingRemoved,
 }
 
 /// An event before it joins the chain.

@@ -58,7 +58,10 @@ pub enum AdminCommand {
         group: GroupName,
     },
     Mappings,
-    Grants,
+    /// Active grants; `page` is 1-based.
+    Grants {
+        page: usize,
+    },
     Revoke {
         grant: GrantId,
         reason: String,
@@ -66,6 +69,7 @@ pub enum AdminCommand {
     Audit {
         filter: Option<AuditFilter>,
         since: Option<HumanDuration>,
+        page: usize,
     },
 }
 
@@ -96,7 +100,7 @@ pub const USAGE_CANCEL: &str = "/jit cancel <request-id>, e.g. /jit cancel R-7K3
 pub const USAGE_RELEASE: &str = "/jit release <grant-id|group>, e.g. /jit release G-7K3Q9X";
 pub const USAGE_EXTEND: &str =
     "/jit extend <grant-id> <duration> <reason>, e.g. /jit extend G-7K3Q9X 1h still on INC-123";
-pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants, /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since]";
+pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants [page], /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since] [page]";
 pub const USAGE_HELP: &str = "/jit help";
 
 /// Parse the text after the command word. Leading `jit` (Teams) or `/jit` is
@@ -234,13 +238,16 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
         }),
         ("map" | "unmap", _) => Err(bad("Name a channel and a group.")),
         ("mappings", []) => Ok(AdminCommand::Mappings),
-        ("grants", []) => Ok(AdminCommand::Grants),
+        ("grants", []) => Ok(AdminCommand::Grants { page: 1 }),
+        ("grants", [page]) => Ok(AdminCommand::Grants {
+            page: parse_page(page).ok_or_else(|| bad("The page is a number, like 2."))?,
+        }),
         ("revoke", [grant, reason @ ..]) => Ok(AdminCommand::Revoke {
             grant: GrantId::parse(grant).map_err(|e| bad(&format!("{e}.")))?,
             reason: parse_reason(reason, USAGE_ADMIN)?,
         }),
         ("revoke", []) => Err(bad("Name the grant to revoke and why.")),
-        ("audit", args) if args.len() <= 2 => parse_audit(args),
+        ("audit", args) if args.len() <= 3 => parse_audit(args),
         _ => Err(bad(&format!(
             "I don't know `admin {verb}` with those arguments."
         ))),
@@ -250,8 +257,14 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
 fn parse_audit(args: &[&str]) -> Result<AdminCommand, CommandError> {
     let mut filter = None;
     let mut since = None;
+    let mut page = None;
     for word in args {
-        if since.is_none() && word.starts_with(|c: char| c.is_ascii_digit()) {
+        if page.is_none() && word.chars().all(|c| c.is_ascii_digit()) {
+            page = Some(parse_page(word).ok_or_else(|| CommandError {
+                problem: "The page is a number from 1, like 2.".into(),
+                usage: USAGE_ADMIN,
+            })?);
+        } else if since.is_none() && word.starts_with(|c: char| c.is_ascii_digit()) {
             since = Some(HumanDuration::parse(word).map_err(|e| CommandError {
                 problem: format!("{e}."),
                 usage: USAGE_ADMIN,
@@ -268,7 +281,16 @@ fn parse_audit(args: &[&str]) -> Result<AdminCommand, CommandError> {
             });
         }
     }
-    Ok(AdminCommand::Audit { filter, since })
+    Ok(AdminCommand::Audit {
+        filter,
+        since,
+        page: page.unwrap_or(1),
+    })
+}
+
+/// A page number: a whole number from 1.
+fn parse_page(word: &str) -> Option<usize> {
+    word.parse().ok().filter(|page| *page >= 1)
 }
 
 fn parse_group(word: &str, usage: &'static str) -> Result<GroupName, CommandError> {
@@ -429,8 +451,23 @@ mod tests {
             Command::Admin(AdminCommand::Audit {
                 filter: Some(AuditFilter::User(UserId::new("U0LEAD"))),
                 since: Some(HumanDuration::parse("2h").unwrap()),
+                page: 1,
             })
         );
+        assert_eq!(
+            parse("admin audit prod-db 3").unwrap(),
+            Command::Admin(AdminCommand::Audit {
+                filter: Some(AuditFilter::Group(group("prod-db"))),
+                since: None,
+                page: 3,
+            })
+        );
+        assert_eq!(
+            parse("admin grants 2").unwrap(),
+            Command::Admin(AdminCommand::Grants { page: 2 })
+        );
+        assert!(parse("admin grants 0").is_err());
+        assert!(parse("admin grants two").is_err());
         assert!(parse("admin map #lowercase prod-db").is_err());
         assert!(parse("admin").is_err());
     }

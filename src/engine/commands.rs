@@ -1,8 +1,11 @@
 //! Answers to chat commands. Every refusal is a short message that says
 //! what to type instead; nothing here waits on a provider or a chat API.
 
-use super::{show_time, Engine, EngineError, FormChoice, Receipt, SubmitError};
-use crate::domain::command::{self, AdminCommand, Command};
+use super::{
+    show_channel, show_time, AdminError, Engine, EngineError, FormChoice, Receipt, SubmitError,
+};
+use crate::domain::command::{self, AdminCommand, AuditFilter, Command};
+use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::request::RequestState;
 use crate::store::Applied;
@@ -27,9 +30,26 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit cancel <request-id>` — withdraw a pending request
 • `/jit release <grant-id|group>` — give access back before it ends
 • `/jit extend <grant-id> <duration> <reason>` — ask for more time on a grant
+• `/jit admin …` — for jitbot admins: map channels to groups, list grants, revoke, read the audit log
 Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
+/// Lines per page of `/jit admin grants` and `/jit admin audit`: well within
+/// what a chat message shows without folding.
+const ADMIN_PAGE_SIZE: usize = 20;
+
+/// How much of an audit event's detail `/jit admin audit` shows.
+const AUDIT_DETAIL_CHARS: usize = 160;
+
 const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
+
+/// An admin change's answer: the refusal's own text, or the internal error.
+fn admin_answer(result: Result<String, AdminError>) -> Result<String, EngineError> {
+    match result {
+        Ok(text) => Ok(text),
+        Err(AdminError::Engine(error)) => Err(error),
+        Err(refusal) => Ok(refusal.to_string()),
+    }
+}
 
 /// The answer to a filed (or refused) request or extension.
 fn receipt_reply(result: Result<Receipt, SubmitError>) -> Reply {
@@ -97,7 +117,7 @@ impl Engine {
             AdminCommand::Map { .. } => "map",
             AdminCommand::Unmap { .. } => "unmap",
             AdminCommand::Mappings => "mappings",
-            AdminCommand::Grants => "grants",
+            AdminCommand::Grants { .. } => "grants",
             AdminCommand::Revoke { .. } => "revoke",
             AdminCommand::Audit { .. } => "audit",
         };
@@ -108,10 +128,144 @@ impl Engine {
             AdminCommand::Revoke { grant, reason } => {
                 self.admin_revoke(actor, &grant, &reason).await
             }
-            _ => Ok(format!(
-                "`/jit admin {name}` is not available in this version yet."
-            )),
+            AdminCommand::Map { channel, group } => {
+                let destination = Destination {
+                    platform: actor.platform,
+                    channel,
+                };
+                let shown = show_channel(&destination);
+                admin_answer(match self.map_channel(actor, destination, &group).await {
+                    Ok(true) => Ok(format!(
+                        "Mapped {shown} to `{group}`: its approval cards go there now, with any other channel mapped to it (the policy's channel is the fallback when none is). `/jit admin mappings` lists them all."
+                    )),
+                    Ok(false) => Ok(format!("{shown} is already mapped to `{group}`.")),
+                    Err(error) => Err(error),
+                })
+            }
+            AdminCommand::Unmap { channel, group } => {
+                let destination = Destination {
+                    platform: actor.platform,
+                    channel,
+                };
+                let shown = show_channel(&destination);
+                admin_answer(
+                    self.unmap_channel(actor, &destination, &group)
+                        .await
+                        .map(|()| format!("{shown} no longer gets `{group}`'s approval cards.")),
+                )
+            }
+            AdminCommand::Mappings => self.mappings_text(),
+            AdminCommand::Grants { page } => self.grants_text(page),
+            AdminCommand::Audit {
+                filter,
+                since,
+                page,
+            } => self.audit_text(filter, since, page),
         }
+    }
+
+    fn mappings_text(&self) -> Result<String, EngineError> {
+        let views = self.mapping_views()?;
+        if views.is_empty() {
+            return Ok("No group has an approval channel; cards go to approvers by DM.".into());
+        }
+        let mut lines = vec!["Where approval cards go:".to_string()];
+        for view in views {
+            let source = match &view.mapped {
+                None => "policy".to_string(),
+                Some((by, at)) => format!("mapped by {} on {}", by.name_or_id(), show_time(*at)),
+            };
+            lines.push(format!(
+                "• `{}` → {} ({source})",
+                view.group,
+                show_channel(&view.destination)
+            ));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    fn grants_text(&self, page: usize) -> Result<String, EngineError> {
+        let grants = self.active_grants()?;
+        if grants.is_empty() {
+            return Ok("There are no active grants.".into());
+        }
+        let pages = grants.len().div_ceil(ADMIN_PAGE_SIZE);
+        let page = page.min(pages);
+        let mut lines = vec![format!(
+            "{} active grant{} (soonest expiry first), page {page} of {pages}:",
+            grants.len(),
+            if grants.len() == 1 { "" } else { "s" }
+        )];
+        for grant in grants
+            .iter()
+            .skip((page - 1) * ADMIN_PAGE_SIZE)
+            .take(ADMIN_PAGE_SIZE)
+        {
+            let until = grant.expires_at().map(show_time).unwrap_or_default();
+            lines.push(format!(
+                "• {} `{}` — {} until {until}",
+                grant.id.grant_id(),
+                grant.group,
+                grant.requester.name_or_id()
+            ));
+        }
+        if page < pages {
+            lines.push(format!(
+                "`/jit admin grants {}` for the next page.",
+                page + 1
+            ));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    fn audit_text(
+        &self,
+        filter: Option<AuditFilter>,
+        since: Option<HumanDuration>,
+        page: usize,
+    ) -> Result<String, EngineError> {
+        let since_at = since.map(|since| self.now() - since.as_chrono());
+        let found = self.audit_page(filter.as_ref(), since_at, page, ADMIN_PAGE_SIZE)?;
+        if found.items.is_empty() {
+            return Ok(if page > 1 {
+                "No more matching audit events.".into()
+            } else {
+                "No matching audit events.".into()
+            });
+        }
+        let mut lines = vec![format!(
+            "Audit events, newest first (page {}):",
+            found.number
+        )];
+        for event in &found.items {
+            let mut fields = vec![show_time(event.at), format!("{:?}", event.action)];
+            fields.extend(event.group.as_ref().map(|g| format!("`{g}`")));
+            fields.extend(event.request.as_ref().map(ToString::to_string));
+            fields.extend(
+                event
+                    .actor
+                    .as_ref()
+                    .map(|a| format!("by {}", a.name_or_id())),
+            );
+            let detail: String = event.detail.chars().take(AUDIT_DETAIL_CHARS).collect();
+            let ellipsis = if event.detail.chars().count() > AUDIT_DETAIL_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            lines.push(format!("• {} — {detail}{ellipsis}", fields.join(" ")));
+        }
+        if found.more {
+            let mut next = vec!["/jit admin audit".to_string()];
+            next.extend(filter.map(|f| match f {
+                AuditFilter::User(user) => format!("<@{user}>"),
+                AuditFilter::Group(group) => group.to_string(),
+            }));
+            next.extend(since.map(|s| s.to_string()));
+            next.push((found.number + 1).to_string());
+            lines.push(format!("`{}` for older events.", next.join(" ")));
+        }
+        Ok(lines.join("\n"))
     }
 
     fn list(&self, actor: &Actor) -> Result<String, EngineError> {

@@ -4,6 +4,7 @@
 //! slow work (providers, chat APIs) in jobs run by the scheduler or in the
 //! outbox worker, never while a chat request waits for its answer.
 
+mod admin;
 mod announce;
 mod commands;
 mod decide;
@@ -23,7 +24,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 
 use crate::chat::directory::CachedDirectory;
-use crate::chat::ChatError;
+use crate::chat::{ChatError, ChatPlatform};
 use crate::clock::Clock;
 use crate::domain::ids::{Actor, Destination, Platform, RequestId};
 use crate::domain::job::{Job, JobKind};
@@ -33,6 +34,7 @@ use crate::domain::request::{AccessRequest, Happened};
 use crate::providers::Providers;
 use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
 
+pub use admin::{show_channel, AdminError, MappingView, Page};
 pub use commands::Reply;
 pub use submit::{FormChoice, Receipt, SubmitError};
 pub use sweep::{Finding, FindingAction, SweepOutcome, SweepReport};
@@ -68,6 +70,10 @@ pub struct Engine {
     policy: Arc<Policy>,
     providers: Providers,
     directories: HashMap<Platform, Arc<CachedDirectory>>,
+    /// Chat connections, for the few checks that must happen while an admin
+    /// waits (can jitbot post in a channel being mapped?); all other
+    /// messages go through the outbox.
+    chat: HashMap<Platform, Arc<dyn ChatPlatform>>,
     wakers: Wakers,
 }
 
@@ -103,8 +109,15 @@ impl Engine {
             policy,
             providers,
             directories,
+            chat: HashMap::new(),
             wakers,
         }
+    }
+
+    /// Give the engine the chat connections it may call directly.
+    pub fn with_chat(mut self, chat: HashMap<Platform, Arc<dyn ChatPlatform>>) -> Engine {
+        self.chat = chat;
+        self
     }
 
     /// The current time, from the engine's clock.

@@ -168,10 +168,21 @@ pub trait Store: Send + Sync + 'static {
 
     fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
     fn put_mapping(&self, mapping: &Mapping, audit: AuditRecord) -> Result<(), StoreError>;
+    /// Remove the mapping of `group` to `destination`, audited; `false`
+    /// (and nothing written) if there was none.
+    fn remove_mapping(
+        &self,
+        group: &GroupName,
+        destination: &Destination,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError>;
 
     fn audit_head(&self) -> Result<ChainHead, StoreError>;
     /// Events with sequence numbers after `after`, oldest first.
     fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Events with sequence numbers before `before`, newest first.
+    fn audit_events_before(&self, before: u64, limit: usize)
+        -> Result<Vec<AuditEvent>, StoreError>;
     /// Check the whole chain; the number of events verified.
     fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError>;
 

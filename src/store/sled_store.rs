@@ -12,7 +12,7 @@ use sled::{Transactional, Tree};
 use super::keys;
 use super::{Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, Write};
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
-use crate::domain::ids::{Actor, RequestId};
+use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
 use crate::domain::job::Job;
 use crate::domain::request::AccessRequest;
 
@@ -431,6 +431,31 @@ impl Store for SledStore {
         .map(drop)
     }
 
+    fn remove_mapping(
+        &self,
+        group: &GroupName,
+        destination: &Destination,
+        audit: AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let key = keys::mapping(
+            group.as_str(),
+            &destination.platform.to_string(),
+            destination.channel.as_str(),
+        );
+        let effects = Effects {
+            audit: vec![audit],
+            ..Effects::default()
+        };
+        let applied = finish(self.tx_trees.as_slice().transaction(|trees| {
+            if trees[MAPPINGS].remove(key.as_slice())?.is_none() {
+                return Err(ConflictableTransactionError::Abort(Abort::Skipped));
+            }
+            Self::write_effects(trees, &effects)?;
+            Ok(Applied::Written)
+        }))?;
+        Ok(applied == Applied::Written)
+    }
+
     fn audit_head(&self) -> Result<ChainHead, StoreError> {
         match self.meta.get(keys::AUDIT_HEAD)? {
             Some(bytes) => decode(&bytes),
@@ -443,6 +468,14 @@ impl Store for SledStore {
             self.audit.range(keys::sequence(after.saturating_add(1))..),
             limit,
         )
+    }
+
+    fn audit_events_before(
+        &self,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        Self::decode_all(self.audit.range(..keys::sequence(before)).rev(), limit)
     }
 
     fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {

@@ -168,6 +168,13 @@ impl Respond for FakeSlack {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body = form_or_json(request);
         let answer = match request.url.path() {
+            "/api/chat.postMessage"
+                if body["channel"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("C0NOTIN")) =>
+            {
+                json!({ "ok": false, "error": "not_in_channel" })
+            }
             "/api/chat.postMessage" => {
                 let n = self.next_ts.fetch_add(1, Ordering::SeqCst);
                 let ts = format!("1700000000.{n:06}");

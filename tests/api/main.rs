@@ -1,6 +1,7 @@
 //! Integration tests: the real server, store, scheduler and outbox, with
 //! only Slack's Web API and an IAM webhook faked over loopback.
 
+mod admin;
 mod approvals;
 mod cli;
 mod delivery;
