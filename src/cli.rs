@@ -179,6 +179,7 @@ async fn serve(settings: Settings, env: EnvSource) -> i32 {
         policy,
         providers,
         slack: settings.slack.clone(),
+        api_tokens: settings.api_tokens.clone(),
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,

@@ -17,10 +17,11 @@ use crate::chat::outbox::OutboxWorker;
 use crate::chat::slack::{verify, SlackClient};
 use crate::chat::ChatPlatform;
 use crate::clock::SystemClock;
-use crate::config::settings::SlackSettings;
+use crate::config::settings::{ApiTokenSpec, SlackSettings};
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
 use crate::engine::{Engine, Wakers};
+use crate::http::api::ApiAuth;
 use crate::http::{self, AppState, SlackIngress};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
@@ -47,6 +48,7 @@ pub struct ServerParts {
     pub policy: Policy,
     pub providers: Providers,
     pub slack: Option<SlackSettings>,
+    pub api_tokens: Vec<ApiTokenSpec>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -143,6 +145,7 @@ pub async fn start(
     let app = http::router(Arc::new(AppState {
         engine,
         slack: slack_ingress,
+        api: ApiAuth::new(&parts.api_tokens),
     }));
     let addr = listener.local_addr()?;
     let http_cancel = CancellationToken::new();

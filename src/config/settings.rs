@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::secret::Secret;
+use crate::domain::ids::Actor;
+use crate::domain::policy::user_actor;
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 /// Overrides the Slack Web API base URL (tests, proxies).
@@ -17,6 +19,8 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub slack: Option<SlackSettings>,
+    /// Bearer tokens for the HTTP API (`JITBOT_API_TOKENS`).
+    pub api_tokens: Vec<ApiTokenSpec>,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -30,6 +34,19 @@ pub struct SlackSettings {
     /// Base URL of the Slack Web API, without a trailing slash.
     pub api_url: String,
 }
+
+/// One HTTP API token: who it acts as, and whether it may do admin things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenSpec {
+    /// A chat user (Slack `U…`/`W…`, or a Teams AAD object id): requests
+    /// made with the token are that user's, under the same policy rules.
+    pub identity: Actor,
+    pub admin: bool,
+    pub token: Secret,
+}
+
+/// Tokens shorter than this are refused: they are guessable.
+pub const MIN_API_TOKEN_CHARS: usize = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -49,6 +66,8 @@ pub enum SettingsError {
     EnvFile(String, String),
     #[error("env file {0}, line {1}: expected KEY=value")]
     EnvFileSyntax(String, usize),
+    #[error("JITBOT_API_TOKENS entry {0}: {1} (entries look like U0CIBOT:user:<token>,U0ADMIN:admin:<token>)")]
+    BadApiToken(usize, String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -169,8 +188,10 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(SettingsError::BadLogFormat(other.to_string())),
         };
+        let api_tokens = parse_api_tokens(env.get("JITBOT_API_TOKENS").as_deref().unwrap_or(""))?;
         Ok(Settings {
             slack,
+            api_tokens,
             config_path: env
                 .get("JITBOT_CONFIG")
                 .unwrap_or_else(|| DEFAULT_CONFIG.to_string())
@@ -185,9 +206,75 @@ impl Settings {
     }
 }
 
+/// `identity:role:token` entries separated by commas; the token is never
+/// echoed in an error.
+fn parse_api_tokens(text: &str) -> Result<Vec<ApiTokenSpec>, SettingsError> {
+    let mut tokens: Vec<ApiTokenSpec> = Vec::new();
+    for (index, entry) in text.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| SettingsError::BadApiToken(index + 1, why.to_string());
+        let mut parts = entry.splitn(3, ':');
+        let (Some(identity), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected identity:role:token"));
+        };
+        let Some(actor) = user_actor(identity) else {
+            return Err(bad(&format!(
+                "`{identity}` is not a chat user id (U…/W… on Slack, an AAD object id on Teams)"
+            )));
+        };
+        let admin = match role {
+            "admin" => true,
+            "user" => false,
+            other => return Err(bad(&format!("role `{other}` must be `admin` or `user`"))),
+        };
+        if token.chars().count() < MIN_API_TOKEN_CHARS {
+            return Err(bad(&format!(
+                "the token is shorter than {MIN_API_TOKEN_CHARS} characters"
+            )));
+        }
+        if tokens.iter().any(|t| t.token.expose() == token) {
+            return Err(bad("the same token is given twice"));
+        }
+        tokens.push(ApiTokenSpec {
+            identity: actor,
+            admin,
+            token: Secret::new(token),
+        });
+    }
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_tokens_name_a_user_a_role_and_a_long_secret() {
+        let tokens = parse_api_tokens(
+            "U0CIBOT:user:aaaaaaaaaaaaaaaaaaaaaaaaaaaa, U0ADMIN:admin:bbbbbbbbbbbbbbbbbbbbbbbb:with:colons",
+        )
+        .unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].identity.user.as_str(), "U0CIBOT");
+        assert!(!tokens[0].admin);
+        assert!(tokens[1].admin);
+        assert_eq!(
+            tokens[1].token.expose(),
+            "bbbbbbbbbbbbbbbbbbbbbbbb:with:colons"
+        );
+        let short = parse_api_tokens("U0CIBOT:user:short-secret").unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "JITBOT_API_TOKENS entry 1: the token is shorter than 24 characters (entries look like U0CIBOT:user:<token>,U0ADMIN:admin:<token>)"
+        );
+        assert!(!short.to_string().contains("short-secret"));
+        assert!(parse_api_tokens("ci-bot:user:aaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_err());
+        assert!(parse_api_tokens("U0CIBOT:root:aaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_err());
+        assert!(parse_api_tokens("").unwrap().is_empty());
+    }
 
     #[test]
     fn defaults_apply_when_unset() {

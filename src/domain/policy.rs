@@ -151,6 +151,16 @@ fn is_guid(text: &str) -> bool {
             .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// The chat user a policy-style id names (`U…`/`W…` on Slack, an AAD
+/// object id on Teams), if it names one; the id doubles as the name.
+pub fn user_actor(id: &str) -> Option<Actor> {
+    match Subject::parse(id)? {
+        Subject::SlackUser(user) => Some(Actor::new(Platform::Slack, user, id.trim())),
+        Subject::TeamsUser(user) => Some(Actor::new(Platform::Teams, user, id.trim())),
+        _ => None,
+    }
+}
+
 /// Whether `actor` is named by any entry of `subjects`.
 pub fn any_matches(
     subjects: &[Subject],

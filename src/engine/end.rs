@@ -8,10 +8,41 @@ use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
 use crate::domain::job::{Job, JobKind};
-use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::request::{AccessRequest, Refusal, RequestState};
 use crate::store::Effects;
 
+/// Why a grant was not ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EndError {
+    #[error("There is no grant {0}.")]
+    NoSuchGrant(GrantId),
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
 impl Engine {
+    /// End `grant` early: released by its holder, or revoked by an admin
+    /// (`admin_reason`; the caller has checked the admin's rights). The
+    /// revoke runs as a durable job; this returns once it is recorded.
+    pub async fn end_grant(
+        &self,
+        by: &Actor,
+        grant: &GrantId,
+        admin_reason: Option<&str>,
+    ) -> Result<AccessRequest, EndError> {
+        let request = self
+            .store
+            .get_request(&grant.request_id())
+            .map_err(EngineError::from)?
+            .ok_or_else(|| EndError::NoSuchGrant(grant.clone()))?;
+        request.check_end(by, admin_reason.is_some())?;
+        self.schedule_end(&request, by, admin_reason.map(|r| r.trim().to_string()))?;
+        self.commit_and_wake().await?;
+        Ok(request)
+    }
+
     /// `/jit release <grant-id|group>`: the requester ends their own grant(s).
     pub(super) async fn release(
         &self,
@@ -67,14 +98,11 @@ impl Engine {
         if reason.trim().is_empty() {
             return Ok(format!("Say why: `/jit admin revoke {grant} <reason>`."));
         }
-        let Some(request) = self.store.get_request(&grant.request_id())? else {
-            return Ok(format!("There is no grant {grant}."));
+        let request = match self.end_grant(by, grant, Some(reason)).await {
+            Ok(request) => request,
+            Err(EndError::Engine(error)) => return Err(error),
+            Err(refusal) => return Ok(refusal.to_string()),
         };
-        if let Err(refusal) = request.check_end(by, true) {
-            return Ok(refusal.to_string());
-        }
-        self.schedule_end(&request, by, Some(reason.trim().to_string()))?;
-        self.commit_and_wake().await?;
         Ok(format!(
             "Revoking {grant} ({} for {}): the access is being revoked now, and they are told why.",
             request.group, request.requester.name

@@ -36,6 +36,7 @@ use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
 
 pub use admin::{show_channel, AdminError, MappingView, Page};
 pub use commands::Reply;
+pub use end::EndError;
 pub use submit::{FormChoice, Receipt, SubmitError};
 pub use sweep::{Finding, FindingAction, SweepOutcome, SweepReport};
 

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use super::grant::Unresolved;
 use super::{Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::{Actor, Platform};
+use crate::domain::ids::Actor;
 use crate::domain::message::Outgoing;
-use crate::domain::policy::{GroupPolicy, Subject, SweepMode};
+use crate::domain::policy::{user_actor, GroupPolicy, SweepMode};
 use crate::providers::{Access, AccessUser};
 use crate::store::{Effects, SweepRun};
 
@@ -265,7 +265,7 @@ impl Engine {
             .iter()
             .find_map(|(user, per_provider)| {
                 (per_provider.get(&group.provider).map(String::as_str) == Some(principal))
-                    .then(|| actor_for(user))
+                    .then(|| user_actor(user))
                     .flatten()
             });
         if by_identity.is_some() {
@@ -281,7 +281,7 @@ impl Engine {
             .find_map(|placeholder| {
                 let (before, after) = template.split_once(placeholder)?;
                 let id = principal.strip_prefix(before)?.strip_suffix(after)?;
-                actor_for(id)
+                user_actor(id)
             }))
     }
 
@@ -485,15 +485,5 @@ fn plural(count: usize, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{count} {noun}s")
-    }
-}
-
-/// The chat user a policy-style id names (`U…` on Slack, an AAD object id
-/// on Teams), if it is one.
-fn actor_for(id: &str) -> Option<Actor> {
-    match Subject::parse(id)? {
-        Subject::SlackUser(user) => Some(Actor::new(Platform::Slack, user, "")),
-        Subject::TeamsUser(user) => Some(Actor::new(Platform::Teams, user, "")),
-        _ => None,
     }
 }

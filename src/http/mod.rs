@@ -1,6 +1,7 @@
 //! The axum server: routes → engine. Handlers verify, parse, call the
 //! engine and answer; no business logic lives here.
 
+pub mod api;
 mod error;
 mod slack;
 
@@ -29,6 +30,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub slack: Option<SlackIngress>,
+    pub api: api::ApiAuth,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -38,6 +40,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/slack/events", post(slack::event))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(api::routes())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use jitbot::config::settings::SlackSettings;
+use jitbot::config::settings::{ApiTokenSpec, SlackSettings};
 use jitbot::config::{EnvSource, Secret};
 use jitbot::server::{self, RunningServer, ServerParts};
 use serde_json::{json, Value};
@@ -22,6 +22,17 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub(crate) const SIGNING_SECRET: &str = "test-signing-secret-8f742231b10e";
 pub(crate) const BOT_TOKEN: &str = "xoxb-test-token";
 pub(crate) const HOOK_SECRET: &str = "hook-secret-for-tests";
+/// API tokens: one acting as the pipeline user U0CIBOT, one as the admin.
+pub(crate) const USER_TOKEN: &str = "user-token-for-tests-0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+fn api_token(user: &str, admin: bool, token: &str) -> ApiTokenSpec {
+    ApiTokenSpec {
+        identity: jitbot::domain::policy::user_actor(user).unwrap(),
+        admin,
+        token: Secret::new(token),
+    }
+}
 
 /// The policy every test starts from; `{IAM}` is the fake IAM's URL.
 pub(crate) const BASE_POLICY: &str = r#"
@@ -304,6 +315,10 @@ impl TestApp {
                 bot_token: Secret::new(BOT_TOKEN),
                 api_url: format!("{}/api", self.slack.uri()),
             }),
+            api_tokens: vec![
+                api_token("U0CIBOT", false, USER_TOKEN),
+                api_token("U0ADMIN", true, ADMIN_TOKEN),
+            ],
         };
         let running = server::start(parts, listener).await.expect("server starts");
         self.addr = running.addr;

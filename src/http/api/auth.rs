@@ -1,0 +1,121 @@
+//! Bearer tokens: each configured token names the chat user it acts as and
+//! whether it is an admin's. Tokens are kept only as SHA-256 digests and
+//! compared in constant time, every configured token each time, so neither
+//! the comparison nor the search leaks which bytes matched.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::config::settings::ApiTokenSpec;
+use crate::domain::ids::Actor;
+use crate::http::AppState;
+
+struct KnownToken {
+    digest: [u8; 32],
+    actor: Actor,
+    admin: bool,
+}
+
+/// The configured tokens.
+#[derive(Default)]
+pub struct ApiAuth {
+    tokens: Vec<KnownToken>,
+}
+
+/// Who is calling, once the token checked out.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    pub admin: bool,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl ApiAuth {
+    pub fn new(specs: &[ApiTokenSpec]) -> ApiAuth {
+        ApiAuth {
+            tokens: specs
+                .iter()
+                .map(|spec| KnownToken {
+                    digest: digest(spec.token.expose()),
+                    actor: spec.identity.clone(),
+                    admin: spec.admin,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The caller a presented token belongs to, if any.
+    pub fn check(&self, presented: &str) -> Option<Caller> {
+        let presented = digest(presented);
+        let mut found = None;
+        for token in &self.tokens {
+            if bool::from(token.digest.ct_eq(&presented)) {
+                found = Some(Caller {
+                    actor: token.actor.clone(),
+                    admin: token.admin,
+                });
+            }
+        }
+        found
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        match presented.and_then(|token| state.api.check(token)) {
+            Some(caller) => Ok(caller),
+            None => {
+                tracing::warn!(path = %parts.uri.path(), "API request with a missing or unknown token");
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::domain::ids::{Platform, UserId};
+
+    #[test]
+    fn only_a_configured_token_is_accepted() {
+        let auth = ApiAuth::new(&[ApiTokenSpec {
+            identity: Actor::new(Platform::Slack, UserId::new("U0CIBOT"), "U0CIBOT"),
+            admin: false,
+            token: Secret::new("a-token-of-at-least-24-chars"),
+        }]);
+        let caller = auth.check("a-token-of-at-least-24-chars").unwrap();
+        assert_eq!(caller.actor.user.as_str(), "U0CIBOT");
+        assert!(!caller.admin);
+        assert!(auth.check("a-token-of-at-least-24-charz").is_none());
+        assert!(auth.check("").is_none());
+        assert!(ApiAuth::default().check("anything").is_none());
+    }
+}

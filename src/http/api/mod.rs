@@ -1,0 +1,441 @@
+//! The HTTP API under `/api/v1`, for pipelines and operators (the `jitbot`
+//! CLI uses it). Every route needs a bearer token from `JITBOT_API_TOKENS`;
+//! a token acts as one chat user, under the same policy rules as in chat,
+//! and admin routes need an admin token. Requests filed here still go
+//! through chat approval. `docs/openapi.json` describes every route and
+//! answer; the tests hold the server to it.
+
+mod auth;
+mod views;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+pub use auth::{ApiAuth, Caller};
+
+use super::{read_body, AppState};
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{ChannelId, Destination, GrantId, GroupName, Platform, RequestId};
+use crate::domain::policy::RequestRefusal;
+use crate::engine::{AdminError, EndError, SubmitError};
+use views::{MappingJson, RequestJson};
+
+/// Audit events read from the store per chunk of the export stream.
+const AUDIT_EXPORT_BATCH: usize = 500;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/requests", post(create_request))
+        .route("/api/v1/requests/{id}", get(get_request))
+        .route("/api/v1/grants", get(list_grants))
+        .route("/api/v1/grants/{id}/release", post(release_grant))
+        .route("/api/v1/grants/{id}/revoke", post(revoke_grant))
+        .route("/api/v1/mappings", get(list_mappings))
+        .route(
+            "/api/v1/mappings/{group}/{platform}/{channel}",
+            put(put_mapping).delete(delete_mapping),
+        )
+        .route("/api/v1/audit", get(export_audit))
+}
+
+/// Every API failure: a status and `{"error": "<what to do>"}`.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    Conflict(String),
+    Unprocessable(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required".to_string(),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "API request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; nothing was changed".to_string(),
+                )
+            }
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"jitbot\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(error: crate::engine::EngineError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<super::HttpError> for ApiError {
+    fn from(error: super::HttpError) -> Self {
+        match error {
+            super::HttpError::Internal(detail) => ApiError::Internal(detail),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("this needs an admin token".to_string()))
+    }
+}
+
+/// Parse a JSON body of at most 1 MiB, with the parser's reason on failure.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    group: String,
+    duration: Option<String>,
+    reason: String,
+}
+
+async fn create_request(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let asked: NewRequest = json_body(&headers, body).await?;
+    let group =
+        GroupName::parse(&asked.group).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let duration = asked
+        .duration
+        .as_deref()
+        .map(HumanDuration::parse)
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let receipt = state
+        .engine
+        .submit(caller.actor.clone(), None, &group, duration, &asked.reason)
+        .await
+        .map_err(|error| match error {
+            SubmitError::Refused(RequestRefusal::NotARequester(group)) => {
+                ApiError::Forbidden(RequestRefusal::NotARequester(group).to_string())
+            }
+            SubmitError::Refused(refusal) => ApiError::Unprocessable(refusal.to_string()),
+            refusal @ SubmitError::NoPrincipal { .. } => {
+                ApiError::Unprocessable(refusal.to_string())
+            }
+            refusal @ SubmitError::Directory(_) => ApiError::Unavailable(refusal.to_string()),
+            SubmitError::Engine(error) => error.into(),
+        })?;
+    let location = format!("/api/v1/requests/{}", receipt.request.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(RequestJson::from(&receipt.request)),
+    )
+        .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn get_request(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("there is no request {id}"));
+    let id = RequestId::parse(&id).map_err(|_| not_found())?;
+    let request = state.engine.get_request(&id)?.ok_or_else(not_found)?;
+    // Another user's request is not theirs to see; do not say it exists.
+    if !caller.admin && !request.requester.is(&caller.actor) {
+        return Err(not_found());
+    }
+    Ok(Json(RequestJson::from(&request)))
+}
+
+async fn list_grants(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<RequestJson>>, ApiError> {
+    let grants = state.engine.active_grants()?;
+    Ok(Json(
+        grants
+            .iter()
+            .filter(|g| caller.admin || g.requester.is(&caller.actor))
+            .map(RequestJson::from)
+            .collect(),
+    ))
+}
+
+fn end_error(error: EndError) -> ApiError {
+    match error {
+        EndError::NoSuchGrant(grant) => ApiError::NotFound(format!("there is no grant {grant}")),
+        EndError::Refused(refusal @ crate::domain::request::Refusal::NotYourGrant(_)) => {
+            ApiError::Forbidden(refusal.to_string())
+        }
+        EndError::Refused(refusal) => ApiError::Conflict(refusal.to_string()),
+        EndError::Engine(error) => error.into(),
+    }
+}
+
+fn grant_id(id: &str) -> Result<GrantId, ApiError> {
+    GrantId::parse(id).map_err(|_| ApiError::NotFound(format!("there is no grant {id}")))
+}
+
+async fn release_grant(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RequestJson>), ApiError> {
+    let grant = grant_id(&id)?;
+    let request = state
+        .engine
+        .end_grant(&caller.actor, &grant, None)
+        .await
+        .map_err(end_error)?;
+    Ok((StatusCode::ACCEPTED, Json(RequestJson::from(&request))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revocation {
+    reason: String,
+}
+
+async fn revoke_grant(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<RequestJson>), ApiError> {
+    require_admin(&caller)?;
+    let grant = grant_id(&id)?;
+    let revocation: Revocation = json_body(&headers, body).await?;
+    if revocation.reason.trim().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "a revoke needs a reason; the holder is told it".to_string(),
+        ));
+    }
+    let request = state
+        .engine
+        .end_grant(&caller.actor, &grant, Some(&revocation.reason))
+        .await
+        .map_err(end_error)?;
+    Ok((StatusCode::ACCEPTED, Json(RequestJson::from(&request))))
+}
+
+async fn list_mappings(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Vec<MappingJson>>, ApiError> {
+    require_admin(&caller)?;
+    Ok(Json(
+        state
+            .engine
+            .mapping_views()?
+            .iter()
+            .map(MappingJson::from)
+            .collect(),
+    ))
+}
+
+fn mapping_target(
+    group: &str,
+    platform: &str,
+    channel: &str,
+) -> Result<(GroupName, Destination), ApiError> {
+    let group = GroupName::parse(group).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let platform = match platform {
+        "slack" => Platform::Slack,
+        "teams" => Platform::Teams,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "`{other}` is not a platform (slack or teams)"
+            )))
+        }
+    };
+    if channel.trim().is_empty() {
+        return Err(ApiError::NotFound("the channel id is empty".into()));
+    }
+    Ok((
+        group,
+        Destination {
+            platform,
+            channel: ChannelId::new(channel),
+        },
+    ))
+}
+
+fn admin_error(error: AdminError) -> ApiError {
+    match error {
+        AdminError::UnknownGroup(_) | AdminError::NotMapped { .. } => {
+            ApiError::NotFound(error.to_string())
+        }
+        AdminError::PlatformNotConnected(_) | AdminError::CannotPost { .. } => {
+            ApiError::Unprocessable(error.to_string())
+        }
+        AdminError::CheckFailed { .. } => ApiError::Unavailable(error.to_string()),
+        AdminError::Engine(error) => error.into(),
+    }
+}
+
+async fn put_mapping(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((group, platform, channel)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<MappingJson>), ApiError> {
+    require_admin(&caller)?;
+    let (group, destination) = mapping_target(&group, &platform, &channel)?;
+    let created = state
+        .engine
+        .map_channel(&caller.actor, destination.clone(), &group)
+        .await
+        .map_err(admin_error)?;
+    let view = state
+        .engine
+        .mapping_views()?
+        .into_iter()
+        .find(|v| v.group == group && v.destination == destination && v.mapped.is_some())
+        .ok_or_else(|| ApiError::Internal("the mapping just stored is missing".into()))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(MappingJson::from(&view))))
+}
+
+async fn delete_mapping(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((group, platform, channel)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let (group, destination) = mapping_target(&group, &platform, &channel)?;
+    state
+        .engine
+        .unmap_channel(&caller.actor, &destination, &group)
+        .await
+        .map_err(admin_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// RFC 3339 time, or a duration back from now (`24h`).
+    since: Option<String>,
+    /// Only events after this sequence number (to resume an export).
+    after: Option<u64>,
+}
+
+/// The audit log as JSON lines, oldest first, streamed in chunks so a long
+/// log never sits in memory whole.
+async fn export_audit(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let since: Option<DateTime<Utc>> = match query.since.as_deref() {
+        None => None,
+        Some(text) => Some(parse_since(text, state.engine.now())?),
+    };
+    let store = state.engine.store().clone();
+    let start = query.after.unwrap_or(0);
+    let chunks = futures_util::stream::unfold(Some(start), move |after| {
+        let store = store.clone();
+        async move {
+            let after = after?;
+            let batch = match tokio::task::spawn_blocking(move || {
+                store.audit_events(after, AUDIT_EXPORT_BATCH)
+            })
+            .await
+            {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "audit export failed");
+                    return Some((Err(std::io::Error::other("store read failed")), None));
+                }
+                Err(error) => {
+                    return Some((Err(std::io::Error::other(error.to_string())), None));
+                }
+            };
+            let last = batch.last().map(|e| e.seq)?;
+            let mut text = String::new();
+            for event in batch.iter().filter(|e| since.map_or(true, |s| e.at >= s)) {
+                match serde_json::to_string(event) {
+                    Ok(line) => {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    Err(error) => {
+                        return Some((Err(std::io::Error::other(error.to_string())), None))
+                    }
+                }
+            }
+            Some((Ok::<_, std::io::Error>(text), Some(last)))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    HumanDuration::parse(text)
+        .map(|ago| now - ago.as_chrono())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "since=`{text}` is neither an RFC 3339 time (2026-11-23T10:00:00Z) nor a duration (24h)"
+            ))
+        })
+}
