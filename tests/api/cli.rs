@@ -123,3 +123,157 @@ fn the_server_refuses_to_start_without_a_provider_secret() {
         "{stderr}"
     );
 }
+
+mod over_the_api {
+    //! The operator commands that talk to the running server's API.
+
+    use crate::helpers::{eventually, TestApp, ADMIN_TOKEN, USER_TOKEN};
+
+    async fn jitbot(app: &TestApp, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JITBOT_API_URL", format!("http://{}", app.addr))
+            .args(args);
+        if let Some(token) = token {
+            command.env("JITBOT_API_TOKEN", token);
+        }
+        let output = command.output().await.unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn operators_list_revoke_map_and_export_from_the_command_line() {
+        let app = TestApp::spawn().await;
+        let id = app
+            .request("U0ALICE", "request prod-db 1h nightly fix")
+            .await;
+        app.approve("U0LEAD", &id).await;
+        eventually("the grant", || async {
+            (app.iam_actions("grant", &id).await == 1).then_some(())
+        })
+        .await;
+        let grant = format!("G-{}", &id[2..]);
+
+        let (code, table, _) = jitbot(&app, Some(ADMIN_TOKEN), &["grants"]).await;
+        assert_eq!(code, 0);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("GRANT     GROUP    USER     EXPIRES"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("{grant}  prod-db  U0ALICE  ")),
+            "{table}"
+        );
+        assert!(lines[1].ends_with("nightly fix"), "{table}");
+        let (code, json, _) = jitbot(&app, Some(ADMIN_TOKEN), &["grants", "--json"]).await;
+        assert_eq!(code, 0);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["grant_id"], grant.as_str());
+
+        let (code, _, stderr) =
+            jitbot(&app, Some(USER_TOKEN), &["revoke", &grant, "offboarding"]).await;
+        assert_eq!(code, 1);
+        assert_eq!(
+            stderr.trim(),
+            "jitbot: this needs an admin token (HTTP 403)"
+        );
+        let (code, out, _) = jitbot(
+            &app,
+            Some(ADMIN_TOKEN),
+            &["revoke", &grant, "offboarding", "today"],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            out,
+            format!("revoking {grant} (prod-db for U0ALICE); the holder is told why\n")
+        );
+        eventually("the revoke", || async {
+            (app.iam_actions("revoke", &id).await == 1).then_some(())
+        })
+        .await;
+
+        let (code, out, _) = jitbot(
+            &app,
+            Some(ADMIN_TOKEN),
+            &["mappings", "add", "prod-db", "C0DBA"],
+        )
+        .await;
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "prod-db: approval cards go to slack channel C0DBA\n")
+        );
+        let (code, table, _) = jitbot(&app, Some(ADMIN_TOKEN), &["mappings"]).await;
+        assert_eq!(code, 0);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()[..5]
+                    == ["prod-db", "slack", "C0DBA", "runtime", "U0ADMIN"]),
+            "{table}"
+        );
+        let (code, _, stderr) = jitbot(
+            &app,
+            Some(ADMIN_TOKEN),
+            &["mappings", "remove", "prod-db", "C0NOPE"],
+        )
+        .await;
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("is not mapped to `prod-db`. (HTTP 404)"),
+            "{stderr}"
+        );
+
+        let (code, export, _) = jitbot(
+            &app,
+            Some(ADMIN_TOKEN),
+            &["audit", "export", "--since", "1h"],
+        )
+        .await;
+        assert_eq!(code, 0);
+        let actions: Vec<String> = export
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(&actions[..3], ["requested", "approved", "granted"]);
+        assert!(
+            actions.contains(&"mapping_added".to_string()),
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_token_or_a_server_the_cli_says_what_is_missing() {
+        let app = TestApp::spawn().await;
+        let (code, _, stderr) = jitbot(&app, None, &["grants"]).await;
+        assert_eq!(code, 2);
+        assert!(stderr.contains("JITBOT_API_TOKEN is not set"), "{stderr}");
+        let (code, _, stderr) =
+            jitbot(&app, Some("wrong-token-wrong-token-wrong"), &["grants"]).await;
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("a valid bearer token is required (HTTP 401)"),
+            "{stderr}"
+        );
+        let mut gone = app;
+        gone.stop().await;
+        let (code, _, stderr) = jitbot(&gone, Some(ADMIN_TOKEN), &["grants"]).await;
+        assert_eq!(code, 2);
+        assert!(
+            stderr.contains("cannot reach the jitbot server"),
+            "{stderr}"
+        );
+    }
+}

@@ -125,5 +125,9 @@ fn the_checker_rejects_bodies_the_document_does_not_allow() {
         let outcome = std::panic::catch_unwind(|| validate(pointer, &body, "a wrong body"));
         assert!(outcome.is_err(), "{body} passed as a Request");
     }
-    validate("/components/schemas/Error", &serde_json::json!({ "error": "x" }), "an error");
+    validate(
+        "/components/schemas/Error",
+        &serde_json::json!({ "error": "x" }),
+        "an error",
+    );
 }

@@ -1,5 +1,10 @@
-//! The `jitbot` command line: `serve` (the default), `check-config`,
-//! `audit verify` and `sweep`. Each subcommand returns its exit code.
+//! The `jitbot` command line. `serve` (the default) runs the bot; `grants`,
+//! `revoke`, `mappings` and `audit export` ask the running server through
+//! its HTTP API; `check-config`, `audit verify` and `sweep` work offline
+//! (the last two open the store, so the server must be stopped). Each
+//! subcommand returns its exit code.
+
+mod remote;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +48,31 @@ pub enum CliCommand {
         /// Policy file; defaults to $JITBOT_CONFIG.
         path: Option<PathBuf>,
     },
-    /// Inspect the audit log (opens the store directly: stop the server first).
+    /// Active grants, soonest expiry first (asks the running server).
+    Grants {
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant now, telling the holder why (admin token).
+    Revoke {
+        /// The grant, like G-7K3Q9X.
+        grant: String,
+        /// Why; the holder is told.
+        #[arg(required = true, num_args = 1..)]
+        reason: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where each group's approval cards go; `add` and `remove` change the
+    /// run-time mappings (admin token).
+    Mappings {
+        #[command(subcommand)]
+        change: Option<MappingChange>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// The audit log: `verify` its hash chain (offline), `export` it (API).
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -62,8 +91,38 @@ pub enum CliCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the audit log's hash chain from the first event to the last.
+    /// Check the audit log's hash chain from the first event to the last
+    /// (opens the store directly: stop the server first).
     Verify,
+    /// Write the audit log as JSON lines to stdout, oldest first (asks the
+    /// running server; admin token).
+    Export {
+        /// Only events since this: an RFC 3339 time or a duration like 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events after this sequence number (to resume an export).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingChange {
+    /// Send a group's approval cards to a channel too.
+    Add {
+        group: String,
+        /// The channel id (C… on Slack).
+        channel: String,
+        #[arg(long, default_value = "slack")]
+        platform: String,
+    },
+    /// Stop sending a group's approval cards to a channel.
+    Remove {
+        group: String,
+        channel: String,
+        #[arg(long, default_value = "slack")]
+        platform: String,
+    },
 }
 
 /// Exit codes: 0 success, 1 the check failed, 2 the input or setup is wrong.
@@ -97,8 +156,49 @@ pub async fn run(cli: Cli) -> i32 {
         CliCommand::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(&settings.data_dir),
+        CliCommand::Grants { json } => match remote::Remote::from_env(&env, &settings) {
+            Ok(api) => remote::run(remote::grants(&api, json)).await,
+            Err(failure) => report(failure),
+        },
+        CliCommand::Revoke {
+            grant,
+            reason,
+            json,
+        } => match remote::Remote::from_env(&env, &settings) {
+            Ok(api) => remote::run(remote::revoke(&api, &grant, &reason.join(" "), json)).await,
+            Err(failure) => report(failure),
+        },
+        CliCommand::Mappings { change, json } => match remote::Remote::from_env(&env, &settings) {
+            Ok(api) => {
+                let change = change.map(|change| match change {
+                    MappingChange::Add {
+                        group,
+                        channel,
+                        platform,
+                    } => (true, group, platform, channel),
+                    MappingChange::Remove {
+                        group,
+                        channel,
+                        platform,
+                    } => (false, group, platform, channel),
+                });
+                remote::run(remote::mappings(&api, change, json)).await
+            }
+            Err(failure) => report(failure),
+        },
+        CliCommand::Audit {
+            command: AuditCommand::Export { since, after },
+        } => match remote::Remote::from_env(&env, &settings) {
+            Ok(api) => remote::run(remote::audit_export(&api, since.as_deref(), after)).await,
+            Err(failure) => report(failure),
+        },
         CliCommand::Sweep { dry_run, group } => sweep(settings, env, dry_run, group).await,
     }
+}
+
+fn report(failure: remote::Failure) -> i32 {
+    eprintln!("jitbot: {}", failure.message);
+    failure.code
 }
 
 fn init_logging(format: LogFormat) {
