@@ -31,3 +31,4 @@ pub mod providers;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -133,6 +133,7 @@ pub async fn start(
         policy,
         platforms,
         wakers.outbox.clone(),
+        (engine.metrics().clone(), engine.health().clone()),
     );
     workers.spawn(outbox.run(cancel.clone()));
     workers.spawn(prune_replays(store.clone(), cancel.clone()));

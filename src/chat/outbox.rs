@@ -20,6 +20,7 @@ use crate::domain::policy::Policy;
 use crate::domain::request::PostedCard;
 use crate::engine::backoff;
 use crate::store::{GroupCommit, OutboxEntry, Store, StoreError, Write};
+use crate::telemetry::{Health, Metrics};
 
 /// Entries read per pass.
 const BATCH: usize = 256;
@@ -34,6 +35,8 @@ pub struct OutboxWorker {
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,7 @@ impl OutboxWorker {
         policy: Arc<Policy>,
         platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
         wake: Arc<Notify>,
+        (metrics, health): (Arc<Metrics>, Arc<Health>),
     ) -> Arc<OutboxWorker> {
         Arc::new(OutboxWorker {
             store,
@@ -63,6 +67,8 @@ impl OutboxWorker {
             policy,
             platforms,
             wake,
+            metrics,
+            health,
         })
     }
 
@@ -163,6 +169,15 @@ impl OutboxWorker {
     async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
         let message = &entry.message;
         let result = self.try_deliver(message).await;
+        if let Err(error) = &result {
+            let kind = match error {
+                ChatError::RateLimited(_) => "rate_limited",
+                ChatError::Unreachable(_) => "unreachable",
+                ChatError::Failed(_) => "failed",
+            };
+            self.metrics
+                .count_chat_error(self.platform_label(message), kind);
+        }
         match result {
             Ok(()) => Delivery::Done,
             Err(ChatError::RateLimited(wait)) => {
@@ -368,10 +383,35 @@ impl OutboxWorker {
         Ok(())
     }
 
+    /// Which platform a message goes to, for the error metrics.
+    fn platform_label(&self, message: &Outgoing) -> &'static str {
+        let platform = match message {
+            Outgoing::PostCard { to, .. } | Outgoing::ChannelNotice { to, .. } => Some(to.platform),
+            Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => Some(to.platform),
+            Outgoing::Ephemeral { platform, .. } => Some(*platform),
+            Outgoing::RefreshCards { request } | Outgoing::ExpiryWarning { request, .. } => self
+                .store
+                .get_request(request)
+                .ok()
+                .flatten()
+                .map(|r| r.requester.platform),
+        };
+        match platform {
+            Some(Platform::Slack) => "slack",
+            Some(Platform::Teams) => "teams",
+            None => "unknown",
+        }
+    }
+
     /// Deliver until `cancel`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            let wait = match self.step().await {
+            let step = self.step().await;
+            self.health.outbox_alive(matches!(
+                step,
+                Ok(StepOutcome::Progressed | StepOutcome::Waiting(None))
+            ));
+            let wait = match step {
                 Ok(StepOutcome::Progressed) => continue,
                 Ok(StepOutcome::Waiting(Some(at))) => (at - Utc::now())
                     .to_std()

@@ -7,8 +7,9 @@ use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::job::{Decision, Job, JobKind};
 use crate::domain::message::Outgoing;
-use crate::domain::request::{AccessRequest, Refusal};
+use crate::domain::request::{AccessRequest, Refusal, RequestState};
 use crate::store::{Applied, Effects, Write};
+use crate::telemetry::Metrics;
 
 /// Directory look-ups are retried this many times (about four minutes in
 /// all) before the clicker is told to try again.
@@ -132,6 +133,12 @@ impl Engine {
                 Decision::Approve => snapshot.approve(by, is_approver, required, now),
                 Decision::Deny { reason } => snapshot.deny(by, is_approver, reason, now),
             };
+            let counted = match &outcome {
+                Ok((next, _)) if matches!(next.state, RequestState::Approved { .. }) => "approved",
+                Ok((next, _)) if matches!(next.state, RequestState::Denied { .. }) => "denied",
+                Ok(_) => "approval_recorded",
+                Err(_) => "refused",
+            };
             let write = match outcome {
                 Ok((next, happened)) => {
                     let audience = self.audience(&next)?;
@@ -153,6 +160,9 @@ impl Engine {
             match applied {
                 Applied::Skipped => continue,
                 Applied::Written | Applied::JobGone => {
+                    if applied == Applied::Written {
+                        Metrics::count(&self.metrics.decisions, counted);
+                    }
                     self.commit_and_wake().await?;
                     return Ok(());
                 }

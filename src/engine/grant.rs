@@ -15,6 +15,7 @@ use crate::domain::policy::ProviderSpec;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::providers::{principal, Access, AccessUser, Provider};
 use crate::store::{Effects, Write};
+use crate::telemetry::Metrics;
 
 /// A grant that keeps failing is given up after this many tries (the
 /// requester and approvers are told); a revoke is never given up.
@@ -212,6 +213,8 @@ impl Engine {
             }
             Prepared::Impossible(reason) | Prepared::Unavailable(reason) => Err(reason),
         };
+        let outcome = if revoked.is_ok() { "ok" } else { "failed" };
+        Metrics::count(&self.metrics.revocations, outcome);
         Ok(revoked.map(|()| None))
     }
 
@@ -323,6 +326,8 @@ impl Engine {
         }
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
+                let lag = (self.now() - expires_at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.metrics.revocation_lag.observe(lag);
                 let detail = covering.map(|(other, until)| {
                     format!(
                         "grant ended; provider revoke skipped because {} keeps the access until {}",

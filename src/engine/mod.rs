@@ -33,6 +33,7 @@ use crate::domain::policy::{GroupPolicy, Policy, Subject};
 use crate::domain::request::{AccessRequest, Happened};
 use crate::providers::Providers;
 use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
+use crate::telemetry::{Health, Metrics};
 
 pub use admin::{show_channel, AdminError, MappingView, Page};
 pub use commands::Reply;
@@ -76,6 +77,8 @@ pub struct Engine {
     /// messages go through the outbox.
     chat: HashMap<Platform, Arc<dyn ChatPlatform>>,
     wakers: Wakers,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -112,7 +115,17 @@ impl Engine {
             directories,
             chat: HashMap::new(),
             wakers,
+            metrics: Arc::new(Metrics::new()),
+            health: Arc::new(Health::default()),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Give the engine the chat connections it may call directly.

@@ -11,6 +11,7 @@ use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
 use crate::domain::policy::{GroupPolicy, RequestRefusal};
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::store::{Applied, Write};
+use crate::telemetry::Metrics;
 
 /// What the requester is told once the request is durably filed.
 #[derive(Debug, Clone)]
@@ -70,6 +71,31 @@ const ID_ATTEMPTS: usize = 5;
 
 impl Engine {
     pub async fn submit(
+        &self,
+        requester: Actor,
+        origin: Option<Destination>,
+        group_name: &GroupName,
+        duration: Option<HumanDuration>,
+        reason: &str,
+    ) -> Result<Receipt, SubmitError> {
+        let result = self
+            .submit_checked(requester, origin, group_name, duration, reason)
+            .await;
+        self.count_submission(&result);
+        result
+    }
+
+    fn count_submission(&self, result: &Result<Receipt, SubmitError>) {
+        let outcome = match result {
+            Ok(receipt) if receipt.auto_approved => "auto_approved",
+            Ok(_) => "filed",
+            Err(SubmitError::Engine(_)) => "error",
+            Err(_) => "refused",
+        };
+        Metrics::count(&self.metrics.requests, outcome);
+    }
+
+    async fn submit_checked(
         &self,
         requester: Actor,
         origin: Option<Destination>,

@@ -21,6 +21,7 @@ use crate::domain::message::Outgoing;
 use crate::domain::policy::{user_actor, GroupPolicy, SweepMode};
 use crate::providers::{Access, AccessUser};
 use crate::store::{Effects, SweepRun};
+use crate::telemetry::Metrics;
 
 /// What one sweep of one group found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,7 +315,10 @@ impl Engine {
             target: group.target.clone(),
             ..Access::default()
         };
-        Ok(match provider.revoke(&access).await {
+        let outcome = provider.revoke(&access).await;
+        let counted = if outcome.is_ok() { "ok" } else { "failed" };
+        Metrics::count(&self.metrics.revocations, counted);
+        Ok(match outcome {
             Ok(()) => FindingAction::Revoked,
             Err(error) => FindingAction::RevokeFailed(error.to_string()),
         })

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
@@ -19,6 +20,7 @@ pub use error::HttpError;
 pub use slack::SlackIngress;
 
 use crate::engine::Engine;
+use crate::telemetry::{readiness, Observed, Snapshot};
 
 /// Chat platforms never send more than a few KiB; the cap stops memory abuse
 /// by an unauthenticated client before the signature is even checked.
@@ -40,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/slack/events", post(slack::event))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(api::routes())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -52,9 +55,63 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, HttpError> {
-    state.engine.store().audit_head()?;
-    Ok("ready\n")
+/// "Expiring soon" in the metrics.
+const EXPIRING_SOON: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Ready when the store answers, the scheduler is running and the outbox is
+/// not stuck; each check is one line of the answer.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.engine.store();
+    let store_ok = match store.audit_head() {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::error!(%error, "readiness: the store does not answer");
+            false
+        }
+    };
+    let health = state.engine.health();
+    let (waiting, oldest) = store.outbox_stats().unwrap_or((0, None));
+    let (ready, lines) = readiness(&Observed {
+        now: chrono::Utc::now(),
+        store_ok,
+        scheduler_seen: health.scheduler_seen(),
+        outbox_seen: health.outbox_seen(),
+        outbox_progressed: health.outbox_progressed(),
+        outbox_waiting: waiting,
+        outbox_oldest: oldest,
+    });
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, lines.join("\n") + "\n").into_response()
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpError> {
+    let now = chrono::Utc::now();
+    let store = state.engine.store();
+    let grants = state.engine.active_grants()?;
+    let expiring_soon = grants
+        .iter()
+        .filter(|g| g.expires_at().is_some_and(|at| at - now <= EXPIRING_SOON))
+        .count();
+    let (waiting, oldest) = store.outbox_stats()?;
+    let text = state.engine.metrics().render(Snapshot {
+        active_grants: grants.len() as i64,
+        expiring_soon: expiring_soon as i64,
+        outbox_depth: waiting as i64,
+        outbox_oldest_seconds: oldest.map_or(0, |oldest| (now - oldest).num_seconds().max(0)),
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Read the whole body, refusing more than [`MAX_BODY_BYTES`] (413) — first

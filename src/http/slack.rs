@@ -31,6 +31,7 @@ use crate::domain::ids::{
 use crate::domain::job::Decision;
 use crate::domain::policy::RequestRefusal;
 use crate::engine::{Reply, SubmitError};
+use crate::telemetry::Metrics;
 
 /// What the Slack routes need besides the engine.
 pub struct SlackIngress {
@@ -54,6 +55,10 @@ async fn authenticate(
     let slack = slack_of(state)?;
     let bytes = read_body(headers, body).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let rejected = |why: String| {
+        Metrics::count_auth_failure(state.engine.metrics(), "slack");
+        HttpError::Unauthorized(why)
+    };
     let verified = verify::verify(
         slack.signing_secret.expose().as_bytes(),
         header(TIMESTAMP_HEADER),
@@ -61,13 +66,13 @@ async fn authenticate(
         &bytes,
         Utc::now().timestamp(),
     )
-    .map_err(|e| HttpError::Unauthorized(e.to_string()))?;
+    .map_err(|e| rejected(e.to_string()))?;
     let fresh = state
         .engine
         .store()
         .remember_delivery(verified.timestamp, &verified.signature)?;
     if !fresh {
-        return Err(HttpError::Unauthorized("replayed request".into()));
+        return Err(rejected("replayed request".into()));
     }
     Ok(bytes)
 }

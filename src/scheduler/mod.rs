@@ -146,6 +146,7 @@ impl Scheduler {
     /// Run until `cancel`; then let the jobs already running finish.
     pub async fn run(self, cancel: CancellationToken) {
         loop {
+            self.engine.health().scheduler_alive();
             let dispatched = self.dispatch(&cancel);
             let sleep = dispatched
                 .next_due

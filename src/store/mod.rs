@@ -159,6 +159,8 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` outbox entries in the order they were written.
     fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
     fn outbox_remove(&self, seq: u64) -> Result<(), StoreError>;
+    /// How many messages wait, and when the oldest was written.
+    fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
     fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
 
     /// Remember a signed delivery; `false` if it was seen before (a replay).

@@ -377,6 +377,14 @@ impl Store for SledStore {
         Self::decode_all(self.outbox.iter(), limit)
     }
 
+    fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+        let oldest = match self.outbox.first()? {
+            Some((_, value)) => Some(decode::<OutboxEntry>(&value)?.created_at),
+            None => None,
+        };
+        Ok((self.outbox.len(), oldest))
+    }
+
     fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
         self.outbox.remove(keys::sequence(seq))?;
         Ok(())

@@ -12,6 +12,7 @@ mod helpers;
 mod http_api;
 mod identity;
 mod openapi;
+mod operations;
 mod pg;
 mod postgres;
 mod process;

@@ -37,24 +37,47 @@ struct Bot {
     url: String,
 }
 
+const BOT_TOKEN: &str = "xoxb-process-test-bot-token";
+const HOOK_SECRET: &str = "process-test-webhook-secret";
+const API_TOKEN: &str = "process-test-api-token-0123456789";
+
 impl Bot {
-    async fn start(dir: &Path, port: u16, slack: &str) -> Bot {
-        let child = Command::new(env!("CARGO_BIN_EXE_jitbot"))
+    fn command(dir: &Path, port: u16, slack: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jitbot"));
+        command
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("SLACK_BOT_TOKEN", "xoxb-process")
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_API_URL", format!("{slack}/api"))
             .env("JITBOT_CONFIG", dir.join("policy.toml"))
             .env("JITBOT_DATA_DIR", dir.join("data"))
             .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TEST_HOOK_SECRET", "hook")
+            .env("JITBOT_API_TOKENS", format!("U0ADMIN:admin:{API_TOKEN}"))
+            .env("TEST_HOOK_SECRET", HOOK_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the jitbot binary starts");
+            .stderr(Stdio::null());
+        command
+    }
+
+    async fn start(dir: &Path, port: u16, slack: &str) -> Bot {
+        Self::started(Self::command(dir, port, slack), port).await
+    }
+
+    /// Started with JSON logs at debug level written to `log`.
+    async fn start_logging_json(dir: &Path, port: u16, slack: &str, log: &Path) -> Bot {
+        let mut command = Self::command(dir, port, slack);
+        command
+            .env("JITBOT_LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(log).unwrap());
+        Self::started(command, port).await
+    }
+
+    async fn started(mut command: Command, port: u16) -> Bot {
+        let child = command.spawn().expect("the jitbot binary starts");
         let bot = Bot {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -230,4 +253,104 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         .count();
     assert_eq!(expired, 1);
     assert!(jitbot::store::Store::verify_audit(&store).unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": "C0APPROVALS", "ts": "1.1" })),
+        )
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("{IAM}", "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.path().join("jitbot.log");
+    let mut bot = Bot::start_logging_json(dir.path(), port, &slack.uri(), &log).await;
+
+    let command = serde_urlencoded::to_string([
+        ("user_id", "U0ALICE"),
+        ("user_name", "alice"),
+        ("channel_id", "C0GENERAL"),
+        ("text", "request quick 1m logging test"),
+    ])
+    .unwrap();
+    assert_eq!(bot.post("/slack/commands", command).await.status(), 200);
+    // A forged request and API calls with and without the right token.
+    let forged = reqwest::Client::new()
+        .post(format!("{}/slack/commands", bot.url))
+        .header(
+            "x-slack-request-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("x-slack-signature", "v0=deadbeef")
+        .body("text=hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let client = reqwest::Client::new();
+    let api = format!("{}/api/v1/grants", bot.url);
+    assert_eq!(
+        client
+            .get(&api)
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(&api)
+            .bearer_auth("guessed-token-guessed-token-x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    eventually("the approval card", || async {
+        (!slack
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    bot.signal("TERM");
+    eventually("the bot to exit", || {
+        let status = bot.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 5, "{text}");
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            event["level"].is_string() && event["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    for secret in [SECRET, BOT_TOKEN, HOOK_SECRET, API_TOKEN] {
+        assert!(!text.contains(secret), "a secret is in the log:\n{text}");
+    }
+    assert!(text.contains("rejected unauthenticated request"), "{text}");
+    assert!(
+        text.contains("API request with a missing or unknown token"),
+        "{text}"
+    );
 }

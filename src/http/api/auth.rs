@@ -15,6 +15,7 @@ use super::ApiError;
 use crate::config::settings::ApiTokenSpec;
 use crate::domain::ids::Actor;
 use crate::http::AppState;
+use crate::telemetry::Metrics;
 
 struct KnownToken {
     digest: [u8; 32],
@@ -92,6 +93,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Some(caller) => Ok(caller),
             None => {
                 tracing::warn!(path = %parts.uri.path(), "API request with a missing or unknown token");
+                Metrics::count_auth_failure(state.engine.metrics(), "api");
                 Err(ApiError::Unauthorized)
             }
         }

@@ -1,0 +1,382 @@
+//! What operators watch: Prometheus metrics (`GET /metrics`) and the
+//! liveness of the background workers (`GET /readyz`). Each server has its
+//! own registry (prometheus-client), so several servers in one process —
+//! the tests — never mix their numbers.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChatFailure {
+    pub platform: &'static str,
+    /// `rate_limited`, `unreachable` or `failed`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Source {
+    pub source: &'static str,
+}
+
+/// Values read from the store when scraped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub active_grants: i64,
+    pub expiring_soon: i64,
+    pub outbox_depth: i64,
+    pub outbox_oldest_seconds: i64,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Requests filed or refused: `filed`, `auto_approved`, `refused`.
+    pub requests: Family<Outcome, Counter>,
+    /// Decisions recorded: `approved`, `denied`, `approval_recorded`, `refused`.
+    pub decisions: Family<Outcome, Counter>,
+    /// Provider revokes: `ok`, `failed`.
+    pub revocations: Family<Outcome, Counter>,
+    /// Seconds from a grant's end to its confirmed revoke.
+    pub revocation_lag: Histogram,
+    pub chat_errors: Family<ChatFailure, Counter>,
+    /// Requests to us whose signature or token did not check out.
+    pub auth_failures: Family<Source, Counter>,
+    active_grants: Gauge,
+    expiring_soon: Gauge,
+    outbox_depth: Gauge,
+    outbox_oldest: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("jitbot");
+        let requests = Family::<Outcome, Counter>::default();
+        let decisions = Family::<Outcome, Counter>::default();
+        let revocations = Family::<Outcome, Counter>::default();
+        let revocation_lag =
+            Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0].into_iter());
+        let chat_errors = Family::<ChatFailure, Counter>::default();
+        let auth_failures = Family::<Source, Counter>::default();
+        let active_grants = Gauge::default();
+        let expiring_soon = Gauge::default();
+        let outbox_depth = Gauge::default();
+        let outbox_oldest = Gauge::default();
+        registry.register("requests", "Access requests by outcome", requests.clone());
+        registry.register(
+            "decisions",
+            "Approval decisions by outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "revocations",
+            "Provider revokes by outcome",
+            revocations.clone(),
+        );
+        registry.register(
+            "revocation_lag_seconds",
+            "Time from a grant's end to its confirmed revoke",
+            revocation_lag.clone(),
+        );
+        registry.register(
+            "chat_api_errors",
+            "Failed chat API calls by platform and kind (rate_limited is a 429)",
+            chat_errors.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Requests rejected for a bad signature (slack) or token (api)",
+            auth_failures.clone(),
+        );
+        registry.register("active_grants", "Grants active now", active_grants.clone());
+        registry.register(
+            "grants_expiring_soon",
+            "Active grants that end within 15 minutes",
+            expiring_soon.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Chat messages waiting to be delivered",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_oldest_seconds",
+            "Age of the oldest chat message waiting to be delivered",
+            outbox_oldest.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            decisions,
+            revocations,
+            revocation_lag,
+            chat_errors,
+            auth_failures,
+            active_grants,
+            expiring_soon,
+            outbox_depth,
+            outbox_oldest,
+        }
+    }
+
+    pub fn count(family: &Family<Outcome, Counter>, outcome: &'static str) {
+        family.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn count_auth_failure(&self, source: &'static str) {
+        self.auth_failures.get_or_create(&Source { source }).inc();
+    }
+
+    pub fn count_chat_error(&self, platform: &'static str, kind: &'static str) {
+        self.chat_errors
+            .get_or_create(&ChatFailure { platform, kind })
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with the store-derived values set.
+    pub fn render(&self, snapshot: Snapshot) -> String {
+        self.active_grants.set(snapshot.active_grants);
+        self.expiring_soon.set(snapshot.expiring_soon);
+        self.outbox_depth.set(snapshot.outbox_depth);
+        self.outbox_oldest.set(snapshot.outbox_oldest_seconds);
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+/// Heartbeats of the background workers, for `/readyz`.
+#[derive(Debug)]
+pub struct Health {
+    scheduler_beat: AtomicI64,
+    outbox_beat: AtomicI64,
+    /// When the outbox last delivered (or dropped) something.
+    outbox_progress: AtomicI64,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        let now = Utc::now().timestamp_millis();
+        Health {
+            scheduler_beat: AtomicI64::new(0),
+            outbox_beat: AtomicI64::new(0),
+            outbox_progress: AtomicI64::new(now),
+        }
+    }
+}
+
+fn at(millis: i64) -> Option<DateTime<Utc>> {
+    (millis > 0)
+        .then(|| DateTime::from_timestamp_millis(millis))
+        .flatten()
+}
+
+impl Health {
+    pub fn scheduler_alive(&self) {
+        self.scheduler_beat
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn outbox_alive(&self, progressed: bool) {
+        let now = Utc::now().timestamp_millis();
+        self.outbox_beat.store(now, Ordering::Relaxed);
+        if progressed {
+            self.outbox_progress.store(now, Ordering::Relaxed);
+        }
+    }
+
+    pub fn scheduler_seen(&self) -> Option<DateTime<Utc>> {
+        at(self.scheduler_beat.load(Ordering::Relaxed))
+    }
+
+    pub fn outbox_seen(&self) -> Option<DateTime<Utc>> {
+        at(self.outbox_beat.load(Ordering::Relaxed))
+    }
+
+    pub fn outbox_progressed(&self) -> Option<DateTime<Utc>> {
+        at(self.outbox_progress.load(Ordering::Relaxed))
+    }
+}
+
+/// The scheduler looks at the due-index at least every 30 s; three times
+/// that without a pass means it is not running. The same for the outbox.
+const WORKER_STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(90);
+/// Messages may wait out rate limits, but nothing delivered for this long
+/// while messages wait means the outbox is stuck.
+const OUTBOX_STUCK_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// What `/readyz` looks at.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub now: DateTime<Utc>,
+    pub store_ok: bool,
+    pub scheduler_seen: Option<DateTime<Utc>>,
+    pub outbox_seen: Option<DateTime<Utc>>,
+    pub outbox_progressed: Option<DateTime<Utc>>,
+    pub outbox_waiting: usize,
+    pub outbox_oldest: Option<DateTime<Utc>>,
+}
+
+/// Whether the server is ready, with one line per check.
+pub fn readiness(observed: &Observed) -> (bool, Vec<String>) {
+    let now = observed.now;
+    let ago = |at: DateTime<Utc>| (now - at).num_seconds();
+    let mut lines = Vec::new();
+    let store_ok = observed.store_ok;
+    lines.push(
+        if store_ok {
+            "store: ok"
+        } else {
+            "store: not answering"
+        }
+        .to_string(),
+    );
+    let scheduler_ok = match observed.scheduler_seen {
+        Some(at) if now - at < WORKER_STALE_AFTER => {
+            lines.push(format!("scheduler: ok (last pass {}s ago)", ago(at)));
+            true
+        }
+        Some(at) => {
+            lines.push(format!("scheduler: stalled (last pass {}s ago)", ago(at)));
+            false
+        }
+        None => {
+            lines.push("scheduler: not started".to_string());
+            false
+        }
+    };
+    let waiting = observed.outbox_waiting;
+    let age = observed.outbox_oldest.map_or(0, ago);
+    let progressed = observed.outbox_progressed.unwrap_or(now);
+    let running = observed
+        .outbox_seen
+        .is_some_and(|at| now - at < WORKER_STALE_AFTER);
+    let stuck = observed
+        .outbox_oldest
+        .is_some_and(|oldest| now - oldest > OUTBOX_STUCK_AFTER)
+        && now - progressed > OUTBOX_STUCK_AFTER;
+    let outbox_ok = running && !stuck;
+    lines.push(if !running {
+        "outbox: not running".to_string()
+    } else if stuck {
+        format!(
+            "outbox: stuck ({waiting} waiting, oldest {age}s, nothing delivered for {}s)",
+            ago(progressed)
+        )
+    } else {
+        format!("outbox: ok ({waiting} waiting, oldest {age}s)")
+    });
+    (store_ok && scheduler_ok && outbox_ok, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy(now: DateTime<Utc>) -> Observed {
+        Observed {
+            now,
+            store_ok: true,
+            scheduler_seen: Some(now - chrono::TimeDelta::seconds(2)),
+            outbox_seen: Some(now - chrono::TimeDelta::seconds(1)),
+            outbox_progressed: Some(now - chrono::TimeDelta::seconds(1)),
+            outbox_waiting: 3,
+            outbox_oldest: Some(now - chrono::TimeDelta::seconds(4)),
+        }
+    }
+
+    #[test]
+    fn ready_when_every_part_works() {
+        let now = Utc::now();
+        let (ready, lines) = readiness(&healthy(now));
+        assert!(ready);
+        assert_eq!(
+            lines,
+            [
+                "store: ok",
+                "scheduler: ok (last pass 2s ago)",
+                "outbox: ok (3 waiting, oldest 4s)"
+            ]
+        );
+    }
+
+    #[test]
+    fn not_ready_when_a_part_is_stuck_or_stalled() {
+        let now = Utc::now();
+        let minutes = |m| now - chrono::TimeDelta::minutes(m);
+        let stalled = Observed {
+            scheduler_seen: Some(minutes(5)),
+            ..healthy(now)
+        };
+        let (ready, lines) = readiness(&stalled);
+        assert!(!ready);
+        assert_eq!(lines[1], "scheduler: stalled (last pass 300s ago)");
+
+        // Messages waiting for 20 minutes and nothing delivered for 16.
+        let stuck = Observed {
+            outbox_oldest: Some(minutes(20)),
+            outbox_progressed: Some(minutes(16)),
+            ..healthy(now)
+        };
+        let (ready, lines) = readiness(&stuck);
+        assert!(!ready);
+        assert_eq!(
+            lines[2],
+            "outbox: stuck (3 waiting, oldest 1200s, nothing delivered for 960s)"
+        );
+
+        // An old message behind a rate limit is fine while others get through.
+        let slow = Observed {
+            outbox_oldest: Some(minutes(20)),
+            ..healthy(now)
+        };
+        assert!(readiness(&slow).0);
+
+        let broken_store = Observed {
+            store_ok: false,
+            ..healthy(now)
+        };
+        assert!(!readiness(&broken_store).0);
+    }
+
+    #[test]
+    fn the_exposition_names_every_metric() {
+        let metrics = Metrics::new();
+        Metrics::count(&metrics.requests, "filed");
+        metrics.revocation_lag.observe(0.3);
+        let text = metrics.render(Snapshot {
+            active_grants: 2,
+            ..Snapshot::default()
+        });
+        assert!(
+            text.contains("jitbot_requests_total{outcome=\"filed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("jitbot_active_grants 2"), "{text}");
+        assert!(
+            text.contains("jitbot_revocation_lag_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
