@@ -73,7 +73,7 @@ impl Metrics {
         let decisions = Family::<Outcome, Counter>::default();
         let revocations = Family::<Outcome, Counter>::default();
         let revocation_lag =
-            Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0].into_iter());
+            Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]);
         let chat_errors = Family::<ChatFailure, Counter>::default();
         let auth_failures = Family::<Source, Counter>::default();
         let active_grants = Gauge::default();
