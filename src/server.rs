@@ -27,6 +27,39 @@ use crate::providers::Providers;
 use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
 
+/// Start the background workers every way of running the engine needs:
+/// the scheduler, the outbox worker (delivering through `platforms`), the
+/// replay-cache pruning and the sweeps. They stop when `cancel` fires; wait
+/// on the returned tracker for them to finish.
+pub fn spawn_workers(
+    engine: &Arc<Engine>,
+    policy: Arc<Policy>,
+    platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    wakers: &Wakers,
+    cancel: &CancellationToken,
+) -> tokio_util::task::TaskTracker {
+    let store = engine.store().clone();
+    let workers = tokio_util::task::TaskTracker::new();
+    let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());
+    workers.spawn(scheduler.run(cancel.clone()));
+    let outbox = OutboxWorker::new(
+        store.clone(),
+        engine.durability().clone(),
+        policy,
+        platforms,
+        wakers.outbox.clone(),
+        (engine.metrics().clone(), engine.health().clone()),
+    );
+    workers.spawn(outbox.run(cancel.clone()));
+    workers.spawn(prune_replays(store, cancel.clone()));
+    workers.spawn(crate::scheduler::sweeps::run(
+        engine.clone(),
+        cancel.clone(),
+    ));
+    workers.close();
+    workers
+}
+
 /// How often the replay cache drops signatures that are past the window.
 const REPLAY_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -124,24 +157,7 @@ pub async fn start(
         .with_chat(platforms.clone()),
     );
     let cancel = CancellationToken::new();
-    let workers = tokio_util::task::TaskTracker::new();
-    let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());
-    workers.spawn(scheduler.run(cancel.clone()));
-    let outbox = OutboxWorker::new(
-        store.clone(),
-        engine.durability().clone(),
-        policy,
-        platforms,
-        wakers.outbox.clone(),
-        (engine.metrics().clone(), engine.health().clone()),
-    );
-    workers.spawn(outbox.run(cancel.clone()));
-    workers.spawn(prune_replays(store.clone(), cancel.clone()));
-    workers.spawn(crate::scheduler::sweeps::run(
-        engine.clone(),
-        cancel.clone(),
-    ));
-    workers.close();
+    let workers = spawn_workers(&engine, policy, platforms, &wakers, &cancel);
 
     let app = http::router(Arc::new(AppState {
         engine,

@@ -43,6 +43,16 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the bot (the default).
     Serve,
+    /// The whole bot with the terminal as its chat: no Slack needed.
+    Console {
+        /// Who you are at first (switch with `/as U0LEAD`).
+        #[arg(long = "as", value_name = "USER_ID", default_value = "U0ALICE")]
+        user: String,
+        /// A Slack user group the console should know, e.g. S0DBAS=U0DBA,U0LEAD
+        /// (repeatable).
+        #[arg(long = "group", value_name = "ID=USERS")]
+        groups: Vec<String>,
+    },
     /// Validate a policy file and report every problem with its line and column.
     CheckConfig {
         /// Policy file; defaults to $JITBOT_CONFIG.
@@ -150,6 +160,7 @@ pub async fn run(cli: Cli) -> i32 {
     };
     match cli.command.unwrap_or(CliCommand::Serve) {
         CliCommand::Serve => serve(settings, env).await,
+        CliCommand::Console { user, groups } => console(settings, env, user, groups).await,
         CliCommand::CheckConfig { path } => {
             check_config(path.as_deref().unwrap_or(&settings.config_path))
         }
@@ -196,14 +207,59 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+async fn console(settings: Settings, env: EnvSource, user: String, groups: Vec<String>) -> i32 {
+    init_logging_with(settings.log_format, "warn");
+    let mut user_groups = HashMap::new();
+    for group in &groups {
+        let Some((id, members)) = group.split_once('=') else {
+            eprintln!("jitbot: --group {group}: expected ID=USER,USER (e.g. S0DBAS=U0DBA,U0LEAD)");
+            return EXIT_BAD_SETUP;
+        };
+        let members = members
+            .split(',')
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| crate::domain::ids::UserId::new(m.trim()))
+            .collect();
+        user_groups.insert(id.trim().to_string(), members);
+    }
+    let (policy, providers) = match policy_and_providers(&settings, &env) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let terminal = crate::console::Terminal::new(Box::new(std::io::stdout()));
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    let options = crate::console::ConsoleOptions { user, user_groups };
+    match crate::console::run(
+        &settings.data_dir,
+        policy,
+        providers,
+        options,
+        input,
+        terminal,
+    )
+    .await
+    {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            EXIT_BAD_SETUP
+        }
+    }
+}
+
 fn report(failure: remote::Failure) -> i32 {
     eprintln!("jitbot: {}", failure.message);
     failure.code
 }
 
 fn init_logging(format: LogFormat) {
+    init_logging_with(format, "info");
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `default_filter`.
+fn init_logging_with(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -4,6 +4,7 @@
 mod admin;
 mod approvals;
 mod cli;
+mod console;
 mod delivery;
 mod durability;
 mod ending;

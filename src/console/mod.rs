@@ -1,0 +1,335 @@
+//! `jitbot console`: the whole engine — real store, policy, providers,
+//! scheduler and outbox — with the terminal as its chat, like Hubot's shell
+//! adapter. Type `/jit …` as the current user, `/as U0LEAD` to become
+//! someone else, and a card's button number to press it; DMs, cards and
+//! expiry warnings print as they are delivered.
+
+mod terminal;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, Lines};
+use tokio_util::sync::CancellationToken;
+
+pub use terminal::{Button, ConsoleChat, ConsoleDirectory, Terminal};
+
+use crate::chat::card::CardActionKind;
+use crate::chat::directory::CachedDirectory;
+use crate::chat::ChatPlatform;
+use crate::clock::SystemClock;
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{
+    Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
+};
+use crate::domain::job::Decision;
+use crate::domain::policy::{user_actor, Policy};
+use crate::engine::{Engine, FormChoice, Reply, Wakers};
+use crate::providers::Providers;
+use crate::store::{SledStore, Store, StoreError};
+
+/// The channel commands are typed in until `/in` picks another.
+const DEFAULT_CHANNEL: &str = "C0CONSOLE";
+
+const HELP: &str = "Console commands:
+  /jit <command>     a jitbot command as the current user (try /jit help)
+  <number>           press the button with that number on a card
+  /as <user id>      act as someone else, e.g. /as U0LEAD
+  /in <channel id>   type commands in another channel, e.g. /in C0APPROVALS
+  /help              this text
+  /quit              stop (ctrl-d works too)";
+
+/// What the console starts with.
+pub struct ConsoleOptions {
+    pub user: String,
+    /// Slack user groups the console should know: id → members.
+    pub user_groups: HashMap<String, Vec<UserId>>,
+}
+
+type Input<R> = Lines<R>;
+
+/// Run the console until `/quit` or the end of `input`. Returns the exit code.
+pub async fn run<R: AsyncBufRead + Unpin>(
+    data_dir: &std::path::Path,
+    policy: Policy,
+    providers: Providers,
+    options: ConsoleOptions,
+    input: R,
+    terminal: Arc<Terminal>,
+) -> Result<(), StoreError> {
+    let Some(mut me) = user_actor(&options.user) else {
+        terminal.say(&format!(
+            "`{}` is not a user id; start with --as U0ALICE (or another U… id).",
+            options.user
+        ));
+        return Ok(());
+    };
+    let dir = data_dir.to_path_buf();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&dir))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))??,
+    );
+    let policy = Arc::new(policy);
+    let chat: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat {
+        terminal: terminal.clone(),
+    });
+    let platforms = HashMap::from([(Platform::Slack, chat)]);
+    let directory = Arc::new(CachedDirectory::new(Arc::new(ConsoleDirectory {
+        user_groups: options.user_groups,
+    })));
+    let wakers = Wakers::default();
+    let engine = Arc::new(
+        Engine::new(
+            Arc::new(SystemClock),
+            store.clone(),
+            policy.clone(),
+            providers,
+            HashMap::from([(Platform::Slack, directory)]),
+            wakers.clone(),
+        )
+        .with_chat(platforms.clone()),
+    );
+    let cancel = CancellationToken::new();
+    let workers = crate::server::spawn_workers(&engine, policy, platforms, &wakers, &cancel);
+
+    terminal.say(&format!(
+        "jitbot console — you are {me}, typing in #{DEFAULT_CHANNEL}. Try `/jit groups`.\n{HELP}"
+    ));
+    let mut session = Session {
+        engine: &engine,
+        terminal: &terminal,
+        channel: ChannelId::new(DEFAULT_CHANNEL),
+    };
+    let mut lines = input.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" || line == "/exit" {
+            break;
+        }
+        session.handle(&mut me, &line, &mut lines).await;
+    }
+    terminal.say("Stopping: finishing running jobs and deliveries…");
+    cancel.cancel();
+    workers.wait().await;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+    Ok(())
+}
+
+struct Session<'a> {
+    engine: &'a Arc<Engine>,
+    terminal: &'a Arc<Terminal>,
+    channel: ChannelId,
+}
+
+impl Session<'_> {
+    fn origin(&self) -> Destination {
+        Destination {
+            platform: Platform::Slack,
+            channel: self.channel.clone(),
+        }
+    }
+
+    async fn handle<R: AsyncBufRead + Unpin>(
+        &mut self,
+        me: &mut Actor,
+        line: &str,
+        input: &mut Input<R>,
+    ) {
+        if line == "/help" {
+            self.terminal.say(HELP);
+        } else if let Some(who) = line.strip_prefix("/as ") {
+            match user_actor(who.trim()) {
+                Some(actor) => {
+                    *me = actor;
+                    self.terminal.say(&format!("You are now {me}."));
+                }
+                None => self
+                    .terminal
+                    .say(&format!("`{}` is not a user id like U0LEAD.", who.trim())),
+            }
+        } else if let Some(channel) = line.strip_prefix("/in ") {
+            self.channel = ChannelId::new(channel.trim().trim_start_matches('#'));
+            self.terminal
+                .say(&format!("You are now typing in #{}.", self.channel));
+        } else if let Ok(number) = line.parse::<usize>() {
+            self.press(me, number, input).await;
+        } else if line.starts_with("/jit") || line.starts_with("jit ") {
+            let reply = self
+                .engine
+                .handle_command(me.clone(), Some(self.origin()), line)
+                .await;
+            match reply {
+                Reply::Text(text) => self.reply(me, &text),
+                Reply::OpenRequestForm(choices) => self.request_form(me, choices, input).await,
+            }
+        } else {
+            self.terminal
+                .say("Type /jit help, /as <user>, /in <channel>, a button number, /help or /quit.");
+        }
+    }
+
+    fn reply(&self, me: &Actor, text: &str) {
+        let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+        self.terminal.say(&format!(
+            "── jitbot, to {} only ──\n{}",
+            me.user,
+            indented.join("\n")
+        ));
+    }
+
+    async fn ask<R: AsyncBufRead + Unpin>(
+        &self,
+        question: &str,
+        input: &mut Input<R>,
+    ) -> Option<String> {
+        self.terminal.say(question);
+        input
+            .next_line()
+            .await
+            .ok()
+            .flatten()
+            .map(|l| l.trim().to_string())
+    }
+
+    /// The request form, one question at a time.
+    async fn request_form<R: AsyncBufRead + Unpin>(
+        &self,
+        me: &Actor,
+        choices: Vec<FormChoice>,
+        input: &mut Input<R>,
+    ) {
+        let mut menu = vec!["── request form ──".to_string()];
+        for (index, choice) in choices.iter().enumerate() {
+            menu.push(format!(
+                "  [{}] {}{} (default {})",
+                index + 1,
+                choice.name,
+                if choice.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", choice.description)
+                },
+                choice.default_duration
+            ));
+        }
+        self.terminal.say(&menu.join("\n"));
+        let Some(picked) = self.ask("Group (number or name):", input).await else {
+            return;
+        };
+        let group = match picked.parse::<usize>() {
+            Ok(n) if (1..=choices.len()).contains(&n) => choices[n - 1].name.clone(),
+            _ => match GroupName::parse(&picked) {
+                Ok(name) => name,
+                Err(error) => return self.reply(me, &error.to_string()),
+            },
+        };
+        let Some(duration) = self.ask("Duration (empty for the default):", input).await else {
+            return;
+        };
+        let duration = if duration.is_empty() {
+            None
+        } else {
+            match HumanDuration::parse(&duration) {
+                Ok(duration) => Some(duration),
+                Err(error) => return self.reply(me, &error.to_string()),
+            }
+        };
+        let Some(reason) = self.ask("Reason:", input).await else {
+            return;
+        };
+        let text = match self
+            .engine
+            .submit(me.clone(), Some(self.origin()), &group, duration, &reason)
+            .await
+        {
+            Ok(receipt) => receipt.summary(),
+            Err(refusal) => refusal.to_string(),
+        };
+        self.reply(me, &text);
+    }
+
+    async fn press<R: AsyncBufRead + Unpin>(
+        &self,
+        me: &Actor,
+        number: usize,
+        input: &mut Input<R>,
+    ) {
+        let Some(button) = self.terminal.button(number) else {
+            return self.reply(me, &format!("There is no button [{number}]."));
+        };
+        match button.kind {
+            CardActionKind::Approve | CardActionKind::Deny => {
+                let Ok(id) = RequestId::parse(&button.value) else {
+                    return;
+                };
+                let decision = if button.kind == CardActionKind::Approve {
+                    Decision::Approve
+                } else {
+                    let Some(reason) = self
+                        .ask(&format!("Why deny {id}? (the requester is told)"), input)
+                        .await
+                    else {
+                        return;
+                    };
+                    Decision::Deny { reason }
+                };
+                let pressed = if button.kind == CardActionKind::Approve {
+                    "Approve"
+                } else {
+                    "Deny"
+                };
+                match self
+                    .engine
+                    .record_decision(&id, me.clone(), decision, Some(self.origin()))
+                    .await
+                {
+                    Ok(true) => self
+                        .terminal
+                        .say(&format!("({} pressed {pressed} on {id})", me.user)),
+                    Ok(false) => self.reply(me, &format!("There is no request {id}.")),
+                    Err(error) => self.reply(me, &format!("That did not work: {error}")),
+                }
+            }
+            CardActionKind::Extend => {
+                let Ok(grant) = GrantId::parse(&button.value) else {
+                    return;
+                };
+                let Some(answer) = self
+                    .ask(
+                        &format!("How much longer do you need {grant}, and why? (e.g. 30m still debugging)"),
+                        input,
+                    )
+                    .await
+                else {
+                    return;
+                };
+                let (duration, reason) = answer.split_once(' ').unwrap_or((&answer, ""));
+                let duration = match HumanDuration::parse(duration) {
+                    Ok(duration) => duration,
+                    Err(error) => return self.reply(me, &error.to_string()),
+                };
+                let text = match self
+                    .engine
+                    .submit_extension(
+                        me.clone(),
+                        Some(self.origin()),
+                        &grant,
+                        duration,
+                        reason.trim(),
+                    )
+                    .await
+                {
+                    Ok(receipt) => receipt.summary(),
+                    Err(refusal) => refusal.to_string(),
+                };
+                self.reply(me, &text);
+            }
+        }
+    }
+}

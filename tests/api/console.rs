@@ -1,0 +1,153 @@
+//! `jitbot console`: the real binary, its stdin and stdout as the chat —
+//! request, approve by number, grant, warning, revoke; deny with a reason.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{eventually_within, HOOK_SECRET};
+
+const POLICY: &str = r#"
+[providers.iam]
+kind = "webhook"
+url = "{IAM}/jit"
+secret_env = "TEST_HOOK_SECRET"
+
+[[groups]]
+name = "quick"
+provider = "iam"
+target = "quick_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+min_duration = "1s"
+warn_before = "2s"
+"#;
+
+struct Console {
+    stdin: tokio::process::ChildStdin,
+    output: Arc<Mutex<String>>,
+    child: tokio::process::Child,
+}
+
+impl Console {
+    async fn type_line(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Wait until the output holds `text` after byte `from`; the position after it.
+    async fn expect_after(&self, from: usize, text: &str) -> usize {
+        eventually_within(
+            Duration::from_secs(15),
+            &format!("{text:?} on the console"),
+            || async {
+                let output = self.output.lock().unwrap();
+                output[from..].find(text).map(|at| from + at + text.len())
+            },
+        )
+        .await
+    }
+
+    fn printed(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("policy.toml");
+    std::fs::write(&policy_path, POLICY.replace("{IAM}", &iam.uri())).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["console", "--as", "U0ALICE"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JITBOT_CONFIG", &policy_path)
+        .env("JITBOT_DATA_DIR", dir.path().join("data"))
+        .env("TEST_HOOK_SECRET", HOOK_SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let sink = output.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut out = sink.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+    let mut console = Console {
+        stdin: child.stdin.take().unwrap(),
+        output,
+        child,
+    };
+
+    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    console
+        .type_line("/jit request quick 4s trying the console")
+        .await;
+    let at = console.expect_after(at, "── #C0APPROVALS ──").await;
+    let at = console.expect_after(at, "[1] Approve R-").await;
+    console.type_line("/as U0LEAD").await;
+    console.type_line("1").await;
+    let at = console
+        .expect_after(at, "(U0LEAD pressed Approve on R-")
+        .await;
+    let at = console.expect_after(at, "── DM to U0ALICE ──").await;
+    let at = console
+        .expect_after(at, "Access to quick is live until")
+        .await;
+    // Two seconds before the end: the warning DM, with an Extend button.
+    let at = console.expect_after(at, "] Extend G-").await;
+    let at = console
+        .expect_after(at, "has expired and was revoked")
+        .await;
+    let actions: Vec<String> = iam
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(actions, ["grant", "revoke"]);
+
+    // A second request, denied with a reason typed at the prompt.
+    console.type_line("/as U0ALICE").await;
+    console.type_line("/jit request quick 1m again").await;
+    let at = console.expect_after(at, "[4] Approve R-").await;
+    console.type_line("/as U0LEAD").await;
+    console.type_line("5").await;
+    let at = console.expect_after(at, "Why deny R-").await;
+    console.type_line("not during the freeze").await;
+    console.expect_after(at, "not during the freeze").await;
+
+    console.type_line("/quit").await;
+    let status = tokio::time::timeout(Duration::from_secs(15), console.child.wait())
+        .await
+        .expect("the console stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", console.printed());
+}
