@@ -8,16 +8,21 @@
 //!   line-precise errors.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation:
 //!   requests, due-index, outbox, audit chain, mappings, replay cache.
-//! - [`engine`]: use cases — submit, decide, activate, expire, commands —
-//!   turning lifecycle steps into one transaction each.
-//! - [`scheduler`]: the single task that runs due jobs from the due-index.
+//! - [`engine`]: use cases — submit, decide, activate, expire, end, extend,
+//!   sweep, admin views, commands — turning lifecycle steps into one
+//!   transaction each.
+//! - [`scheduler`]: the single task that runs due jobs from the due-index,
+//!   and the periodic standing-access sweeps.
 //! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model, the outbox
 //!   worker, and the Slack implementation.
-//! - [`providers`]: the [`providers::Provider`] trait and the `webhook` and
-//!   `exec` providers.
-//! - [`http`]: axum routes → engine; verification, parsing, answers.
+//! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
+//!   `exec`, `postgres` and `slack_usergroup` providers.
+//! - [`http`]: axum routes → engine: Slack, the `/api/v1` API, health,
+//!   readiness and metrics.
+//! - [`console`]: the terminal as a chat platform (`jitbot console`).
+//! - [`telemetry`]: Prometheus metrics and worker heartbeats.
 //! - [`server`]: assembling and running all of it; graceful shutdown.
-//! - [`cli`]: the `jitbot` command line.
+//! - [`cli`]: the `jitbot` command line, offline and over the API.
 //! - [`clock`]: where "now" comes from (real, or tokio's for tests).
 
 pub mod chat;

@@ -154,10 +154,7 @@ mod over_the_api {
             .request("U0ALICE", "request prod-db 1h nightly fix")
             .await;
         app.approve("U0LEAD", &id).await;
-        eventually("the grant", || async {
-            (app.iam_actions("grant", &id).await == 1).then_some(())
-        })
-        .await;
+        app.until_active(&id).await;
         let grant = format!("G-{}", &id[2..]);
 
         let (code, table, _) = jitbot(&app, Some(ADMIN_TOKEN), &["grants"]).await;

@@ -547,6 +547,24 @@ impl TestApp {
         }
     }
 
+    /// Wait until request `id` is active (granted and recorded), asking the
+    /// API as an admin.
+    pub(crate) async fn until_active(&self, id: &str) {
+        let url = self.url(&format!("/api/v1/requests/{id}"));
+        eventually(&format!("{id} to be active"), || async {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .ok()?;
+            let body: Value = response.json().await.ok()?;
+            (body["state"] == "active").then_some(())
+        })
+        .await;
+    }
+
     /// Members of the fake Slack user group `group`.
     pub(crate) fn user_group(&self, group: &str) -> Vec<String> {
         self.user_groups

@@ -183,10 +183,7 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
             .await;
         let id = body["id"].as_str().unwrap().to_string();
         app.approve("U0LEAD", &id).await;
-        eventually("the grant", || async {
-            (app.iam_actions("grant", &id).await == 1).then_some(())
-        })
-        .await;
+        app.until_active(&id).await;
         id
     };
     let first = file().await;
@@ -426,10 +423,7 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
     let app = TestApp::spawn().await;
     let id = app.request("U0ALICE", "request prod-db 1h audited").await;
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_active(&id).await;
     let route = "/api/v1/audit";
     let (status, lines) = app.api("GET", route, route, Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, 200);
