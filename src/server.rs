@@ -15,14 +15,17 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::directory::CachedDirectory;
 use crate::chat::outbox::OutboxWorker;
 use crate::chat::slack::{verify, SlackClient};
+use crate::chat::teams::auth::BotAuthenticator;
+use crate::chat::teams::TeamsClient;
 use crate::chat::ChatPlatform;
 use crate::clock::SystemClock;
-use crate::config::settings::{ApiTokenSpec, SlackSettings};
+use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
+use crate::config::Secret;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
 use crate::engine::{Engine, Wakers};
 use crate::http::api::ApiAuth;
-use crate::http::{self, AppState, SlackIngress};
+use crate::http::{self, AppState, SlackIngress, TeamsIngress};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
@@ -67,7 +70,7 @@ const REPLAY_PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub enum ServerError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot set up Slack: {0}")]
+    #[error("cannot set up the chat connection: {0}")]
     Slack(String),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -81,6 +84,8 @@ pub struct ServerParts {
     pub policy: Policy,
     pub providers: Providers,
     pub slack: Option<SlackSettings>,
+    pub teams: Option<TeamsSettings>,
+    pub teams_webhook_secret: Option<Secret>,
     pub api_tokens: Vec<ApiTokenSpec>,
 }
 
@@ -145,6 +150,24 @@ pub async fn start(
         }
     };
 
+    let teams_ingress = match &parts.teams {
+        Some(settings) => {
+            let client = Arc::new(
+                TeamsClient::new(settings, store.clone())
+                    .map_err(|e| ServerError::Slack(e.to_string()))?,
+            );
+            platforms.insert(Platform::Teams, client.clone());
+            directories.insert(
+                Platform::Teams,
+                Arc::new(CachedDirectory::new(client.clone())),
+            );
+            Some(TeamsIngress {
+                auth: BotAuthenticator::new(&settings.app_id, &settings.openid_metadata_url),
+                client,
+            })
+        }
+        None => None,
+    };
     let engine = Arc::new(
         Engine::new(
             Arc::new(SystemClock),
@@ -162,6 +185,8 @@ pub async fn start(
     let app = http::router(Arc::new(AppState {
         engine,
         slack: slack_ingress,
+        teams: teams_ingress,
+        teams_webhook_secret: parts.teams_webhook_secret.clone(),
         api: ApiAuth::new(&parts.api_tokens),
     }));
     let addr = listener.local_addr()?;

@@ -9,6 +9,7 @@ pub mod card;
 pub mod directory;
 pub mod outbox;
 pub mod slack;
+pub mod teams;
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@ use crate::domain::ids::{Platform, RequestId};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::Policy;
 use crate::domain::request::PostedCard;
-use crate::engine::backoff;
+use crate::engine::{approval_destinations, backoff};
 use crate::store::{GroupCommit, OutboxEntry, Store, StoreError, Write};
 use crate::telemetry::{Health, Metrics};
 
@@ -187,6 +187,7 @@ impl OutboxWorker {
             Err(ChatError::Unreachable(error)) => {
                 tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
                 self.report_undeliverable_card(message, &error);
+                self.report_unreachable_person(message, &error);
                 Delivery::Done
             }
             Err(ChatError::Failed(error)) => {
@@ -221,11 +222,61 @@ impl OutboxWorker {
             outbox: vec![Outgoing::Direct {
                 to: request.requester,
                 text,
+                about: None,
             }],
             ..Default::default()
         };
         if let Err(error) = self.store.record(&effects) {
             tracing::error!(%error, "could not record the report of an undeliverable card");
+        }
+    }
+
+    /// Someone jitbot cannot message at all (app not installed, user
+    /// unknown) must not silently miss what their request needs them to
+    /// know: the request's approval channels are told instead.
+    fn report_unreachable_person(&self, message: &Outgoing, error: &str) {
+        let (to, id, what) = match message {
+            Outgoing::Direct {
+                to,
+                text,
+                about: Some(id),
+            } => (to.clone(), id, text.clone()),
+            Outgoing::ExpiryWarning { request, .. } => match self.store.get_request(request) {
+                Ok(Some(r)) => (
+                    r.requester,
+                    request,
+                    format!("the warning that {} is about to end", request.grant_id()),
+                ),
+                _ => return,
+            },
+            _ => return,
+        };
+        let Ok(Some(request)) = self.store.get_request(id) else {
+            return;
+        };
+        let Some(group) = self.policy.group(&request.group) else {
+            return;
+        };
+        let mappings = self.store.mappings().unwrap_or_default();
+        let channels = approval_destinations(group, &mappings, self.platforms.keys().copied());
+        let text = format!(
+            ":warning: I cannot reach {} on {} ({error}), so they did not get this about {id} ({}): {what}",
+            to.name_or_id(),
+            to.platform,
+            request.group
+        );
+        let effects = crate::store::Effects {
+            outbox: channels
+                .into_iter()
+                .map(|to| Outgoing::ChannelNotice {
+                    to,
+                    text: text.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        if let Err(error) = self.store.record(&effects) {
+            tracing::error!(%error, "could not record the report of an unreachable person");
         }
     }
 
@@ -256,7 +307,7 @@ impl OutboxWorker {
                 .await
             }
             Outgoing::RefreshCards { request } => self.refresh_cards(request).await,
-            Outgoing::Direct { to, text } => self
+            Outgoing::Direct { to, text, .. } => self
                 .platform(to.platform)?
                 .direct_message(&to.user, text, None)
                 .await

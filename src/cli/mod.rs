@@ -335,6 +335,8 @@ async fn serve(settings: Settings, env: EnvSource) -> i32 {
         policy,
         providers,
         slack: settings.slack.clone(),
+        teams: settings.teams.clone(),
+        teams_webhook_secret: settings.teams_webhook_secret.clone(),
         api_tokens: settings.api_tokens.clone(),
     };
     let running = match server::start(parts, listener).await {

@@ -19,6 +19,10 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub slack: Option<SlackSettings>,
+    /// The Teams bot (Bot Framework), if configured.
+    pub teams: Option<TeamsSettings>,
+    /// The Teams outgoing webhook's security token (base64), if configured.
+    pub teams_webhook_secret: Option<Secret>,
     /// Bearer tokens for the HTTP API (`JITBOT_API_TOKENS`).
     pub api_tokens: Vec<ApiTokenSpec>,
     pub config_path: PathBuf,
@@ -34,6 +38,23 @@ pub struct SlackSettings {
     /// Base URL of the Slack Web API, without a trailing slash.
     pub api_url: String,
 }
+
+#[derive(Debug, Clone)]
+pub struct TeamsSettings {
+    /// The bot's Microsoft App ID: the audience of incoming tokens.
+    pub app_id: String,
+    pub app_password: Secret,
+    /// Where the Bot Framework publishes its signing keys' location.
+    pub openid_metadata_url: String,
+    /// Where the bot gets its own tokens (client credentials).
+    pub token_url: String,
+}
+
+/// The Bot Framework's public cloud; sovereign clouds and tests override it.
+pub const DEFAULT_TEAMS_OPENID_METADATA_URL: &str =
+    "https://login.botframework.com/v1/.well-known/openidconfiguration";
+pub const DEFAULT_TEAMS_TOKEN_URL: &str =
+    "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token";
 
 /// One HTTP API token: who it acts as, and whether it may do admin things.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +79,8 @@ pub enum LogFormat {
 pub enum SettingsError {
     #[error("{0} is set but {1} is not; Slack needs both")]
     HalfSlack(&'static str, &'static str),
+    #[error("{0} is set but {1} is not; the Teams bot needs both")]
+    HalfTeams(&'static str, &'static str),
     #[error("JITBOT_LISTEN=`{0}` is not an address like 127.0.0.1:8080")]
     BadListen(String),
     #[error("JITBOT_LOG_FORMAT=`{0}` must be `text` or `json`")]
@@ -189,8 +212,36 @@ impl Settings {
             Some(other) => return Err(SettingsError::BadLogFormat(other.to_string())),
         };
         let api_tokens = parse_api_tokens(env.get("JITBOT_API_TOKENS").as_deref().unwrap_or(""))?;
+        let teams = match (env.get("TEAMS_APP_ID"), env.get("TEAMS_APP_PASSWORD")) {
+            (Some(app_id), Some(password)) => Some(TeamsSettings {
+                app_id,
+                app_password: Secret::new(password),
+                openid_metadata_url: env
+                    .get("TEAMS_OPENID_METADATA_URL")
+                    .unwrap_or_else(|| DEFAULT_TEAMS_OPENID_METADATA_URL.to_string()),
+                token_url: env
+                    .get("TEAMS_TOKEN_URL")
+                    .unwrap_or_else(|| DEFAULT_TEAMS_TOKEN_URL.to_string()),
+            }),
+            (Some(_), None) => {
+                return Err(SettingsError::HalfTeams(
+                    "TEAMS_APP_ID",
+                    "TEAMS_APP_PASSWORD",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError::HalfTeams(
+                    "TEAMS_APP_PASSWORD",
+                    "TEAMS_APP_ID",
+                ))
+            }
+            (None, None) => None,
+        };
+        let teams_webhook_secret = env.get("TEAMS_WEBHOOK_SECRET").map(Secret::new);
         Ok(Settings {
             slack,
+            teams,
+            teams_webhook_secret,
             api_tokens,
             config_path: env
                 .get("JITBOT_CONFIG")

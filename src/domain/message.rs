@@ -17,8 +17,14 @@ pub enum Outgoing {
     DirectCard { request: RequestId, to: Actor },
     /// Re-render every posted card of the request with its current state.
     RefreshCards { request: RequestId },
-    /// A direct message to one person.
-    Direct { to: Actor, text: String },
+    /// A direct message to one person, about a request if `about` is set
+    /// (if they cannot be reached, its approval channel is told).
+    Direct {
+        to: Actor,
+        text: String,
+        #[serde(default)]
+        about: Option<RequestId>,
+    },
     /// A message only `user` sees, in `channel`.
     Ephemeral {
         platform: Platform,

@@ -93,6 +93,7 @@ impl Engine {
         let tell_requester = |text: String| Outgoing::Direct {
             to: request.requester.clone(),
             text,
+            about: Some(request.id.clone()),
         };
         let group = &request.group;
         let id = &request.id;

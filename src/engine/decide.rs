@@ -15,6 +15,15 @@ use crate::telemetry::Metrics;
 /// all) before the clicker is told to try again.
 const DECIDE_ATTEMPTS: u32 = 8;
 
+/// What a decision would do, as [`Engine::preview_decision`] sees it.
+#[derive(Debug)]
+pub enum Preview {
+    Missing,
+    Refused(Refusal),
+    /// The request as it would be after the decision.
+    Allowed(Box<AccessRequest>),
+}
+
 impl Engine {
     /// Record a decision to be taken by the scheduler. Durable when this
     /// returns, so an accepted click survives a crash.
@@ -179,25 +188,91 @@ impl Engine {
         refusal: &Refusal,
         reply_in: Option<&Destination>,
     ) -> Effects {
-        let mut effects = Effects {
+        Effects {
             outbox: vec![self.private_reply(by, reply_in, refusal.to_string())],
+            audit: self
+                .refusal_audit(request, by, refusal)
+                .into_iter()
+                .collect(),
             ..Effects::default()
-        };
+        }
+    }
+
+    /// Attempts that break a rule (not an approver, one's own request) are
+    /// audited; others (already decided) are not.
+    fn refusal_audit(
+        &self,
+        request: &AccessRequest,
+        by: &Actor,
+        refusal: &Refusal,
+    ) -> Option<AuditRecord> {
         let breaks_a_rule = matches!(
             refusal,
             Refusal::NotAnApprover { .. } | Refusal::OwnRequest(_) | Refusal::DenyOwnRequest(_)
         );
-        if breaks_a_rule {
-            effects.audit.push(AuditRecord {
-                at: self.now(),
-                action: AuditAction::DecisionRefused,
-                actor: Some(by.clone()),
-                request: Some(request.id.clone()),
-                group: Some(request.group.clone()),
-                detail: refusal.to_string(),
-            });
+        breaks_a_rule.then(|| AuditRecord {
+            at: self.now(),
+            action: AuditAction::DecisionRefused,
+            actor: Some(by.clone()),
+            request: Some(request.id.clone()),
+            group: Some(request.group.clone()),
+            detail: refusal.to_string(),
+        })
+    }
+
+    /// What `decision` by `by` would do to the request now, without
+    /// recording anything — for platforms that answer a click with the
+    /// updated card at once (Teams). The recorded decision re-checks it.
+    pub async fn preview_decision(
+        &self,
+        request_id: &RequestId,
+        by: &Actor,
+        decision: &Decision,
+    ) -> Result<Preview, EngineError> {
+        let Some(request) = self.store.get_request(request_id)? else {
+            return Ok(Preview::Missing);
+        };
+        let Some(group) = self.policy.group(&request.group) else {
+            return Ok(Preview::Missing);
+        };
+        // A look-up that does not answer in time does not refuse: the
+        // recorded decision checks again.
+        let is_approver = tokio::time::timeout(
+            super::PROMPT_LOOKUP_TIMEOUT,
+            self.may_approve(&request, group, by),
+        )
+        .await
+        .map_or(true, |checked| checked.unwrap_or(true));
+        let now = self.now();
+        let outcome = match decision {
+            Decision::Approve => request.approve(by, is_approver, group.approvals_required, now),
+            Decision::Deny { reason } => request.deny(by, is_approver, reason, now),
+        };
+        Ok(match outcome {
+            Ok((next, _)) => Preview::Allowed(Box::new(next)),
+            Err(refusal) => Preview::Refused(refusal),
+        })
+    }
+
+    /// Audit a refusal the person was shown directly (as `preview_decision`
+    /// found it), when it broke a rule.
+    pub async fn note_refused_decision(
+        &self,
+        request_id: &RequestId,
+        by: &Actor,
+        refusal: &Refusal,
+    ) -> Result<(), EngineError> {
+        let Some(request) = self.store.get_request(request_id)? else {
+            return Ok(());
+        };
+        if let Some(audit) = self.refusal_audit(&request, by, refusal) {
+            self.store.record(&Effects {
+                audit: vec![audit],
+                ..Effects::default()
+            })?;
+            self.flush().await?;
         }
-        effects
+        Ok(())
     }
 
     /// A message only `to` sees: ephemeral in the channel of the card, or a
@@ -218,6 +293,7 @@ impl Engine {
             None => Outgoing::Direct {
                 to: to.clone(),
                 text,
+                about: None,
             },
         }
     }

@@ -37,6 +37,7 @@ use crate::telemetry::{Health, Metrics};
 
 pub use admin::{show_channel, AdminError, MappingView, Page};
 pub use commands::Reply;
+pub use decide::Preview;
 pub use end::EndError;
 pub use submit::{FormChoice, Receipt, SubmitError};
 pub use sweep::{Finding, FindingAction, SweepOutcome, SweepReport};
@@ -88,6 +89,34 @@ pub(super) const PROMPT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Upper bound on the pause between two retries of a failing job: a failing
 /// revoke is retried at least this often, forever.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Where `group`'s approval cards go on each of `platforms`: the channels
+/// admins mapped at run time, or else the policy's channel.
+pub fn approval_destinations(
+    group: &GroupPolicy,
+    mappings: &[crate::store::Mapping],
+    platforms: impl Iterator<Item = Platform>,
+) -> Vec<Destination> {
+    let mut out = Vec::new();
+    for platform in platforms {
+        let mapped: Vec<Destination> = mappings
+            .iter()
+            .filter(|m| m.group == group.name && m.destination.platform == platform)
+            .map(|m| m.destination.clone())
+            .collect();
+        if !mapped.is_empty() {
+            out.extend(mapped);
+            continue;
+        }
+        let fallback = match platform {
+            Platform::Slack => group.channel.clone(),
+            Platform::Teams => group.teams_channel.clone(),
+        };
+        out.extend(fallback.map(|channel| Destination { platform, channel }));
+    }
+    out.sort();
+    out
+}
 
 /// Exponential backoff from one second, capped, with ±20 % jitter so many
 /// failing jobs do not retry in lock-step.
@@ -232,26 +261,11 @@ impl Engine {
     /// Where approval cards for `group` go: per platform, the channels
     /// admins mapped at run time, or else the policy's channel.
     fn destinations(&self, group: &GroupPolicy) -> Result<Vec<Destination>, StoreError> {
-        let mappings = self.store.mappings()?;
-        let mut out = Vec::new();
-        for platform in self.platforms() {
-            let mapped: Vec<Destination> = mappings
-                .iter()
-                .filter(|m| m.group == group.name && m.destination.platform == platform)
-                .map(|m| m.destination.clone())
-                .collect();
-            if !mapped.is_empty() {
-                out.extend(mapped);
-                continue;
-            }
-            let fallback = match platform {
-                Platform::Slack => group.channel.clone(),
-                Platform::Teams => group.teams_channel.clone(),
-            };
-            out.extend(fallback.map(|channel| Destination { platform, channel }));
-        }
-        out.sort();
-        Ok(out)
+        Ok(approval_destinations(
+            group,
+            &self.store.mappings()?,
+            self.platforms(),
+        ))
     }
 
     /// Approvers who get the card directly when the group has no channel.
@@ -269,12 +283,22 @@ impl Engine {
             .collect()
     }
 
+    /// Say `text` in a channel or conversation, durably.
+    pub async fn say_in(&self, to: Destination, text: String) -> Result<(), EngineError> {
+        self.store.record(&Effects {
+            outbox: vec![Outgoing::ChannelNotice { to, text }],
+            ..Effects::default()
+        })?;
+        self.commit_and_wake().await
+    }
+
     /// Send `to` a direct message, durably.
     pub async fn tell(&self, to: &Actor, text: String) -> Result<(), EngineError> {
         self.store.record(&Effects {
             outbox: vec![Outgoing::Direct {
                 to: to.clone(),
                 text,
+                about: None,
             }],
             ..Effects::default()
         })?;

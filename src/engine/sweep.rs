@@ -397,6 +397,7 @@ impl Engine {
                                         "Your standing access to `{}` ({}) was removed: it is granted just in time now. Ask for it when you need it with `/jit request {} <duration> <reason>`.",
                                         group.name, group.target, group.name
                                     ),
+                                    about: None,
                                 });
                             }
                         }

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 pub enum HttpError {
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("request body is larger than 1 MiB")]
     TooLarge,
     #[error("{0}")]
@@ -22,6 +24,7 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = match &self {
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotConfigured(_) => StatusCode::NOT_FOUND,
@@ -30,7 +33,7 @@ impl IntoResponse for HttpError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        if let HttpError::Unauthorized(reason) = &self {
+        if let HttpError::Unauthorized(reason) | HttpError::Forbidden(reason) = &self {
             tracing::warn!(%reason, "rejected unauthenticated request");
         }
         (status, format!("{self}\n")).into_response()

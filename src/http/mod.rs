@@ -4,6 +4,7 @@
 pub mod api;
 mod error;
 mod slack;
+mod teams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use error::HttpError;
 pub use slack::SlackIngress;
+pub use teams::TeamsIngress;
 
 use crate::engine::Engine;
 use crate::telemetry::{readiness, Observed, Snapshot};
@@ -32,6 +34,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub slack: Option<SlackIngress>,
+    pub teams: Option<TeamsIngress>,
+    pub teams_webhook_secret: Option<crate::config::Secret>,
     pub api: api::ApiAuth,
 }
 
@@ -40,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/slack/commands", post(slack::command))
         .route("/slack/interactions", post(slack::interaction))
         .route("/slack/events", post(slack::event))
+        .route("/teams/messages", post(teams::messages))
+        .route("/teams/webhook", post(teams::webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -90,6 +90,21 @@ pub(super) fn last_sweep(group: &str) -> Vec<u8> {
     key
 }
 
+pub(super) fn teams_user(aad_object_id: &str) -> Vec<u8> {
+    let mut key = b"\x01user:".to_vec();
+    key.extend_from_slice(aad_object_id.to_lowercase().as_bytes());
+    key
+}
+
+pub(super) fn teams_conversation(conversation: &str) -> Vec<u8> {
+    let mut key = b"\x01conversation:".to_vec();
+    key.extend_from_slice(conversation.as_bytes());
+    key
+}
+
+/// The service URL of the latest Teams activity.
+pub(super) const TEAMS_LATEST_SERVICE_URL: &[u8] = b"\x01latest_service_url";
+
 pub(super) const AUDIT_HEAD: &[u8] = b"\x01audit_head";
 /// Set once the live-requests index has been built from existing requests.
 pub(super) const LIVE_INDEX_BUILT: &[u8] = b"\x01live_index_built";

@@ -99,6 +99,23 @@ pub struct Mapping {
     pub at: DateTime<Utc>,
 }
 
+/// How to reach a Teams user proactively: what Teams sent when they last
+/// talked to the bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamsContact {
+    /// The AAD object id (jitbot's id for Teams users).
+    pub aad_object_id: String,
+    /// Teams' own id for the user (`29:…`), needed to open a 1:1 chat.
+    pub teams_id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub service_url: String,
+    /// The 1:1 conversation with the bot, once known.
+    pub personal_conversation: Option<String>,
+    /// A conversation the user was last seen in (for member look-ups).
+    pub seen_in: String,
+}
+
 /// The latest sweep of one group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepRun {
@@ -134,6 +151,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The chat user jitbot last granted `principal` to in `group`, if any.
     fn principal_owner(&self, group: &str, principal: &str) -> Result<Option<Actor>, StoreError>;
+
+    /// Teams users and conversations, as last seen in their activities.
+    fn put_teams_contact(&self, contact: &TeamsContact) -> Result<(), StoreError>;
+    fn teams_contact(&self, aad_object_id: &str) -> Result<Option<TeamsContact>, StoreError>;
+    /// Remember which service URL serves `conversation`.
+    fn put_teams_conversation(
+        &self,
+        conversation: &str,
+        service_url: &str,
+    ) -> Result<(), StoreError>;
+    /// The service URL for `conversation`, else the one seen most recently.
+    fn teams_service_url(&self, conversation: &str) -> Result<Option<String>, StoreError>;
 
     /// When the sweep of `group` last ran, and whether it could list holders.
     fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError>;

@@ -10,7 +10,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 
 use super::keys;
-use super::{Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, Write};
+use super::{
+    Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, TeamsContact,
+    Write,
+};
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
 use crate::domain::job::Job;
@@ -45,6 +48,8 @@ pub struct SledStore {
     live: Tree,
     /// Who jitbot granted each principal of a group to.
     principals: Tree,
+    /// Teams users and conversations (service URLs).
+    teams: Tree,
     /// The trees a state change may touch, in the order of the constants above.
     tx_trees: Vec<Tree>,
 }
@@ -113,6 +118,7 @@ impl SledStore {
         let mappings = open("mappings")?;
         let live = open("live_requests")?;
         let principals = open("principal_owners")?;
+        let teams = open("teams")?;
         let tx_trees = vec![
             requests.clone(),
             by_user.clone(),
@@ -136,6 +142,7 @@ impl SledStore {
             mappings,
             live,
             principals,
+            teams,
             tx_trees,
         };
         store.build_indexes()?;
@@ -312,6 +319,47 @@ impl Store for SledStore {
             .get(keys::principal_owner(group, principal))?
             .map(|bytes| decode(&bytes))
             .transpose()
+    }
+
+    fn put_teams_contact(&self, contact: &TeamsContact) -> Result<(), StoreError> {
+        self.teams
+            .insert(keys::teams_user(&contact.aad_object_id), encode(contact)?)?;
+        Ok(())
+    }
+
+    fn teams_contact(&self, aad_object_id: &str) -> Result<Option<TeamsContact>, StoreError> {
+        self.teams
+            .get(keys::teams_user(aad_object_id))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    fn put_teams_conversation(
+        &self,
+        conversation: &str,
+        service_url: &str,
+    ) -> Result<(), StoreError> {
+        let known = self.teams.get(keys::teams_conversation(conversation))?;
+        if known.as_deref() != Some(service_url.as_bytes()) {
+            self.teams.insert(
+                keys::teams_conversation(conversation),
+                service_url.as_bytes(),
+            )?;
+        }
+        let latest = self.teams.get(keys::TEAMS_LATEST_SERVICE_URL)?;
+        if latest.as_deref() != Some(service_url.as_bytes()) {
+            self.teams
+                .insert(keys::TEAMS_LATEST_SERVICE_URL, service_url.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn teams_service_url(&self, conversation: &str) -> Result<Option<String>, StoreError> {
+        let found = match self.teams.get(keys::teams_conversation(conversation))? {
+            Some(url) => Some(url),
+            None => self.teams.get(keys::TEAMS_LATEST_SERVICE_URL)?,
+        };
+        Ok(found.map(|url| String::from_utf8_lossy(&url).into_owned()))
     }
 
     fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError> {

@@ -23,6 +23,8 @@ pub(crate) const SIGNING_SECRET: &str = "test-signing-secret-8f742231b10e";
 pub(crate) const BOT_TOKEN: &str = "xoxb-test-token";
 pub(crate) const HOOK_SECRET: &str = "hook-secret-for-tests";
 /// API tokens: one acting as the pipeline user U0CIBOT, one as the admin.
+/// The Teams outgoing webhook's security token (base64, as Teams shows it).
+pub(crate) const TEAMS_WEBHOOK_SECRET: &str = "dGVhbXMtb3V0Z29pbmctd2ViaG9vay1rZXk=";
 pub(crate) const USER_TOKEN: &str = "user-token-for-tests-0123456789";
 pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 
@@ -245,6 +247,8 @@ pub(crate) struct TestApp {
     pub(crate) data_dir: TempDir,
     /// The fake Slack's user groups, by id; tests may edit them.
     pub(crate) user_groups: UserGroups,
+    /// The Teams bot's settings, when a test connects Teams.
+    pub(crate) teams: Option<jitbot::config::settings::TeamsSettings>,
     posted: Posted,
     policy_text: String,
     server: Option<RunningServer>,
@@ -257,6 +261,14 @@ impl TestApp {
 
     /// Start with `policy` (`{IAM}` is replaced by the fake IAM's URL).
     pub(crate) async fn spawn_with(policy: &str) -> TestApp {
+        Self::spawn_with_teams(policy, None).await
+    }
+
+    /// Start with `policy` and, if given, a Teams bot.
+    pub(crate) async fn spawn_with_teams(
+        policy: &str,
+        teams: Option<jitbot::config::settings::TeamsSettings>,
+    ) -> TestApp {
         let slack = MockServer::start().await;
         let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([
             ("S0DBAS".to_string(), vec!["U0GROUPDBA".to_string()]),
@@ -287,9 +299,11 @@ impl TestApp {
             iam,
             data_dir: tempfile::tempdir().unwrap(),
             user_groups,
+            teams: None,
             posted,
             server: None,
         };
+        app.teams = teams;
         app.start().await;
         app
     }
@@ -315,6 +329,8 @@ impl TestApp {
                 bot_token: Secret::new(BOT_TOKEN),
                 api_url: format!("{}/api", self.slack.uri()),
             }),
+            teams: self.teams.clone(),
+            teams_webhook_secret: Some(Secret::new(TEAMS_WEBHOOK_SECRET)),
             api_tokens: vec![
                 api_token("U0CIBOT", false, USER_TOKEN),
                 api_token("U0ADMIN", true, ADMIN_TOKEN),

@@ -20,4 +20,5 @@ mod process;
 mod requests;
 mod slack_ingress;
 mod sweeps;
+mod teams;
 mod usergroups;

@@ -1,0 +1,206 @@
+//! Adaptive Cards (1.5) for Teams: the platform-neutral [`Card`] with
+//! `Action.Execute` buttons — each with an `Action.Submit` fallback for
+//! clients older than Universal Actions — and the request form.
+
+use serde_json::{json, Value};
+
+use crate::chat::card::{Card, CardActionKind, CardText};
+use crate::engine::FormChoice;
+
+pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
+
+/// The data key that names the action, in both Execute and Submit data.
+pub const ACTION_KEY: &str = "jit_action";
+pub const VALUE_KEY: &str = "jit_value";
+/// Input ids: the deny reason, the extension's duration and reason, and the
+/// request form's fields.
+pub const REASON_INPUT: &str = "reason";
+pub const DURATION_INPUT: &str = "duration";
+pub const GROUP_INPUT: &str = "group";
+/// The request form's submit verb.
+pub const REQUEST_VERB: &str = "jit_request";
+
+fn text(value: &CardText) -> String {
+    match value {
+        CardText::Plain(text) => text.clone(),
+        CardText::User(actor) => actor.name_or_id().to_string(),
+        // Rendered in the reader's own time zone by Teams.
+        CardText::Time(at) => {
+            let iso = at.format("%Y-%m-%dT%H:%M:%SZ");
+            format!("{{{{DATE({iso}, SHORT)}}}} {{{{TIME({iso})}}}}")
+        }
+    }
+}
+
+fn button(verb: &str, title: &str, value: &str, style: Option<&str>) -> Value {
+    let data = json!({ ACTION_KEY: verb, VALUE_KEY: value });
+    let mut execute = json!({
+        "type": "Action.Execute",
+        "title": title,
+        "verb": verb,
+        "data": data,
+        "fallback": { "type": "Action.Submit", "title": title, "data": data },
+    });
+    if let Some(style) = style {
+        execute["style"] = json!(style);
+    }
+    execute
+}
+
+/// The card as an Adaptive Card.
+pub fn adaptive_card(card: &Card) -> Value {
+    let mut body = vec![json!({
+        "type": "TextBlock", "text": card.title, "weight": "Bolder", "size": "Medium", "wrap": true
+    })];
+    if !card.fields.is_empty() {
+        let facts: Vec<Value> = card
+            .fields
+            .iter()
+            .map(|(label, value)| json!({ "title": label, "value": text(value) }))
+            .collect();
+        body.push(json!({ "type": "FactSet", "facts": facts }));
+    }
+    if let Some(reason) = &card.body {
+        body.push(json!({ "type": "TextBlock", "text": reason, "wrap": true, "isSubtle": true }));
+    }
+    if !card.status.is_empty() {
+        let status: String = card.status.iter().map(text).collect();
+        body.push(json!({ "type": "TextBlock", "text": status, "wrap": true, "weight": "Bolder" }));
+    }
+    let mut actions = Vec::new();
+    for action in &card.actions {
+        match action.kind {
+            CardActionKind::Approve => actions.push(button(
+                action.kind.action_id(),
+                &action.label,
+                &action.value,
+                Some("positive"),
+            )),
+            CardActionKind::Deny => {
+                body.push(json!({
+                    "type": "Input.Text", "id": REASON_INPUT, "isMultiline": true,
+                    "placeholder": "Reason (needed to deny; the requester sees it)"
+                }));
+                actions.push(button(
+                    action.kind.action_id(),
+                    &action.label,
+                    &action.value,
+                    Some("destructive"),
+                ));
+            }
+            CardActionKind::Extend => {
+                body.push(json!({ "type": "Input.Text", "id": DURATION_INPUT, "placeholder": "How much longer, e.g. 30m" }));
+                body.push(
+                    json!({ "type": "Input.Text", "id": REASON_INPUT, "placeholder": "Why" }),
+                );
+                actions.push(button(
+                    action.kind.action_id(),
+                    &action.label,
+                    &action.value,
+                    None,
+                ));
+            }
+        }
+    }
+    let mut card_json = json!({
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "fallbackText": card.fallback,
+        "body": body,
+    });
+    if !actions.is_empty() {
+        card_json["actions"] = json!(actions);
+    }
+    card_json
+}
+
+/// The request form: a choice of groups (those mapped to the conversation
+/// first), a duration and a reason.
+pub fn request_form(choices: &[FormChoice]) -> Value {
+    let options: Vec<Value> = choices
+        .iter()
+        .map(|c| {
+            let title = if c.description.is_empty() {
+                c.name.to_string()
+            } else {
+                format!("{} — {}", c.name, c.description)
+            };
+            json!({ "title": title, "value": c.name.to_string() })
+        })
+        .collect();
+    let default_duration = choices
+        .first()
+        .map(|c| c.default_duration.to_string())
+        .unwrap_or_default();
+    json!({
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "fallbackText": "Request access: type `jit request <group> <duration> <reason>`.",
+        "body": [
+            { "type": "TextBlock", "text": "Request access", "weight": "Bolder", "size": "Medium" },
+            { "type": "Input.ChoiceSet", "id": GROUP_INPUT, "label": "Group", "isRequired": true,
+              "style": "compact", "choices": options,
+              "value": choices.first().map(|c| c.name.to_string()).unwrap_or_default() },
+            { "type": "Input.Text", "id": DURATION_INPUT, "label": "Duration", "value": default_duration,
+              "placeholder": "e.g. 2h" },
+            { "type": "Input.Text", "id": REASON_INPUT, "label": "Reason", "isMultiline": true,
+              "placeholder": "e.g. fixing INC-123" }
+        ],
+        "actions": [button(REQUEST_VERB, "Request", "", Some("positive"))],
+    })
+}
+
+/// A card that only says something (answers, notices).
+pub fn text_card(text: &str) -> Value {
+    json!({
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "body": [{ "type": "TextBlock", "text": text, "wrap": true }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::card::CardAction;
+
+    #[test]
+    fn buttons_are_universal_actions_with_a_submit_fallback() {
+        let card = Card {
+            title: "Access request".into(),
+            fields: vec![("Group".into(), CardText::Plain("prod-db".into()))],
+            body: Some("fixing INC-1".into()),
+            status: vec![],
+            actions: vec![
+                CardAction {
+                    kind: CardActionKind::Approve,
+                    label: "Approve".into(),
+                    value: "R-7K3Q9X".into(),
+                },
+                CardAction {
+                    kind: CardActionKind::Deny,
+                    label: "Deny".into(),
+                    value: "R-7K3Q9X".into(),
+                },
+            ],
+            fallback: "Access request".into(),
+        };
+        let json = adaptive_card(&card);
+        assert_eq!(json["version"], "1.5");
+        let approve = &json["actions"][0];
+        assert_eq!(approve["type"], "Action.Execute");
+        assert_eq!(approve["verb"], "jit_approve");
+        assert_eq!(approve["data"][VALUE_KEY], "R-7K3Q9X");
+        assert_eq!(approve["fallback"]["type"], "Action.Submit");
+        assert_eq!(approve["fallback"]["data"][ACTION_KEY], "jit_approve");
+        // Deny asks for its reason on the card itself.
+        assert!(json["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == REASON_INPUT));
+    }
+}

@@ -1,0 +1,404 @@
+//! Teams routes. `/teams/messages` is the Bot Framework endpoint: every
+//! activity's JWT is checked before anything else (401/403, no other
+//! effect); messages are commands, `adaptiveCard/action` invokes are card
+//! buttons (answered with the refreshed card), and `Action.Submit` messages
+//! are the same buttons from older clients. `/teams/webhook` serves an
+//! outgoing webhook: HMAC-checked, answered synchronously, no buttons.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{read_body, AppState, HttpError};
+use crate::chat::card::approval_card;
+use crate::chat::teams::activity::Activity;
+use crate::chat::teams::auth::{AuthError, BotAuthenticator};
+use crate::chat::teams::cards::{
+    self, ACTION_KEY, ADAPTIVE_CARD, DURATION_INPUT, GROUP_INPUT, REASON_INPUT, REQUEST_VERB,
+    VALUE_KEY,
+};
+use crate::chat::teams::{webhook, TeamsClient};
+use crate::chat::CardActionKind;
+use crate::config::Secret;
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{
+    Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
+};
+use crate::domain::job::Decision;
+use crate::engine::{Preview, Reply};
+use crate::store::TeamsContact;
+use crate::telemetry::Metrics;
+
+/// Teams gives an outgoing webhook five seconds; answer within four.
+const WEBHOOK_DEADLINE: Duration = Duration::from_secs(4);
+
+/// What the Teams bot routes need besides the engine.
+pub struct TeamsIngress {
+    pub auth: BotAuthenticator,
+    pub client: Arc<TeamsClient>,
+}
+
+fn teams_actor(activity: &Activity) -> Result<Actor, HttpError> {
+    let aad = activity
+        .from
+        .aad_object_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| HttpError::BadRequest("the activity has no from.aadObjectId".into()))?;
+    Ok(Actor::new(
+        Platform::Teams,
+        UserId::new(aad.to_lowercase()),
+        activity.from.name.clone(),
+    ))
+}
+
+fn conversation_of(activity: &Activity) -> Destination {
+    Destination {
+        platform: Platform::Teams,
+        channel: ChannelId::new(&activity.conversation.id),
+    }
+}
+
+/// Keep what is needed to reach this user and conversation later.
+fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
+    let store = state.engine.store();
+    if activity.service_url.is_empty() || activity.conversation.id.is_empty() {
+        return Ok(());
+    }
+    store.put_teams_conversation(&activity.conversation.id, &activity.service_url)?;
+    let (Some(aad), Some(tenant)) = (activity.from.aad_object_id.as_deref(), activity.tenant_id())
+    else {
+        return Ok(());
+    };
+    let known = store.teams_contact(aad)?;
+    let personal = (activity.conversation.conversation_type.as_deref() == Some("personal"))
+        .then(|| activity.conversation.id.clone())
+        .or_else(|| known.as_ref().and_then(|k| k.personal_conversation.clone()));
+    let contact = TeamsContact {
+        aad_object_id: aad.to_lowercase(),
+        teams_id: activity.from.id.clone(),
+        name: activity.from.name.clone(),
+        tenant_id: tenant.to_string(),
+        service_url: activity.service_url.clone(),
+        personal_conversation: personal,
+        seen_in: activity.conversation.id.clone(),
+    };
+    if known.as_ref() != Some(&contact) {
+        store.put_teams_contact(&contact)?;
+    }
+    Ok(())
+}
+
+fn parse_activity(bytes: &[u8]) -> Result<Activity, HttpError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| HttpError::BadRequest(format!("malformed activity: {e}")))
+}
+
+pub(super) async fn messages(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let teams = state
+        .teams
+        .as_ref()
+        .ok_or(HttpError::NotConfigured("Teams"))?;
+    let bytes = read_body(&headers, body).await?;
+    let activity = parse_activity(&bytes)?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(error) = teams
+        .auth
+        .verify(authorization, &activity.channel_id, &activity.service_url)
+        .await
+    {
+        state.engine.metrics().count_auth_failure("teams");
+        return Err(match error {
+            AuthError::Unauthenticated(why) => HttpError::Unauthorized(why),
+            AuthError::Forbidden(why) => HttpError::Forbidden(why),
+        });
+    }
+    remember(&state, &activity)?;
+    match activity.kind.as_str() {
+        "invoke" if activity.name == "adaptiveCard/action" => {
+            let action = activity
+                .value
+                .as_ref()
+                .map(|v| &v["action"])
+                .cloned()
+                .unwrap_or(Value::Null);
+            let verb = action["verb"].as_str().unwrap_or_default().to_string();
+            let data = action["data"].clone();
+            let actor = teams_actor(&activity)?;
+            let answer = card_action(&state, &activity, actor, &verb, &data).await?;
+            Ok(Json(answer.invoke_response()).into_response())
+        }
+        "message" => {
+            let actor = teams_actor(&activity)?;
+            if let Some(data) = activity
+                .value
+                .as_ref()
+                .filter(|v| v.get(ACTION_KEY).is_some())
+            {
+                // Action.Submit from a client without Universal Actions: the
+                // card is the message `replyToId` names; the outbox updates it.
+                let verb = data[ACTION_KEY].as_str().unwrap_or_default().to_string();
+                let answer = card_action(&state, &activity, actor.clone(), &verb, data).await?;
+                if let Some(text) = answer.text() {
+                    state.engine.tell(&actor, text).await?;
+                }
+                return Ok(StatusCode::OK.into_response());
+            }
+            command(&state, &activity, actor).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        // Installs, members joining, reactions: only the contact is kept.
+        _ => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// A typed command: the answer goes back to a personal chat, and for a
+/// command typed in a channel, privately to the person (Teams has no
+/// message only one person sees in a channel).
+async fn command(state: &AppState, activity: &Activity, actor: Actor) -> Result<(), HttpError> {
+    let origin = conversation_of(activity);
+    let personal = activity.conversation.conversation_type.as_deref() == Some("personal");
+    match state
+        .engine
+        .handle_command(
+            actor.clone(),
+            Some(origin.clone()),
+            &activity.command_text(),
+        )
+        .await
+    {
+        Reply::Text(text) => {
+            if personal {
+                state.engine.say_in(origin, text).await?;
+            } else {
+                state.engine.tell(&actor, text).await?;
+            }
+        }
+        Reply::OpenRequestForm(choices) => {
+            // Like Slack's modal, the form holds no state worth keeping.
+            let form = cards::request_form(&choices);
+            let teams = state
+                .teams
+                .as_ref()
+                .ok_or(HttpError::NotConfigured("Teams"))?;
+            let client = teams.client.clone();
+            let conversation = activity.conversation.id.clone();
+            let user = actor.user.clone();
+            tokio::spawn(async move {
+                let sent = if personal {
+                    client.send_card_json(&conversation, form).await
+                } else {
+                    client.direct_card_json(&user, form).await
+                };
+                if let Err(error) = sent {
+                    tracing::warn!(%error, "could not send the request form");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How a card button was answered.
+enum ActionAnswer {
+    /// The card as it is (or is about to be) after the click.
+    Card(Value),
+    Message(String),
+    Error(String),
+}
+
+impl ActionAnswer {
+    fn invoke_response(&self) -> Value {
+        match self {
+            ActionAnswer::Card(card) => {
+                json!({ "statusCode": 200, "type": ADAPTIVE_CARD, "value": card })
+            }
+            ActionAnswer::Message(text) => {
+                json!({ "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text })
+            }
+            ActionAnswer::Error(text) => json!({
+                "statusCode": 400,
+                "type": "application/vnd.microsoft.error",
+                "value": { "code": "BadRequest", "message": text }
+            }),
+        }
+    }
+
+    /// What to tell the person when the answer cannot be the HTTP response.
+    fn text(&self) -> Option<String> {
+        match self {
+            ActionAnswer::Card(_) => None,
+            ActionAnswer::Message(text) | ActionAnswer::Error(text) => Some(text.clone()),
+        }
+    }
+}
+
+fn input(data: &Value, id: &str) -> String {
+    data[id].as_str().unwrap_or_default().trim().to_string()
+}
+
+async fn card_action(
+    state: &AppState,
+    activity: &Activity,
+    actor: Actor,
+    verb: &str,
+    data: &Value,
+) -> Result<ActionAnswer, HttpError> {
+    let engine = &state.engine;
+    let origin = conversation_of(activity);
+    let value = data[VALUE_KEY].as_str().unwrap_or_default();
+    if verb == REQUEST_VERB {
+        let Ok(group) = GroupName::parse(&input(data, GROUP_INPUT)) else {
+            return Ok(ActionAnswer::Error("Choose a group.".into()));
+        };
+        let duration = match input(data, DURATION_INPUT) {
+            text if text.is_empty() => None,
+            text => match HumanDuration::parse(&text) {
+                Ok(duration) => Some(duration),
+                Err(error) => return Ok(ActionAnswer::Error(error.to_string())),
+            },
+        };
+        let reason = input(data, REASON_INPUT);
+        return Ok(
+            match engine
+                .submit(actor, Some(origin), &group, duration, &reason)
+                .await
+            {
+                Ok(receipt) => ActionAnswer::Message(receipt.summary()),
+                Err(refusal) => ActionAnswer::Message(refusal.to_string()),
+            },
+        );
+    }
+    match CardActionKind::from_action_id(verb) {
+        Some(kind @ (CardActionKind::Approve | CardActionKind::Deny)) => {
+            let Ok(id) = RequestId::parse(value) else {
+                return Ok(ActionAnswer::Error(format!(
+                    "`{value}` is not a request id."
+                )));
+            };
+            let decision = if kind == CardActionKind::Approve {
+                Decision::Approve
+            } else {
+                let reason = input(data, REASON_INPUT);
+                if reason.is_empty() {
+                    return Ok(ActionAnswer::Error(
+                        "A denial needs a reason: type it in the box on the card, then press Deny."
+                            .into(),
+                    ));
+                }
+                Decision::Deny { reason }
+            };
+            match engine.preview_decision(&id, &actor, &decision).await? {
+                Preview::Missing => Ok(ActionAnswer::Error(format!("There is no request {id}."))),
+                Preview::Refused(refusal) => {
+                    engine.note_refused_decision(&id, &actor, &refusal).await?;
+                    Ok(ActionAnswer::Message(refusal.to_string()))
+                }
+                Preview::Allowed(next) => {
+                    // Durable first; the answer shows the card as it will be.
+                    engine
+                        .record_decision(&id, actor, decision, Some(origin))
+                        .await?;
+                    let group = engine.policy().group(&next.group);
+                    let extended = match &next.extends {
+                        Some(base) => engine.get_request(base)?,
+                        None => None,
+                    };
+                    Ok(ActionAnswer::Card(cards::adaptive_card(&approval_card(
+                        &next,
+                        group,
+                        extended.as_ref(),
+                    ))))
+                }
+            }
+        }
+        Some(CardActionKind::Extend) => {
+            let Ok(grant) = GrantId::parse(value) else {
+                return Ok(ActionAnswer::Error(format!("`{value}` is not a grant id.")));
+            };
+            let duration = match HumanDuration::parse(&input(data, DURATION_INPUT)) {
+                Ok(duration) => duration,
+                Err(_) => {
+                    return Ok(ActionAnswer::Error(
+                        "Say how much longer, like 30m or 1h, in the box on the card.".into(),
+                    ))
+                }
+            };
+            let reason = input(data, REASON_INPUT);
+            Ok(
+                match engine
+                    .submit_extension(actor, Some(origin), &grant, duration, &reason)
+                    .await
+                {
+                    Ok(receipt) => ActionAnswer::Message(receipt.summary()),
+                    Err(refusal) => ActionAnswer::Message(refusal.to_string()),
+                },
+            )
+        }
+        None => Ok(ActionAnswer::Error(format!("Unknown action `{verb}`."))),
+    }
+}
+
+/// The outgoing webhook: verify, run the command, answer in the response.
+pub(super) async fn webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    let secret: &Secret = state
+        .teams_webhook_secret
+        .as_ref()
+        .ok_or(HttpError::NotConfigured("the Teams outgoing webhook"))?;
+    let bytes = read_body(&headers, body).await?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(error) = webhook::verify(secret.expose(), authorization, &bytes) {
+        Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
+        return Err(HttpError::Unauthorized(error.to_string()));
+    }
+    let activity = parse_activity(&bytes)?;
+    remember(&state, &activity)?;
+    let actor = teams_actor(&activity)?;
+    let answer = tokio::time::timeout(
+        WEBHOOK_DEADLINE,
+        state.engine.handle_command(
+            actor,
+            Some(conversation_of(&activity)),
+            &activity.command_text(),
+        ),
+    )
+    .await;
+    let text = match answer {
+        Ok(Reply::Text(text)) => text,
+        Ok(Reply::OpenRequestForm(choices)) => {
+            let names: Vec<String> = choices.iter().map(|c| format!("`{}`", c.name)).collect();
+            format!(
+                "This channel reaches jitbot through an outgoing webhook, which cannot show a form. Type `jit request <group> <duration> <reason>`; you can request {}.",
+                names.join(", ")
+            )
+        }
+        Err(_) => {
+            "That is taking longer than Teams waits for; check with `jit list` in a moment.".into()
+        }
+    };
+    // Outgoing webhooks cannot carry buttons: a card that says what happened.
+    Ok(Json(json!({
+        "type": "message",
+        "text": text,
+        "attachments": [{ "contentType": ADAPTIVE_CARD, "content": cards::text_card(&text) }],
+    }))
+    .into_response())
+}

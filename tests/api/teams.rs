@@ -1,0 +1,778 @@
+//! Microsoft Teams over the real server: Bot Framework JWTs made with an RSA
+//! key generated here and published by a fake OpenID/JWKS endpoint, a fake
+//! Bot Connector and token endpoint on loopback, and the outgoing webhook.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use jitbot::config::settings::TeamsSettings;
+use jitbot::config::Secret;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{eventually, TestApp, BASE_POLICY, TEAMS_WEBHOOK_SECRET};
+
+const APP_ID: &str = "2f1c5d6e-0000-4000-8000-00000000b07a";
+const APP_PASSWORD: &str = "teams-app-password-for-tests";
+const BOT_ACCESS_TOKEN: &str = "bot-access-token-from-the-fake-aad";
+const KID: &str = "test-key-1";
+const SKYPE_KID: &str = "skype-only-key";
+const TENANT: &str = "72f988bf-0000-4000-8000-0000000000aa";
+const ALICE: &str = "6f1c2e4a-0000-4000-8000-00000000a11c";
+const LEAD: &str = "6f1c2e4a-0000-4000-8000-00000000a11d";
+const BOB: &str = "6f1c2e4a-0000-4000-8000-00000000a11e";
+const APPROVALS: &str = "19:approvals@thread.tacv2";
+
+/// A group approved on Teams, granted to the user's AAD object id.
+fn policy() -> String {
+    format!(
+        r#"{BASE_POLICY}
+[providers.aad]
+kind = "webhook"
+url = "{{IAM}}/jit"
+secret_env = "TEST_HOOK_SECRET"
+principal = "{{teams_aad_id}}"
+
+[[groups]]
+name = "cloud-admin"
+provider = "aad"
+target = "subscription-owner"
+approvers = ["{LEAD}"]
+teams_channel = "{APPROVALS}"
+"#
+    )
+}
+
+struct Keys {
+    signing: EncodingKey,
+    /// A second key, published only for the `skype` channel.
+    skype: EncodingKey,
+    /// A key nobody published.
+    stranger: EncodingKey,
+    jwks: Value,
+}
+
+fn rsa_key() -> (EncodingKey, Value) {
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let der = key.to_pkcs1_der().unwrap();
+    let public = json!({
+        "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    });
+    (EncodingKey::from_rsa_der(der.as_bytes()), public)
+}
+
+/// Keys generated once per test run (2048-bit generation takes a moment).
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let (signing, public) = rsa_key();
+        let (skype, skype_public) = rsa_key();
+        let (stranger, _) = rsa_key();
+        let jwk = |kid: &str, public: &Value, endorsements: &[&str]| {
+            json!({ "kty": "RSA", "use": "sig", "kid": kid, "n": public["n"], "e": public["e"], "endorsements": endorsements })
+        };
+        Keys {
+            signing,
+            skype,
+            stranger,
+            jwks: json!({ "keys": [
+                jwk(KID, &public, &["msteams", "webchat"]),
+                jwk(SKYPE_KID, &skype_public, &["skype"]),
+            ] }),
+        }
+    })
+}
+
+/// The fake Bot Connector: creates conversations, takes activities, and
+/// answers member look-ups; users in `blocked` cannot be reached (403).
+struct Connector {
+    next: AtomicU64,
+    blocked: Vec<String>,
+}
+
+impl Respond for Connector {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let path = request.url.path();
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        if path.ends_with("/v3/conversations") {
+            let member = body["members"][0]["id"].as_str().unwrap_or_default();
+            if self.blocked.iter().any(|b| b == member) {
+                return ResponseTemplate::new(403)
+                    .set_body_json(json!({ "error": { "code": "Forbidden" } }));
+            }
+            return ResponseTemplate::new(201)
+                .set_body_json(json!({ "id": format!("a:dm-{member}") }));
+        }
+        if path.contains("/members/") {
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({ "id": "29:x", "email": "someone@contoso.com" }));
+        }
+        if request.method.as_str() == "PUT" {
+            let id = path.rsplit('/').next().unwrap_or_default();
+            return ResponseTemplate::new(200).set_body_json(json!({ "id": id }));
+        }
+        ResponseTemplate::new(201).set_body_json(json!({ "id": format!("activity-{n}") }))
+    }
+}
+
+struct Teams {
+    app: TestApp,
+    microsoft: MockServer,
+    service_url: String,
+}
+
+impl Teams {
+    async fn start(blocked: &[&str]) -> Teams {
+        let microsoft = MockServer::start().await;
+        let uri = microsoft.uri();
+        Mock::given(method("GET"))
+            .and(path("/openid"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "issuer": "https://api.botframework.com",
+                "jwks_uri": format!("{uri}/keys"),
+                "id_token_signing_alg_values_supported": ["RS256"],
+            })))
+            .mount(&microsoft)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/keys"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(keys().jwks.clone()))
+            .mount(&microsoft)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({ "token_type": "Bearer", "expires_in": 3600, "access_token": BOT_ACCESS_TOKEN }),
+            ))
+            .mount(&microsoft)
+            .await;
+        Mock::given(wiremock::matchers::path_regex("^/teams/"))
+            .respond_with(Connector {
+                next: AtomicU64::new(1),
+                blocked: blocked.iter().map(|b| format!("29:{b}")).collect(),
+            })
+            .with_priority(10)
+            .mount(&microsoft)
+            .await;
+        let settings = TeamsSettings {
+            app_id: APP_ID.into(),
+            app_password: Secret::new(APP_PASSWORD),
+            openid_metadata_url: format!("{uri}/openid"),
+            token_url: format!("{uri}/token"),
+        };
+        let app = TestApp::spawn_with_teams(&policy(), Some(settings)).await;
+        Teams {
+            app,
+            service_url: format!("{uri}/teams/"),
+            microsoft,
+        }
+    }
+
+    fn token(&self, overrides: Value, kid: &str, key: &EncodingKey) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "iss": "https://api.botframework.com",
+            "aud": APP_ID,
+            "exp": now + 600,
+            "nbf": now - 10,
+            "serviceurl": self.service_url,
+        });
+        for (k, v) in overrides.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    fn good_token(&self) -> String {
+        self.token(json!({}), KID, &keys().signing)
+    }
+
+    /// An activity from `user` in `conversation` (personal or channel).
+    fn activity(&self, user: &str, conversation: &str, personal: bool, extra: Value) -> Value {
+        let mut activity = json!({
+            "type": "message",
+            "id": format!("msg-{}", rand_id()),
+            "channelId": "msteams",
+            "serviceUrl": self.service_url,
+            "from": { "id": format!("29:{user}"), "name": format!("user {}", &user[user.len() - 4..]), "aadObjectId": user },
+            "recipient": { "id": format!("28:{APP_ID}"), "name": "jitbot" },
+            "conversation": {
+                "id": conversation,
+                "conversationType": if personal { "personal" } else { "channel" },
+                "tenantId": TENANT
+            },
+            "channelData": { "tenant": { "id": TENANT } },
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            activity[k] = v.clone();
+        }
+        activity
+    }
+
+    async fn send(&self, activity: &Value, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .app
+            .http
+            .post(self.app.url("/teams/messages"))
+            .json(activity);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Say `text` to the bot in a personal chat.
+    async fn say(&self, user: &str, text: &str) {
+        let activity = self.activity(
+            user,
+            &format!("a:personal-{user}"),
+            true,
+            json!({ "text": text }),
+        );
+        let response = self.send(&activity, Some(&self.good_token())).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Press a card button the way Teams does for Action.Execute.
+    async fn execute(&self, user: &str, verb: &str, data: Value) -> Value {
+        let activity = self.activity(
+            user,
+            APPROVALS,
+            false,
+            json!({
+                "type": "invoke",
+                "name": "adaptiveCard/action",
+                "value": { "action": { "type": "Action.Execute", "verb": verb, "data": data }, "trigger": "manual" },
+            }),
+        );
+        let response = self.send(&activity, Some(&self.good_token())).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Connector calls: (method, path, body), oldest first.
+    async fn connector_calls(&self) -> Vec<(String, String, Value)> {
+        self.microsoft
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path().starts_with("/teams/"))
+            .map(|r| {
+                (
+                    r.method.to_string(),
+                    r.url.path().to_string(),
+                    serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    /// Messages posted to `conversation` (text and card JSON as text).
+    async fn posted_to(&self, conversation: &str) -> Vec<String> {
+        let wanted = format!("/teams/v3/conversations/{conversation}/activities");
+        self.connector_calls()
+            .await
+            .into_iter()
+            .filter(|(m, p, _)| m == "POST" && *p == wanted)
+            .map(|(_, _, body)| body.to_string())
+            .collect()
+    }
+}
+
+fn rand_id() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn request_id(text: &str) -> String {
+    crate::helpers::request_id_in(text).unwrap_or_else(|| panic!("no request id in {text}"))
+}
+
+#[tokio::test]
+async fn tokens_are_checked_as_the_bot_framework_issues_them() {
+    let teams = Teams::start(&[]).await;
+    let activity = teams.activity(
+        ALICE,
+        &format!("a:personal-{ALICE}"),
+        true,
+        json!({ "text": "jit list" }),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let cases: Vec<(&str, Option<String>, u16)> = vec![
+        ("no token", None, 401),
+        (
+            "wrong issuer",
+            Some(teams.token(
+                json!({ "iss": "https://evil.example" }),
+                KID,
+                &keys().signing,
+            )),
+            401,
+        ),
+        (
+            "wrong audience",
+            Some(teams.token(json!({ "aud": "another-bot" }), KID, &keys().signing)),
+            401,
+        ),
+        (
+            "expired beyond the skew",
+            Some(teams.token(json!({ "exp": now - 400 }), KID, &keys().signing)),
+            401,
+        ),
+        (
+            "not yet valid",
+            Some(teams.token(json!({ "nbf": now + 400 }), KID, &keys().signing)),
+            401,
+        ),
+        (
+            "unknown key",
+            Some(teams.token(json!({}), "no-such-kid", &keys().signing)),
+            401,
+        ),
+        (
+            "another unknown key",
+            Some(teams.token(json!({}), "another-kid", &keys().signing)),
+            401,
+        ),
+        (
+            "signed by another key",
+            Some(teams.token(json!({}), KID, &keys().stranger)),
+            401,
+        ),
+        (
+            "key not endorsed for msteams",
+            Some(teams.token(json!({}), SKYPE_KID, &keys().skype)),
+            403,
+        ),
+        (
+            "another service URL",
+            Some(teams.token(
+                json!({ "serviceurl": "https://smba.example/evil/" }),
+                KID,
+                &keys().signing,
+            )),
+            403,
+        ),
+    ];
+    for (what, token, status) in cases {
+        let response = teams.send(&activity, token.as_deref()).await;
+        assert_eq!(response.status().as_u16(), status, "{what}");
+    }
+    // Within the five minutes of skew, an expired token still passes.
+    let slightly_expired = teams.token(json!({ "exp": now - 120 }), KID, &keys().signing);
+    assert_eq!(
+        teams
+            .send(&activity, Some(&slightly_expired))
+            .await
+            .status(),
+        200
+    );
+    eventually("the answer to the one accepted message", || async {
+        (!teams
+            .posted_to(&format!("a:personal-{ALICE}"))
+            .await
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        teams.posted_to(&format!("a:personal-{ALICE}")).await.len(),
+        1,
+        "the rejected activities had no effect"
+    );
+    // Keys were fetched at the first token, and once more for the unknown
+    // kids — not once per token: refreshes for unknown kids are hourly at most.
+    let key_fetches = teams
+        .microsoft
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/keys")
+        .count();
+    assert_eq!(key_fetches, 2, "keys fetched, then cached");
+}
+
+#[tokio::test]
+async fn a_request_is_approved_with_a_real_button_and_granted() {
+    let teams = Teams::start(&[]).await;
+    teams
+        .say(
+            ALICE,
+            "<at>jitbot</at> jit request cloud-admin 1h fixing INC-77",
+        )
+        .await;
+    let personal = format!("a:personal-{ALICE}");
+    let receipt = eventually("the receipt in alice's chat", || async {
+        teams
+            .posted_to(&personal)
+            .await
+            .into_iter()
+            .find(|m| m.contains("is filed"))
+    })
+    .await;
+    let id = request_id(&receipt);
+
+    // The approval card in the Teams channel: Adaptive Card 1.5 with
+    // Action.Execute buttons and Action.Submit fallbacks.
+    let card = eventually("the approval card", || async {
+        teams
+            .posted_to(APPROVALS)
+            .await
+            .into_iter()
+            .find(|m| m.contains(&id))
+    })
+    .await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let content = &card["attachments"][0]["content"];
+    assert_eq!(
+        card["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(content["version"], "1.5");
+    assert_eq!(content["actions"][0]["type"], "Action.Execute");
+    assert_eq!(content["actions"][0]["fallback"]["type"], "Action.Submit");
+    // The connector was called with the bot's own token.
+    let authorized = teams
+        .microsoft
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/teams/"))
+        .all(|r| r.headers["authorization"] == format!("Bearer {BOT_ACCESS_TOKEN}").as_str());
+    assert!(authorized);
+
+    // Alice cannot approve her own request; the answer says so at once.
+    let own = teams
+        .execute(
+            ALICE,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(own["type"], "application/vnd.microsoft.activity.message");
+    assert_eq!(
+        own["value"],
+        format!("You cannot approve your own request {id}.")
+    );
+    // Deny without a reason is an error on the card.
+    let no_reason = teams
+        .execute(
+            LEAD,
+            "jit_deny",
+            json!({ "jit_action": "jit_deny", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(no_reason["statusCode"], 400);
+    assert_eq!(no_reason["type"], "application/vnd.microsoft.error");
+
+    // The lead approves: the answer is the refreshed card, without buttons.
+    let approved = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(approved["statusCode"], 200);
+    assert_eq!(approved["type"], "application/vnd.microsoft.card.adaptive");
+    assert!(
+        approved["value"].to_string().contains("Approved by"),
+        "{approved}"
+    );
+    assert!(approved["value"]["actions"].is_null(), "{approved}");
+
+    // Granted to the AAD object id; the card updated for everyone in place;
+    // alice told in her chat.
+    let grant = eventually("the grant", || async {
+        teams
+            .app
+            .iam_calls()
+            .await
+            .into_iter()
+            .find(|(b, _)| b["action"] == "grant" && b["request_id"] == id.as_str())
+    })
+    .await;
+    assert_eq!(grant.0["principal"], ALICE);
+    assert_eq!(grant.0["user"]["platform"], "teams");
+    // The update goes to the activity the card was posted as: the fake
+    // connector numbers its answers in call order.
+    let calls = teams.connector_calls().await;
+    let card_post = calls
+        .iter()
+        .position(|(m, p, b)| {
+            m == "POST"
+                && *p == format!("/teams/v3/conversations/{APPROVALS}/activities")
+                && b.to_string().contains(&id)
+        })
+        .unwrap();
+    let card_activity = format!("activity-{}", card_post + 1);
+    eventually("the card updated in place", || async {
+        teams.connector_calls().await.into_iter().find(|(m, p, b)| {
+            m == "PUT"
+                && *p == format!("/teams/v3/conversations/{APPROVALS}/activities/{card_activity}")
+                && b.to_string().contains("Access is active until")
+        })
+    })
+    .await;
+    eventually("the 'live' message to alice", || async {
+        teams
+            .posted_to(&personal)
+            .await
+            .into_iter()
+            .find(|m| m.contains("is live until"))
+    })
+    .await;
+
+    // A second click changes nothing and says why.
+    let again = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert!(
+        again["value"].as_str().unwrap().contains("already"),
+        "{again}"
+    );
+    assert_eq!(
+        teams
+            .app
+            .iam_calls()
+            .await
+            .iter()
+            .filter(|(b, _)| b["action"] == "grant")
+            .count(),
+        1
+    );
+    let mut app = teams.app;
+    app.stop().await;
+    let refused = app.audit_details("DecisionRefused");
+    assert_eq!(
+        refused,
+        [format!("You cannot approve your own request {id}.")]
+    );
+}
+
+#[tokio::test]
+async fn older_clients_deny_with_action_submit_and_unreachable_people_are_reported() {
+    // Bob only ever talked to the bot in a channel, and the app is not
+    // installed for him: a 1:1 chat cannot be created.
+    let teams = Teams::start(&[BOB]).await;
+    let in_channel = teams.activity(
+        BOB,
+        "19:ops@thread.tacv2",
+        false,
+        json!({ "text": "<at>jitbot</at> jit request cloud-admin 2h deploy" }),
+    );
+    assert_eq!(
+        teams
+            .send(&in_channel, Some(&teams.good_token()))
+            .await
+            .status(),
+        200
+    );
+    let card = eventually("the approval card", || async {
+        teams
+            .posted_to(APPROVALS)
+            .await
+            .into_iter()
+            .find(|m| m.contains("deploy"))
+    })
+    .await;
+    let id = request_id(&card);
+
+    // Action.Submit: a message whose value carries the button's data.
+    let submit = teams.activity(
+        LEAD,
+        APPROVALS,
+        false,
+        json!({
+            "replyToId": "activity-1",
+            "value": { "jit_action": "jit_deny", "jit_value": id, "reason": "not during the freeze" },
+        }),
+    );
+    assert_eq!(
+        teams
+            .send(&submit, Some(&teams.good_token()))
+            .await
+            .status(),
+        200
+    );
+    eventually("the card to show the denial", || async {
+        teams
+            .connector_calls()
+            .await
+            .into_iter()
+            .find(|(m, _, b)| m == "PUT" && b.to_string().contains("Denied by"))
+    })
+    .await;
+    // Bob cannot be told in a DM: the approval channel is told instead.
+    let notice = eventually("the report in the approval channel", || async {
+        teams
+            .posted_to(APPROVALS)
+            .await
+            .into_iter()
+            .find(|m| m.contains("I cannot reach"))
+    })
+    .await;
+    assert!(notice.contains("not during the freeze"), "{notice}");
+    assert!(notice.contains("HTTP 403"), "{notice}");
+}
+
+#[tokio::test]
+async fn the_outgoing_webhook_answers_commands_in_its_response() {
+    let teams = Teams::start(&[]).await;
+    let body = teams
+        .activity(
+            ALICE,
+            "19:general@thread.tacv2",
+            false,
+            json!({ "text": "<at>jitbot</at> jit request cloud-admin 30m via webhook" }),
+        )
+        .to_string();
+    // The signature, computed here as Teams does: base64 HMAC-SHA256 of the
+    // body under the base64-decoded security token.
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&STANDARD.decode(TEAMS_WEBHOOK_SECRET).unwrap()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes()));
+    let post = |authorization: String, body: String| {
+        teams
+            .app
+            .http
+            .post(teams.app.url("/teams/webhook"))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let forged = post(
+        "HMAC AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 401);
+    let response = post(signature, body).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["type"], "message");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("is filed and waiting for approval"), "{text}");
+    assert_eq!(
+        answer["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert!(
+        answer["attachments"][0]["content"]["actions"].is_null(),
+        "no buttons in a webhook answer"
+    );
+    let id = request_id(text);
+    // Only the signed request was filed: its card, and no other.
+    eventually("the approval card", || async {
+        teams
+            .posted_to(APPROVALS)
+            .await
+            .into_iter()
+            .find(|m| m.contains(&id))
+    })
+    .await;
+    assert_eq!(teams.posted_to(APPROVALS).await.len(), 1);
+}
+
+#[tokio::test]
+async fn proactive_messages_open_a_chat_reuse_the_token_and_honour_throttling() {
+    let teams = Teams::start(&[]).await;
+    // Teams throttles the first post to the approval channel.
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/teams/v3/conversations/{APPROVALS}/activities"
+        )))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&teams.microsoft)
+        .await;
+    // Alice asks in a channel: the answer reaches her privately, in a 1:1
+    // chat jitbot opens with the tenant and user ids it stored.
+    let in_channel = teams.activity(
+        ALICE,
+        "19:ops@thread.tacv2",
+        false,
+        json!({ "text": "<at>jitbot</at> jit request cloud-admin 1h rotate keys" }),
+    );
+    assert_eq!(
+        teams
+            .send(&in_channel, Some(&teams.good_token()))
+            .await
+            .status(),
+        200
+    );
+    let dm = format!("a:dm-29:{ALICE}");
+    let receipt = eventually("the receipt in the new 1:1 chat", || async {
+        teams
+            .posted_to(&dm)
+            .await
+            .into_iter()
+            .find(|m| m.contains("is filed"))
+    })
+    .await;
+    let id = request_id(&receipt);
+    let created: Vec<Value> = teams
+        .connector_calls()
+        .await
+        .into_iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/teams/v3/conversations")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["members"][0]["id"], format!("29:{ALICE}"));
+    assert_eq!(created[0]["channelData"]["tenant"]["id"], TENANT);
+    assert_eq!(created[0]["bot"]["id"], format!("28:{APP_ID}"));
+
+    // The card arrives after the throttle: one refused post, one delivered.
+    eventually("the card after the 429", || async {
+        let posts = teams.posted_to(APPROVALS).await;
+        (posts.iter().filter(|m| m.contains(&id)).count() == 2).then_some(())
+    })
+    .await;
+    // A second message reuses the 1:1 chat and the bot's token.
+    teams.say(ALICE, "jit list").await;
+    eventually("the list", || async {
+        teams
+            .posted_to(&format!("a:personal-{ALICE}"))
+            .await
+            .into_iter()
+            .find(|m| m.contains(&id))
+    })
+    .await;
+    let token_calls: Vec<String> = teams
+        .microsoft
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/token")
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(token_calls.len(), 1, "the bot token is cached");
+    assert!(token_calls[0].contains("grant_type=client_credentials"));
+    assert!(token_calls[0].contains(&format!("client_id={APP_ID}")));
+    assert!(token_calls[0].contains("scope=https%3A%2F%2Fapi.botframework.com%2F.default"));
+}
