@@ -14,10 +14,10 @@
 //! - [`scheduler`]: the single task that runs due jobs from the due-index,
 //!   and the periodic standing-access sweeps.
 //! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model, the outbox
-//!   worker, and the Slack implementation.
+//!   worker, and the Slack and Teams implementations.
 //! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
 //!   `exec`, `postgres` and `slack_usergroup` providers.
-//! - [`http`]: axum routes → engine: Slack, the `/api/v1` API, health,
+//! - [`http`]: axum routes → engine: Slack, Teams, the `/api/v1` API, health,
 //!   readiness and metrics.
 //! - [`console`]: the terminal as a chat platform (`jitbot console`).
 //! - [`telemetry`]: Prometheus metrics and worker heartbeats.

@@ -12,6 +12,7 @@ mod extensions;
 mod helpers;
 mod http_api;
 mod identity;
+mod manifests;
 mod openapi;
 mod operations;
 mod pg;
