@@ -47,6 +47,15 @@ provider = "aad"
 target = "subscription-owner"
 approvers = ["{LEAD}"]
 teams_channel = "{APPROVALS}"
+
+[[groups]]
+name = "dual"
+description = "Approved from Slack or Teams"
+provider = "aad"
+target = "billing-reader"
+approvers = ["{LEAD}", "U0LEAD"]
+channel = "C0DUAL"
+teams_channel = "{APPROVALS}"
 "#
     )
 }
@@ -775,4 +784,98 @@ async fn proactive_messages_open_a_chat_reuse_the_token_and_honour_throttling() 
     assert!(token_calls[0].contains("grant_type=client_credentials"));
     assert!(token_calls[0].contains(&format!("client_id={APP_ID}")));
     assert!(token_calls[0].contains("scope=https%3A%2F%2Fapi.botframework.com%2F.default"));
+}
+
+#[tokio::test]
+async fn a_bare_request_gets_a_form_card_whose_answer_files_the_request() {
+    let teams = Teams::start(&[]).await;
+    teams.say(ALICE, "jit request").await;
+    let personal = format!("a:personal-{ALICE}");
+    let form = eventually("the form card", || async {
+        teams
+            .posted_to(&personal)
+            .await
+            .into_iter()
+            .find(|m| m.contains("Input.ChoiceSet"))
+    })
+    .await;
+    let form: Value = serde_json::from_str(&form).unwrap();
+    let content = &form["attachments"][0]["content"];
+    let groups = content["body"][1]["choices"].to_string();
+    assert!(
+        groups.contains("cloud-admin") && groups.contains("dual"),
+        "{groups}"
+    );
+    assert_eq!(content["actions"][0]["verb"], "jit_request");
+
+    let answer = teams
+        .execute(
+            ALICE,
+            "jit_request",
+            json!({ "jit_action": "jit_request", "jit_value": "", "group": "cloud-admin", "duration": "45m", "reason": "from the form" }),
+        )
+        .await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
+    let text = answer["value"].as_str().unwrap();
+    assert!(text.contains("for cloud-admin (45m) is filed"), "{text}");
+    let bad = teams
+        .execute(
+            ALICE,
+            "jit_request",
+            json!({ "jit_action": "jit_request", "jit_value": "", "group": "cloud-admin", "duration": "forever", "reason": "x" }),
+        )
+        .await;
+    assert_eq!(bad["statusCode"], 400, "{bad}");
+}
+
+#[tokio::test]
+async fn a_group_with_slack_and_teams_channels_is_decided_from_either() {
+    let teams = Teams::start(&[]).await;
+    teams
+        .say(ALICE, "jit request dual 1h month-end close")
+        .await;
+    let personal = format!("a:personal-{ALICE}");
+    let receipt = eventually("the receipt", || async {
+        teams
+            .posted_to(&personal)
+            .await
+            .into_iter()
+            .find(|m| m.contains("is filed"))
+    })
+    .await;
+    let id = request_id(&receipt);
+    // One card in each place.
+    eventually("the Teams card", || async {
+        teams
+            .posted_to(APPROVALS)
+            .await
+            .into_iter()
+            .find(|m| m.contains(&id))
+    })
+    .await;
+    let slack_card = eventually("the Slack card", || async {
+        teams.app.cards_for(&id).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(slack_card["channel"], "C0DUAL");
+    // Approved from Slack: both cards are updated, the grant made once.
+    teams.app.approve("U0LEAD", &id).await;
+    eventually("the Slack card updated", || async {
+        teams
+            .app
+            .latest_card(&id)
+            .await
+            .filter(|c| c["blocks"].to_string().contains("Approved by"))
+    })
+    .await;
+    eventually("the Teams card updated", || async {
+        teams.connector_calls().await.into_iter().find(|(m, _, b)| {
+            m == "PUT" && b.to_string().contains(&id) && b.to_string().contains("Approved by")
+        })
+    })
+    .await;
+    eventually("the grant", || async {
+        (teams.app.iam_actions("grant", &id).await == 1).then_some(())
+    })
+    .await;
 }
