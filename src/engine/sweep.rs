@@ -145,8 +145,12 @@ impl SweepMode {
     }
 }
 
-/// Principals that jitbot grants explain, or why that cannot be told now.
-type Covered = Result<BTreeSet<String>, String>;
+/// Principals that jitbot grants explain; `unknown` says why the list may
+/// be incomplete (a grant in progress whose principal cannot be resolved).
+struct Covered {
+    principals: BTreeSet<String>,
+    unknown: Option<String>,
+}
 
 impl Engine {
     /// Sweep `group` as its policy says (`report` or `enforce`); with
@@ -186,14 +190,14 @@ impl Engine {
         for holder in holders.iter().collect::<BTreeSet<_>>() {
             if group.standing.iter().any(|allowed| allowed == holder) {
                 allowed.push(holder.clone());
-            } else if !covered.as_ref().is_ok_and(|c| c.contains(holder)) {
+            } else if !covered.principals.contains(holder) {
                 standing.push(holder.clone());
             }
         }
         // Without knowing every grant's principal, a holder might be a grant
         // in progress: report, but revoke nothing this time.
-        let held_back = match (&covered, group.sweep) {
-            (Err(why), SweepMode::Enforce) if !standing.is_empty() => Some(why.clone()),
+        let held_back = match (&covered.unknown, group.sweep) {
+            (Some(why), SweepMode::Enforce) if !standing.is_empty() => Some(why.clone()),
             _ => None,
         };
         let mut findings = Vec::new();
@@ -224,13 +228,16 @@ impl Engine {
     /// grants (their recorded principal) and approved ones being granted
     /// (resolved now), across every group with the same provider and target.
     async fn covered_principals(&self, group: &GroupPolicy) -> Result<Covered, EngineError> {
-        let mut covered = BTreeSet::new();
+        let mut covered = Covered {
+            principals: BTreeSet::new(),
+            unknown: None,
+        };
         for request in self.store.live_requests()? {
             if request.extends.is_some() || !self.same_access(&request.group, &group.name) {
                 continue;
             }
             if let Some(principal) = &request.principal {
-                covered.insert(principal.clone());
+                covered.principals.insert(principal.clone());
                 continue;
             }
             let Some(spec) = self.policy.provider(&group.provider) else {
@@ -238,19 +245,19 @@ impl Engine {
             };
             match self.resolve_principal(spec, &request.requester).await {
                 Ok((principal, _)) => {
-                    covered.insert(principal);
+                    covered.principals.insert(principal);
                 }
                 // That grant cannot happen at all, so it explains nothing.
                 Err(Unresolved::Impossible(_)) => {}
                 Err(Unresolved::Unavailable(why)) => {
-                    return Ok(Err(format!(
+                    covered.unknown = Some(format!(
                         "the principal of {} (being granted) is unknown: {why}",
                         request.id.grant_id()
-                    )))
+                    ));
                 }
             }
         }
-        Ok(Ok(covered))
+        Ok(covered)
     }
 
     /// Who `principal` is in chat: the user jitbot granted it to before,
@@ -293,10 +300,14 @@ impl Engine {
         principal: &str,
         owner: &Option<Actor>,
     ) -> Result<FindingAction, EngineError> {
-        if let Ok(covered) = self.covered_principals(group).await? {
-            if covered.contains(principal) {
-                return Ok(FindingAction::NowGranted);
-            }
+        let covered = self.covered_principals(group).await?;
+        if covered.principals.contains(principal) {
+            return Ok(FindingAction::NowGranted);
+        }
+        if covered.unknown.is_some() {
+            // A grant started since the sweep began, and its principal is
+            // not known yet: it may be this one.
+            return Ok(FindingAction::Reported);
         }
         let Some(provider) = self.providers.get(&group.provider) else {
             return Ok(FindingAction::RevokeFailed(

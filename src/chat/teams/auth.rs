@@ -21,6 +21,9 @@ const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` triggers a refresh at most this often, so forged tokens
 /// cannot make jitbot hammer the key endpoint.
 const UNKNOWN_KID_REFRESH: Duration = Duration::from_secs(3600);
+/// After a failed fetch, wait this long before trying again (the keys in
+/// hand, if any, keep being used meanwhile).
+const RETRY_FAILED_FETCH: Duration = Duration::from_secs(60);
 const CLOCK_SKEW_SECS: u64 = 300;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,6 +71,8 @@ struct KeyCache {
     fetched_at: Option<Instant>,
     /// When an unknown `kid` last forced a refresh.
     forced_at: Option<Instant>,
+    /// When a fetch last failed.
+    failed_at: Option<Instant>,
 }
 
 pub struct BotAuthenticator {
@@ -96,6 +101,7 @@ impl BotAuthenticator {
                 keys: HashMap::new(),
                 fetched_at: None,
                 forced_at: None,
+                failed_at: None,
             }),
         }
     }
@@ -140,7 +146,10 @@ impl BotAuthenticator {
             && cache
                 .forced_at
                 .map_or(true, |at| at.elapsed() > UNKNOWN_KID_REFRESH);
-        if stale || unknown_may_refresh {
+        let recently_failed = cache
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RETRY_FAILED_FETCH);
+        if (stale || unknown_may_refresh) && !recently_failed {
             if !stale {
                 cache.forced_at = Some(Instant::now());
             }
@@ -148,9 +157,13 @@ impl BotAuthenticator {
                 Ok(keys) => {
                     cache.keys = keys;
                     cache.fetched_at = Some(Instant::now());
+                    cache.failed_at = None;
                 }
                 // Keep serving the old keys if the endpoint is down.
-                Err(error) => tracing::warn!(%error, "could not refresh the Bot Framework keys"),
+                Err(error) => {
+                    cache.failed_at = Some(Instant::now());
+                    tracing::warn!(%error, "could not refresh the Bot Framework keys");
+                }
             }
         }
         cache
