@@ -33,6 +33,7 @@ pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod outbound;
 pub mod providers;
 pub mod scheduler;
 pub mod server;

@@ -97,7 +97,7 @@ impl WebhookProvider {
         let response = request
             .send()
             .await
-            .map_err(|e| self.failure(action, url, transport_failure(&e)))?;
+            .map_err(|e| self.failure(action, url, &crate::outbound::failure(&e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(response)
@@ -137,19 +137,6 @@ fn shown_url(url: &reqwest::Url) -> String {
         url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     )
-}
-
-/// What went wrong on the wire, without reqwest's text (it quotes the URL).
-fn transport_failure(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_decode() {
-        "unreadable answer"
-    } else {
-        "request failed"
-    }
 }
 
 #[async_trait]

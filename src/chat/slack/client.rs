@@ -85,25 +85,22 @@ impl SlackClient {
         method: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Value, ChatError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ChatError::Failed(format!("{method}: {}", without_url(&e))))?;
+        let response = request.send().await.map_err(|e| {
+            ChatError::Failed(format!("{method}: {}", crate::outbound::failure(&e)))
+        })?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+            let wait = crate::outbound::retry_after(response.headers(), DEFAULT_RETRY_AFTER);
             return Err(ChatError::RateLimited(wait));
         }
         if !status.is_success() {
             return Err(ChatError::Failed(format!("{method}: HTTP {status}")));
         }
         let body: Value = response.json().await.map_err(|e| {
-            ChatError::Failed(format!("{method}: unreadable answer: {}", without_url(&e)))
+            ChatError::Failed(format!(
+                "{method}: unreadable answer: {}",
+                crate::outbound::failure(&e)
+            ))
         })?;
         if body.get("ok").and_then(Value::as_bool) == Some(true) {
             return Ok(body);
@@ -209,24 +206,6 @@ impl SlackClient {
             message_id: message_id.to_string(),
         })
     }
-}
-
-/// A short description of a transport error: what went wrong, from the
-/// innermost cause (connection refused, DNS failure), without the URL.
-fn without_url(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        return "timed out".to_string();
-    }
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    let what = if error.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {cause}")
 }
 
 #[async_trait]

@@ -113,20 +113,20 @@ impl BotAuthenticator {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("OpenID metadata: {}", without_url(&e)))?
+            .map_err(|e| format!("OpenID metadata: {}", crate::outbound::failure(&e)))?
             .json()
             .await
-            .map_err(|e| format!("OpenID metadata: {}", without_url(&e)))?;
+            .map_err(|e| format!("OpenID metadata: {}", crate::outbound::failure(&e)))?;
         let set: JwkSet = self
             .http
             .get(&metadata.jwks_uri)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("signing keys: {}", without_url(&e)))?
+            .map_err(|e| format!("signing keys: {}", crate::outbound::failure(&e)))?
             .json()
             .await
-            .map_err(|e| format!("signing keys: {}", without_url(&e)))?;
+            .map_err(|e| format!("signing keys: {}", crate::outbound::failure(&e)))?;
         Ok(set
             .keys
             .into_iter()
@@ -221,18 +221,5 @@ impl BotAuthenticator {
             ));
         }
         Ok(())
-    }
-}
-
-/// reqwest's errors quote the URL; keep the kind only.
-fn without_url(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if let Some(status) = error.status() {
-        format!("HTTP {status}")
-    } else if error.is_decode() {
-        "unreadable answer".into()
-    } else {
-        "request failed".into()
     }
 }

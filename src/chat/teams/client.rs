@@ -84,17 +84,18 @@ impl TeamsClient {
             ])
             .send()
             .await
-            .map_err(|e| ChatError::Failed(format!("bot token: {}", kind(&e))))?;
+            .map_err(|e| {
+                ChatError::Failed(format!("bot token: {}", crate::outbound::failure(&e)))
+            })?;
         if !answer.status().is_success() {
             return Err(ChatError::Failed(format!(
                 "bot token: HTTP {}",
                 answer.status()
             )));
         }
-        let answer: TokenAnswer = answer
-            .json()
-            .await
-            .map_err(|e| ChatError::Failed(format!("bot token: {}", kind(&e))))?;
+        let answer: TokenAnswer = answer.json().await.map_err(|e| {
+            ChatError::Failed(format!("bot token: {}", crate::outbound::failure(&e)))
+        })?;
         let token = Secret::new(answer.access_token);
         let lifetime = Duration::from_secs(answer.expires_in).saturating_sub(TOKEN_EARLY);
         *cached = Some((token.clone(), Instant::now() + lifetime));
@@ -119,15 +120,10 @@ impl TeamsClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ChatError::Failed(format!("{what}: {}", kind(&e))))?;
+            .map_err(|e| ChatError::Failed(format!("{what}: {}", crate::outbound::failure(&e))))?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+            let wait = crate::outbound::retry_after(response.headers(), DEFAULT_RETRY_AFTER);
             return Err(ChatError::RateLimited(wait));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
@@ -238,19 +234,6 @@ impl TeamsClient {
             .put_teams_contact(&contact)
             .map_err(|e| ChatError::Failed(e.to_string()))?;
         Ok(conversation)
-    }
-}
-
-/// What went wrong on the wire, without reqwest's text (it quotes the URL).
-fn kind(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_decode() {
-        "unreadable answer"
-    } else {
-        "request failed"
     }
 }
 
