@@ -254,6 +254,13 @@ impl Teams {
         assert_eq!(response.status(), 200);
     }
 
+    /// Say `text` to the bot in a channel conversation (an @mention).
+    async fn say_in_channel(&self, user: &str, conversation: &str, text: &str) {
+        let activity = self.activity(user, conversation, false, json!({ "text": text }));
+        let response = self.send(&activity, Some(&self.good_token())).await;
+        assert_eq!(response.status(), 200);
+    }
+
     /// Press a card button the way Teams does for Action.Execute.
     async fn execute(&self, user: &str, verb: &str, data: Value) -> Value {
         let activity = self.activity(
@@ -583,19 +590,13 @@ async fn older_clients_deny_with_action_submit_and_unreachable_people_are_report
     // Bob only ever talked to the bot in a channel, and the app is not
     // installed for him: a 1:1 chat cannot be created.
     let teams = Teams::start(&[BOB]).await;
-    let in_channel = teams.activity(
-        BOB,
-        "19:ops@thread.tacv2",
-        false,
-        json!({ "text": "<at>jitbot</at> jit request cloud-admin 2h deploy" }),
-    );
-    assert_eq!(
-        teams
-            .send(&in_channel, Some(&teams.good_token()))
-            .await
-            .status(),
-        200
-    );
+    teams
+        .say_in_channel(
+            BOB,
+            "19:ops@thread.tacv2",
+            "<at>jitbot</at> jit request cloud-admin 2h deploy",
+        )
+        .await;
     let card = eventually("the approval card", || async {
         teams
             .posted_to(APPROVALS)
@@ -720,19 +721,13 @@ async fn proactive_messages_open_a_chat_reuse_the_token_and_honour_throttling() 
         .await;
     // Alice asks in a channel: the answer reaches her privately, in a 1:1
     // chat jitbot opens with the tenant and user ids it stored.
-    let in_channel = teams.activity(
-        ALICE,
-        "19:ops@thread.tacv2",
-        false,
-        json!({ "text": "<at>jitbot</at> jit request cloud-admin 1h rotate keys" }),
-    );
-    assert_eq!(
-        teams
-            .send(&in_channel, Some(&teams.good_token()))
-            .await
-            .status(),
-        200
-    );
+    teams
+        .say_in_channel(
+            ALICE,
+            "19:ops@thread.tacv2",
+            "<at>jitbot</at> jit request cloud-admin 1h rotate keys",
+        )
+        .await;
     let dm = format!("a:dm-29:{ALICE}");
     let receipt = eventually("the receipt in the new 1:1 chat", || async {
         teams
