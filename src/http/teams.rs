@@ -14,6 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::{read_body, AppState, HttpError};
 use crate::chat::card::approval_card;
@@ -95,6 +96,23 @@ fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// Activities older (or newer) than this are refused, like Slack requests.
+const MAX_AGE_SECS: i64 = crate::chat::slack::verify::MAX_AGE_SECS;
+
+/// Refuse an activity delivered twice. Outgoing-webhook replays (same body
+/// and signature) are errors; a Bot Framework activity id seen again is a
+/// redelivery, answered without effect (`Ok(false)`).
+fn first_delivery(state: &AppState, sent_at: i64, fingerprint: &[u8]) -> Result<bool, HttpError> {
+    Ok(state
+        .engine
+        .store()
+        .remember_delivery(sent_at, fingerprint)?)
+}
+
+fn fresh(sent_at: i64) -> bool {
+    (chrono::Utc::now().timestamp() - sent_at).abs() <= MAX_AGE_SECS
+}
+
 fn parse_activity(bytes: &[u8]) -> Result<Activity, HttpError> {
     serde_json::from_slice(bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed activity: {e}")))
@@ -124,6 +142,25 @@ pub(super) async fn messages(
             AuthError::Unauthenticated(why) => HttpError::Unauthorized(why),
             AuthError::Forbidden(why) => HttpError::Forbidden(why),
         });
+    }
+    let sent_at = activity
+        .sent_at()
+        .unwrap_or_else(|| chrono::Utc::now().timestamp());
+    if !fresh(sent_at) {
+        return Err(HttpError::Unauthorized(
+            "the activity is older than 5 minutes".into(),
+        ));
+    }
+    let fingerprint = sha2::Sha256::digest(
+        format!(
+            "teams-activity\n{}\n{}\n{}",
+            activity.id, activity.conversation.id, activity.from.id
+        )
+        .as_bytes(),
+    );
+    if !activity.id.is_empty() && !first_delivery(&state, sent_at, &fingerprint)? {
+        tracing::info!(activity = %activity.id, "activity delivered again; ignored");
+        return Ok(StatusCode::OK.into_response());
     }
     remember(&state, &activity)?;
     match activity.kind.as_str() {
@@ -370,6 +407,21 @@ pub(super) async fn webhook(
         return Err(HttpError::Unauthorized(error.to_string()));
     }
     let activity = parse_activity(&bytes)?;
+    // The HMAC covers the body, timestamp included: a fresh timestamp and a
+    // signature never seen before make a replay useless.
+    let sent_at = activity
+        .sent_at()
+        .ok_or_else(|| HttpError::Unauthorized("the activity has no timestamp".into()))?;
+    if !fresh(sent_at) {
+        return Err(HttpError::Unauthorized(
+            "the activity is older than 5 minutes".into(),
+        ));
+    }
+    let signature = authorization.unwrap_or_default().as_bytes();
+    if !first_delivery(&state, sent_at, signature)? {
+        Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
+        return Err(HttpError::Unauthorized("replayed request".into()));
+    }
     remember(&state, &activity)?;
     let actor = teams_actor(&activity)?;
     let answer = tokio::time::timeout(

@@ -213,6 +213,7 @@ impl Teams {
         let mut activity = json!({
             "type": "message",
             "id": format!("msg-{}", rand_id()),
+            "timestamp": chrono::Utc::now().to_rfc3339(),
             "channelId": "msteams",
             "serviceUrl": self.service_url,
             "from": { "id": format!("29:{user}"), "name": format!("user {}", &user[user.len() - 4..]), "aadObjectId": user },
@@ -387,6 +388,16 @@ async fn tokens_are_checked_as_the_bot_framework_issues_them() {
         let response = teams.send(&activity, token.as_deref()).await;
         assert_eq!(response.status().as_u16(), status, "{what}");
     }
+    // A Bot Framework redelivery of the same activity has no second effect.
+    let token = teams.good_token();
+    let request = teams.activity(
+        ALICE,
+        &format!("a:personal-{ALICE}"),
+        true,
+        json!({ "text": "jit request cloud-admin 1h once" }),
+    );
+    assert_eq!(teams.send(&request, Some(&token)).await.status(), 200);
+    assert_eq!(teams.send(&request, Some(&token)).await.status(), 200);
     // Within the five minutes of skew, an expired token still passes.
     let slightly_expired = teams.token(json!({ "exp": now - 120 }), KID, &keys().signing);
     assert_eq!(
@@ -396,18 +407,20 @@ async fn tokens_are_checked_as_the_bot_framework_issues_them() {
             .status(),
         200
     );
-    eventually("the answer to the one accepted message", || async {
-        (!teams
-            .posted_to(&format!("a:personal-{ALICE}"))
-            .await
-            .is_empty())
-        .then_some(())
+    eventually("the answers to the two accepted messages", || async {
+        (teams.posted_to(&format!("a:personal-{ALICE}")).await.len() >= 2).then_some(())
     })
     .await;
+    let answers = teams.posted_to(&format!("a:personal-{ALICE}")).await;
     assert_eq!(
-        teams.posted_to(&format!("a:personal-{ALICE}")).await.len(),
+        answers.len(),
+        2,
+        "the rejected activities had no effect: {answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| a.contains("is filed")).count(),
         1,
-        "the rejected activities had no effect"
+        "the redelivered request was filed once"
     );
     // Keys were fetched at the first token, and once more for the unknown
     // kids — not once per token: refreshes for unknown kids are hourly at most.
@@ -679,7 +692,7 @@ async fn the_outgoing_webhook_answers_commands_in_its_response() {
     .await
     .unwrap();
     assert_eq!(forged.status(), 401);
-    let response = post(signature, body).await.unwrap();
+    let response = post(signature.clone(), body.clone()).await.unwrap();
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["type"], "message");
@@ -694,7 +707,27 @@ async fn the_outgoing_webhook_answers_commands_in_its_response() {
         "no buttons in a webhook answer"
     );
     let id = request_id(text);
-    // Only the signed request was filed: its card, and no other.
+    // The same signed message again is a replay: refused, nothing filed.
+    let replay = post(signature, body).await.unwrap();
+    assert_eq!(replay.status(), 401);
+    // A correctly signed message from ten minutes ago is refused too.
+    let stale = teams
+        .activity(
+            ALICE,
+            "19:general@thread.tacv2",
+            false,
+            json!({
+                "text": "<at>jitbot</at> jit request cloud-admin 30m old",
+                "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339(),
+            }),
+        )
+        .to_string();
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&STANDARD.decode(TEAMS_WEBHOOK_SECRET).unwrap()).unwrap();
+    mac.update(stale.as_bytes());
+    let stale_signature = format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes()));
+    assert_eq!(post(stale_signature, stale).await.unwrap().status(), 401);
+    // Only the first signed request was filed: its card, and no other.
     eventually("the approval card", || async {
         teams
             .posted_to(APPROVALS)

@@ -10,6 +10,8 @@ pub struct Activity {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
+    /// When the activity was sent (RFC 3339).
+    pub timestamp: Option<String>,
     /// For invokes: `adaptiveCard/action`.
     pub name: String,
     pub service_url: String,
@@ -63,6 +65,14 @@ impl Activity {
             .map(|t| t.id.as_str())
             .or(self.conversation.tenant_id.as_deref())
             .filter(|t| !t.is_empty())
+    }
+
+    /// When the activity was sent, in Unix seconds, if it says.
+    pub fn sent_at(&self) -> Option<i64> {
+        self.timestamp
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp())
     }
 
     /// The message text without the bot's @mention (`<at>jitbot</at>`) and
