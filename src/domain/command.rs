@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::duration::HumanDuration;
-use super::ids::{ChannelId, GrantId, GroupName, RequestId, UserId};
+use super::ids::{ChannelId, GrantId, GroupName, Platform, RequestId, UserId};
 
 /// A reason is shown on cards and stored in the audit log; a paragraph is
 /// plenty, and the cap keeps a card within Slack's block text limit.
@@ -322,6 +322,9 @@ fn unescape_entities(text: &str) -> String {
 /// A channel reference as Slack sends it (`<#C123|name>`, `<#C123>`), or
 /// typed bare (`C123`, `#C123`).
 pub fn parse_channel_ref(word: &str) -> Option<ChannelId> {
+    if is_teams_conversation(word) {
+        return Some(ChannelId::new(word));
+    }
     let inner = word
         .strip_prefix("<#")
         .and_then(|w| w.strip_suffix('>'))
@@ -340,6 +343,25 @@ pub fn parse_user_ref(word: &str) -> Option<UserId> {
         .unwrap_or_else(|| word.strip_prefix('@').unwrap_or(word));
     let looks_like_user = inner.starts_with(['U', 'W']) && is_platform_id(inner);
     looks_like_user.then(|| UserId::new(inner))
+}
+
+/// The platform a channel reference belongs to: Teams for a Teams
+/// conversation id, else the platform the command was typed on.
+pub fn channel_platform(channel: &ChannelId, typed_on: Platform) -> Platform {
+    if is_teams_conversation(channel.as_str()) {
+        Platform::Teams
+    } else {
+        typed_on
+    }
+}
+
+/// A Teams channel's conversation id, as "Get link to channel" shows it
+/// (`19:…@thread.tacv2`).
+fn is_teams_conversation(text: &str) -> bool {
+    text.starts_with("19:")
+        && text.contains("@thread.")
+        && text.len() <= 200
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn is_platform_id(text: &str) -> bool {
@@ -469,6 +491,13 @@ mod tests {
         assert!(parse("admin grants 0").is_err());
         assert!(parse("admin grants two").is_err());
         assert!(parse("admin map #lowercase prod-db").is_err());
+        assert_eq!(
+            parse("admin map 19:abc123@thread.tacv2 prod-db").unwrap(),
+            Command::Admin(AdminCommand::Map {
+                channel: ChannelId::new("19:abc123@thread.tacv2"),
+                group: group("prod-db"),
+            })
+        );
         assert!(parse("admin").is_err());
     }
 

@@ -130,7 +130,7 @@ impl Engine {
             }
             AdminCommand::Map { channel, group } => {
                 let destination = Destination {
-                    platform: actor.platform,
+                    platform: command::channel_platform(&channel, actor.platform),
                     channel,
                 };
                 let shown = show_channel(&destination);
@@ -144,7 +144,7 @@ impl Engine {
             }
             AdminCommand::Unmap { channel, group } => {
                 let destination = Destination {
-                    platform: actor.platform,
+                    platform: command::channel_platform(&channel, actor.platform),
                     channel,
                 };
                 let shown = show_channel(&destination);

@@ -907,3 +907,40 @@ async fn a_group_with_slack_and_teams_channels_is_decided_from_either() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_admin_maps_a_teams_channel_by_its_conversation_id() {
+    let teams = Teams::start(&[]).await;
+    // Teams has talked to the bot, so jitbot knows its service URL.
+    teams.say(ALICE, "jit help").await;
+    let answer = teams
+        .app
+        .command_text(
+            "U0ADMIN",
+            "C0OPS",
+            "admin map 19:secops@thread.tacv2 cloud-admin",
+        )
+        .await;
+    assert!(
+        answer.starts_with("Mapped 19:secops@thread.tacv2 to `cloud-admin`"),
+        "{answer}"
+    );
+    eventually("the notice in the Teams channel", || async {
+        teams
+            .posted_to("19:secops@thread.tacv2")
+            .await
+            .into_iter()
+            .find(|m| m.contains("will be posted here"))
+    })
+    .await;
+    teams.say(ALICE, "jit request cloud-admin 1h audit").await;
+    let card = eventually("the card in the mapped channel", || async {
+        teams
+            .posted_to("19:secops@thread.tacv2")
+            .await
+            .into_iter()
+            .find(|m| m.contains("Action.Execute"))
+    })
+    .await;
+    assert!(card.contains("audit"), "{card}");
+}
