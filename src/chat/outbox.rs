@@ -149,6 +149,8 @@ impl OutboxWorker {
             if entry.next_attempt_at > Utc::now() {
                 return Ok((finished, Some(entry.next_attempt_at)));
             }
+            // Alive, even in a long pass through a slow chat API.
+            self.health.outbox_alive(false);
             match self.deliver(&entry).await {
                 Delivery::Done => {
                     self.store.outbox_remove(entry.seq)?;
