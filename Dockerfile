@@ -14,13 +14,17 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin jitbot \
-    && strip target/release/jitbot
+    && strip target/release/jitbot \
+    && mkdir -p /out/data
 
 # Distroless: libc and CA certificates, no shell, no package manager; runs
 # as uid 65532. An `exec` provider needs its programs (and, for scripts, a
 # shell): build your own image FROM this one's binary on a base that has them.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/jitbot /usr/local/bin/jitbot
+# The store's directory exists and belongs to the runtime user, so a fresh
+# named volume mounted there is writable too.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/jitbot
 ENV JITBOT_LISTEN=0.0.0.0:8080 \
     JITBOT_DATA_DIR=/var/lib/jitbot \
     JITBOT_CONFIG=/etc/jitbot/policy.toml \
