@@ -1,0 +1,283 @@
+//! The policy parser's tests: valid files, and every problem reported
+//! with its line and column.
+use super::*;
+
+const VALID: &str = r#"
+admins = ["U0ADMIN"]
+
+[defaults]
+min_duration = "1m"
+max_duration = "8h"
+default_duration = "1h"
+warn_before = "10m"
+pending_timeout = "1h"
+reason_required = true
+
+[providers.hook]
+kind = "webhook"
+url = "https://iam.example.internal/jit"
+secret_env = "JITBOT_WEBHOOK_SECRET"
+
+[providers.shell]
+kind = "exec"
+grant = ["/usr/local/bin/grant-role", "{principal}", "{target}"]
+revoke = ["/usr/local/bin/revoke-role", "{principal}", "{target}"]
+timeout = "30s"
+
+[[groups]]
+name = "prod-db"
+description = "Read/write on the production database"
+provider = "hook"
+target = "prod_rw"
+approvers = ["U0LEAD", "S0DBAS", "6f1c2e4a-0000-4000-8000-00000000a11d"]
+approvals_required = 1
+requesters = ["*"]
+channel = "C0APPROVALS"
+teams_channel = "19:abc@thread.tacv2"
+max_duration = "4h"
+auto_approve = { requesters = ["U0ONCALL"], max_duration = "30m" }
+escalate_after = "15m"
+escalate_to = ["U0HEAD"]
+sweep = "off"
+
+[identities]
+U0LEAD = { hook = "lead_admin" }
+"#;
+
+#[test]
+fn the_documented_shape_parses() {
+    let policy = parse(VALID).unwrap();
+    assert_eq!(
+        policy.admins,
+        vec![Subject::SlackUser(crate::domain::ids::UserId::new(
+            "U0ADMIN"
+        ))]
+    );
+    let group = &policy.groups[0];
+    assert_eq!(group.name.as_str(), "prod-db");
+    assert_eq!(group.limits.max_duration.to_string(), "4h");
+    assert_eq!(
+        group.limits.min_duration.to_string(),
+        "1m",
+        "inherited from defaults"
+    );
+    assert_eq!(group.approvers.len(), 3);
+    assert_eq!(
+        group
+            .auto_approve
+            .as_ref()
+            .unwrap()
+            .max_duration
+            .to_string(),
+        "30m"
+    );
+    assert_eq!(policy.identities["U0LEAD"]["hook"], "lead_admin");
+    assert!(matches!(
+        policy.providers["shell"].kind,
+        ProviderKind::Exec { .. }
+    ));
+}
+
+fn problems(source: &str) -> Vec<String> {
+    parse(source)
+        .unwrap_err()
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn every_problem_is_reported_with_its_position() {
+    let source = r#"admins = ["U0ADMIN"]
+colour = "blue"
+
+[providers.hook]
+kind = "webhook"
+url = "https://x.example/jit"
+secret_env = "S"
+
+[[groups]]
+name = "prod-db"
+provider = "nope"
+target = "t"
+approvers = ["U1"]
+approvals_required = 2
+channel = "C1"
+min_duration = "2h"
+max_duration = "1h"
+aprovers = ["U2"]
+
+[[groups]]
+name = "dev"
+provider = "hook"
+target = "t"
+approvers = ["U1"]
+channel = "C1"
+pending_timeout = "soon"
+"#;
+    let found = problems(source);
+    assert_eq!(
+        found,
+        vec![
+            "2:1: unknown key `colour` in the policy (expected one of: admins, defaults, providers, groups, identities)",
+            "11:12: group `prod-db` uses unknown provider `nope` (declared: hook)",
+            "14:22: group `prod-db`: approvals_required is 2 but only 1 approver(s) are listed",
+            "17:16: group `prod-db`: max_duration (1h) is below min_duration (2h)",
+            "18:1: unknown key `aprovers` in group `prod-db` (did you mean `approvers`?)",
+            "26:19: `pending_timeout` in group `dev`: `soon` is not a duration (write it like 90s, 30m, 2h, 1h30m or 1d)",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_point_at_the_spot() {
+    let found = problems("admins = [\"U1\"\n[defaults]\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].starts_with("2:1: not valid TOML"), "{found:?}");
+}
+
+#[test]
+fn unknown_provider_kind_and_bad_placeholders() {
+    let found = problems(
+        r#"[providers.ad]
+kind = "ldap"
+[providers.x]
+kind = "exec"
+grant = ["/bin/g", "{principle}"]
+revoke = ["/bin/r"]
+"#,
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "2:8: unknown provider kind `ldap` in [providers.ad] (this build supports: webhook, exec, postgres, slack_usergroup)"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("5:20: unknown placeholder `{principle}`")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn real_providers_parse_with_their_keys() {
+    let policy = parse(
+        r#"[providers.pg]
+kind = "postgres"
+url_env = "JITBOT_PG_URL"
+principal = "{email_local}"
+terminate_sessions = true
+[providers.ug]
+kind = "slack_usergroup"
+[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "S"
+holders_url = "https://iam.example/holders"
+[[groups]]
+name = "prod-db"
+provider = "pg"
+target = "prod_rw"
+approvers = ["U1"]
+channel = "C1"
+sweep = "enforce"
+sweep_interval = "5m"
+standing = ["svc_app"]
+[[groups]]
+name = "oncall"
+provider = "ug"
+target = "S0ONCALL"
+approvers = ["U1"]
+channel = "C1"
+sweep = "report"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.providers["pg"].kind,
+        ProviderKind::Postgres {
+            url_env: "JITBOT_PG_URL".into(),
+            terminate_sessions: true
+        }
+    );
+    assert_eq!(
+        policy.providers["ug"].kind,
+        ProviderKind::SlackUsergroup {
+            token_env: "SLACK_BOT_TOKEN".into()
+        }
+    );
+    assert_eq!(policy.providers["ug"].principal, "{slack_user_id}");
+    let db = &policy.groups[0];
+    assert_eq!(db.sweep, SweepMode::Enforce);
+    assert_eq!(db.sweep_interval, HumanDuration::from_secs(300));
+    assert_eq!(db.standing, vec!["svc_app".to_string()]);
+    assert_eq!(policy.groups[1].sweep_interval, DEFAULT_SWEEP_INTERVAL);
+}
+
+#[test]
+fn a_sweep_needs_a_provider_that_lists_holders() {
+    let found = problems(
+        r#"[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "S"
+[providers.pg]
+kind = "postgres"
+[[groups]]
+name = "g"
+provider = "hook"
+target = "t"
+approvers = ["U1"]
+channel = "C1"
+sweep = "enforce"
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            "5:12: [providers.pg] is missing `url_env`",
+            "13:9: group `g`: sweep = \"enforce\" needs a provider that lists holders, and provider `hook` cannot (give it a `holders_url`)",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn approver_entries_must_be_ids() {
+    let found = problems(
+        r##"[providers.h]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+[[groups]]
+name = "g"
+provider = "h"
+target = "t"
+approvers = ["bob", "*"]
+channel = "#approvals"
+"##,
+    );
+    assert!(
+        found.iter().any(|p| p.contains("`bob` in `approvers`")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("\"*\" is not allowed")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("must be a Slack channel id")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn edit_distance_suggestions() {
+    assert_eq!(closest("aprovers", GROUP_KEYS), Some("approvers"));
+    assert_eq!(closest("zzzzzz", GROUP_KEYS), None);
+}
