@@ -49,6 +49,18 @@ approvers = ["{LEAD}"]
 teams_channel = "{APPROVALS}"
 
 [[groups]]
+name = "brief"
+provider = "aad"
+target = "break-glass"
+approvers = ["{LEAD}"]
+teams_channel = "{APPROVALS}"
+min_duration = "1s"
+max_duration = "10m"
+default_duration = "5m"
+warn_before = "3s"
+auto_approve = {{ requesters = ["{ALICE}"], max_duration = "10m" }}
+
+[[groups]]
 name = "dual"
 description = "Approved from Slack or Teams"
 provider = "aad"
@@ -943,4 +955,47 @@ async fn an_admin_maps_a_teams_channel_by_its_conversation_id() {
     })
     .await;
     assert!(card.contains("audit"), "{card}");
+}
+
+#[tokio::test]
+async fn the_expiry_warning_card_extends_a_grant_from_teams() {
+    let teams = Teams::start(&[]).await;
+    teams.say(ALICE, "jit request brief 6s quick fix").await;
+    let personal = format!("a:personal-{ALICE}");
+    // Auto-approved and granted; three seconds before the end, the warning
+    // card with an Extend button and its inputs.
+    let warning = eventually("the warning card", || async {
+        teams
+            .posted_to(&personal)
+            .await
+            .into_iter()
+            .find(|m| m.contains("jit_extend"))
+    })
+    .await;
+    let warning: Value = serde_json::from_str(&warning).unwrap();
+    let extend = &warning["attachments"][0]["content"]["actions"][0];
+    assert_eq!(extend["type"], "Action.Execute");
+    let grant = extend["data"]["jit_value"].as_str().unwrap().to_string();
+    assert!(grant.starts_with("G-"), "{grant}");
+    let answer = teams
+        .execute(
+            ALICE,
+            "jit_extend",
+            json!({ "jit_action": "jit_extend", "jit_value": grant, "duration": "1m", "reason": "tests still running" }),
+        )
+        .await;
+    assert_eq!(answer["type"], "application/vnd.microsoft.activity.message");
+    let text = answer["value"].as_str().unwrap();
+    assert!(
+        text.starts_with("Extension R-") && text.contains(&grant),
+        "{text}"
+    );
+    let missing = teams
+        .execute(
+            ALICE,
+            "jit_extend",
+            json!({ "jit_action": "jit_extend", "jit_value": grant }),
+        )
+        .await;
+    assert_eq!(missing["statusCode"], 400, "{missing}");
 }
