@@ -88,7 +88,9 @@ pub enum CliCommand {
         command: AuditCommand,
     },
     /// Look for standing access: holders of a group's target without an
-    /// active grant (opens the store directly: stop the server first).
+    /// active grant. With JITBOT_API_TOKEN set, the running server sweeps
+    /// (admin token, --group needed); otherwise the store is opened directly
+    /// (stop the server first).
     Sweep {
         /// Only print what would happen: revoke, send and record nothing.
         #[arg(long)]
@@ -96,6 +98,9 @@ pub enum CliCommand {
         /// Sweep this group only (with --dry-run, even if its sweep is off).
         #[arg(long, value_name = "NAME")]
         group: Option<String>,
+        /// With the API: its JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -203,7 +208,23 @@ pub async fn run(cli: Cli) -> i32 {
             Ok(api) => remote::run(remote::audit_export(&api, since.as_deref(), after)).await,
             Err(failure) => report(failure),
         },
-        CliCommand::Sweep { dry_run, group } => sweep(settings, env, dry_run, group).await,
+        CliCommand::Sweep {
+            dry_run,
+            group,
+            json,
+        } if env.get("JITBOT_API_TOKEN").is_some() => {
+            let Some(group) = group else {
+                eprintln!(
+                    "jitbot: name the group to sweep (--group NAME) when asking the running server"
+                );
+                return EXIT_BAD_SETUP;
+            };
+            match remote::Remote::from_env(&env, &settings) {
+                Ok(api) => remote::run(remote::sweep(&api, &group, dry_run, json)).await,
+                Err(failure) => report(failure),
+            }
+        }
+        CliCommand::Sweep { dry_run, group, .. } => sweep(settings, env, dry_run, group).await,
     }
 }
 

@@ -249,6 +249,74 @@ pub(super) async fn mappings(
     ))
 }
 
+/// `jitbot sweep --group G [--dry-run]` against the running server.
+pub(super) async fn sweep(
+    remote: &Remote,
+    group: &str,
+    dry_run: bool,
+    json: bool,
+) -> Result<String, Failure> {
+    let path = format!("/api/v1/sweeps/{group}?dry_run={dry_run}");
+    let report = remote.json(reqwest::Method::POST, &path, None).await?;
+    if json {
+        return Ok(pretty(&report));
+    }
+    let head = format!(
+        "{} ({} via {}, sweep = {}{})",
+        text(&report["group"]),
+        text(&report["target"]),
+        text(&report["provider"]),
+        text(&report["mode"]),
+        if dry_run { ", dry run" } else { "" }
+    );
+    if let Some(error) = report["error"].as_str() {
+        return Err(Failure {
+            message: format!("{head}: could not list holders: {error}"),
+            code: EXIT_FAILED,
+        });
+    }
+    let findings = report["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut out = format!(
+        "{head}: {} holder(s), {} allowed standing, {} without a grant\n",
+        text(&report["holders"]),
+        report["allowed"].as_array().map_or(0, Vec::len),
+        findings.len()
+    );
+    let mut failed = false;
+    for finding in findings {
+        let owner = match finding["owner"]["user"].as_str() {
+            Some(user) => format!(" ({}:{user})", text(&finding["owner"]["platform"])),
+            None => String::new(),
+        };
+        let action = match finding["action"].as_str().unwrap_or_default() {
+            "would_revoke" => "would be revoked".to_string(),
+            "revoke_failed" => {
+                failed = true;
+                format!("revoke failed: {}", text(&finding["error"]))
+            }
+            "now_granted" => "granted meanwhile; left alone".to_string(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(
+            "  {}{owner}: {action}\n",
+            text(&finding["principal"])
+        ));
+    }
+    if let Some(why) = report["held_back"].as_str() {
+        out.push_str(&format!("  nothing revoked: {why}\n"));
+    }
+    if failed {
+        return Err(Failure {
+            message: out,
+            code: EXIT_FAILED,
+        });
+    }
+    Ok(out)
+}
+
 /// `jitbot audit export`: the audit log as JSON lines on stdout, streamed.
 pub(super) async fn audit_export(
     remote: &Remote,

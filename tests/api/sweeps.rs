@@ -9,7 +9,9 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{eventually, TestApp, HOOK_SECRET};
+use serde_json::json;
+
+use crate::helpers::{eventually, TestApp, ADMIN_TOKEN, HOOK_SECRET, USER_TOKEN};
 
 const POLICY: &str = r#"
 admins = ["U0ADMIN"]
@@ -175,4 +177,129 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
         .await
         .iter()
         .all(|(b, _)| b["action"] != "revoke"));
+}
+
+/// The same group, swept hourly: the tests below sweep on demand.
+fn hourly() -> String {
+    POLICY.replace("sweep_interval = \"1s\"", "sweep_interval = \"1h\"")
+}
+
+/// Start swept hourly, and let the sweep at start find the IAM without a
+/// holders endpoint yet (so it revokes nothing); then the tests sweep.
+async fn after_the_first_sweep() -> TestApp {
+    let app = TestApp::spawn_with(&hourly()).await;
+    eventually("the sweep at start", || async {
+        app.notices_in("C0APPROVALS")
+            .await
+            .into_iter()
+            .find(|n| n.contains("could not list the holders"))
+    })
+    .await;
+    app
+}
+
+#[tokio::test]
+async fn admins_dry_run_and_run_a_sweep_through_the_api_while_the_server_runs() {
+    let app = after_the_first_sweep().await;
+    let holders = Holders(Arc::new(Mutex::new(vec![
+        "svc-backup".into(),
+        "mallory".into(),
+    ])));
+    Mock::given(method("GET"))
+        .and(path("/holders"))
+        .respond_with(holders)
+        .mount(&app.iam)
+        .await;
+    let route = "/api/v1/sweeps/{group}";
+    let (status, _) = app
+        .api(
+            "POST",
+            route,
+            "/api/v1/sweeps/console?dry_run=true",
+            Some(USER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, dry) = app
+        .api(
+            "POST",
+            route,
+            "/api/v1/sweeps/console?dry_run=true",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["holders"], 2);
+    assert_eq!(dry["allowed"], json!(["svc-backup"]));
+    assert_eq!(dry["findings"][0]["principal"], "mallory");
+    assert_eq!(dry["findings"][0]["action"], "would_revoke");
+    assert!(
+        app.iam_calls().await.is_empty(),
+        "a dry run revokes nothing"
+    );
+
+    let (status, done) = app
+        .api(
+            "POST",
+            route,
+            "/api/v1/sweeps/console",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(done["findings"][0]["action"], "revoked");
+    let revokes: Vec<Value> = app
+        .iam_calls()
+        .await
+        .into_iter()
+        .filter(|(b, _)| b["action"] == "revoke")
+        .map(|(b, _)| b["principal"].clone())
+        .collect();
+    assert_eq!(revokes, [json!("mallory")]);
+
+    let (status, _) = app
+        .api(
+            "POST",
+            route,
+            "/api/v1/sweeps/nope",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_cli_sweeps_through_the_running_server() {
+    let app = after_the_first_sweep().await;
+    Mock::given(method("GET"))
+        .and(path("/holders"))
+        .respond_with(Holders(Arc::new(Mutex::new(vec!["mallory".into()]))))
+        .mount(&app.iam)
+        .await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .args(["sweep", "--dry-run", "--group", "console"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JITBOT_API_URL", format!("http://{}", app.addr))
+        .env("JITBOT_API_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "console (aws-admin via iam, sweep = enforce, dry run): 1 holder(s), 0 allowed standing, 1 without a grant\n  mallory: would be revoked\n"
+    );
+    assert!(app.iam_calls().await.is_empty());
 }

@@ -26,7 +26,7 @@ use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{ChannelId, Destination, GrantId, GroupName, Platform, RequestId};
 use crate::domain::policy::RequestRefusal;
 use crate::engine::{AdminError, EndError, SubmitError};
-use views::{MappingJson, RequestJson};
+use views::{MappingJson, RequestJson, SweepJson};
 
 /// Audit events read from the store per chunk of the export stream.
 const AUDIT_EXPORT_BATCH: usize = 500;
@@ -44,6 +44,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             put(put_mapping).delete(delete_mapping),
         )
         .route("/api/v1/audit", get(export_audit))
+        .route("/api/v1/sweeps/{group}", post(run_sweep))
 }
 
 /// Every API failure: a status and `{"error": "<what to do>"}`.
@@ -361,6 +362,50 @@ async fn delete_mapping(
         .await
         .map_err(admin_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Sweep one group now — or, with `dry_run=true`, only say what a sweep
+/// would find and do — while the server keeps running.
+async fn run_sweep(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Query(query): Query<SweepQuery>,
+) -> Result<Json<SweepJson>, ApiError> {
+    require_admin(&caller)?;
+    let unknown = || ApiError::NotFound(format!("there is no group `{group}` in the policy"));
+    let name = GroupName::parse(&group).map_err(|_| unknown())?;
+    let policy_group = state
+        .engine
+        .policy()
+        .group(&name)
+        .ok_or_else(unknown)?
+        .clone();
+    if policy_group.sweep == crate::domain::policy::SweepMode::Off && !query.dry_run {
+        return Err(ApiError::Conflict(format!(
+            "group `{group}` has sweep = \"off\"; ask for a dry run (dry_run=true) to see what a sweep would find"
+        )));
+    }
+    let can_list = state
+        .engine
+        .policy()
+        .provider(&policy_group.provider)
+        .is_some_and(|spec| spec.kind.lists_holders());
+    if !can_list {
+        return Err(ApiError::Conflict(format!(
+            "provider `{}` of group `{group}` cannot list holders",
+            policy_group.provider
+        )));
+    }
+    let report = state.engine.sweep(&policy_group, query.dry_run).await?;
+    Ok(Json(SweepJson::from(&report)))
 }
 
 #[derive(Deserialize)]

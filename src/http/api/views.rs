@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::domain::ids::{Actor, Platform};
 use crate::domain::request::{AccessRequest, Approval, RequestState};
-use crate::engine::MappingView;
+use crate::engine::{FindingAction, MappingView, SweepOutcome, SweepReport};
 
 /// A request, and — once active — the grant made from it. The lifecycle
 /// state is spelled out in plain fields (null when not applicable).
@@ -109,6 +109,81 @@ fn state_name(state: &RequestState) -> &'static str {
         RequestState::Extended { .. } => "extended",
         RequestState::Released { .. } => "released",
         RequestState::Revoked { .. } => "revoked",
+    }
+}
+
+/// What a sweep found and did.
+#[derive(Debug, Serialize)]
+pub(super) struct SweepJson {
+    pub(super) group: String,
+    pub(super) target: String,
+    pub(super) provider: String,
+    pub(super) mode: &'static str,
+    pub(super) dry_run: bool,
+    /// Why the holders could not be listed (then nothing else is known).
+    pub(super) error: Option<String>,
+    pub(super) holders: Option<usize>,
+    pub(super) allowed: Vec<String>,
+    pub(super) findings: Vec<FindingJson>,
+    /// Why nothing was revoked this time, if enforcement was held back.
+    pub(super) held_back: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct FindingJson {
+    pub(super) principal: String,
+    pub(super) owner: Option<Actor>,
+    /// `reported`, `would_revoke`, `revoked`, `revoke_failed`, `now_granted`.
+    pub(super) action: &'static str,
+    pub(super) error: Option<String>,
+}
+
+impl From<&SweepReport> for SweepJson {
+    fn from(report: &SweepReport) -> Self {
+        let mut json = SweepJson {
+            group: report.group.clone(),
+            target: report.target.clone(),
+            provider: report.provider.clone(),
+            mode: report.mode.label(),
+            dry_run: report.dry_run,
+            error: None,
+            holders: None,
+            allowed: Vec::new(),
+            findings: Vec::new(),
+            held_back: None,
+        };
+        match &report.outcome {
+            SweepOutcome::ListingFailed(error) => json.error = Some(error.clone()),
+            SweepOutcome::Listed {
+                holders,
+                allowed,
+                findings,
+                held_back,
+            } => {
+                json.holders = Some(*holders);
+                json.allowed = allowed.clone();
+                json.held_back = held_back.clone();
+                json.findings = findings
+                    .iter()
+                    .map(|f| {
+                        let (action, error) = match &f.action {
+                            FindingAction::Reported => ("reported", None),
+                            FindingAction::WouldRevoke => ("would_revoke", None),
+                            FindingAction::Revoked => ("revoked", None),
+                            FindingAction::RevokeFailed(e) => ("revoke_failed", Some(e.clone())),
+                            FindingAction::NowGranted => ("now_granted", None),
+                        };
+                        FindingJson {
+                            principal: f.principal.clone(),
+                            owner: f.owner.clone(),
+                            action,
+                            error,
+                        }
+                    })
+                    .collect();
+            }
+        }
+        json
     }
 }
 
