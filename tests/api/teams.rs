@@ -291,6 +291,17 @@ impl Teams {
         response.json().await.unwrap()
     }
 
+    /// Wait for a message posted to `conversation` containing `needle`.
+    async fn wait_for_post(&self, conversation: &str, what: &str, needle: &str) -> String {
+        eventually(what, || async {
+            self.posted_to(conversation)
+                .await
+                .into_iter()
+                .find(|m| m.contains(needle))
+        })
+        .await
+    }
+
     /// Connector calls: (method, path, body), oldest first.
     async fn connector_calls(&self) -> Vec<(String, String, Value)> {
         self.microsoft
@@ -457,26 +468,16 @@ async fn a_request_is_approved_with_a_real_button_and_granted() {
         )
         .await;
     let personal = format!("a:personal-{ALICE}");
-    let receipt = eventually("the receipt in alice's chat", || async {
-        teams
-            .posted_to(&personal)
-            .await
-            .into_iter()
-            .find(|m| m.contains("is filed"))
-    })
-    .await;
+    let receipt = teams
+        .wait_for_post(&personal, "the receipt in alice's chat", "is filed")
+        .await;
     let id = request_id(&receipt);
 
     // The approval card in the Teams channel: Adaptive Card 1.5 with
     // Action.Execute buttons and Action.Submit fallbacks.
-    let card = eventually("the approval card", || async {
-        teams
-            .posted_to(APPROVALS)
-            .await
-            .into_iter()
-            .find(|m| m.contains(&id))
-    })
-    .await;
+    let card = teams
+        .wait_for_post(APPROVALS, "the approval card", &id)
+        .await;
     let card: Value = serde_json::from_str(&card).unwrap();
     let content = &card["attachments"][0]["content"];
     assert_eq!(
@@ -570,14 +571,9 @@ async fn a_request_is_approved_with_a_real_button_and_granted() {
         })
     })
     .await;
-    eventually("the 'live' message to alice", || async {
-        teams
-            .posted_to(&personal)
-            .await
-            .into_iter()
-            .find(|m| m.contains("is live until"))
-    })
-    .await;
+    teams
+        .wait_for_post(&personal, "the 'live' message to alice", "is live until")
+        .await;
 
     // A second click changes nothing and says why.
     let again = teams
@@ -622,14 +618,9 @@ async fn older_clients_deny_with_action_submit_and_unreachable_people_are_report
             "<at>jitbot</at> jit request cloud-admin 2h deploy",
         )
         .await;
-    let card = eventually("the approval card", || async {
-        teams
-            .posted_to(APPROVALS)
-            .await
-            .into_iter()
-            .find(|m| m.contains("deploy"))
-    })
-    .await;
+    let card = teams
+        .wait_for_post(APPROVALS, "the approval card", "deploy")
+        .await;
     let id = request_id(&card);
 
     // Action.Submit: a message whose value carries the button's data.
@@ -658,14 +649,13 @@ async fn older_clients_deny_with_action_submit_and_unreachable_people_are_report
     })
     .await;
     // Bob cannot be told in a DM: the approval channel is told instead.
-    let notice = eventually("the report in the approval channel", || async {
-        teams
-            .posted_to(APPROVALS)
-            .await
-            .into_iter()
-            .find(|m| m.contains("I cannot reach"))
-    })
-    .await;
+    let notice = teams
+        .wait_for_post(
+            APPROVALS,
+            "the report in the approval channel",
+            "I cannot reach",
+        )
+        .await;
     assert!(notice.contains("not during the freeze"), "{notice}");
     assert!(notice.contains("HTTP 403"), "{notice}");
 }
@@ -740,14 +730,9 @@ async fn the_outgoing_webhook_answers_commands_in_its_response() {
     let stale_signature = format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes()));
     assert_eq!(post(stale_signature, stale).await.unwrap().status(), 401);
     // Only the first signed request was filed: its card, and no other.
-    eventually("the approval card", || async {
-        teams
-            .posted_to(APPROVALS)
-            .await
-            .into_iter()
-            .find(|m| m.contains(&id))
-    })
-    .await;
+    teams
+        .wait_for_post(APPROVALS, "the approval card", &id)
+        .await;
     assert_eq!(teams.posted_to(APPROVALS).await.len(), 1);
 }
 
@@ -774,14 +759,9 @@ async fn proactive_messages_open_a_chat_reuse_the_token_and_honour_throttling() 
         )
         .await;
     let dm = format!("a:dm-29:{ALICE}");
-    let receipt = eventually("the receipt in the new 1:1 chat", || async {
-        teams
-            .posted_to(&dm)
-            .await
-            .into_iter()
-            .find(|m| m.contains("is filed"))
-    })
-    .await;
+    let receipt = teams
+        .wait_for_post(&dm, "the receipt in the new 1:1 chat", "is filed")
+        .await;
     let id = request_id(&receipt);
     let created: Vec<Value> = teams
         .connector_calls()
@@ -831,14 +811,9 @@ async fn a_bare_request_gets_a_form_card_whose_answer_files_the_request() {
     let teams = Teams::start(&[]).await;
     teams.say(ALICE, "jit request").await;
     let personal = format!("a:personal-{ALICE}");
-    let form = eventually("the form card", || async {
-        teams
-            .posted_to(&personal)
-            .await
-            .into_iter()
-            .find(|m| m.contains("Input.ChoiceSet"))
-    })
-    .await;
+    let form = teams
+        .wait_for_post(&personal, "the form card", "Input.ChoiceSet")
+        .await;
     let form: Value = serde_json::from_str(&form).unwrap();
     let content = &form["attachments"][0]["content"];
     let groups = content["body"][1]["choices"].to_string();
@@ -875,24 +850,12 @@ async fn a_group_with_slack_and_teams_channels_is_decided_from_either() {
         .say(ALICE, "jit request dual 1h month-end close")
         .await;
     let personal = format!("a:personal-{ALICE}");
-    let receipt = eventually("the receipt", || async {
-        teams
-            .posted_to(&personal)
-            .await
-            .into_iter()
-            .find(|m| m.contains("is filed"))
-    })
-    .await;
+    let receipt = teams
+        .wait_for_post(&personal, "the receipt", "is filed")
+        .await;
     let id = request_id(&receipt);
     // One card in each place.
-    eventually("the Teams card", || async {
-        teams
-            .posted_to(APPROVALS)
-            .await
-            .into_iter()
-            .find(|m| m.contains(&id))
-    })
-    .await;
+    teams.wait_for_post(APPROVALS, "the Teams card", &id).await;
     let slack_card = eventually("the Slack card", || async {
         teams.app.cards_for(&id).await.into_iter().next()
     })
@@ -937,23 +900,21 @@ async fn an_admin_maps_a_teams_channel_by_its_conversation_id() {
         answer.starts_with("Mapped 19:secops@thread.tacv2 to `cloud-admin`"),
         "{answer}"
     );
-    eventually("the notice in the Teams channel", || async {
-        teams
-            .posted_to("19:secops@thread.tacv2")
-            .await
-            .into_iter()
-            .find(|m| m.contains("will be posted here"))
-    })
-    .await;
+    teams
+        .wait_for_post(
+            "19:secops@thread.tacv2",
+            "the notice in the Teams channel",
+            "will be posted here",
+        )
+        .await;
     teams.say(ALICE, "jit request cloud-admin 1h audit").await;
-    let card = eventually("the card in the mapped channel", || async {
-        teams
-            .posted_to("19:secops@thread.tacv2")
-            .await
-            .into_iter()
-            .find(|m| m.contains("Action.Execute"))
-    })
-    .await;
+    let card = teams
+        .wait_for_post(
+            "19:secops@thread.tacv2",
+            "the card in the mapped channel",
+            "Action.Execute",
+        )
+        .await;
     assert!(card.contains("audit"), "{card}");
 }
 
@@ -964,14 +925,9 @@ async fn the_expiry_warning_card_extends_a_grant_from_teams() {
     let personal = format!("a:personal-{ALICE}");
     // Auto-approved and granted; three seconds before the end, the warning
     // card with an Extend button and its inputs.
-    let warning = eventually("the warning card", || async {
-        teams
-            .posted_to(&personal)
-            .await
-            .into_iter()
-            .find(|m| m.contains("jit_extend"))
-    })
-    .await;
+    let warning = teams
+        .wait_for_post(&personal, "the warning card", "jit_extend")
+        .await;
     let warning: Value = serde_json::from_str(&warning).unwrap();
     let extend = &warning["attachments"][0]["content"]["actions"][0];
     assert_eq!(extend["type"], "Action.Execute");
