@@ -227,13 +227,7 @@ async fn deny_asks_for_a_reason_and_tells_the_requester() {
     .await;
     assert!(!has_buttons(&card));
     assert!(card["blocks"].to_string().contains("use the read replica"));
-    let dm = eventually("the denial DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("denied"))
-    })
-    .await;
+    let dm = app.wait_for_dm("U0ALICE", "the denial DM", "denied").await;
     assert_eq!(
         dm,
         format!("Your request {id} for prod-db was denied by lead: use the read replica")
@@ -263,13 +257,7 @@ async fn a_failed_grant_is_reported_to_the_requester_and_the_channel() {
         .request("U0ALICE", "request broken 1h needs the role")
         .await;
     app.approve("U0LEAD", &id).await;
-    let dm = eventually("the failure DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("failed"))
-    })
-    .await;
+    let dm = app.wait_for_dm("U0ALICE", "the failure DM", "failed").await;
     assert!(dm.contains("role prod_rw does not exist"), "{dm}");
     let notice = eventually("the channel notice", || async {
         app.slack_calls("chat.postMessage")
@@ -317,13 +305,7 @@ async fn after_a_grant_fails_for_good_access_is_revoked_as_a_precaution() {
         3,
         "three attempts before giving up"
     );
-    let dm = eventually("the failure DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("failed"))
-    })
-    .await;
+    let dm = app.wait_for_dm("U0ALICE", "the failure DM", "failed").await;
     assert!(dm.contains("HTTP 500"), "{dm}");
 }
 

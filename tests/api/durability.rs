@@ -43,13 +43,9 @@ async fn a_grant_is_revoked_when_it_expires() {
         (app.iam_actions("revoke", &id).await == 1).then_some(())
     })
     .await;
-    let dm = eventually("the expiry DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("has expired"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the expiry DM", "has expired")
+        .await;
     assert!(dm.contains(&format!("G-{}", &id[2..])), "{dm}");
     let card = eventually("the expired card", || async {
         app.latest_card(&id)
@@ -225,12 +221,8 @@ async fn a_failing_revoke_is_retried_alerted_and_finally_done() {
         4,
         "three failures, then the revoke that worked"
     );
-    let dm = eventually("the expiry DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("has expired"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the expiry DM", "has expired")
+        .await;
     assert!(dm.contains(&id[2..]));
 }

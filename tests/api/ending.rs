@@ -41,13 +41,9 @@ async fn the_requester_releases_a_grant_and_it_is_revoked_at_once() {
         (app.iam_actions("revoke", &id).await == 1).then_some(())
     })
     .await;
-    let dm = eventually("the release DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("was released"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the release DM", "was released")
+        .await;
     assert!(dm.contains(&grant));
     eventually("the card to show the release", || async {
         app.latest_card(&id).await.filter(|c| {
@@ -116,13 +112,9 @@ async fn an_admin_revokes_with_a_reason_and_the_user_is_told() {
         (app.iam_actions("revoke", &id).await == 1).then_some(())
     })
     .await;
-    let dm = eventually("the user's DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("was revoked by admin"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the user's DM", "was revoked by admin")
+        .await;
     assert!(dm.ends_with(": left the on-call rota"), "{dm}");
     let card = eventually("the card", || async {
         app.latest_card(&id)
@@ -147,13 +139,9 @@ async fn an_undecided_request_times_out() {
     let id = app
         .request("U0ALICE", "request hasty 1h nobody around")
         .await;
-    let dm = eventually("the time-out DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("timed out"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the time-out DM", "timed out")
+        .await;
     assert!(dm.contains(&id));
     let card = eventually("the timed-out card", || async {
         app.latest_card(&id)

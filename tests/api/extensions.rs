@@ -78,13 +78,9 @@ async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
     assert!(text.contains("Total with this*\\n1m5s"), "{text}");
 
     app.approve("U0LEAD", &extension).await;
-    let dm = eventually("the new end", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|d| d.contains("was extended by 1m"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0ALICE", "the new end", "was extended by 1m")
+        .await;
     assert!(dm.contains(&grant));
 
     // Past the original end: still granted, never revoked in between.

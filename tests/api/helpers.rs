@@ -520,6 +520,28 @@ impl TestApp {
             .collect()
     }
 
+    /// Wait for a DM to `user` containing `needle`; the whole DM.
+    pub(crate) async fn wait_for_dm(&self, user: &str, what: &str, needle: &str) -> String {
+        eventually(what, || async {
+            self.dms_to(user)
+                .await
+                .into_iter()
+                .find(|dm| dm.contains(needle))
+        })
+        .await
+    }
+
+    /// Wait for a notice in `channel` containing `needle`; the whole notice.
+    pub(crate) async fn wait_for_notice(&self, channel: &str, what: &str, needle: &str) -> String {
+        eventually(what, || async {
+            self.notices_in(channel)
+                .await
+                .into_iter()
+                .find(|n| n.contains(needle))
+        })
+        .await
+    }
+
     /// Ephemeral messages shown to `user`.
     pub(crate) async fn ephemerals_to(&self, user: &str) -> Vec<String> {
         self.slack_calls("chat.postEphemeral")

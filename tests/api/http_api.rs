@@ -227,13 +227,9 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
         (app.iam_actions("revoke", &first).await == 1).then_some(())
     })
     .await;
-    let dm = eventually("the holder is told why", || async {
-        app.dms_to("U0CIBOT")
-            .await
-            .into_iter()
-            .find(|d| d.contains("leaver"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0CIBOT", "the holder is told why", "leaver")
+        .await;
     assert!(dm.contains(&grant), "{dm}");
     let (status, body) = app
         .api(

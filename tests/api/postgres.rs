@@ -83,13 +83,7 @@ async fn postgres_role_is_granted_on_approval_and_revoked_at_expiry() {
     // users.info) behind this test's prefix.
     until_members(&pg, &rw, &[&alice]).await;
     until_members(&pg, &rw, &[]).await;
-    eventually("the expiry DM", || async {
-        app.dms_to("U0ALICE")
-            .await
-            .into_iter()
-            .find(|dm| dm.contains("expired"))
-    })
-    .await;
+    app.wait_for_dm("U0ALICE", "the expiry DM", "expired").await;
 
     app.stop().await;
     let granted = app.audit_details("Granted");
@@ -237,13 +231,9 @@ async fn postgres_a_user_without_a_login_is_told_why_nothing_was_granted() {
 
     let id = app.request("U0CAROL", "request pgdb 1m reading logs").await;
     app.approve("U0LEAD", &id).await;
-    let dm = eventually("the failure DM", || async {
-        app.dms_to("U0CAROL")
-            .await
-            .into_iter()
-            .find(|dm| dm.contains("there is no login"))
-    })
-    .await;
+    let dm = app
+        .wait_for_dm("U0CAROL", "the failure DM", "there is no login")
+        .await;
     assert!(dm.contains(&pg.name("u0carol")), "{dm}");
     assert!(dm.contains("provider pg"), "{dm}");
     assert!(pg.members(&rw).await.is_empty());
@@ -281,22 +271,13 @@ async fn postgres_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allo
     kept.sort();
     assert_eq!(pg.members(&rw).await, kept);
 
-    let notice = eventually("the channel notice", || async {
-        app.notices_in("C0APPROVALS")
-            .await
-            .into_iter()
-            .find(|n| n.contains("Removed:"))
-    })
-    .await;
+    let notice = app
+        .wait_for_notice("C0APPROVALS", "the channel notice", "Removed:")
+        .await;
     assert!(notice.contains(&format!("`{bob}`")), "{notice}");
     assert!(!notice.contains(&alice), "{notice}");
-    eventually("the DM to the holder", || async {
-        app.dms_to("U0BOB")
-            .await
-            .into_iter()
-            .find(|dm| dm.contains("standing access to `pgdb`"))
-    })
-    .await;
+    app.wait_for_dm("U0BOB", "the DM to the holder", "standing access to `pgdb`")
+        .await;
 
     app.stop().await;
     let revoked = app.audit_details("StandingRevoked");

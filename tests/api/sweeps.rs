@@ -112,13 +112,9 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
     assert_eq!(queries[0].url.query(), Some("target=aws-admin"));
     assert_signed(&queries[0]);
 
-    let notice = eventually("the channel notice", || async {
-        app.notices_in("C0APPROVALS")
-            .await
-            .into_iter()
-            .find(|n| n.contains("Removed:"))
-    })
-    .await;
+    let notice = app
+        .wait_for_notice("C0APPROVALS", "the channel notice", "Removed:")
+        .await;
     assert!(notice.contains("`mallory`"), "{notice}");
     // The IAM keeps listing mallory (it is a fake); every sweep tries again,
     // but alice's grant and the allow-listed account are never touched.
@@ -188,12 +184,11 @@ fn hourly() -> String {
 /// holders endpoint yet (so it revokes nothing); then the tests sweep.
 async fn after_the_first_sweep() -> TestApp {
     let app = TestApp::spawn_with(&hourly()).await;
-    eventually("the sweep at start", || async {
-        app.notices_in("C0APPROVALS")
-            .await
-            .into_iter()
-            .find(|n| n.contains("could not list the holders"))
-    })
+    app.wait_for_notice(
+        "C0APPROVALS",
+        "the sweep at start",
+        "could not list the holders",
+    )
     .await;
     app
 }

@@ -74,13 +74,13 @@ async fn racing_grants_to_one_user_group_both_land_and_both_end() {
 async fn a_report_sweep_names_members_without_a_grant_and_changes_nothing() {
     let mut app = TestApp::spawn_with(&POLICY.replace("{SWEEP}", "report")).await;
     // U0LEAD is in the group without a grant: standing access.
-    let notice = eventually("the sweep report", || async {
-        app.notices_in("C0APPROVALS")
-            .await
-            .into_iter()
-            .find(|n| n.contains("Standing access to `pager`"))
-    })
-    .await;
+    let notice = app
+        .wait_for_notice(
+            "C0APPROVALS",
+            "the sweep report",
+            "Standing access to `pager`",
+        )
+        .await;
     assert!(
         notice.contains("1 holder without an active grant: `U0LEAD`"),
         "{notice}"
