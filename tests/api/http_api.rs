@@ -5,15 +5,14 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, TestApp, ADMIN_TOKEN, USER_TOKEN};
-use crate::openapi::{checked, documented_operations};
+use crate::openapi::{checked, documented_operations, route_of};
 
 impl TestApp {
-    /// Call the API and check the answer against the OpenAPI document;
-    /// `route` is the document's path template for `path`.
+    /// Call the API and check the answer against the OpenAPI document (the
+    /// route is the document's template that `path` matches).
     pub(crate) async fn api(
         &self,
         method: &str,
-        route: &str,
         path: &str,
         token: Option<&str>,
         body: Option<Value>,
@@ -26,7 +25,7 @@ impl TestApp {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
-        checked(route, &method.to_lowercase(), response).await
+        checked(&route_of(path), &method.to_lowercase(), response).await
     }
 }
 
@@ -74,7 +73,6 @@ async fn a_pipeline_files_a_request_that_is_approved_in_chat() {
         .api(
             "POST",
             "/api/v1/requests",
-            "/api/v1/requests",
             Some(USER_TOKEN),
             Some(
                 json!({ "group": "prod-db", "duration": "2h", "reason": "deploy 4512 migration" }),
@@ -93,10 +91,9 @@ async fn a_pipeline_files_a_request_that_is_approved_in_chat() {
     })
     .await;
     app.approve("U0LEAD", &id).await;
-    let route = "/api/v1/requests/{id}";
     let path = format!("/api/v1/requests/{id}");
     let active = eventually("the grant", || async {
-        let (_, body) = app.api("GET", route, &path, Some(USER_TOKEN), None).await;
+        let (_, body) = app.api("GET", &path, Some(USER_TOKEN), None).await;
         (body["state"] == "active").then_some(body)
     })
     .await;
@@ -105,13 +102,7 @@ async fn a_pipeline_files_a_request_that_is_approved_in_chat() {
     assert!(active["expires_at"].is_string());
 
     let (status, grants) = app
-        .api(
-            "GET",
-            "/api/v1/grants",
-            "/api/v1/grants",
-            Some(USER_TOKEN),
-            None,
-        )
+        .api("GET", "/api/v1/grants", Some(USER_TOKEN), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(grants.as_array().unwrap().len(), 1);
@@ -122,7 +113,7 @@ async fn a_pipeline_files_a_request_that_is_approved_in_chat() {
 async fn bad_requests_are_refused_with_reasons_and_file_nothing() {
     let app = TestApp::spawn().await;
     let route = "/api/v1/requests";
-    let post = |body: Value| app.api("POST", route, route, Some(USER_TOKEN), Some(body));
+    let post = |body: Value| app.api("POST", route, Some(USER_TOKEN), Some(body));
     let (status, body) = post(json!({ "group": "nope", "reason": "x" })).await;
     assert_eq!(
         (status, body["error"].as_str().unwrap()),
@@ -176,7 +167,6 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
             .api(
                 "POST",
                 route,
-                route,
                 Some(USER_TOKEN),
                 Some(json!({ "group": "prod-db", "duration": "1h", "reason": "on call" })),
             )
@@ -189,23 +179,15 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
     let first = file().await;
     let grant = format!("G-{}", &first[2..]);
 
-    let revoke_route = "/api/v1/grants/{grant_id}/revoke";
     let revoke_path = format!("/api/v1/grants/{grant}/revoke");
     let reason = json!({ "reason": "leaver" });
     let (status, _) = app
-        .api(
-            "POST",
-            revoke_route,
-            &revoke_path,
-            Some(USER_TOKEN),
-            Some(reason.clone()),
-        )
+        .api("POST", &revoke_path, Some(USER_TOKEN), Some(reason.clone()))
         .await;
     assert_eq!(status, 403, "a user token cannot revoke");
     let (status, _) = app
         .api(
             "POST",
-            revoke_route,
             &revoke_path,
             Some(ADMIN_TOKEN),
             Some(json!({ "reason": " " })),
@@ -215,7 +197,6 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
     let (status, body) = app
         .api(
             "POST",
-            revoke_route,
             &revoke_path,
             Some(ADMIN_TOKEN),
             Some(reason.clone()),
@@ -232,33 +213,18 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
         .await;
     assert!(dm.contains(&grant), "{dm}");
     let (status, body) = app
-        .api(
-            "POST",
-            revoke_route,
-            &revoke_path,
-            Some(ADMIN_TOKEN),
-            Some(reason),
-        )
+        .api("POST", &revoke_path, Some(ADMIN_TOKEN), Some(reason))
         .await;
     assert_eq!(status, 409, "{body}");
 
     let second = file().await;
-    let release_route = "/api/v1/grants/{grant_id}/release";
     let release_path = format!("/api/v1/grants/G-{}/release", &second[2..]);
     // The admin token acts as U0ADMIN, who does not hold this grant.
     let (status, _) = app
-        .api(
-            "POST",
-            release_route,
-            &release_path,
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("POST", &release_path, Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 403);
-    let (status, _) = app
-        .api("POST", release_route, &release_path, Some(USER_TOKEN), None)
-        .await;
+    let (status, _) = app.api("POST", &release_path, Some(USER_TOKEN), None).await;
     assert_eq!(status, 202);
     eventually("the release", || async {
         (app.iam_actions("revoke", &second).await == 1).then_some(())
@@ -267,7 +233,6 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
     let (status, _) = app
         .api(
             "POST",
-            release_route,
             "/api/v1/grants/G-ZZZZZZ/release",
             Some(USER_TOKEN),
             None,
@@ -280,21 +245,14 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
 async fn requests_of_others_are_hidden_from_user_tokens() {
     let app = TestApp::spawn().await;
     let alice = app.request("U0ALICE", "request prod-db 1h reading").await;
-    let route = "/api/v1/requests/{id}";
     let path = format!("/api/v1/requests/{alice}");
-    let (status, _) = app.api("GET", route, &path, Some(USER_TOKEN), None).await;
+    let (status, _) = app.api("GET", &path, Some(USER_TOKEN), None).await;
     assert_eq!(status, 404);
-    let (status, body) = app.api("GET", route, &path, Some(ADMIN_TOKEN), None).await;
+    let (status, body) = app.api("GET", &path, Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, 200);
     assert_eq!(body["requester"]["user"], "U0ALICE");
     let (status, _) = app
-        .api(
-            "GET",
-            route,
-            "/api/v1/requests/bogus",
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("GET", "/api/v1/requests/bogus", Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 404);
 }
@@ -302,21 +260,13 @@ async fn requests_of_others_are_hidden_from_user_tokens() {
 #[tokio::test]
 async fn admins_manage_mappings_over_the_api() {
     let app = TestApp::spawn().await;
-    let route = "/api/v1/mappings/{group}/{platform}/{channel}";
     let (status, _) = app
-        .api(
-            "GET",
-            "/api/v1/mappings",
-            "/api/v1/mappings",
-            Some(USER_TOKEN),
-            None,
-        )
+        .api("GET", "/api/v1/mappings", Some(USER_TOKEN), None)
         .await;
     assert_eq!(status, 403);
     let (status, _) = app
         .api(
             "PUT",
-            route,
             "/api/v1/mappings/prod-db/slack/C0DBA",
             Some(USER_TOKEN),
             None,
@@ -326,7 +276,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, body) = app
         .api(
             "PUT",
-            route,
             "/api/v1/mappings/prod-db/slack/C0DBA",
             Some(ADMIN_TOKEN),
             None,
@@ -338,7 +287,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, _) = app
         .api(
             "PUT",
-            route,
             "/api/v1/mappings/prod-db/slack/C0DBA",
             Some(ADMIN_TOKEN),
             None,
@@ -348,7 +296,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, body) = app
         .api(
             "PUT",
-            route,
             "/api/v1/mappings/prod-db/slack/C0NOTIN2",
             Some(ADMIN_TOKEN),
             None,
@@ -359,7 +306,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, _) = app
         .api(
             "PUT",
-            route,
             "/api/v1/mappings/nope/slack/C0DBA",
             Some(ADMIN_TOKEN),
             None,
@@ -368,13 +314,7 @@ async fn admins_manage_mappings_over_the_api() {
     assert_eq!(status, 404);
 
     let (_, listed) = app
-        .api(
-            "GET",
-            "/api/v1/mappings",
-            "/api/v1/mappings",
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("GET", "/api/v1/mappings", Some(ADMIN_TOKEN), None)
         .await;
     let runtime: Vec<&Value> = listed
         .as_array()
@@ -395,7 +335,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, _) = app
         .api(
             "DELETE",
-            route,
             "/api/v1/mappings/prod-db/slack/C0DBA",
             Some(ADMIN_TOKEN),
             None,
@@ -405,7 +344,6 @@ async fn admins_manage_mappings_over_the_api() {
     let (status, _) = app
         .api(
             "DELETE",
-            route,
             "/api/v1/mappings/prod-db/slack/C0DBA",
             Some(ADMIN_TOKEN),
             None,
@@ -421,7 +359,7 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
     app.approve("U0LEAD", &id).await;
     app.until_active(&id).await;
     let route = "/api/v1/audit";
-    let (status, lines) = app.api("GET", route, route, Some(ADMIN_TOKEN), None).await;
+    let (status, lines) = app.api("GET", route, Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, 200);
     let lines = lines.as_array().unwrap().clone();
     let actions: Vec<&str> = lines
@@ -436,7 +374,6 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
     let (_, resumed) = app
         .api(
             "GET",
-            route,
             &format!("{route}?after={}", lines[1]["seq"]),
             Some(ADMIN_TOKEN),
             None,
@@ -446,7 +383,6 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
     let (_, future) = app
         .api(
             "GET",
-            route,
             &format!("{route}?since=2999-01-01T00:00:00Z"),
             Some(ADMIN_TOKEN),
             None,
@@ -454,19 +390,12 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
         .await;
     assert!(future.as_array().unwrap().is_empty());
     let (_, recent) = app
-        .api(
-            "GET",
-            route,
-            &format!("{route}?since=1h"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("GET", &format!("{route}?since=1h"), Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(recent.as_array().unwrap().len(), 3);
     let (status, body) = app
         .api(
             "GET",
-            route,
             &format!("{route}?since=yesterday"),
             Some(ADMIN_TOKEN),
             None,
@@ -477,6 +406,6 @@ async fn the_audit_log_streams_as_json_lines_with_a_since_filter() {
         .as_str()
         .unwrap()
         .contains("neither an RFC 3339 time"));
-    let (status, _) = app.api("GET", route, route, Some(USER_TOKEN), None).await;
+    let (status, _) = app.api("GET", route, Some(USER_TOKEN), None).await;
     assert_eq!(status, 403);
 }

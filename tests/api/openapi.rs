@@ -27,6 +27,27 @@ pub(crate) fn documented_operations() -> Vec<(String, String)> {
     operations
 }
 
+/// The document's path template that a concrete path (query ignored)
+/// matches: `{name}` stands for one segment.
+pub(crate) fn route_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    spec()["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment)
+        })
+        .unwrap_or_else(|| panic!("{path} matches no route in docs/openapi.json"))
+        .clone()
+}
+
 /// Check one body against the schema at `pointer` inside the document.
 fn validate(pointer: &str, body: &Value, what: &str) {
     // The schema refers to #/components/…; give it the document's components.

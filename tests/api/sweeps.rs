@@ -205,11 +205,9 @@ async fn admins_dry_run_and_run_a_sweep_through_the_api_while_the_server_runs() 
         .respond_with(holders)
         .mount(&app.iam)
         .await;
-    let route = "/api/v1/sweeps/{group}";
     let (status, _) = app
         .api(
             "POST",
-            route,
             "/api/v1/sweeps/console?dry_run=true",
             Some(USER_TOKEN),
             None,
@@ -219,7 +217,6 @@ async fn admins_dry_run_and_run_a_sweep_through_the_api_while_the_server_runs() 
     let (status, dry) = app
         .api(
             "POST",
-            route,
             "/api/v1/sweeps/console?dry_run=true",
             Some(ADMIN_TOKEN),
             None,
@@ -237,13 +234,7 @@ async fn admins_dry_run_and_run_a_sweep_through_the_api_while_the_server_runs() 
     );
 
     let (status, done) = app
-        .api(
-            "POST",
-            route,
-            "/api/v1/sweeps/console",
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("POST", "/api/v1/sweeps/console", Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(done["findings"][0]["action"], "revoked");
@@ -257,13 +248,7 @@ async fn admins_dry_run_and_run_a_sweep_through_the_api_while_the_server_runs() 
     assert_eq!(revokes, [json!("mallory")]);
 
     let (status, _) = app
-        .api(
-            "POST",
-            route,
-            "/api/v1/sweeps/nope",
-            Some(ADMIN_TOKEN),
-            None,
-        )
+        .api("POST", "/api/v1/sweeps/nope", Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 404);
 }
