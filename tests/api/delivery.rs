@@ -1,6 +1,6 @@
 //! The outbox: Slack throttling delays messages but loses none.
 
-use wiremock::matchers::{method, path};
+use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{eventually, TestApp};
@@ -8,13 +8,7 @@ use crate::helpers::{eventually, TestApp};
 #[tokio::test]
 async fn slack_429_is_honoured_and_the_card_still_arrives() {
     let app = TestApp::spawn().await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.slack)
-        .await;
+    app.throttle_next_slack_post().await;
     let started = std::time::Instant::now();
     let id = app.request("U0ALICE", "request prod-db 1h throttled").await;
     let card = eventually("the card after the throttle", || async {

@@ -520,6 +520,17 @@ impl TestApp {
             .collect()
     }
 
+    /// Slack answers the next `chat.postMessage` with 429, Retry-After 1 s.
+    pub(crate) async fn throttle_next_slack_post(&self) {
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&self.slack)
+            .await;
+    }
+
     /// Wait for a DM to `user` containing `needle`; the whole DM.
     pub(crate) async fn wait_for_dm(&self, user: &str, what: &str, needle: &str) -> String {
         eventually(what, || async {

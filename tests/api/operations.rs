@@ -1,9 +1,6 @@
 //! What operators watch: /healthz, /readyz and the Prometheus metrics, fed
 //! by a real lifecycle.
 
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
-
 use crate::helpers::{eventually, TestApp};
 
 async fn get(app: &TestApp, route: &str) -> (u16, String) {
@@ -37,13 +34,7 @@ async fn health_and_readiness_report_each_part() {
 async fn metrics_follow_requests_decisions_revocations_and_failures() {
     let app = TestApp::spawn().await;
     // Slack throttles the first card once.
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.slack)
-        .await;
+    app.throttle_next_slack_post().await;
     let id = app.request("U0ALICE", "request quick 2s metrics").await;
     app.approve("U0BOB", &id).await; // not an approver: refused
     app.approve("U0LEAD", &id).await;

@@ -58,6 +58,15 @@ fn access(principal: &str, target: &str) -> Access {
     }
 }
 
+/// A fixture with this test's target role `rw` and alice's login.
+async fn target_and_alice() -> (PgFixture, String, String) {
+    let pg = PgFixture::new().await;
+    let (rw, alice) = (pg.name("rw"), pg.name("u0alice"));
+    pg.create_role(&rw, false).await;
+    pg.create_role(&alice, true).await;
+    (pg, rw, alice)
+}
+
 async fn until_members(pg: &PgFixture, role: &str, wanted: &[&str]) {
     let wanted: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
     eventually(&format!("members of {role} to be {wanted:?}"), || async {
@@ -68,10 +77,7 @@ async fn until_members(pg: &PgFixture, role: &str, wanted: &[&str]) {
 
 #[tokio::test]
 async fn postgres_role_is_granted_on_approval_and_revoked_at_expiry() {
-    let pg = PgFixture::new().await;
-    let (rw, alice) = (pg.name("rw"), pg.name("u0alice"));
-    pg.create_role(&rw, false).await;
-    pg.create_role(&alice, true).await;
+    let (pg, rw, alice) = target_and_alice().await;
     let mut app = TestApp::spawn_with(&policy(&pg, false, "off")).await;
 
     let id = app
@@ -97,10 +103,7 @@ async fn postgres_role_is_granted_on_approval_and_revoked_at_expiry() {
 
 #[tokio::test]
 async fn postgres_open_sessions_are_cut_at_expiry_when_asked() {
-    let pg = PgFixture::new().await;
-    let (rw, alice) = (pg.name("rw"), pg.name("u0alice"));
-    pg.create_role(&rw, false).await;
-    pg.create_role(&alice, true).await;
+    let (pg, rw, alice) = target_and_alice().await;
     let app = TestApp::spawn_with(&policy(&pg, true, "off")).await;
 
     let id = app.request("U0ALICE", "request pgdb 3s hotfix").await;
