@@ -12,8 +12,10 @@
 //! omission). Latency runs from handing the signed request to the client to
 //! the end of the response body; the timer's 1 ms granularity in releasing a
 //! task is the sender's, not the server's, and is left out.
-//! Every acknowledged request was durably written (transaction + fsync)
-//! before the ack; that is the server's contract, and what this measures.
+//! Answers are counted by what they say: "filed" (durably written —
+//! transaction and fsync — before the ack; only these are durable acks),
+//! "busy" (shed under overload, nothing written), another refusal, or no
+//! answer at all. Latency is over every request that got an answer.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -147,10 +149,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 struct Outcome {
     sent: usize,
+    /// Answered "is filed": the request was written durably before the ack.
+    filed: usize,
+    /// Answered "busy, try again": nothing filed, answered at once.
+    busy: usize,
+    /// Answered with another text (a refusal, e.g. a per-person limit).
+    refused: usize,
+    /// No answer, or not a 200.
     errors: usize,
     p50: Duration,
     p99: Duration,
     max: Duration,
+}
+
+/// How one request was answered.
+enum Answer {
+    Filed,
+    Busy,
+    Refused,
+    Error,
 }
 
 async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outcome {
@@ -160,6 +177,8 @@ async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outco
         .build()
         .unwrap();
     let total = (rate * seconds) as usize;
+    // Several users, each well inside the per-person limit (10 a minute).
+    let users = (total / 5).max(1);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let url = Arc::new(format!("{}/slack/commands", server.url));
     let start = Instant::now() + Duration::from_millis(100);
@@ -172,7 +191,7 @@ async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outco
             tokio::time::sleep_until(scheduled.into()).await;
             let text = format!("request prod-db 1h load run {run} request {i}");
             let body = serde_urlencoded::to_string([
-                ("user_id", format!("U{:08}", i % 5000)),
+                ("user_id", format!("U{:08}", i % users)),
                 ("user_name", "load".to_string()),
                 ("channel_id", "C0LOAD".to_string()),
                 ("command", "/jit".to_string()),
@@ -191,26 +210,39 @@ async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outco
                 .body(body)
                 .send()
                 .await;
-            let ok = match result {
-                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                Err(_) => false,
+            let answer = match result {
+                Ok(response) if response.status().is_success() => match response.text().await {
+                    Ok(text) if text.contains("is filed") => Answer::Filed,
+                    Ok(text) if text.contains("busy") => Answer::Busy,
+                    Ok(_) => Answer::Refused,
+                    Err(_) => Answer::Error,
+                },
+                _ => Answer::Error,
             };
-            (sent.elapsed(), ok)
+            (sent.elapsed(), answer)
         }));
     }
     let mut latencies = Vec::with_capacity(total);
-    let mut errors = 0;
+    let (mut filed, mut busy, mut refused, mut errors) = (0, 0, 0, 0);
     for task in tasks {
-        let (latency, ok) = task.await.unwrap();
-        if ok {
-            latencies.push(latency);
-        } else {
-            errors += 1;
+        let (latency, answer) = task.await.unwrap();
+        match answer {
+            Answer::Filed => filed += 1,
+            Answer::Busy => busy += 1,
+            Answer::Refused => refused += 1,
+            Answer::Error => {
+                errors += 1;
+                continue;
+            }
         }
+        latencies.push(latency);
     }
     latencies.sort();
     Outcome {
         sent: total,
+        filed,
+        busy,
+        refused,
         errors,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
@@ -241,15 +273,18 @@ async fn start_fake_slack() -> String {
 async fn main() {
     let args = parse_args();
     let slack_url = start_fake_slack().await;
-    println!("| rate (req/s) | sent | errors | p50 | p99 | max |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| rate (req/s) | sent | filed | busy | refused | errors | p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (run, rate) in args.rates.iter().enumerate() {
         // A fresh server and store per rate, so runs do not inherit backlog.
         let server = start_server(&slack_url).await;
         let outcome = run_rate(&server, *rate, args.seconds, run).await;
         println!(
-            "| {rate} | {} | {} | {} | {} | {} |",
+            "| {rate} | {} | {} | {} | {} | {} | {} | {} | {} |",
             outcome.sent,
+            outcome.filed,
+            outcome.busy,
+            outcome.refused,
             outcome.errors,
             ms(outcome.p50),
             ms(outcome.p99),

@@ -34,6 +34,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod outbound;
+pub mod outbox;
 pub mod providers;
 pub mod scheduler;
 pub mod server;

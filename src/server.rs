@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::directory::CachedDirectory;
-use crate::chat::outbox::OutboxWorker;
 use crate::chat::slack::{verify, SlackClient};
 use crate::chat::teams::auth::BotAuthenticator;
 use crate::chat::teams::TeamsClient;
@@ -23,9 +22,11 @@ use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
 use crate::config::Secret;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
+use crate::domain::quota::FilingLimits;
 use crate::engine::{Engine, Wakers};
 use crate::http::api::ApiAuth;
-use crate::http::{self, AppState, SlackIngress, TeamsIngress};
+use crate::http::{self, Admission, AppState, SlackIngress, TeamsIngress};
+use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
@@ -45,14 +46,16 @@ pub fn spawn_workers(
     let workers = tokio_util::task::TaskTracker::new();
     let scheduler = Scheduler::new(engine.clone(), store.clone(), wakers.scheduler.clone());
     workers.spawn(scheduler.run(cancel.clone()));
-    let outbox = OutboxWorker::new(
-        store.clone(),
-        engine.durability().clone(),
+    let outbox = OutboxWorker::new(OutboxParts {
+        store: store.clone(),
+        durability: engine.durability().clone(),
         policy,
         platforms,
-        wakers.outbox.clone(),
-        (engine.metrics().clone(), engine.health().clone()),
-    );
+        clock: engine.clock().clone(),
+        wake: wakers.outbox.clone(),
+        metrics: engine.metrics().clone(),
+        health: engine.health().clone(),
+    });
     workers.spawn(outbox.run(cancel.clone()));
     workers.spawn(prune_replays(store, cancel.clone()));
     workers.spawn(crate::scheduler::sweeps::run(
@@ -87,6 +90,10 @@ pub struct ServerParts {
     pub teams: Option<TeamsSettings>,
     pub teams_webhook_secret: Option<Secret>,
     pub api_tokens: Vec<ApiTokenSpec>,
+    pub user_limits: FilingLimits,
+    /// Chat and API requests worked on at once; more wait briefly, then
+    /// are answered busy.
+    pub max_in_flight: usize,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -177,7 +184,8 @@ pub async fn start(
             directories,
             wakers.clone(),
         )
-        .with_chat(platforms.clone()),
+        .with_chat(platforms.clone())
+        .with_limits(parts.user_limits),
     );
     let cancel = CancellationToken::new();
     let workers = spawn_workers(&engine, policy, platforms, &wakers, &cancel);
@@ -188,15 +196,12 @@ pub async fn start(
         teams: teams_ingress,
         teams_webhook_secret: parts.teams_webhook_secret.clone(),
         api: ApiAuth::new(&parts.api_tokens),
+        admission: Admission::new(parts.max_in_flight),
     }));
     let addr = listener.local_addr()?;
     let http_cancel = CancellationToken::new();
     let http_stop = http_cancel.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, http_stop));
     let task_cancel = cancel.clone();
     let task = tokio::spawn(async move {
         task_cancel.cancelled().await;

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub chat_errors: Family<ChatFailure, Counter>,
     /// Requests to us whose signature or token did not check out.
     pub auth_failures: Family<Source, Counter>,
+    /// Requests answered "busy, try again" because more came in than the
+    /// server could take on, by route family (`slack`, `teams`, `api`).
+    pub busy: Family<Source, Counter>,
     active_grants: Gauge,
     expiring_soon: Gauge,
     outbox_depth: Gauge,
@@ -76,6 +79,7 @@ impl Metrics {
             Histogram::new([0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]);
         let chat_errors = Family::<ChatFailure, Counter>::default();
         let auth_failures = Family::<Source, Counter>::default();
+        let busy = Family::<Source, Counter>::default();
         let active_grants = Gauge::default();
         let expiring_soon = Gauge::default();
         let outbox_depth = Gauge::default();
@@ -106,6 +110,11 @@ impl Metrics {
             "Requests rejected for a bad signature (slack) or token (api)",
             auth_failures.clone(),
         );
+        registry.register(
+            "busy_answers",
+            "Requests answered busy (try again) under overload",
+            busy.clone(),
+        );
         registry.register("active_grants", "Grants active now", active_grants.clone());
         registry.register(
             "grants_expiring_soon",
@@ -130,11 +139,16 @@ impl Metrics {
             revocation_lag,
             chat_errors,
             auth_failures,
+            busy,
             active_grants,
             expiring_soon,
             outbox_depth,
             outbox_oldest,
         }
+    }
+
+    pub fn count_busy(&self, source: &'static str) {
+        self.busy.get_or_create(&Source { source }).inc();
     }
 
     pub fn count(family: &Family<Outcome, Counter>, outcome: &'static str) {

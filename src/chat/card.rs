@@ -6,25 +6,32 @@ use chrono::{DateTime, Utc};
 use crate::domain::ids::Actor;
 use crate::domain::policy::GroupPolicy;
 use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::text::literal;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {
+    /// jitbot's words, with anyone else's (a group description) marked by
+    /// [`literal`].
     pub title: String,
     /// Short label/value pairs (who, what, how long).
     pub fields: Vec<(String, CardText)>,
-    /// Longer free text (the reason), shown quoted.
+    /// The requester's own words (the reason), shown quoted and literally.
     pub body: Option<String>,
     /// The current outcome line, e.g. "Approved by @lead at 10:02".
     pub status: Vec<CardText>,
     pub actions: Vec<CardAction>,
-    /// Plain-text summary for notifications and clients without cards.
+    /// Summary for notifications and clients without cards; people's words
+    /// in it are marked by [`literal`].
     pub fallback: String,
 }
 
 /// Text that platforms render in their own way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardText {
+    /// jitbot's own words.
     Plain(String),
+    /// Someone's words (a reason, an error a provider sent): shown literally.
+    Literal(String),
     /// A user, rendered as a mention where the platform supports it.
     User(Actor),
     /// A moment, rendered in the reader's time zone where supported.
@@ -69,6 +76,10 @@ impl CardActionKind {
 
 fn plain(text: impl Into<String>) -> CardText {
     CardText::Plain(text.into())
+}
+
+fn theirs(text: impl Into<String>) -> CardText {
+    CardText::Literal(text.into())
 }
 
 /// The approval card for `request` in its current state: buttons while it
@@ -136,7 +147,8 @@ pub fn approval_card(
                 CardText::User(by.clone()),
                 plain(" at "),
                 CardText::Time(*at),
-                plain(format!(": {reason}")),
+                plain(": "),
+                theirs(reason),
             ]);
         }
         RequestState::Cancelled { at } => status.extend([
@@ -150,7 +162,7 @@ pub fn approval_card(
             plain("."),
         ]),
         RequestState::Failed { error, .. } => {
-            status.push(plain(format!("The grant failed: {error}")))
+            status.extend([plain("The grant failed: "), theirs(error)])
         }
         RequestState::Expired { at } => {
             status.extend([plain("Expired at "), CardText::Time(*at), plain(".")])
@@ -170,7 +182,8 @@ pub fn approval_card(
             CardText::User(by.clone()),
             plain(" at "),
             CardText::Time(*at),
-            plain(format!(": {reason}")),
+            plain(": "),
+            theirs(reason),
         ]),
     }
     let actions = if request.state == RequestState::Pending {
@@ -198,16 +211,16 @@ pub fn approval_card(
         "Access request"
     };
     let title = match description {
-        Some(description) => format!("{kind} for {} ({description})", request.group),
+        Some(description) => format!("{kind} for {} ({})", request.group, literal(description)),
         None => format!("{kind} for {}", request.group),
     };
     Card {
         fallback: format!(
             "{} asks for {} for {}: {} [{}]",
-            request.requester.name,
+            literal(request.requester.name_or_id()),
             request.group,
             request.duration,
-            request.reason,
+            literal(&request.reason),
             request.state.label()
         ),
         title,
@@ -277,6 +290,6 @@ mod tests {
         let card = approval_card(&denied, None, None);
         assert!(card.actions.is_empty());
         assert!(card.status.contains(&CardText::User(lead)));
-        assert!(card.status.contains(&CardText::Plain(": not today".into())));
+        assert!(card.status.contains(&CardText::Literal("not today".into())));
     }
 }

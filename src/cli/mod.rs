@@ -359,6 +359,8 @@ async fn serve(settings: Settings, env: EnvSource) -> i32 {
         teams: settings.teams.clone(),
         teams_webhook_secret: settings.teams_webhook_secret.clone(),
         api_tokens: settings.api_tokens.clone(),
+        user_limits: settings.user_limits,
+        max_in_flight: settings.max_in_flight,
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,

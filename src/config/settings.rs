@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::secret::Secret;
 use crate::domain::ids::Actor;
 use crate::domain::policy::user_actor;
+use crate::domain::quota::{FilingLimits, DEFAULT_PENDING, DEFAULT_PER_MINUTE};
 
 pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
 /// Overrides the Slack Web API base URL (tests, proxies).
@@ -29,7 +30,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub log_format: LogFormat,
+    /// How much one person may file (`JITBOT_USER_RATE` a minute,
+    /// `JITBOT_USER_PENDING` waiting).
+    pub user_limits: FilingLimits,
+    /// Chat and API requests worked on at once (`JITBOT_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
 }
+
+/// `JITBOT_MAX_IN_FLIGHT`'s default.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
@@ -91,6 +100,8 @@ pub enum SettingsError {
     EnvFileSyntax(String, usize),
     #[error("JITBOT_API_TOKENS entry {0}: {1} (entries look like U0CIBOT:user:<token>,U0ADMIN:admin:<token>)")]
     BadApiToken(usize, String),
+    #[error("{0}=`{1}` must be a whole number from 1")]
+    BadLimit(&'static str, String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -253,7 +264,24 @@ impl Settings {
                 .into(),
             listen,
             log_format,
+            user_limits: FilingLimits {
+                per_minute: limit(env, "JITBOT_USER_RATE", DEFAULT_PER_MINUTE)?,
+                pending: limit(env, "JITBOT_USER_PENDING", DEFAULT_PENDING)?,
+            },
+            max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
         })
+    }
+}
+
+fn limit(env: &EnvSource, var: &'static str, default: u32) -> Result<u32, SettingsError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(SettingsError::BadLimit(var, text)),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::chat::card::{Card, CardActionKind, CardText};
 use crate::chat::directory::Directory;
 use crate::chat::{ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{ChannelId, Platform, UserId};
+use crate::domain::text::render;
 
 /// A button shown on screen: what it does, and to which request or grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,9 @@ impl Terminal {
     }
 
     /// Print a block of text at once, so concurrent deliveries do not mix.
+    /// People's words in it are shown, never obeyed as terminal codes.
     pub fn say(&self, text: &str) {
+        let text = render(text, str::to_string, visible);
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         // A closed terminal cannot be told anything; there is no one to tell.
         let _ = writeln!(out, "{text}");
@@ -68,6 +71,7 @@ impl Terminal {
                 lines.push(format!("  {label}: {}", show(value)));
             }
             if let Some(body) = &card.body {
+                let body = visible(body);
                 lines.push(format!("  > {body}"));
             }
             if !card.status.is_empty() {
@@ -102,9 +106,26 @@ impl Terminal {
 fn show(text: &CardText) -> String {
     match text {
         CardText::Plain(text) => text.clone(),
-        CardText::User(actor) => format!("@{}", actor.name_or_id()),
+        CardText::Literal(text) => visible(text),
+        CardText::User(actor) => format!("@{}", visible(actor.name_or_id())),
         CardText::Time(at) => at.format("%H:%M:%S UTC").to_string(),
     }
+}
+
+/// Someone's words for a terminal: control characters (an escape sequence
+/// that would recolour or clear the screen, a carriage return that would
+/// overwrite the line) are shown as escapes, not obeyed. A line break in a
+/// reason stays a line break.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The terminal standing in for Slack: user and channel ids keep Slack's
@@ -198,5 +219,38 @@ impl Directory for ConsoleDirectory {
             "{}@example.com",
             user.as_str().to_lowercase()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::text::literal;
+
+    #[derive(Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Screen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn nobodys_escape_sequences_reach_the_terminal() {
+        let screen = Screen::default();
+        let terminal = Terminal::new(Box::new(screen.clone()));
+        let text = format!("denied: {}", literal("\u{1b}[2Jgone\rx"));
+        terminal.say(&terminal.render("DM", Some(&text), None));
+        let shown = String::from_utf8(screen.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\r'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("denied: \\u{1b}[2Jgone\\rx"), "{shown:?}");
     }
 }

@@ -12,6 +12,7 @@ use std::fmt;
 
 use super::duration::HumanDuration;
 use super::ids::{ChannelId, GrantId, GroupName, Platform, RequestId, UserId};
+use super::text::literal;
 
 /// A reason is shown on cards and stored in the audit log; a paragraph is
 /// plenty, and the cap keeps a card within Slack's block text limit.
@@ -125,10 +126,17 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         "help" => Ok(Command::Help),
         "admin" => parse_admin(&rest).map(Command::Admin),
         other => Err(CommandError {
-            problem: format!("I don't know the command `{other}`."),
+            problem: format!("I don't know the command `{}`.", literal(other)),
             usage: USAGE_HELP,
         }),
     }
+}
+
+/// A parse error's text with the word it quotes marked as the person's
+/// own, so what they typed is shown back literally.
+fn echoed(error: &dyn fmt::Display, word: &str) -> String {
+    let word = word.trim();
+    format!("{error}.").replacen(&format!("`{word}`"), &format!("`{}`", literal(word)), 1)
 }
 
 fn no_arguments(
@@ -151,12 +159,13 @@ fn parse_request(rest: &[&str]) -> Result<Command, CommandError> {
         return Ok(Command::OpenRequestForm);
     };
     let group = parse_group(group_word, USAGE_REQUEST)?;
-    // The duration is optional, but a word that starts with a digit is meant
-    // as one: `2x` is a typo to point out, not the first word of a reason.
+    // The duration is optional, but a word that starts like a number is
+    // meant as one: `2x`, `-1h`, `+1h` or `２h` is a mistake to point out,
+    // not the first word of a reason (which would silently get the default).
     let (duration, reason_words) = match tail.split_first() {
-        Some((word, after)) if word.starts_with(|c: char| c.is_ascii_digit()) => {
+        Some((word, after)) if looks_like_duration(word) => {
             let duration = HumanDuration::parse(word).map_err(|e| CommandError {
-                problem: format!("{e}."),
+                problem: echoed(&e, word),
                 usage: USAGE_REQUEST,
             })?;
             (Some(duration), after)
@@ -171,12 +180,23 @@ fn parse_request(rest: &[&str]) -> Result<Command, CommandError> {
     })
 }
 
+/// Whether `word` is written as a duration, or as a number meant as one:
+/// it starts with a digit of any script, or with a sign before one.
+fn looks_like_duration(word: &str) -> bool {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(c) if c.is_numeric() => true,
+        Some('+' | '-' | '\u{2212}') => chars.next().is_some_and(char::is_numeric),
+        _ => false,
+    }
+}
+
 fn parse_cancel(rest: &[&str]) -> Result<Command, CommandError> {
     match rest {
         [id] => RequestId::parse(id)
             .map(Command::Cancel)
             .map_err(|e| CommandError {
-                problem: format!("{e}."),
+                problem: echoed(&e, id),
                 usage: USAGE_CANCEL,
             }),
         _ => Err(CommandError {
@@ -207,8 +227,8 @@ fn parse_extend(rest: &[&str]) -> Result<Command, CommandError> {
     let [grant, duration, reason @ ..] = rest else {
         return Err(bad("Name the grant and how much longer you need it.".into()));
     };
-    let grant = GrantId::parse(grant).map_err(|e| bad(format!("{e}.")))?;
-    let duration = HumanDuration::parse(duration).map_err(|e| bad(format!("{e}.")))?;
+    let grant = GrantId::parse(grant).map_err(|e| bad(echoed(&e, grant)))?;
+    let duration = HumanDuration::parse(duration).map_err(|e| bad(echoed(&e, duration)))?;
     let reason = parse_reason(reason, USAGE_EXTEND)?;
     Ok(Command::Extend {
         grant,
@@ -243,13 +263,14 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
             page: parse_page(page).ok_or_else(|| bad("The page is a number, like 2."))?,
         }),
         ("revoke", [grant, reason @ ..]) => Ok(AdminCommand::Revoke {
-            grant: GrantId::parse(grant).map_err(|e| bad(&format!("{e}.")))?,
+            grant: GrantId::parse(grant).map_err(|e| bad(&echoed(&e, grant)))?,
             reason: parse_reason(reason, USAGE_ADMIN)?,
         }),
         ("revoke", []) => Err(bad("Name the grant to revoke and why.")),
         ("audit", args) if args.len() <= 3 => parse_audit(args),
         _ => Err(bad(&format!(
-            "I don't know `admin {verb}` with those arguments."
+            "I don't know `admin {}` with those arguments.",
+            literal(verb)
         ))),
     }
 }
@@ -266,7 +287,7 @@ fn parse_audit(args: &[&str]) -> Result<AdminCommand, CommandError> {
             })?);
         } else if since.is_none() && word.starts_with(|c: char| c.is_ascii_digit()) {
             since = Some(HumanDuration::parse(word).map_err(|e| CommandError {
-                problem: format!("{e}."),
+                problem: echoed(&e, word),
                 usage: USAGE_ADMIN,
             })?);
         } else if filter.is_none() {
@@ -276,7 +297,7 @@ fn parse_audit(args: &[&str]) -> Result<AdminCommand, CommandError> {
             });
         } else {
             return Err(CommandError {
-                problem: format!("Unexpected `{word}`."),
+                problem: format!("Unexpected `{}`.", literal(word)),
                 usage: USAGE_ADMIN,
             });
         }
@@ -295,7 +316,7 @@ fn parse_page(word: &str) -> Option<usize> {
 
 fn parse_group(word: &str, usage: &'static str) -> Result<GroupName, CommandError> {
     GroupName::parse(word).map_err(|e| CommandError {
-        problem: format!("{e}."),
+        problem: echoed(&e, word),
         usage,
     })
 }
@@ -320,17 +341,17 @@ fn unescape_entities(text: &str) -> String {
 }
 
 /// A channel reference as Slack sends it (`<#C123|name>`, `<#C123>`), or
-/// typed bare (`C123`, `#C123`).
+/// typed bare (`C123`, `#C123`), or a Teams channel's conversation id.
 pub fn parse_channel_ref(word: &str) -> Option<ChannelId> {
     if is_teams_conversation(word) {
-        return Some(ChannelId::new(word));
+        return ChannelId::parse_for(Platform::Teams, word).ok();
     }
     let inner = word
         .strip_prefix("<#")
         .and_then(|w| w.strip_suffix('>'))
         .map(|w| w.split('|').next().unwrap_or(w))
         .unwrap_or_else(|| word.strip_prefix('#').unwrap_or(word));
-    is_platform_id(inner).then(|| ChannelId::new(inner))
+    ChannelId::parse_for(Platform::Slack, inner).ok()
 }
 
 /// A user reference as Slack sends it (`<@U123|name>`, `<@U123>`), or typed
@@ -355,13 +376,10 @@ pub fn channel_platform(channel: &ChannelId, typed_on: Platform) -> Platform {
     }
 }
 
-/// A Teams channel's conversation id, as "Get link to channel" shows it
-/// (`19:…@thread.tacv2`).
+/// Whether a word is meant as a Teams conversation id (checked in full by
+/// [`ChannelId::parse_for`]).
 fn is_teams_conversation(text: &str) -> bool {
     text.starts_with("19:")
-        && text.contains("@thread.")
-        && text.len() <= 200
-        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn is_platform_id(text: &str) -> bool {
@@ -415,6 +433,27 @@ mod tests {
         let err = parse("request prod-db 2x fixing").unwrap_err();
         assert!(err.problem.contains("2x"), "{err}");
         assert_eq!(err.usage, USAGE_REQUEST);
+    }
+
+    #[test]
+    fn signed_and_non_ascii_durations_are_refused_not_read_as_reason() {
+        for word in [
+            "-1h",
+            "+1h",
+            "\u{2212}1h",
+            "\u{0661}h",
+            "\u{ff12}h",
+            "\u{0968}m",
+        ] {
+            let err = parse(&format!("request prod-db {word} fixing it")).unwrap_err();
+            assert!(err.problem.contains("is not a duration"), "{word}: {err}");
+            assert!(err.problem.contains("like 90s, 30m"), "{word}: {err}");
+        }
+        // A reason may still start with a word that is not a number.
+        assert!(matches!(
+            parse("request prod-db -- fixing it").unwrap(),
+            Command::Request { duration: None, .. }
+        ));
     }
 
     #[test]

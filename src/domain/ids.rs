@@ -194,14 +194,65 @@ impl UserId {
     }
 }
 
+/// A Teams channel's conversation id, as "Get link to channel" shows it:
+/// `19:` then letters, digits and `-_.` , then `@thread.` and its kind.
+pub fn is_teams_channel(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("19:") else {
+        return false;
+    };
+    let Some((id, kind)) = rest.split_once("@thread.") else {
+        return false;
+    };
+    let word = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    text.len() <= 200 && word(id) && word(kind) && !id.contains("..")
+}
+
 /// A platform-native channel or conversation id (`C0APPROVALS`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ChannelId(String);
 
+/// Why text is not a channel id of a platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelIdError {
+    #[error("`{0}` is not a Slack channel id (like C0APPROVALS)")]
+    NotSlack(String),
+    #[error("`{0}` is not a Teams channel's conversation id (like 19:abc…@thread.tacv2)")]
+    NotTeams(String),
+}
+
 impl ChannelId {
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
+    }
+
+    /// A channel id as `platform` writes it, checked: a Slack channel
+    /// (`C…`/`G…`, upper-case letters and digits) or a Teams channel's
+    /// conversation id (`19:…@thread.…`). Anything else — paths, blanks,
+    /// markup — is refused before it reaches a store or a chat API.
+    pub fn parse_for(platform: Platform, raw: &str) -> Result<ChannelId, ChannelIdError> {
+        let valid = match platform {
+            Platform::Slack => {
+                (2..=32).contains(&raw.len())
+                    && raw.starts_with(['C', 'G'])
+                    && raw
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            }
+            Platform::Teams => is_teams_channel(raw),
+        };
+        if valid {
+            Ok(ChannelId::new(raw))
+        } else if platform == Platform::Slack {
+            Err(ChannelIdError::NotSlack(raw.to_string()))
+        } else {
+            Err(ChannelIdError::NotTeams(raw.to_string()))
+        }
     }
 
     pub fn as_str(&self) -> &str {

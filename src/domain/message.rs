@@ -43,16 +43,45 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
-    /// Messages with the same key are delivered in the order they were
-    /// written: a card update must not overtake the card it updates.
-    pub fn ordering_key(&self) -> Option<String> {
+    /// The queue the message waits in. Messages of one queue are delivered
+    /// one after another, in the order they were written — a card update
+    /// never overtakes the card it updates, nor a DM the one before it —
+    /// and a queue that must wait (a rate limit, an outage) holds back only
+    /// itself: every other queue goes on.
+    pub fn queue_key(&self) -> String {
         match self {
             Outgoing::PostCard { request, .. }
             | Outgoing::DirectCard { request, .. }
-            | Outgoing::RefreshCards { request } => Some(format!("card:{request}")),
-            Outgoing::Direct { to, .. } => Some(format!("dm:{to}")),
-            Outgoing::ExpiryWarning { request, .. } => Some(format!("warning:{request}")),
-            Outgoing::Ephemeral { .. } | Outgoing::ChannelNotice { .. } => None,
+            | Outgoing::RefreshCards { request } => format!("card:{request}"),
+            Outgoing::Direct { to, .. } => format!("dm:{}:{}", to.platform, to.user),
+            Outgoing::ExpiryWarning { request, .. } => format!("warning:{request}"),
+            Outgoing::Ephemeral {
+                platform,
+                channel,
+                user,
+                ..
+            } => format!("ephemeral:{platform}:{channel}:{user}"),
+            Outgoing::ChannelNotice { to, .. } => {
+                format!("channel:{}:{}", to.platform, to.channel)
+            }
+        }
+    }
+
+    /// The conversation the message is posted in, when known without
+    /// reading anything: a chat API's rate limit for one conversation holds
+    /// back every message to it, and only those.
+    pub fn conversation(&self) -> Option<String> {
+        match self {
+            Outgoing::PostCard { to, .. } | Outgoing::ChannelNotice { to, .. } => {
+                Some(format!("{}:{}", to.platform, to.channel))
+            }
+            Outgoing::Ephemeral {
+                platform, channel, ..
+            } => Some(format!("{platform}:{channel}")),
+            Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => {
+                Some(format!("{}:dm:{}", to.platform, to.user))
+            }
+            Outgoing::RefreshCards { .. } | Outgoing::ExpiryWarning { .. } => None,
         }
     }
 }

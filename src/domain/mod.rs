@@ -3,10 +3,16 @@
 //! every function that needs the time takes `now`.
 
 pub mod audit;
+pub mod backoff;
 pub mod command;
 pub mod duration;
 pub mod ids;
 pub mod job;
+pub mod mapping;
 pub mod message;
 pub mod policy;
+pub mod quota;
 pub mod request;
+pub mod routing;
+pub mod template;
+pub mod text;

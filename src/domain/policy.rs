@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::command::MAX_REASON_CHARS;
 use super::duration::HumanDuration;
 use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
 
@@ -252,12 +253,28 @@ pub enum RequestRefusal {
     },
     #[error("`{0}` needs a reason. Try `/jit request {0} <duration> <reason>`, e.g. `/jit request {0} 1h fixing INC-123`.")]
     ReasonMissing(String),
+    #[error("The reason is longer than {max} characters; say it in fewer words.")]
+    ReasonTooLong { max: usize },
     #[error("There is no grant {0}. `/jit list` shows yours.")]
     NoSuchGrant(String),
     #[error("{0} is not your grant; only its holder can extend it.")]
     NotYourGrant(String),
     #[error("{0} is {1}, not active; request access again with `/jit request`.")]
     GrantNotActive(String, &'static str),
+}
+
+/// Every reason — of a request, an extension, a denial, a revoke — whatever
+/// way it arrives (command, form, card, API), is at most
+/// [`MAX_REASON_CHARS`] characters: it is shown on cards, and Slack refuses
+/// a section longer than 3,000.
+pub fn check_reason_length(reason: &str) -> Result<(), RequestRefusal> {
+    if reason.trim().chars().count() > MAX_REASON_CHARS {
+        Err(RequestRefusal::ReasonTooLong {
+            max: MAX_REASON_CHARS,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 impl Policy {
@@ -304,6 +321,7 @@ impl GroupPolicy {
         if self.limits.reason_required && reason.trim().is_empty() {
             return Err(RequestRefusal::ReasonMissing(group));
         }
+        check_reason_length(reason)?;
         Ok(duration)
     }
 }

@@ -213,6 +213,8 @@ pub enum Refusal {
     NotYourRequest(RequestId),
     #[error("A denial needs a reason.")]
     DenyReasonMissing,
+    #[error("The reason is longer than {0} characters; say it in fewer words.")]
+    ReasonTooLong(usize),
     #[error("Only the requester can release {0}.")]
     NotYourGrant(crate::domain::ids::GrantId),
     #[error("{id} is {state}, not active; there is nothing to end.")]
@@ -413,6 +415,9 @@ impl AccessRequest {
         if reason.is_empty() {
             return Err(Refusal::DenyReasonMissing);
         }
+        if reason.chars().count() > super::command::MAX_REASON_CHARS {
+            return Err(Refusal::ReasonTooLong(super::command::MAX_REASON_CHARS));
+        }
         let mut next = self.clone();
         next.state = RequestState::Denied {
             by: by.clone(),
@@ -452,18 +457,27 @@ impl AccessRequest {
         )
     }
 
+    /// When access granted for this approved request must end: the moment
+    /// of approval plus the requested duration. It is fixed before the
+    /// provider is first called, so no retry, crash or outage between the
+    /// approval and the recorded activation can lengthen the access.
+    pub fn approved_until(&self) -> Option<DateTime<Utc>> {
+        match self.state {
+            RequestState::Approved { at, .. } => Some(at + self.duration.as_chrono()),
+            _ => None,
+        }
+    }
+
     /// The provider confirmed the grant to `principal`: access is live from
-    /// now, for the requested duration (expiry counts from activation, not
-    /// from the ask). `None` if the request is not waiting for activation.
+    /// now until [`AccessRequest::approved_until`] (it never ends later than
+    /// the approval allowed). `None` if the request is not waiting for
+    /// activation.
     pub fn activate(
         &self,
         now: DateTime<Utc>,
         principal: &str,
     ) -> Option<(AccessRequest, Happened)> {
-        if !matches!(self.state, RequestState::Approved { .. }) {
-            return None;
-        }
-        let expires_at = now + self.duration.as_chrono();
+        let expires_at = self.approved_until()?;
         let mut next = self.clone();
         next.principal = Some(principal.to_string());
         next.state = RequestState::Active {
@@ -504,8 +518,14 @@ impl AccessRequest {
     }
 
     /// Whether the grant can be ended early by `by`: it must be active, and
-    /// (unless an admin revokes it) `by` must be its requester.
-    pub fn check_end(&self, by: &Actor, as_admin: bool) -> Result<(), Refusal> {
+    /// (unless an admin revokes it) `by` must be its requester. An admin's
+    /// reason is checked like every reason.
+    pub fn check_end(&self, by: &Actor, admin_reason: Option<&str>) -> Result<(), Refusal> {
+        if admin_reason.is_some_and(|r| r.trim().chars().count() > super::command::MAX_REASON_CHARS)
+        {
+            return Err(Refusal::ReasonTooLong(super::command::MAX_REASON_CHARS));
+        }
+        let as_admin = admin_reason.is_some();
         if !as_admin && !by.is(&self.requester) {
             return Err(Refusal::NotYourGrant(self.id.grant_id()));
         }
@@ -702,6 +722,16 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_denial_is_refused_whatever_way_it_came() {
+        assert_eq!(
+            pending()
+                .deny(&actor("U0LEAD"), true, &"x".repeat(3000), now())
+                .unwrap_err(),
+            Refusal::ReasonTooLong(500)
+        );
+    }
+
+    #[test]
     fn only_the_requester_cancels() {
         assert!(matches!(
             pending().cancel(&actor("U0LEAD"), now()),
@@ -715,7 +745,7 @@ mod tests {
     fn only_active_grants_end_early_and_only_by_their_requester_or_an_admin() {
         let request = pending();
         assert!(matches!(
-            request.check_end(&actor("U0ALICE"), false),
+            request.check_end(&actor("U0ALICE"), None),
             Err(Refusal::NotActive {
                 state: "pending",
                 ..
@@ -728,12 +758,16 @@ mod tests {
             "decided requests do not time out"
         );
         let (active, _) = approved.activate(now(), "alice").unwrap();
-        assert_eq!(active.check_end(&actor("U0ALICE"), false), Ok(()));
+        assert_eq!(active.check_end(&actor("U0ALICE"), None), Ok(()));
         assert!(matches!(
-            active.check_end(&actor("U0BOB"), false),
+            active.check_end(&actor("U0BOB"), None),
             Err(Refusal::NotYourGrant(_))
         ));
-        assert_eq!(active.check_end(&actor("U0ADMIN"), true), Ok(()));
+        assert_eq!(active.check_end(&actor("U0ADMIN"), Some("left")), Ok(()));
+        assert_eq!(
+            active.check_end(&actor("U0ADMIN"), Some(&"x".repeat(501))),
+            Err(Refusal::ReasonTooLong(500))
+        );
         let (released, happened) = active.end_early(&actor("U0ALICE"), None, now()).unwrap();
         assert_eq!(
             (released.state.label(), happened),
@@ -783,19 +817,23 @@ mod tests {
     }
 
     #[test]
-    fn expiry_counts_from_activation() {
+    fn expiry_counts_from_the_approval_however_late_the_activation() {
         let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
         let later = now() + chrono::Duration::minutes(30);
         let (active, _) = approved.activate(later, "alice").unwrap();
         assert_eq!(
             active.expires_at(),
-            Some(later + chrono::Duration::hours(2))
+            Some(now() + chrono::Duration::hours(2))
         );
         assert!(
             active.activate(later, "alice").is_none(),
             "activation happens once"
         );
         assert!(active.expire(later).is_none(), "not due yet");
-        assert!(active.expire(later + chrono::Duration::hours(2)).is_some());
+        let end = now() + chrono::Duration::hours(2);
+        assert!(active
+            .expire(end - chrono::Duration::milliseconds(1))
+            .is_none());
+        assert!(active.expire(end).is_some());
     }
 }

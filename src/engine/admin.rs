@@ -12,7 +12,7 @@ use super::{Engine, EngineError, PROMPT_LOOKUP_TIMEOUT};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditEvent, AuditRecord};
 use crate::domain::command::AuditFilter;
-use crate::domain::ids::{Actor, Destination, GroupName, Platform, RequestId};
+use crate::domain::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::store::Mapping;
 
@@ -29,6 +29,8 @@ pub enum AdminError {
     CheckFailed { channel: String, why: String },
     #[error("{channel} is not mapped to `{group}`.")]
     NotMapped { channel: String, group: String },
+    #[error("{0}.")]
+    BadChannel(#[from] crate::domain::ids::ChannelIdError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -74,6 +76,7 @@ impl Engine {
         self.policy
             .group(group)
             .ok_or_else(|| AdminError::UnknownGroup(group.to_string()))?;
+        ChannelId::parse_for(destination.platform, destination.channel.as_str())?;
         let existing = self.store.mappings()?;
         if existing
             .iter()
@@ -88,7 +91,7 @@ impl Engine {
         let channel = show_channel(&destination);
         let notice = format!(
             "Approval cards for `{group}` will be posted here from now on (mapped by {}).",
-            by.name_or_id()
+            crate::domain::text::literal(by.name_or_id())
         );
         match tokio::time::timeout(
             PROMPT_LOOKUP_TIMEOUT,

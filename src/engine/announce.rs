@@ -9,6 +9,7 @@ use crate::domain::ids::{Actor, Destination};
 use crate::domain::job::JobKind;
 use crate::domain::message::Outgoing;
 use crate::domain::request::{AccessRequest, Happened};
+use crate::domain::text::literal;
 use crate::store::{Effects, StoreError};
 
 /// Where a request's approval cards and notices go, resolved before the
@@ -167,7 +168,7 @@ impl Engine {
                 effects.outbox.push(refresh);
                 let by = by
                     .as_ref()
-                    .map_or_else(|| "policy".to_string(), |a| a.name.clone());
+                    .map_or_else(|| "policy".to_string(), |a| literal(a.name_or_id()));
                 effects.outbox.push(tell_requester(format!(
                     "Your request {id} for {group} ({}) was approved by {by}. Granting access now…",
                     request.duration
@@ -186,8 +187,9 @@ impl Engine {
                     .push(audit(AuditAction::Denied, reason.clone()));
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
-                    "Your request {id} for {group} was denied by {}: {reason}",
-                    by.name
+                    "Your request {id} for {group} was denied by {}: {}",
+                    literal(by.name_or_id()),
+                    literal(reason)
                 )));
             }
             Happened::Cancelled => {
@@ -231,14 +233,16 @@ impl Engine {
                 }
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
-                    "Your request {id} for {group} was approved, but granting the access failed: {error}"
+                    "Your request {id} for {group} was approved, but granting the access failed: {}",
+                    literal(error)
                 )));
                 for destination in &audience.channels {
                     effects.outbox.push(Outgoing::ChannelNotice {
                         to: destination.clone(),
                         text: format!(
-                            "Granting {group} to {} for request {id} failed: {error}",
-                            request.requester.name
+                            "Granting {group} to {} for request {id} failed: {}",
+                            literal(request.requester.name_or_id()),
+                            literal(error)
                         ),
                     });
                 }
@@ -271,9 +275,10 @@ impl Engine {
                     .push(audit(AuditAction::Revoked, reason.clone()));
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
-                    "Your access to {group} (grant {}) was revoked by admin {}: {reason}",
+                    "Your access to {group} (grant {}) was revoked by admin {}: {}",
                     id.grant_id(),
-                    by.name
+                    literal(by.name_or_id()),
+                    literal(reason)
                 )));
             }
             Happened::GrantExtended {

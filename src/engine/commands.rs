@@ -8,6 +8,7 @@ use crate::domain::command::{self, AdminCommand, AuditFilter, Command};
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::request::RequestState;
+use crate::domain::text::literal;
 use crate::store::Applied;
 
 /// What to answer the person who typed a command.
@@ -173,7 +174,11 @@ impl Engine {
         for view in views {
             let source = match &view.mapped {
                 None => "policy".to_string(),
-                Some((by, at)) => format!("mapped by {} on {}", by.name_or_id(), show_time(*at)),
+                Some((by, at)) => format!(
+                    "mapped by {} on {}",
+                    literal(by.name_or_id()),
+                    show_time(*at)
+                ),
             };
             lines.push(format!(
                 "• `{}` → {} ({source})",
@@ -206,7 +211,7 @@ impl Engine {
                 "• {} `{}` — {} until {until}",
                 grant.id.grant_id(),
                 grant.group,
-                grant.requester.name_or_id()
+                literal(grant.requester.name_or_id())
             ));
         }
         if page < pages {
@@ -245,7 +250,7 @@ impl Engine {
                 event
                     .actor
                     .as_ref()
-                    .map(|a| format!("by {}", a.name_or_id())),
+                    .map(|a| format!("by {}", literal(a.name_or_id()))),
             );
             let detail: String = event.detail.chars().take(AUDIT_DETAIL_CHARS).collect();
             let ellipsis = if event.detail.chars().count() > AUDIT_DETAIL_CHARS {
@@ -253,7 +258,11 @@ impl Engine {
             } else {
                 ""
             };
-            lines.push(format!("• {} — {detail}{ellipsis}", fields.join(" ")));
+            lines.push(format!(
+                "• {} — {}{ellipsis}",
+                fields.join(" "),
+                literal(&detail)
+            ));
         }
         if found.more {
             let mut next = vec!["/jit admin audit".to_string()];
@@ -311,7 +320,7 @@ impl Engine {
             let description = if group.description.is_empty() {
                 String::new()
             } else {
-                format!(" — {}", group.description)
+                format!(" — {}", literal(&group.description))
             };
             lines.push(format!(
                 "• {}{description} (up to {}, default {}, {} approval{} needed)",

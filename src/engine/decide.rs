@@ -8,6 +8,7 @@ use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::job::{Decision, Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::request::{AccessRequest, Refusal, RequestState};
+use crate::domain::text::literal;
 use crate::store::{Applied, Effects, Write};
 use crate::telemetry::Metrics;
 
@@ -118,7 +119,8 @@ impl Engine {
                     Err(error) => {
                         tracing::error!(request = %id, %error, "giving up on resolving approver groups");
                         let text = format!(
-                            "I could not check your approver rights for {id} ({error}); your click was not counted. Please click again."
+                            "I could not check your approver rights for {id} ({}); your click was not counted. Please click again.",
+                            literal(&error.to_string())
                         );
                         let effects = Effects {
                             outbox: vec![self.private_reply(by, reply_in.as_ref(), text)],

@@ -9,6 +9,7 @@ use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::request::{AccessRequest, Refusal, RequestState};
+use crate::domain::text::literal;
 use crate::store::Effects;
 
 /// Why a grant was not ended.
@@ -37,7 +38,7 @@ impl Engine {
             .get_request(&grant.request_id())
             .map_err(EngineError::from)?
             .ok_or_else(|| EndError::NoSuchGrant(grant.clone()))?;
-        request.check_end(by, admin_reason.is_some())?;
+        request.check_end(by, admin_reason)?;
         self.schedule_end(&request, by, admin_reason.map(|r| r.trim().to_string()))?;
         self.commit_and_wake().await?;
         Ok(request)
@@ -75,7 +76,7 @@ impl Engine {
         };
         let mut ended = Vec::new();
         for grant in &grants {
-            if let Err(refusal) = grant.check_end(by, false) {
+            if let Err(refusal) = grant.check_end(by, None) {
                 return Ok(refusal.to_string());
             }
             self.schedule_end(grant, by, None)?;
@@ -105,7 +106,8 @@ impl Engine {
         };
         Ok(format!(
             "Revoking {grant} ({} for {}): the access is being revoked now, and they are told why.",
-            request.group, request.requester.name
+            request.group,
+            literal(request.requester.name_or_id())
         ))
     }
 
@@ -119,7 +121,8 @@ impl Engine {
             Ok(is_admin) => is_admin,
             Err(error) => {
                 return Ok(Some(format!(
-                    "I could not check your admin rights right now ({error}); please try again."
+                    "I could not check your admin rights right now ({}); please try again.",
+                    literal(&error.to_string())
                 )))
             }
         };

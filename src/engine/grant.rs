@@ -13,6 +13,7 @@ use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::ProviderSpec;
 use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::text::literal;
 use crate::providers::{principal, Access, AccessUser, Provider};
 use crate::store::{Effects, Write};
 use crate::telemetry::Metrics;
@@ -117,12 +118,9 @@ impl Engine {
                 principal,
                 group: request.group.to_string(),
                 target: group.target.clone(),
-                // While granting, the expiry is not fixed yet (it counts from
-                // activation); tell the provider the earliest it can be, so a
-                // provider that enforces it as a backstop errs on the safe side.
-                expires_at: request
-                    .expires_at()
-                    .or_else(|| Some(self.now() + request.duration.as_chrono())),
+                // Fixed at approval, so the provider is told the real end
+                // even while granting (a backstop it may enforce itself).
+                expires_at: request.expires_at().or_else(|| request.approved_until()),
             }),
         )
     }
@@ -139,6 +137,20 @@ impl Engine {
         }
         if request.extends.is_some() {
             return self.apply_extension(job, &request).await;
+        }
+        let now = self.now();
+        if let Some(until) = request.approved_until().filter(|until| *until <= now) {
+            // Granting now would give access past what was approved (the
+            // provider was down, or jitbot was, for the whole duration).
+            let error = format!(
+                "the approved time ran out at {} before the access could be granted",
+                show_time(until)
+            );
+            tracing::error!(request = %id, %error, "grant not attempted");
+            let step = request.fail(&error, now);
+            return self
+                .record_step(job, &request, step, Announce::default(), now)
+                .await;
         }
         let outcome = match self.prepare(&request).await {
             Prepared::Impossible(reason) => Err((reason, false)),
@@ -255,10 +267,11 @@ impl Engine {
                 .map(|at| format!(", due {}", show_time(at)))
                 .unwrap_or_default();
             let text = format!(
-                ":rotating_light: Revoking {} ({} for {}{due}) has failed {REVOKE_ALERT_AFTER} times: {error}. jitbot keeps retrying.",
+                ":rotating_light: Revoking {} ({} for {}{due}) has failed {REVOKE_ALERT_AFTER} times: {}. jitbot keeps retrying.",
                 request.id.grant_id(),
                 request.group,
-                request.requester.name,
+                literal(request.requester.name_or_id()),
+                literal(error),
             );
             effects.outbox.extend(self.notices(request, &text)?);
         }
@@ -278,7 +291,7 @@ impl Engine {
             "Resolved: {} of {} for {} was revoked after {} failed attempts.",
             request.id.grant_id(),
             request.group,
-            request.requester.name,
+            literal(request.requester.name_or_id()),
             job.attempt
         );
         self.notices(request, &text)

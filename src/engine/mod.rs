@@ -30,6 +30,7 @@ use crate::domain::ids::{Actor, Destination, Platform, RequestId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::{GroupPolicy, Policy, Subject};
+use crate::domain::quota::FilingLimits;
 use crate::domain::request::{AccessRequest, Happened};
 use crate::providers::Providers;
 use crate::store::{Applied, Effects, GroupCommit, Store, StoreError, Write};
@@ -80,50 +81,19 @@ pub struct Engine {
     wakers: Wakers,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// How much one person may file.
+    limits: FilingLimits,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
 /// path gets half of it.
 pub(super) const PROMPT_LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// Upper bound on the pause between two retries of a failing job: a failing
-/// revoke is retried at least this often, forever.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub use crate::domain::routing::approval_destinations;
 
-/// Where `group`'s approval cards go on each of `platforms`: the channels
-/// admins mapped at run time, or else the policy's channel.
-pub fn approval_destinations(
-    group: &GroupPolicy,
-    mappings: &[crate::store::Mapping],
-    platforms: impl Iterator<Item = Platform>,
-) -> Vec<Destination> {
-    let mut out = Vec::new();
-    for platform in platforms {
-        let mapped: Vec<Destination> = mappings
-            .iter()
-            .filter(|m| m.group == group.name && m.destination.platform == platform)
-            .map(|m| m.destination.clone())
-            .collect();
-        if !mapped.is_empty() {
-            out.extend(mapped);
-            continue;
-        }
-        let fallback = match platform {
-            Platform::Slack => group.channel.clone(),
-            Platform::Teams => group.teams_channel.clone(),
-        };
-        out.extend(fallback.map(|channel| Destination { platform, channel }));
-    }
-    out.sort();
-    out
-}
-
-/// Exponential backoff from one second, capped, with ±20 % jitter so many
-/// failing jobs do not retry in lock-step.
+/// [`crate::domain::backoff::backoff`] with its jitter drawn here.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(16)).min(MAX_BACKOFF);
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    base.mul_f64(jitter)
+    crate::domain::backoff::backoff(attempt, rand::thread_rng().gen_range(0.8..1.2))
 }
 
 impl Engine {
@@ -146,7 +116,14 @@ impl Engine {
             wakers,
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::default()),
+            limits: FilingLimits::default(),
         }
+    }
+
+    /// Set how much one person may file.
+    pub fn with_limits(mut self, limits: FilingLimits) -> Engine {
+        self.limits = limits;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -166,6 +143,11 @@ impl Engine {
     /// The current time, from the engine's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The engine's clock, for the workers beside it.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn policy(&self) -> &Policy {
@@ -419,16 +401,4 @@ impl Engine {
 /// A time as DMs show it.
 pub(crate) fn show_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(0) <= Duration::from_millis(1200));
-        assert!(backoff(3) >= Duration::from_millis(6400));
-        assert!(backoff(30) <= MAX_BACKOFF.mul_f64(1.2));
-    }
 }

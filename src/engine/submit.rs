@@ -9,8 +9,9 @@ use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
 use crate::domain::policy::{GroupPolicy, RequestRefusal};
+use crate::domain::quota::QuotaRefusal;
 use crate::domain::request::{AccessRequest, RequestState};
-use crate::store::{Applied, Write};
+use crate::store::Filed;
 use crate::telemetry::Metrics;
 
 /// What the requester is told once the request is durably filed.
@@ -52,6 +53,8 @@ pub enum SubmitError {
     Directory(ChatError),
     #[error("I cannot grant you `{group}`: {why}")]
     NoPrincipal { group: String, why: String },
+    #[error("{0} Nothing was filed.")]
+    Limited(QuotaRefusal),
     #[error("Something went wrong on our side; nothing was filed. Please try again.")]
     Engine(#[from] EngineError),
 }
@@ -90,6 +93,7 @@ impl Engine {
             Ok(receipt) if receipt.auto_approved => "auto_approved",
             Ok(_) => "filed",
             Err(SubmitError::Engine(_)) => "error",
+            Err(SubmitError::Limited(_)) => "limited",
             Err(_) => "refused",
         };
         Metrics::count(&self.metrics.requests, outcome);
@@ -148,7 +152,7 @@ impl Engine {
         match resolved {
             Ok(Err(Unresolved::Impossible(why))) => Err(SubmitError::NoPrincipal {
                 group: group.name.to_string(),
-                why,
+                why: crate::domain::text::literal(&why),
             }),
             _ => Ok(()),
         }
@@ -244,21 +248,20 @@ impl Engine {
             let effects = self
                 .effects_of(&request, &happened, Some(&requester), &audience, None, now)
                 .map_err(EngineError::from)?;
-            let applied = self
+            match self
                 .store
-                .apply(&request.id, None, &mut |existing| {
-                    existing.is_none().then(|| Write {
-                        request: Some(request.clone()),
-                        effects: effects.clone(),
-                    })
-                })
-                .map_err(EngineError::from)?;
-            if applied == Applied::Written {
-                self.commit_and_wake().await?;
-                return Ok(Receipt {
-                    request,
-                    auto_approved,
-                });
+                .file(&request, &effects, self.limits, now)
+                .map_err(EngineError::from)?
+            {
+                Filed::Written => {
+                    self.commit_and_wake().await?;
+                    return Ok(Receipt {
+                        request,
+                        auto_approved,
+                    });
+                }
+                Filed::Refused(refusal) => return Err(SubmitError::Limited(refusal)),
+                Filed::IdTaken => continue,
             }
         }
         Err(SubmitError::Engine(EngineError::Store(

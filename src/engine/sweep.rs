@@ -19,6 +19,7 @@ use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::Actor;
 use crate::domain::message::Outgoing;
 use crate::domain::policy::{user_actor, GroupPolicy, SweepMode};
+use crate::domain::text::literal;
 use crate::providers::{Access, AccessUser};
 use crate::store::{Effects, SweepRun};
 use crate::telemetry::Metrics;
@@ -367,8 +368,11 @@ impl Engine {
                 let was_listing = previous.as_ref().map_or(true, |run| run.listed);
                 was_listing.then(|| {
                     format!(
-                        ":warning: The standing-access sweep of `{}` could not list the holders of `{}`: {error}. It will keep trying every {}.",
-                        group.name, group.target, group.sweep_interval
+                        ":warning: The standing-access sweep of `{}` could not list the holders of `{}`: {}. It will keep trying every {}.",
+                        group.name,
+                        group.target,
+                        literal(error),
+                        group.sweep_interval
                     )
                 })
             }
@@ -449,9 +453,15 @@ fn sweep_summary(
     if findings.is_empty() {
         return None;
     }
+    // Principals come from the provider, names from chat: both shown as
+    // they are, never as markup.
     let name = |f: &Finding| match &f.owner {
-        Some(owner) => format!("`{}` ({})", f.principal, owner.name_or_id()),
-        None => format!("`{}`", f.principal),
+        Some(owner) => format!(
+            "`{}` ({})",
+            literal(&f.principal),
+            literal(owner.name_or_id())
+        ),
+        None => format!("`{}`", literal(&f.principal)),
     };
     let with = |wanted: fn(&FindingAction) -> bool| {
         findings
@@ -472,7 +482,10 @@ fn sweep_summary(
             reported.join(", ")
         ));
         parts.push(match held_back {
-            Some(why) => format!("Not removed this time because {why}; the next sweep tries again."),
+            Some(why) => format!(
+                "Not removed this time because {}; the next sweep tries again.",
+                literal(why)
+            ),
             None => "Report only: set `sweep = \"enforce\"` to remove it, or list the principal in the group's `standing` to allow it.".to_string(),
         });
     }
@@ -483,7 +496,7 @@ fn sweep_summary(
     let failed: Vec<String> = findings
         .iter()
         .filter_map(|f| match &f.action {
-            FindingAction::RevokeFailed(error) => Some(format!("{} ({error})", name(f))),
+            FindingAction::RevokeFailed(error) => Some(format!("{} ({})", name(f), literal(error))),
             _ => None,
         })
         .collect();

@@ -12,6 +12,8 @@ pub enum HttpError {
     Forbidden(String),
     #[error("request body is larger than 1 MiB")]
     TooLarge,
+    #[error("the request body did not arrive in time")]
+    Timeout,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0} is not configured on this server")]
@@ -26,6 +28,7 @@ impl IntoResponse for HttpError {
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Timeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotConfigured(_) => StatusCode::NOT_FOUND,
             HttpError::Internal(detail) => {
@@ -36,7 +39,8 @@ impl IntoResponse for HttpError {
         if let HttpError::Unauthorized(reason) | HttpError::Forbidden(reason) = &self {
             tracing::warn!(%reason, "rejected unauthenticated request");
         }
-        (status, format!("{self}\n")).into_response()
+        let text = crate::domain::text::plain(&self.to_string());
+        (status, format!("{text}\n")).into_response()
     }
 }
 

@@ -1,8 +1,10 @@
 //! The axum server: routes → engine. Handlers verify, parse, call the
 //! engine and answer; no business logic lives here.
 
+mod admission;
 pub mod api;
 mod error;
+mod serve;
 mod slack;
 mod teams;
 
@@ -17,7 +19,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
+pub use admission::{Admission, BUSY_TEXT};
 pub use error::HttpError;
+pub use serve::{serve, HEADER_READ_TIMEOUT};
 pub use slack::SlackIngress;
 pub use teams::TeamsIngress;
 
@@ -33,6 +37,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Sheds load on the chat and API routes.
+    pub admission: admission::Admission,
     pub slack: Option<SlackIngress>,
     pub teams: Option<TeamsIngress>,
     pub teams_webhook_secret: Option<crate::config::Secret>,
@@ -40,16 +46,24 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Health and metrics stay outside the admission gate: an overloaded
+    // server must still say so.
+    let gated = Router::new()
         .route("/slack/commands", post(slack::command))
         .route("/slack/interactions", post(slack::interaction))
         .route("/slack/events", post(slack::event))
         .route("/teams/messages", post(teams::messages))
         .route("/teams/webhook", post(teams::webhook))
+        .merge(api::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admission::admit,
+        ));
+    Router::new()
+        .merge(gated)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(api::routes())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -120,8 +134,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpErr
         .into_response())
 }
 
+/// A client gets this long to send a request's body; chat platforms send
+/// a few KiB at once.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Read the whole body, refusing more than [`MAX_BODY_BYTES`] (413) — first
-/// by the declared length, then by what actually arrives.
+/// by the declared length, then by what actually arrives — and a body that
+/// trickles in slower than [`BODY_READ_TIMEOUT`] (408).
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -130,16 +149,20 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, 
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(HttpError::TooLarge);
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|error| {
-            let too_large =
-                std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-                    .any(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                HttpError::TooLarge
-            } else {
-                HttpError::BadRequest("could not read the request body".into())
-            }
-        })
+    tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| HttpError::Timeout)?
+    .map_err(|error| {
+        let too_large =
+            std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            HttpError::TooLarge
+        } else {
+            HttpError::BadRequest("could not read the request body".into())
+        }
+    })
 }

@@ -89,7 +89,7 @@ fn slack_channel(id: &str) -> Option<Destination> {
 }
 
 fn ephemeral(text: String) -> Response {
-    Json(json!({ "response_type": "ephemeral", "text": text })).into_response()
+    Json(json!({ "response_type": "ephemeral", "text": blocks::mrkdwn(&text) })).into_response()
 }
 
 pub(super) async fn command(
@@ -242,9 +242,10 @@ fn request_id_of(value: &str) -> Result<RequestId, HttpError> {
 }
 
 fn field_errors(errors: Vec<(&str, String)>) -> Response {
+    // Slack shows field errors as plain text.
     let map: serde_json::Map<String, Value> = errors
         .into_iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .map(|(k, v)| (k.to_string(), Value::String(crate::domain::text::plain(&v))))
         .collect();
     Json(json!({ "response_action": "errors", "errors": map })).into_response()
 }
@@ -292,7 +293,9 @@ async fn view_submission(
                         RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => {
                             DURATION_BLOCK
                         }
-                        RequestRefusal::ReasonMissing(_) => REASON_BLOCK,
+                        RequestRefusal::ReasonMissing(_) | RequestRefusal::ReasonTooLong { .. } => {
+                            REASON_BLOCK
+                        }
                     };
                     Ok(field_errors(vec![(block, refusal.to_string())]))
                 }
@@ -319,7 +322,9 @@ async fn view_submission(
                 }
                 Err(SubmitError::Refused(refusal)) => {
                     let block = match refusal {
-                        RequestRefusal::ReasonMissing(_) => REASON_BLOCK,
+                        RequestRefusal::ReasonMissing(_) | RequestRefusal::ReasonTooLong { .. } => {
+                            REASON_BLOCK
+                        }
                         _ => DURATION_BLOCK,
                     };
                     Ok(field_errors(vec![(block, refusal.to_string())]))
@@ -343,6 +348,9 @@ async fn view_submission(
                     REASON_BLOCK,
                     "A denial needs a reason.".into(),
                 )]));
+            }
+            if let Err(refusal) = crate::domain::policy::check_reason_length(&reason) {
+                return Ok(field_errors(vec![(REASON_BLOCK, refusal.to_string())]));
             }
             let channel = metadata.channel.as_deref().and_then(slack_channel);
             state

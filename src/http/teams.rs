@@ -109,6 +109,24 @@ fn first_delivery(state: &AppState, sent_at: i64, fingerprint: &[u8]) -> Result<
         .remember_delivery(sent_at, fingerprint)?)
 }
 
+/// What identifies one Bot Framework activity, whatever blanks surround its
+/// ids: a redelivery has the same id in the same conversation from the same
+/// sender.
+fn activity_fingerprint(activity: &Activity) -> Vec<u8> {
+    let mut digest = sha2::Sha256::new();
+    for part in [
+        "teams-activity",
+        activity.id.trim(),
+        activity.conversation.id.trim(),
+        activity.from.id.trim(),
+    ] {
+        // Length-prefixed, so no two different triples hash alike.
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    digest.finalize().to_vec()
+}
+
 fn fresh(sent_at: i64) -> bool {
     (chrono::Utc::now().timestamp() - sent_at).abs() <= MAX_AGE_SECS
 }
@@ -127,22 +145,22 @@ pub(super) async fn messages(
         .teams
         .as_ref()
         .ok_or(HttpError::NotConfigured("Teams"))?;
-    let bytes = read_body(&headers, body).await?;
-    let activity = parse_activity(&bytes)?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(error) = teams
-        .auth
-        .verify(authorization, &activity.channel_id, &activity.service_url)
-        .await
-    {
+    let refused = |error: AuthError| {
         state.engine.metrics().count_auth_failure("teams");
-        return Err(match error {
+        match error {
             AuthError::Unauthenticated(why) => HttpError::Unauthorized(why),
             AuthError::Forbidden(why) => HttpError::Forbidden(why),
-        });
-    }
+        }
+    };
+    // The token first: an unauthenticated body is never parsed.
+    let call = teams.auth.verify(authorization).await.map_err(refused)?;
+    let bytes = read_body(&headers, body).await?;
+    let activity = parse_activity(&bytes)?;
+    call.admits(&activity.channel_id, &activity.service_url)
+        .map_err(refused)?;
     let sent_at = activity
         .sent_at()
         .unwrap_or_else(|| chrono::Utc::now().timestamp());
@@ -151,14 +169,14 @@ pub(super) async fn messages(
             "the activity is older than 5 minutes".into(),
         ));
     }
-    let fingerprint = sha2::Sha256::digest(
-        format!(
-            "teams-activity\n{}\n{}\n{}",
-            activity.id, activity.conversation.id, activity.from.id
-        )
-        .as_bytes(),
-    );
-    if !activity.id.is_empty() && !first_delivery(&state, sent_at, &fingerprint)? {
+    let acts = matches!(activity.kind.as_str(), "message" | "invoke");
+    if acts && activity.id.trim().is_empty() {
+        // Without an id a redelivery could not be told from a new activity.
+        return Err(HttpError::BadRequest("the activity has no id".into()));
+    }
+    if !activity.id.trim().is_empty()
+        && !first_delivery(&state, sent_at, &activity_fingerprint(&activity))?
+    {
         tracing::info!(activity = %activity.id, "activity delivered again; ignored");
         return Ok(StatusCode::OK.into_response());
     }
@@ -263,12 +281,13 @@ impl ActionAnswer {
                 json!({ "statusCode": 200, "type": ADAPTIVE_CARD, "value": card })
             }
             ActionAnswer::Message(text) => {
+                let (text, _) = crate::chat::teams::text::message_text(text);
                 json!({ "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text })
             }
             ActionAnswer::Error(text) => json!({
                 "statusCode": 400,
                 "type": "application/vnd.microsoft.error",
-                "value": { "code": "BadRequest", "message": text }
+                "value": { "code": "BadRequest", "message": crate::domain::text::plain(text) }
             }),
         }
     }
@@ -402,10 +421,13 @@ pub(super) async fn webhook(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(error) = webhook::verify(secret.expose(), authorization, &bytes) {
-        Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
-        return Err(HttpError::Unauthorized(error.to_string()));
-    }
+    let signature = match webhook::verify(secret.expose(), authorization, &bytes) {
+        Ok(signature) => signature,
+        Err(error) => {
+            Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
+            return Err(HttpError::Unauthorized(error.to_string()));
+        }
+    };
     let activity = parse_activity(&bytes)?;
     // The HMAC covers the body, timestamp included: a fresh timestamp and a
     // signature never seen before make a replay useless.
@@ -417,8 +439,7 @@ pub(super) async fn webhook(
             "the activity is older than 5 minutes".into(),
         ));
     }
-    let signature = authorization.unwrap_or_default().as_bytes();
-    if !first_delivery(&state, sent_at, signature)? {
+    if !first_delivery(&state, sent_at, &signature)? {
         Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
         return Err(HttpError::Unauthorized("replayed request".into()));
     }
@@ -447,9 +468,11 @@ pub(super) async fn webhook(
         }
     };
     // Outgoing webhooks cannot carry buttons: a card that says what happened.
+    let (shown, format) = crate::chat::teams::text::message_text(&text);
     Ok(Json(json!({
         "type": "message",
-        "text": text,
+        "text": shown,
+        "textFormat": format,
         "attachments": [{ "contentType": ADAPTIVE_CARD, "content": cards::text_card(&text) }],
     }))
     .into_response())

@@ -123,26 +123,33 @@ impl ExecProvider {
     }
 }
 
-/// Fill the `{placeholders}` of one argument. Each argument stays one
-/// argument whatever the values contain: there is no shell to split it.
+/// Fill the `{placeholders}` of one argument, in one pass (values are
+/// never scanned again). Each argument stays one argument whatever the
+/// values contain: there is no shell to split it.
 fn substitute(arg: &str, access: &Access) -> String {
-    let expires = access
-        .expires_at
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    arg.replace("{principal}", &access.principal)
-        .replace("{target}", &access.target)
-        .replace("{group}", &access.group)
-        .replace(
-            "{request_id}",
-            access.request_id.as_deref().unwrap_or_default(),
-        )
-        .replace("{grant_id}", access.grant_id.as_deref().unwrap_or_default())
-        .replace(
-            "{user_id}",
-            access.user.as_ref().map_or("", |user| user.id.as_str()),
-        )
-        .replace("{expires_at}", &expires)
+    let filled = crate::domain::template::fill::<std::convert::Infallible>(arg, |name| {
+        Ok(Some(match name {
+            "principal" => access.principal.clone(),
+            "target" => access.target.clone(),
+            "group" => access.group.clone(),
+            "request_id" => access.request_id.clone().unwrap_or_default(),
+            "grant_id" => access.grant_id.clone().unwrap_or_default(),
+            "user_id" => access
+                .user
+                .as_ref()
+                .map(|user| user.id.clone())
+                .unwrap_or_default(),
+            "expires_at" => access
+                .expires_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            _ => return Ok(None),
+        }))
+    });
+    match filled {
+        Ok(text) => text,
+        Err(never) => match never {},
+    }
 }
 
 /// One principal per non-empty line; surrounding blanks are not part of it.
@@ -294,6 +301,17 @@ mod tests {
             .unwrap();
         let written = std::fs::read_to_string(&out).unwrap();
         assert_eq!(written, "alice; touch /tmp/pwned $(id)\nprod_rw\n");
+    }
+
+    #[test]
+    fn a_value_is_never_read_as_a_placeholder() {
+        let mut tricky = access("x{target}y");
+        tricky.target = "exec_role".into();
+        assert_eq!(substitute("{principal}", &tricky), "x{target}y");
+        assert_eq!(
+            substitute("{target}:{principal}", &tricky),
+            "exec_role:x{target}y"
+        );
     }
 
     #[tokio::test]

@@ -19,18 +19,9 @@ pub fn render(
     user: &Actor,
     email: Option<&str>,
 ) -> Result<String, PrincipalError> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            out.push_str(&rest[open..]);
-            rest = "";
-            break;
-        };
-        let missing = |what| PrincipalError::Missing(what, provider.to_string());
-        let value = match &after[..close] {
+    let missing = |what| PrincipalError::Missing(what, provider.to_string());
+    let out = crate::domain::template::fill(template, |name| {
+        Ok(Some(match name {
             "user_id" => user.user.as_str().to_string(),
             "slack_user_id" if user.platform == Platform::Slack => user.user.as_str().to_string(),
             "slack_user_id" => return Err(missing("Slack user id")),
@@ -41,12 +32,9 @@ pub fn render(
                 .and_then(|e| e.split_once('@'))
                 .map(|(local, _)| local.to_string())
                 .ok_or_else(|| missing("email address"))?,
-            other => format!("{{{other}}}"),
-        };
-        out.push_str(&value);
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
+            _ => return Ok(None),
+        }))
+    })?;
     check(out)
 }
 
@@ -85,6 +73,20 @@ mod tests {
         assert_eq!(
             render("{email}", "x", &alice(), Some("a@b.c")).unwrap(),
             "a@b.c"
+        );
+    }
+
+    #[test]
+    fn an_email_is_never_read_as_a_placeholder() {
+        assert_eq!(
+            render(
+                "{email_local}",
+                "x",
+                &alice(),
+                Some("{user_id}@example.com")
+            )
+            .unwrap(),
+            "{user_id}"
         );
     }
 

@@ -108,3 +108,57 @@ pub(super) const TEAMS_LATEST_SERVICE_URL: &[u8] = b"\x01latest_service_url";
 pub(super) const AUDIT_HEAD: &[u8] = b"\x01audit_head";
 /// Set once the live-requests index has been built from existing requests.
 pub(super) const LIVE_INDEX_BUILT: &[u8] = b"\x01live_index_built";
+
+/// Outbox queue index: the queue, a NUL, then the entry's sequence.
+pub(super) fn queue_prefix(queue: &str) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(queue.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(super) fn queue_entry(queue: &str, seq: u64) -> Vec<u8> {
+    let mut key = queue_prefix(queue);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(super) fn queue(queue: &str) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(queue.as_bytes());
+    key
+}
+
+/// Outbox readiness index: when the queue's head may be tried, then the
+/// queue, so the first key is the queue ready longest.
+pub(super) fn ready(ready_ms: i64, queue: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + queue.len());
+    key.push(V1);
+    key.extend_from_slice(&(ready_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(queue.as_bytes());
+    key
+}
+
+/// The ready millis and queue of a readiness key.
+pub(super) fn parse_ready(key: &[u8]) -> Option<(i64, String)> {
+    if key.len() < 9 || key[0] != V1 {
+        return None;
+    }
+    let ms = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let queue = String::from_utf8(key[9..].to_vec()).ok()?;
+    Some((i64::try_from(ms).ok()?, queue))
+}
+
+/// A person's quota: their platform and id.
+pub(super) fn quota(user: &Actor) -> Vec<u8> {
+    let mut key = vec![V1];
+    key.extend_from_slice(user.platform.to_string().as_bytes());
+    key.push(b':');
+    key.extend_from_slice(user.user.as_str().as_bytes());
+    key
+}
+
+/// Set once every outbox entry is in the queue indexes.
+pub(super) const OUTBOX_QUEUES_BUILT: &[u8] = b"\x01outbox_queues_built";
+/// Set once every pending request counts in its requester's quota.
+pub(super) const QUOTAS_BUILT: &[u8] = b"\x01quotas_built";

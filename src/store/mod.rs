@@ -6,6 +6,10 @@
 //! - `requests_by_user`: user ++ request id → (), for `/jit list`
 //! - `due`: due millis ++ job id → job; the scheduler's due-index
 //! - `outbox`: sequence → message owed to someone
+//! - `outbox_queue_index`: queue ++ sequence → (), each queue in order
+//! - `outbox_queues`: queue → when its head may be tried, and its length
+//! - `outbox_ready`: ready millis ++ queue → (), the queues by readiness
+//! - `quotas`: user → what they filed lately and have waiting
 //! - `audit`: sequence → hash-chained audit event
 //! - `meta`: the audit chain head
 //! - `replay`: signed timestamp ++ signature → (), the replay cache
@@ -25,6 +29,7 @@ use crate::domain::audit::{AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
 use crate::domain::job::Job;
 use crate::domain::message::Outgoing;
+use crate::domain::quota::{FilingLimits, QuotaRefusal};
 use crate::domain::request::AccessRequest;
 
 pub use group_commit::GroupCommit;
@@ -77,10 +82,32 @@ pub struct DueJobs {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// What [`Store::file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    Written,
+    /// A request with this id exists: draw another id.
+    IdTaken,
+    /// The requester is over a limit; nothing was written.
+    Refused(QuotaRefusal),
+}
+
+/// Queues of the outbox whose next message may be tried now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutboxBatch {
+    /// Each queue's first entries, in order.
+    pub queues: Vec<Vec<OutboxEntry>>,
+    /// When the next queue not taken becomes ready, if one waits.
+    pub next_ready: Option<DateTime<Utc>>,
+}
+
 /// A message owed, as stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub seq: u64,
+    /// The queue it waits in ([`Outgoing::queue_key`]).
+    #[serde(default)]
+    pub queue: String,
     pub message: Outgoing,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
@@ -90,14 +117,7 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
 }
 
-/// An admin's run-time mapping of a channel to a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mapping {
-    pub group: GroupName,
-    pub destination: Destination,
-    pub by: Actor,
-    pub at: DateTime<Utc>,
-}
+pub use crate::domain::mapping::Mapping;
 
 /// How to reach a Teams user proactively: what Teams sent when they last
 /// talked to the bot.
@@ -145,6 +165,18 @@ pub trait Store: Send + Sync + 'static {
         change: &mut dyn FnMut(Option<&AccessRequest>) -> Option<Write>,
     ) -> Result<Applied, StoreError>;
 
+    /// File a new request with its effects — unless its id is taken, or
+    /// its requester is over `limits` (checked against what they filed in
+    /// the last minute and have waiting, in the same transaction, so that
+    /// concurrent filings cannot overshoot).
+    fn file(
+        &self,
+        request: &AccessRequest,
+        effects: &Effects,
+        limits: FilingLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Filed, StoreError>;
+
     /// Requests whose access may be held now: approved (being granted) or
     /// active. Read from an index, not a scan of history.
     fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
@@ -185,12 +217,26 @@ pub trait Store: Send + Sync + 'static {
     /// Move `job` to a new due time (a retry), atomically with `effects`.
     fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError>;
 
-    /// Up to `limit` outbox entries in the order they were written.
-    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    fn outbox_remove(&self, seq: u64) -> Result<(), StoreError>;
+    /// The outbox queues whose next message may be tried at `now`, those
+    /// ready longest first, at most `max_queues` of them (passing over the
+    /// queues `skip` names: being delivered), each with up to `per_queue`
+    /// of its entries in order. Reads an index ordered by readiness, so a
+    /// queue waiting out a rate limit costs nothing to pass: O(log n +
+    /// what is returned).
+    fn outbox_ready(
+        &self,
+        now: DateTime<Utc>,
+        max_queues: usize,
+        per_queue: usize,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<OutboxBatch, StoreError>;
+    /// `entry` was delivered (or dropped): the next of its queue is ready.
+    fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Keep `entry` (with its new attempt count, time and error) and hold
+    /// its queue until `entry.next_attempt_at`.
+    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
     /// How many messages wait, and when the oldest was written.
     fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
-    fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
 
     /// Remember a signed delivery; `false` if it was seen before (a replay).
     fn remember_delivery(&self, timestamp_secs: i64, signature: &[u8]) -> Result<bool, StoreError>;

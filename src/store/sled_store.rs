@@ -5,19 +5,21 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
 use super::keys;
 use super::{
-    Applied, DueJobs, Effects, Mapping, OutboxEntry, Store, StoreError, SweepRun, TeamsContact,
-    Write,
+    Applied, DueJobs, Effects, Filed, Mapping, OutboxBatch, OutboxEntry, Store, StoreError,
+    SweepRun, TeamsContact, Write,
 };
 use crate::domain::audit::{verify_chain, AuditEvent, AuditRecord, ChainBreak, ChainHead};
 use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
 use crate::domain::job::Job;
+use crate::domain::quota::{FilingLimits, Quota, QuotaRefusal};
 use crate::domain::request::AccessRequest;
+use crate::domain::request::RequestState;
 
 /// sled's default page cache is 1 GiB; jitbot's working set is small, and a
 /// bounded cache keeps the process's memory predictable.
@@ -33,6 +35,10 @@ const META: usize = 5;
 const MAPPINGS: usize = 6;
 const LIVE: usize = 7;
 const PRINCIPALS: usize = 8;
+const QUEUE_INDEX: usize = 9;
+const QUEUES: usize = 10;
+const READY: usize = 11;
+const QUOTAS: usize = 12;
 
 pub struct SledStore {
     db: sled::Db,
@@ -50,15 +56,79 @@ pub struct SledStore {
     principals: Tree,
     /// Teams users and conversations (service URLs).
     teams: Tree,
+    /// Each outbox queue's entries, in order.
+    queue_index: Tree,
+    /// Each outbox queue's state ([`QueueState`]).
+    queues: Tree,
+    /// The outbox queues by the time their head may be tried.
+    ready: Tree,
+    /// What each person filed lately and has waiting.
+    quotas: Tree,
     /// The trees a state change may touch, in the order of the constants above.
     tx_trees: Vec<Tree>,
 }
 
 /// Why a transaction closure stopped: the caller chose to write nothing,
-/// or something failed.
+/// a person's quota refused a new request, or something failed.
 enum Abort {
     Skipped,
+    Refused(QuotaRefusal),
     Failed(StoreError),
+}
+
+/// Effects encoded before their transaction. sled runs every transaction
+/// under one process-wide lock, so what can be done outside — serialising
+/// jobs and messages — is done outside: the shorter each transaction, the
+/// more of them a second.
+struct Prepared<'a> {
+    audit: &'a [AuditRecord],
+    /// Due-index key and job.
+    jobs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Queue, the queue as JSON, and the message as JSON.
+    outbox: Vec<(String, String, String)>,
+    now_json: String,
+    now_ms: i64,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(effects: &'a Effects) -> Result<Prepared<'a>, StoreError> {
+        let now = Utc::now();
+        let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let jobs = effects
+            .jobs
+            .iter()
+            .map(|job| Ok((SledStore::due_key(job), encode(job)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let outbox = effects
+            .outbox
+            .iter()
+            .map(|message| {
+                let queue = message.queue_key();
+                let queue_json = serde_json::to_string(&queue).map_err(json)?;
+                Ok((
+                    queue,
+                    queue_json,
+                    serde_json::to_string(message).map_err(json)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Prepared {
+            audit: &effects.audit,
+            jobs,
+            outbox,
+            now_json: serde_json::to_string(&now).map_err(json)?,
+            now_ms: now.timestamp_millis(),
+        })
+    }
+}
+
+/// An outbox queue: when its first entry may be tried, and how many
+/// entries it holds (so the one that empties it can drop it, in the same
+/// transaction in which another may be adding to it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct QueueState {
+    ready_ms: i64,
+    len: u64,
 }
 
 type TxError = ConflictableTransactionError<Abort>;
@@ -80,6 +150,9 @@ fn finish(result: Result<Applied, TransactionError<Abort>>) -> Result<Applied, S
         Ok(applied) => Ok(applied),
         Err(TransactionError::Abort(Abort::Skipped)) => Ok(Applied::Skipped),
         Err(TransactionError::Abort(Abort::Failed(e))) => Err(e),
+        Err(TransactionError::Abort(Abort::Refused(refusal))) => Err(StoreError::Corrupt(format!(
+            "a quota refusal escaped its transaction: {refusal}"
+        ))),
         Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
     }
 }
@@ -119,6 +192,10 @@ impl SledStore {
         let live = open("live_requests")?;
         let principals = open("principal_owners")?;
         let teams = open("teams")?;
+        let queue_index = open("outbox_queue_index")?;
+        let queues = open("outbox_queues")?;
+        let ready = open("outbox_ready")?;
+        let quotas = open("quotas")?;
         let tx_trees = vec![
             requests.clone(),
             by_user.clone(),
@@ -129,6 +206,10 @@ impl SledStore {
             mappings.clone(),
             live.clone(),
             principals.clone(),
+            queue_index.clone(),
+            queues.clone(),
+            ready.clone(),
+            quotas.clone(),
         ];
         let store = SledStore {
             db,
@@ -143,9 +224,15 @@ impl SledStore {
             live,
             principals,
             teams,
+            queue_index,
+            queues,
+            ready,
+            quotas,
             tx_trees,
         };
         store.build_indexes()?;
+        store.build_outbox_queues()?;
+        store.build_quotas()?;
         Ok(store)
     }
 
@@ -173,6 +260,132 @@ impl SledStore {
         Ok(())
     }
 
+    /// Stores written before the outbox had queues get every waiting entry
+    /// put in its queue once.
+    fn build_outbox_queues(&self) -> Result<(), StoreError> {
+        if self.meta.contains_key(keys::OUTBOX_QUEUES_BUILT)? {
+            return Ok(());
+        }
+        let mut states: std::collections::HashMap<String, QueueState> = Default::default();
+        for item in self.outbox.iter() {
+            let (key, value) = item?;
+            let mut entry: OutboxEntry = decode(&value)?;
+            entry.queue = entry.message.queue_key();
+            self.outbox.insert(key, encode(&entry)?)?;
+            self.queue_index
+                .insert(keys::queue_entry(&entry.queue, entry.seq), &[])?;
+            let state = states.entry(entry.queue.clone()).or_insert(QueueState {
+                ready_ms: entry.next_attempt_at.timestamp_millis(),
+                len: 0,
+            });
+            state.len += 1;
+        }
+        for (queue, state) in states {
+            self.queues.insert(keys::queue(&queue), encode(&state)?)?;
+            self.ready
+                .insert(keys::ready(state.ready_ms, &queue), &[])?;
+        }
+        self.meta.insert(keys::OUTBOX_QUEUES_BUILT, &[])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores written before quotas existed count each pending request in
+    /// its requester's quota once.
+    fn build_quotas(&self) -> Result<(), StoreError> {
+        if self.meta.contains_key(keys::QUOTAS_BUILT)? {
+            return Ok(());
+        }
+        let mut quotas: std::collections::HashMap<Vec<u8>, Quota> = Default::default();
+        for item in self.requests.iter() {
+            let (_, value) = item?;
+            let request: AccessRequest = decode(&value)?;
+            if request.state == RequestState::Pending {
+                quotas
+                    .entry(keys::quota(&request.requester))
+                    .or_default()
+                    .note_pending(&request.id);
+            }
+        }
+        for (key, quota) in quotas {
+            self.quotas.insert(key, encode(&quota)?)?;
+        }
+        self.meta.insert(keys::QUOTAS_BUILT, &[])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Keep the requester's count of waiting requests in step with a
+    /// request moving into or out of `pending`.
+    fn track_pending(
+        trees: &[TransactionalTree],
+        before: Option<&AccessRequest>,
+        after: &AccessRequest,
+    ) -> Result<(), TxError> {
+        let was = before.is_some_and(|b| b.state == RequestState::Pending);
+        let is = after.state == RequestState::Pending;
+        if was == is {
+            return Ok(());
+        }
+        let key = keys::quota(&after.requester);
+        let mut quota: Quota = match trees[QUOTAS].get(&key)? {
+            Some(bytes) => decode(&bytes).map_err(abort)?,
+            None => Quota::default(),
+        };
+        if is {
+            quota.note_pending(&after.id);
+        } else {
+            quota.decided(&after.id);
+        }
+        trees[QUOTAS].insert(key, encode(&quota).map_err(abort)?)?;
+        Ok(())
+    }
+
+    /// Write `request` and the indexes that follow it, knowing what it
+    /// was before (`current`).
+    fn put_request(
+        trees: &[TransactionalTree],
+        current: Option<&AccessRequest>,
+        request: &AccessRequest,
+        encoded: &[u8],
+    ) -> Result<(), TxError> {
+        let request_key = keys::request(&request.id);
+        trees[REQUESTS].insert(request_key.as_slice(), encoded)?;
+        if current.is_none() {
+            trees[BY_USER].insert(keys::user_request(&request.requester, &request.id), &[])?;
+        }
+        // Index writes only where something changed: each costs a page
+        // update inside sled's one process-wide transaction lock.
+        let was_live = current.is_some_and(AccessRequest::may_hold_access);
+        match (was_live, request.may_hold_access()) {
+            (false, true) => drop(trees[LIVE].insert(request_key.as_slice(), &[])?),
+            (true, false) => drop(trees[LIVE].remove(request_key.as_slice())?),
+            _ => {}
+        }
+        let known_principal = current.and_then(|c| c.principal.as_ref());
+        if let Some(principal) = request
+            .principal
+            .as_ref()
+            .filter(|p| Some(*p) != known_principal)
+        {
+            trees[PRINCIPALS].insert(
+                keys::principal_owner(request.group.as_str(), principal),
+                encode(&request.requester).map_err(abort)?,
+            )?;
+        }
+        Self::track_pending(trees, current, request)
+    }
+
+    fn queue_state(
+        trees: &[TransactionalTree],
+        queue: &str,
+    ) -> Result<Option<QueueState>, TxError> {
+        match trees[QUEUES].get(keys::queue(queue))? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(abort)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The job's key, its due time rounded *up* to the millisecond: a job
     /// must never come up before its due time (an expiry run early would
     /// find its grant not yet over).
@@ -184,34 +397,44 @@ impl SledStore {
         )
     }
 
-    fn write_effects(trees: &[TransactionalTree], effects: &Effects) -> Result<(), TxError> {
+    fn write_effects(trees: &[TransactionalTree], effects: &Prepared<'_>) -> Result<(), TxError> {
         if !effects.audit.is_empty() {
             let mut head = match trees[META].get(keys::AUDIT_HEAD)? {
                 Some(bytes) => decode::<ChainHead>(&bytes).map_err(abort)?,
                 None => ChainHead::genesis(),
             };
-            for record in &effects.audit {
+            for record in effects.audit {
                 let (event, next) = record.clone().seal(&head);
                 trees[AUDIT].insert(keys::sequence(event.seq), encode(&event).map_err(abort)?)?;
                 head = next;
             }
             trees[META].insert(keys::AUDIT_HEAD, encode(&head).map_err(abort)?)?;
         }
-        for job in &effects.jobs {
-            trees[DUE].insert(Self::due_key(job), encode(job).map_err(abort)?)?;
+        for (key, job) in &effects.jobs {
+            trees[DUE].insert(key.as_slice(), job.as_slice())?;
         }
-        let now = chrono::Utc::now();
-        for message in &effects.outbox {
+        for (queue, queue_json, message_json) in &effects.outbox {
             let seq = trees[OUTBOX].generate_id()?;
-            let entry = OutboxEntry {
-                seq,
-                message: message.clone(),
-                attempts: 0,
-                next_attempt_at: now,
-                created_at: now,
-                last_error: None,
+            let entry = format!(
+                r#"{{"seq":{seq},"queue":{queue_json},"message":{message_json},"attempts":0,"next_attempt_at":{now},"created_at":{now},"last_error":null}}"#,
+                now = effects.now_json,
+            );
+            trees[OUTBOX].insert(keys::sequence(seq), entry.as_bytes())?;
+            trees[QUEUE_INDEX].insert(keys::queue_entry(queue, seq), &[])?;
+            let state = match Self::queue_state(trees, queue)? {
+                Some(state) => QueueState {
+                    len: state.len + 1,
+                    ..state
+                },
+                None => {
+                    trees[READY].insert(keys::ready(effects.now_ms, queue), &[])?;
+                    QueueState {
+                        ready_ms: effects.now_ms,
+                        len: 1,
+                    }
+                }
             };
-            trees[OUTBOX].insert(keys::sequence(seq), encode(&entry).map_err(abort)?)?;
+            trees[QUEUES].insert(keys::queue(queue), encode(&state).map_err(abort)?)?;
         }
         Ok(())
     }
@@ -281,26 +504,50 @@ impl Store for SledStore {
                 return Err(ConflictableTransactionError::Abort(Abort::Skipped));
             };
             if let Some(request) = &write.request {
-                trees[REQUESTS].insert(request_key.as_slice(), encode(request).map_err(abort)?)?;
-                if current.is_none() {
-                    trees[BY_USER]
-                        .insert(keys::user_request(&request.requester, &request.id), &[])?;
-                }
-                if request.may_hold_access() {
-                    trees[LIVE].insert(request_key.as_slice(), &[])?;
-                } else {
-                    trees[LIVE].remove(request_key.as_slice())?;
-                }
-                if let Some(principal) = &request.principal {
-                    trees[PRINCIPALS].insert(
-                        keys::principal_owner(request.group.as_str(), principal),
-                        encode(&request.requester).map_err(abort)?,
-                    )?;
-                }
+                let bytes = encode(request).map_err(abort)?;
+                Self::put_request(trees, current.as_ref(), request, &bytes)?;
             }
-            Self::write_effects(trees, &write.effects)?;
+            Self::write_effects(trees, &Prepared::new(&write.effects).map_err(abort)?)?;
             Ok(Applied::Written)
         }))
+    }
+
+    fn file(
+        &self,
+        request: &AccessRequest,
+        effects: &Effects,
+        limits: FilingLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Filed, StoreError> {
+        let request_key = keys::request(&request.id);
+        let quota_key = keys::quota(&request.requester);
+        let request_bytes = encode(request)?;
+        let effects = Prepared::new(effects)?;
+        let result = self.tx_trees.as_slice().transaction(|trees| {
+            if trees[REQUESTS].get(&request_key)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Abort::Skipped));
+            }
+            let mut quota: Quota = match trees[QUOTAS].get(&quota_key)? {
+                Some(bytes) => decode(&bytes).map_err(abort)?,
+                None => Quota::default(),
+            };
+            let pending = request.state == RequestState::Pending;
+            quota
+                .admit(&request.id, pending, limits, now)
+                .map_err(|refusal| ConflictableTransactionError::Abort(Abort::Refused(refusal)))?;
+            trees[QUOTAS].insert(quota_key.as_slice(), encode(&quota).map_err(abort)?)?;
+            // The quota counts it as waiting already; counting again is a no-op.
+            Self::put_request(trees, None, request, &request_bytes)?;
+            Self::write_effects(trees, &effects)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(Filed::Written),
+            Err(TransactionError::Abort(Abort::Skipped)) => Ok(Filed::IdTaken),
+            Err(TransactionError::Abort(Abort::Refused(refusal))) => Ok(Filed::Refused(refusal)),
+            Err(TransactionError::Abort(Abort::Failed(e))) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
     }
 
     fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
@@ -375,8 +622,9 @@ impl Store for SledStore {
     }
 
     fn record(&self, effects: &Effects) -> Result<(), StoreError> {
+        let effects = Prepared::new(effects)?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
-            Self::write_effects(trees, effects)?;
+            Self::write_effects(trees, &effects)?;
             Ok(Applied::Written)
         }))
         .map(drop)
@@ -411,18 +659,103 @@ impl Store for SledStore {
     }
 
     fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError> {
+        let effects = Prepared::new(effects)?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
             if trees[DUE].remove(Self::due_key(job))?.is_none() {
                 return Ok(Applied::JobGone);
             }
             trees[DUE].insert(Self::due_key(next), encode(next).map_err(abort)?)?;
-            Self::write_effects(trees, effects)?;
+            Self::write_effects(trees, &effects)?;
             Ok(Applied::Written)
         }))
     }
 
-    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        Self::decode_all(self.outbox.iter(), limit)
+    fn outbox_ready(
+        &self,
+        now: DateTime<Utc>,
+        max_queues: usize,
+        per_queue: usize,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<OutboxBatch, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut batch = OutboxBatch::default();
+        for item in self.ready.iter() {
+            if batch.queues.len() >= max_queues {
+                break;
+            }
+            let (key, _) = item?;
+            let (ready_ms, queue) = keys::parse_ready(&key)
+                .ok_or_else(|| StoreError::Corrupt("malformed outbox readiness key".into()))?;
+            if ready_ms > now_ms {
+                batch.next_ready = DateTime::from_timestamp_millis(ready_ms);
+                break;
+            }
+            if skip(&queue) {
+                continue;
+            }
+            let prefix = keys::queue_prefix(&queue);
+            let mut entries = Vec::new();
+            for item in self.queue_index.scan_prefix(&prefix).take(per_queue) {
+                let (key, _) = item?;
+                let seq_bytes: [u8; 8] = key[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("malformed outbox queue key".into()))?;
+                let seq = u64::from_be_bytes(seq_bytes);
+                if let Some(bytes) = self.outbox.get(keys::sequence(seq))? {
+                    entries.push(decode::<OutboxEntry>(&bytes)?);
+                }
+            }
+            if !entries.is_empty() {
+                batch.queues.push(entries);
+            }
+        }
+        Ok(batch)
+    }
+
+    fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            if trees[OUTBOX].remove(keys::sequence(entry.seq))?.is_none() {
+                return Ok(Applied::JobGone);
+            }
+            trees[QUEUE_INDEX].remove(keys::queue_entry(&entry.queue, entry.seq))?;
+            let Some(mut state) = Self::queue_state(trees, &entry.queue)? else {
+                return Ok(Applied::Written);
+            };
+            state.len = state.len.saturating_sub(1);
+            if state.len == 0 {
+                trees[QUEUES].remove(keys::queue(&entry.queue))?;
+                trees[READY].remove(keys::ready(state.ready_ms, &entry.queue))?;
+            } else {
+                trees[QUEUES].insert(keys::queue(&entry.queue), encode(&state).map_err(abort)?)?;
+            }
+            Ok(Applied::Written)
+        }))
+        .map(drop)
+    }
+
+    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        finish(self.tx_trees.as_slice().transaction(|trees| {
+            if trees[OUTBOX].get(keys::sequence(entry.seq))?.is_none() {
+                return Ok(Applied::JobGone);
+            }
+            trees[OUTBOX].insert(keys::sequence(entry.seq), encode(entry).map_err(abort)?)?;
+            let len = match Self::queue_state(trees, &entry.queue)? {
+                Some(state) => {
+                    // Leave the old place in the readiness index.
+                    trees[READY].remove(keys::ready(state.ready_ms, &entry.queue))?;
+                    state.len
+                }
+                None => 1,
+            };
+            let state = QueueState {
+                ready_ms: entry.next_attempt_at.timestamp_millis(),
+                len,
+            };
+            trees[READY].insert(keys::ready(state.ready_ms, &entry.queue), &[])?;
+            trees[QUEUES].insert(keys::queue(&entry.queue), encode(&state).map_err(abort)?)?;
+            Ok(Applied::Written)
+        }))
+        .map(drop)
     }
 
     fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
@@ -431,17 +764,6 @@ impl Store for SledStore {
             None => None,
         };
         Ok((self.outbox.len(), oldest))
-    }
-
-    fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
-        self.outbox.remove(keys::sequence(seq))?;
-        Ok(())
-    }
-
-    fn outbox_update(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.outbox
-            .insert(keys::sequence(entry.seq), encode(entry)?)?;
-        Ok(())
     }
 
     fn remember_delivery(&self, timestamp_secs: i64, signature: &[u8]) -> Result<bool, StoreError> {
@@ -479,6 +801,7 @@ impl Store for SledStore {
             audit: vec![audit],
             ..Effects::default()
         };
+        let effects = Prepared::new(&effects)?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
             trees[MAPPINGS].insert(key.as_slice(), value.as_slice())?;
             Self::write_effects(trees, &effects)?;
@@ -502,6 +825,7 @@ impl Store for SledStore {
             audit: vec![audit],
             ..Effects::default()
         };
+        let effects = Prepared::new(&effects)?;
         let applied = finish(self.tx_trees.as_slice().transaction(|trees| {
             if trees[MAPPINGS].remove(key.as_slice())?.is_none() {
                 return Err(ConflictableTransactionError::Abort(Abort::Skipped));
@@ -553,6 +877,8 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+
+    use chrono::SubsecRound;
 
     use super::*;
     use crate::domain::audit::AuditAction;
@@ -698,7 +1024,12 @@ mod tests {
                 .jobs,
             vec![job.clone()]
         );
-        assert_eq!(store.outbox_entries(10).unwrap().len(), 1);
+        let ready = store
+            .outbox_ready(Utc::now() + chrono::Duration::seconds(1), 10, 10, &|_| {
+                false
+            })
+            .unwrap();
+        assert_eq!(ready.queues.len(), 1);
         assert_eq!(store.audit_head().unwrap().seq, 2);
         assert_eq!(store.verify_audit().unwrap(), Ok(2));
 
@@ -797,6 +1128,179 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.mappings().unwrap(), vec![mapping]);
         assert_eq!(store.audit_events(0, 10).unwrap()[0].detail, "mapped C0DBA");
+    }
+
+    fn notice(channel: &str, text: &str) -> Outgoing {
+        Outgoing::ChannelNotice {
+            to: crate::domain::ids::Destination {
+                platform: Platform::Slack,
+                channel: crate::domain::ids::ChannelId::new(channel),
+            },
+            text: text.into(),
+        }
+    }
+
+    fn owe(store: &SledStore, messages: Vec<Outgoing>) {
+        store
+            .record(&Effects {
+                outbox: messages,
+                ..Effects::default()
+            })
+            .unwrap();
+    }
+
+    fn texts(queue: &[OutboxEntry]) -> Vec<String> {
+        queue
+            .iter()
+            .map(|e| match &e.message {
+                Outgoing::ChannelNotice { text, .. } => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_queue_that_waits_holds_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        owe(&store, vec![notice("C0BUSY", "a1"), notice("C0BUSY", "a2")]);
+        owe(&store, vec![notice("C0QUIET", "b1")]);
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        let batch = store.outbox_ready(later, 10, 10, &|_| false).unwrap();
+        assert_eq!(
+            batch.queues.iter().map(|q| texts(q)).collect::<Vec<_>>(),
+            vec![vec!["a1", "a2"], vec!["b1"]],
+            "each queue in order, the older queue first"
+        );
+        // The busy channel is throttled for a minute: its head waits, and
+        // with it the rest of its queue, but nothing else.
+        let mut head = batch.queues[0][0].clone();
+        head.attempts = 1;
+        head.next_attempt_at = later + chrono::Duration::minutes(1);
+        store.outbox_retry(&head).unwrap();
+        let batch = store.outbox_ready(later, 10, 10, &|_| false).unwrap();
+        assert_eq!(batch.queues.len(), 1);
+        assert_eq!(texts(&batch.queues[0]), vec!["b1"]);
+        assert_eq!(
+            batch.next_ready,
+            Some(head.next_attempt_at.trunc_subsecs(3))
+        );
+        // A queue being delivered is passed over.
+        let skipping = store
+            .outbox_ready(later, 10, 10, &|q| q.contains("C0QUIET"))
+            .unwrap();
+        assert!(skipping.queues.is_empty());
+        // Delivered: the quiet queue is gone; the busy one comes back in time.
+        store.outbox_done(&batch.queues[0][0]).unwrap();
+        store.outbox_done(&batch.queues[0][0]).unwrap();
+        let then = head.next_attempt_at + chrono::Duration::milliseconds(1);
+        let batch = store.outbox_ready(then, 10, 10, &|_| false).unwrap();
+        assert_eq!(batch.queues.len(), 1);
+        assert_eq!(texts(&batch.queues[0]), vec!["a1", "a2"]);
+        assert_eq!(batch.queues[0][0].attempts, 1);
+        assert_eq!(store.outbox_stats().unwrap().0, 2);
+    }
+
+    #[test]
+    fn a_message_owed_while_its_queue_empties_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        owe(&store, vec![notice("C0A", "first")]);
+        let later = || Utc::now() + chrono::Duration::seconds(1);
+        let first = store
+            .outbox_ready(later(), 10, 10, &|_| false)
+            .unwrap()
+            .queues[0][0]
+            .clone();
+        owe(&store, vec![notice("C0A", "second")]);
+        store.outbox_done(&first).unwrap();
+        let batch = store.outbox_ready(later(), 10, 10, &|_| false).unwrap();
+        assert_eq!(texts(&batch.queues[0]), vec!["second"]);
+        store.outbox_done(&batch.queues[0][0]).unwrap();
+        assert!(store
+            .outbox_ready(later(), 10, 10, &|_| false)
+            .unwrap()
+            .queues
+            .is_empty());
+        assert_eq!(store.outbox_stats().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn filing_counts_against_the_persons_quota_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let limits = FilingLimits {
+            per_minute: 100,
+            pending: 5,
+        };
+        let now = Utc::now();
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .file(&new_request(), &Effects::default(), limits, now)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<Filed> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let written = outcomes.iter().filter(|o| **o == Filed::Written).count();
+        assert_eq!(written, 5, "{outcomes:?}");
+        assert_eq!(store.requests_of(&alice()).unwrap().len(), 5);
+        // One is decided: there is room for one more.
+        let pending = store.requests_of(&alice()).unwrap().remove(0);
+        let (cancelled, _) = pending.cancel(&alice(), now).unwrap();
+        write(&store, &cancelled);
+        assert_eq!(
+            store
+                .file(&new_request(), &Effects::default(), limits, now)
+                .unwrap(),
+            Filed::Written
+        );
+        assert!(matches!(
+            store
+                .file(&new_request(), &Effects::default(), limits, now)
+                .unwrap(),
+            Filed::Refused(QuotaRefusal::TooManyPending { count: 5 })
+        ));
+    }
+
+    #[test]
+    fn an_old_outbox_and_old_pending_requests_are_indexed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = new_request();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            owe(&store, vec![notice("C0A", "from before")]);
+            write(&store, &pending);
+            // As an older version left it: no queue indexes, no quotas.
+            for tree in [
+                &store.queue_index,
+                &store.queues,
+                &store.ready,
+                &store.quotas,
+            ] {
+                tree.clear().unwrap();
+            }
+            store.meta.remove(keys::OUTBOX_QUEUES_BUILT).unwrap();
+            store.meta.remove(keys::QUOTAS_BUILT).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        let batch = store.outbox_ready(later, 10, 10, &|_| false).unwrap();
+        assert_eq!(texts(&batch.queues[0]), vec!["from before"]);
+        let one_pending = FilingLimits {
+            per_minute: 10,
+            pending: 1,
+        };
+        assert!(matches!(
+            store
+                .file(&new_request(), &Effects::default(), one_pending, Utc::now())
+                .unwrap(),
+            Filed::Refused(QuotaRefusal::TooManyPending { count: 1 })
+        ));
     }
 
     #[test]

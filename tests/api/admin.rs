@@ -104,7 +104,12 @@ async fn bad_mappings_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn active_grants_are_listed_soonest_first_in_pages() {
-    let app = TestApp::spawn().await;
+    // One person files all 22; the per-person limits are not what this is about.
+    let generous = jitbot::domain::quota::FilingLimits {
+        per_minute: 100,
+        pending: 100,
+    };
+    let app = TestApp::spawn_with_limits(crate::helpers::BASE_POLICY, None, generous).await;
     // 22 auto-approved grants; the first ends last.
     let mut ids = vec![
         app.request("U0ONCALL", "request sandbox 30m long one")

@@ -252,6 +252,10 @@ pub(crate) struct TestApp {
     posted: Posted,
     policy_text: String,
     server: Option<RunningServer>,
+    /// How much one person may file (the product's defaults unless a test
+    /// sets others before restarting).
+    pub(crate) user_limits: jitbot::domain::quota::FilingLimits,
+    max_in_flight: usize,
 }
 
 impl TestApp {
@@ -268,6 +272,33 @@ impl TestApp {
     pub(crate) async fn spawn_with_teams(
         policy: &str,
         teams: Option<jitbot::config::settings::TeamsSettings>,
+    ) -> TestApp {
+        Self::spawn_with_limits(policy, teams, Default::default()).await
+    }
+
+    /// Start with `policy`, a Teams bot if given, and these per-person
+    /// limits.
+    pub(crate) async fn spawn_with_limits(
+        policy: &str,
+        teams: Option<jitbot::config::settings::TeamsSettings>,
+        user_limits: jitbot::domain::quota::FilingLimits,
+    ) -> TestApp {
+        Self::spawn_configured(
+            policy,
+            teams,
+            user_limits,
+            jitbot::http::Admission::MAX_IN_FLIGHT,
+        )
+        .await
+    }
+
+    /// Start with everything a test may set: the policy, a Teams bot, the
+    /// per-person limits and how many requests are worked on at once.
+    pub(crate) async fn spawn_configured(
+        policy: &str,
+        teams: Option<jitbot::config::settings::TeamsSettings>,
+        user_limits: jitbot::domain::quota::FilingLimits,
+        max_in_flight: usize,
     ) -> TestApp {
         let slack = MockServer::start().await;
         let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([
@@ -302,6 +333,8 @@ impl TestApp {
             teams: None,
             posted,
             server: None,
+            user_limits,
+            max_in_flight,
         };
         app.teams = teams;
         app.start().await;
@@ -335,6 +368,8 @@ impl TestApp {
                 api_token("U0CIBOT", false, USER_TOKEN),
                 api_token("U0ADMIN", true, ADMIN_TOKEN),
             ],
+            user_limits: self.user_limits,
+            max_in_flight: self.max_in_flight,
         };
         let running = server::start(parts, listener).await.expect("server starts");
         self.addr = running.addr;

@@ -9,6 +9,7 @@ mod delivery;
 mod durability;
 mod ending;
 mod extensions;
+mod hardening;
 mod helpers;
 mod http_api;
 mod identity;

@@ -11,7 +11,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{eventually, request_id_in, slack_signature};
+use crate::helpers::{eventually, eventually_within, request_id_in, slack_signature};
 
 const SECRET: &str = "process-test-signing-secret";
 
@@ -352,5 +352,120 @@ async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
     assert!(
         text.contains("API request with a missing or unknown token"),
         "{text}"
+    );
+}
+
+/// The API's view of request `id`.
+async fn request_state(bot: &Bot, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/requests/{id}", bot.url))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": "C0APPROVALS", "ts": "1.1" })),
+        )
+        .mount(&slack)
+        .await;
+    // The IAM grants at once but answers only after a long while: jitbot is
+    // killed after the grant happened and before it could record it.
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .mount(&iam)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("{IAM}", &iam.uri()),
+    )
+    .unwrap();
+    let port = free_port();
+    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let command = serde_urlencoded::to_string([
+        ("user_id", "U0ALICE"),
+        ("user_name", "alice"),
+        ("channel_id", "C0GENERAL"),
+        ("text", "request quick 20s crash between grant and record"),
+    ])
+    .unwrap();
+    let answer: serde_json::Value = bot
+        .post("/slack/commands", command)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
+    let click = json!({
+        "type": "block_actions",
+        "user": { "id": "U0LEAD", "username": "lead" },
+        "channel": { "id": "C0APPROVALS" },
+        "actions": [{ "action_id": "jit_approve", "value": id }],
+    });
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    eventually("the grant call", || async {
+        (!iam.received_requests().await.unwrap_or_default().is_empty()).then_some(())
+    })
+    .await;
+    let approved = request_state(&bot, &id).await;
+    assert_eq!(approved["state"], "approved", "{approved}");
+    let approved_at: chrono::DateTime<chrono::Utc> =
+        approved["approved_at"].as_str().unwrap().parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> =
+        approved["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        end - approved_at,
+        chrono::Duration::seconds(20),
+        "{approved}"
+    );
+
+    // SIGKILL mid-call; down for eight seconds; the IAM answers at once now.
+    drop(bot);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    iam.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    let restarted_at = chrono::Utc::now();
+    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let active = eventually("the grant to be recorded", || async {
+        let state = request_state(&bot, &id).await;
+        (state["state"] == "active").then_some(state)
+    })
+    .await;
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        active["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        expires_at, end,
+        "the end stays where the approval put it, not 20 s after the restart at {restarted_at}"
+    );
+    // And the revoke comes at that end (restart + 12 s), well before the
+    // restart + 20 s a grant timed from its record would end.
+    eventually_within(Duration::from_secs(40), "the revoke", || async {
+        (revokes(&iam).await >= 1).then_some(())
+    })
+    .await;
+    let revoked_at = chrono::Utc::now();
+    eprintln!(
+        "approved {approved_at}, killed mid-grant, restarted {restarted_at}, revoked {revoked_at} (end {end})"
+    );
+    assert!(
+        revoked_at < restarted_at + chrono::Duration::seconds(16),
+        "revoked at {revoked_at}: the downtime lengthened the access"
     );
 }

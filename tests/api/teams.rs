@@ -25,6 +25,7 @@ const APP_PASSWORD: &str = "teams-app-password-for-tests";
 const BOT_ACCESS_TOKEN: &str = "bot-access-token-from-the-fake-aad";
 const KID: &str = "test-key-1";
 const SKYPE_KID: &str = "skype-only-key";
+const WEBCHAT_KID: &str = "webchat-only-key";
 const TENANT: &str = "72f988bf-0000-4000-8000-0000000000aa";
 const ALICE: &str = "6f1c2e4a-0000-4000-8000-00000000a11c";
 const LEAD: &str = "6f1c2e4a-0000-4000-8000-00000000a11d";
@@ -76,6 +77,8 @@ struct Keys {
     signing: EncodingKey,
     /// A second key, published only for the `skype` channel.
     skype: EncodingKey,
+    /// A third, published only for Web Chat.
+    webchat: EncodingKey,
     /// A key nobody published.
     stranger: EncodingKey,
     jwks: Value,
@@ -97,6 +100,7 @@ fn keys() -> &'static Keys {
     KEYS.get_or_init(|| {
         let (signing, public) = rsa_key();
         let (skype, skype_public) = rsa_key();
+        let (webchat, webchat_public) = rsa_key();
         let (stranger, _) = rsa_key();
         let jwk = |kid: &str, public: &Value, endorsements: &[&str]| {
             json!({ "kty": "RSA", "use": "sig", "kid": kid, "n": public["n"], "e": public["e"], "endorsements": endorsements })
@@ -104,10 +108,12 @@ fn keys() -> &'static Keys {
         Keys {
             signing,
             skype,
+            webchat,
             stranger,
             jwks: json!({ "keys": [
                 jwk(KID, &public, &["msteams", "webchat"]),
                 jwk(SKYPE_KID, &skype_public, &["skype"]),
+                jwk(WEBCHAT_KID, &webchat_public, &["webchat"]),
             ] }),
         }
     })
@@ -954,4 +960,167 @@ async fn the_expiry_warning_card_extends_a_grant_from_teams() {
         )
         .await;
     assert_eq!(missing["statusCode"], 400, "{missing}");
+}
+
+#[tokio::test]
+async fn only_teams_activities_act_and_junk_is_refused_before_it_is_read() {
+    let teams = Teams::start(&[]).await;
+    let request = |channel: &str| {
+        teams.activity(
+            ALICE,
+            &format!("a:personal-{ALICE}"),
+            true,
+            json!({ "text": "jit request cloud-admin 1h from web chat", "channelId": channel }),
+        )
+    };
+    // Web Chat, with a key endorsed only for Web Chat: not a Teams user.
+    let webchat_token = teams.token(json!({}), WEBCHAT_KID, &keys().webchat);
+    let response = teams.send(&request("webchat"), Some(&webchat_token)).await;
+    assert_eq!(response.status(), 403);
+    // Web Chat, even with a key also endorsed for Teams.
+    let response = teams
+        .send(&request("webchat"), Some(&teams.good_token()))
+        .await;
+    assert_eq!(response.status(), 403);
+    // Teams' channel id with the Web Chat key.
+    let response = teams.send(&request("msteams"), Some(&webchat_token)).await;
+    assert_eq!(response.status(), 403);
+    // Junk without a token: 401, not a parse error.
+    let junk = teams
+        .app
+        .http
+        .post(teams.app.url("/teams/messages"))
+        .header("content-type", "application/json")
+        .body("{ not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 401);
+    // A message without an id cannot be told from its redelivery.
+    let mut anonymous = request("msteams");
+    anonymous["id"] = json!("");
+    let response = teams.send(&anonymous, Some(&teams.good_token())).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        teams.posted_to(APPROVALS).await.is_empty(),
+        "nothing was filed"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_replay_respelled_is_still_a_replay() {
+    let teams = Teams::start(&[]).await;
+    let body = teams
+        .activity(
+            ALICE,
+            "19:general@thread.tacv2",
+            false,
+            json!({ "text": "<at>jitbot</at> jit request cloud-admin 30m captured" }),
+        )
+        .to_string();
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&STANDARD.decode(TEAMS_WEBHOOK_SECRET).unwrap()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    let post = |authorization: String| {
+        teams
+            .app
+            .http
+            .post(teams.app.url("/teams/webhook"))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(
+        post(format!("HMAC {signature}")).await.unwrap().status(),
+        200
+    );
+    for respelled in [
+        format!("HMAC  {signature}"),
+        format!("HMAC {signature} "),
+        format!("HMAC \t{signature}"),
+    ] {
+        let replay = post(respelled.clone()).await.unwrap();
+        assert_eq!(replay.status(), 401, "{respelled:?}");
+    }
+    // Every answer is in, so the store holds all there is: one request.
+    let audit = teams
+        .app
+        .http
+        .get(teams.app.url("/api/v1/audit"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let filed = audit
+        .lines()
+        .filter(|line| line.contains("\"requested\"") && line.contains("captured"))
+        .count();
+    assert_eq!(filed, 1, "{audit}");
+}
+
+#[tokio::test]
+async fn markdown_people_write_is_never_rendered_in_teams() {
+    let teams = Teams::start(&[]).await;
+    let markup = "[Approve now](https://evil.example) **urgent** <at>everyone</at>";
+    teams
+        .say(ALICE, &format!("jit request cloud-admin 1h {markup}"))
+        .await;
+    let card = teams
+        .wait_for_post(APPROVALS, "the card", "https://evil.example")
+        .await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let content = &card["attachments"][0]["content"];
+    // Every place the reason appears is a run of a RichTextBlock, which
+    // renders no markdown; no TextBlock carries it.
+    let mut carriers = Vec::new();
+    fn walk(value: &Value, parent: Option<&str>, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                let kind = map.get("type").and_then(Value::as_str);
+                if let Some(text) = map.get("text").and_then(Value::as_str) {
+                    if text.contains("evil.example") {
+                        out.push(kind.unwrap_or(parent.unwrap_or("?")).to_string());
+                    }
+                }
+                for v in map.values() {
+                    walk(v, kind.or(parent), out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, parent, out)),
+            _ => {}
+        }
+    }
+    walk(content, None, &mut carriers);
+    assert!(!carriers.is_empty());
+    assert!(
+        carriers.iter().all(|k| k == "TextRun"),
+        "{carriers:?} in {content:#}"
+    );
+    // The card's message text is plain text: no markdown link either.
+    assert_eq!(card["textFormat"], "plain", "{card:#}");
+
+    // A denial's reason in the requester's chat: plain text.
+    let id = request_id(&card["attachments"][0]["content"].to_string());
+    let answer = teams
+        .execute(
+            LEAD,
+            "jit_deny",
+            json!({ "jit_action": "jit_deny", "jit_value": id, "reason": markup }),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let dm = teams
+        .wait_for_post(&format!("a:personal-{ALICE}"), "the denial", "was denied")
+        .await;
+    let dm: Value = serde_json::from_str(&dm).unwrap();
+    assert_eq!(dm["textFormat"], "plain", "{dm}");
+    assert!(
+        dm["text"].as_str().unwrap().contains(markup),
+        "shown as written: {dm}"
+    );
 }

@@ -18,18 +18,32 @@ pub const INPUT_ACTION: &str = "value";
 /// Slack caps option labels at 75 characters.
 const OPTION_TEXT_MAX: usize = 75;
 
-/// Escape text for mrkdwn: Slack treats `&`, `<` and `>` as control characters.
+/// Escape text for mrkdwn: Slack treats `&`, `<` and `>` as control
+/// characters, so escaped text can hold no mention (`<!channel>`,
+/// `<@U…>`) and no link (`<https://…|label>`).
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
+/// A message jitbot composed, as Slack `mrkdwn`: jitbot's words as written
+/// (they may mention a channel, `<#C…>`), everyone else's escaped.
+pub fn mrkdwn(text: &str) -> String {
+    crate::domain::text::render(text, str::to_string, escape)
+}
+
+/// Text that is all words to show as they are (a title around a group's
+/// description): everything escaped, the marks dropped.
+fn escaped(text: &str) -> String {
+    escape(&crate::domain::text::plain(text))
+}
+
 fn render_text(parts: &[CardText]) -> String {
     parts
         .iter()
         .map(|part| match part {
-            CardText::Plain(text) => escape(text),
+            CardText::Plain(text) | CardText::Literal(text) => escape(text),
             CardText::User(actor) => format!("<@{}>", actor.user),
             CardText::Time(at) => format!(
                 "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
@@ -43,7 +57,7 @@ fn render_text(parts: &[CardText]) -> String {
 pub fn card_blocks(card: &Card) -> Value {
     let mut blocks = vec![json!({
         "type": "section",
-        "text": { "type": "mrkdwn", "text": format!("*{}*", escape(&card.title)) },
+        "text": { "type": "mrkdwn", "text": format!("*{}*", escaped(&card.title)) },
     })];
     if !card.fields.is_empty() {
         // Slack allows at most 10 fields per section.

@@ -188,7 +188,7 @@ impl SlackClient {
         text: &str,
         card: Option<&Card>,
     ) -> Result<PostedMessage, ChatError> {
-        let mut body = json!({ "channel": channel.as_str(), "text": text });
+        let mut body = json!({ "channel": channel.as_str(), "text": blocks::mrkdwn(text) });
         if let Some(card) = card {
             body["blocks"] = blocks::card_blocks(card);
         }
@@ -226,7 +226,7 @@ impl ChatPlatform for SlackClient {
         let body = json!({
             "channel": message.channel.as_str(),
             "ts": message.message_id,
-            "text": card.fallback,
+            "text": blocks::mrkdwn(&card.fallback),
             "blocks": blocks::card_blocks(card),
         });
         self.call_json("chat.update", &body).await.map(drop)
@@ -248,7 +248,7 @@ impl ChatPlatform for SlackClient {
         user: &UserId,
         text: &str,
     ) -> Result<(), ChatError> {
-        let body = json!({ "channel": channel.as_str(), "user": user.as_str(), "text": text });
+        let body = json!({ "channel": channel.as_str(), "user": user.as_str(), "text": blocks::mrkdwn(text) });
         self.call_json("chat.postEphemeral", &body).await.map(drop)
     }
 

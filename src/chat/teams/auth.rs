@@ -16,6 +16,11 @@ use tokio::sync::Mutex;
 
 pub const BOT_FRAMEWORK_ISSUER: &str = "https://api.botframework.com";
 
+/// The Bot Framework channel id of Microsoft Teams. Keys and activities of
+/// other channels (Web Chat, Direct Line, Skype) are refused: jitbot acts
+/// only for Teams users.
+pub const TEAMS_CHANNEL: &str = "msteams";
+
 /// Keys are refreshed this often even when nothing asks for a new one.
 const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// An unknown `kid` triggers a refresh at most this often, so forged tokens
@@ -173,14 +178,12 @@ impl BotAuthenticator {
             .ok_or_else(|| AuthError::Unauthenticated(format!("unknown signing key `{kid}`")))
     }
 
-    /// Check the `Authorization` header of an activity from `channel_id`
-    /// with `service_url`.
-    pub async fn verify(
-        &self,
-        authorization: Option<&str>,
-        channel_id: &str,
-        service_url: &str,
-    ) -> Result<(), AuthError> {
+    /// Check the `Authorization` header of a call to the bot: a token the
+    /// Bot Framework issued to this bot, signed with a key endorsed for
+    /// Microsoft Teams. What the token vouches for — its `serviceurl` — is
+    /// returned, to be matched against the activity once it is parsed:
+    /// nothing of the body is read before the token checks out.
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<VerifiedCall, AuthError> {
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
@@ -209,13 +212,34 @@ impl BotAuthenticator {
         let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
             .map_err(|e| AuthError::Unauthenticated(format!("token rejected: {e}")))?
             .claims;
-        if !key.endorsements.iter().any(|e| e == channel_id) {
+        if !key.endorsements.iter().any(|e| e == TEAMS_CHANNEL) {
             return Err(AuthError::Forbidden(format!(
-                "the signing key is not endorsed for channel `{channel_id}`"
+                "the signing key is not endorsed for `{TEAMS_CHANNEL}`"
             )));
         }
-        let claimed = claims.serviceurl.or(claims.service_url).unwrap_or_default();
-        if !same_service_url(&claimed, service_url) {
+        Ok(VerifiedCall {
+            service_url: claims.serviceurl.or(claims.service_url).unwrap_or_default(),
+        })
+    }
+}
+
+/// A call whose token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCall {
+    service_url: String,
+}
+
+impl VerifiedCall {
+    /// Whether the activity may act in this call: it comes through the
+    /// Teams channel (a token for Web Chat or another channel is not a
+    /// Teams user) from the service the token names.
+    pub fn admits(&self, channel_id: &str, service_url: &str) -> Result<(), AuthError> {
+        if channel_id != TEAMS_CHANNEL {
+            return Err(AuthError::Forbidden(format!(
+                "activities from channel `{channel_id}` are not accepted; only `{TEAMS_CHANNEL}`"
+            )));
+        }
+        if !same_service_url(&self.service_url, service_url) {
             return Err(AuthError::Forbidden(
                 "the token's serviceurl is not the activity's serviceUrl".into(),
             ));

@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
+use super::text::run;
 use crate::chat::card::{Card, CardActionKind, CardText};
+use crate::domain::text::plain;
 use crate::engine::FormChoice;
 
 pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
@@ -20,15 +22,62 @@ pub const GROUP_INPUT: &str = "group";
 /// The request form's submit verb.
 pub const REQUEST_VERB: &str = "jit_request";
 
-fn text(value: &CardText) -> String {
-    match value {
-        CardText::Plain(text) => text.clone(),
-        CardText::User(actor) => actor.name_or_id().to_string(),
-        // Rendered in the reader's own time zone by Teams.
-        CardText::Time(at) => {
-            let iso = at.format("%Y-%m-%dT%H:%M:%SZ");
-            format!("{{{{DATE({iso}, SHORT)}}}} {{{{TIME({iso})}}}}")
+/// A time for a `TextBlock`, rendered in the reader's own time zone.
+fn localized(at: &chrono::DateTime<chrono::Utc>) -> String {
+    let iso = at.format("%Y-%m-%dT%H:%M:%SZ");
+    format!("{{{{DATE({iso}, SHORT)}}}} {{{{TIME({iso})}}}}")
+}
+
+/// Whether a part is anyone's words (a reason, a display name): those are
+/// only ever put in `TextRun`s, which render no markdown.
+fn is_theirs(part: &CardText) -> bool {
+    matches!(part, CardText::Literal(_) | CardText::User(_))
+}
+
+/// A part as a run of a `RichTextBlock`. Date functions are not promised
+/// in runs, so times are spelled out in UTC there.
+fn run_of(part: &CardText) -> Value {
+    match part {
+        CardText::Plain(text) | CardText::Literal(text) => run(text),
+        CardText::User(actor) => run(actor.name_or_id()),
+        CardText::Time(at) => run(&at.format("%Y-%m-%d %H:%M UTC").to_string()),
+    }
+}
+
+/// Parts of jitbot's own words, for a markdown `TextBlock` (times localized).
+fn markdown_of(parts: &[CardText]) -> String {
+    parts
+        .iter()
+        .map(|part| match part {
+            CardText::Time(at) => localized(at),
+            CardText::Plain(text) | CardText::Literal(text) => text.clone(),
+            CardText::User(actor) => actor.name_or_id().to_string(),
+        })
+        .collect()
+}
+
+/// Parts as a card element: a markdown `TextBlock` when they are all
+/// jitbot's words (times then show in the reader's time zone), else a
+/// `RichTextBlock` of runs, so that nobody's words become markup.
+fn parts_block(parts: &[CardText], bold: bool) -> Value {
+    if parts.iter().any(is_theirs) {
+        let runs: Vec<Value> = parts
+            .iter()
+            .map(|part| {
+                let mut run = run_of(part);
+                if bold {
+                    run["weight"] = json!("Bolder");
+                }
+                run
+            })
+            .collect();
+        json!({ "type": "RichTextBlock", "inlines": runs })
+    } else {
+        let mut block = json!({ "type": "TextBlock", "text": markdown_of(parts), "wrap": true });
+        if bold {
+            block["weight"] = json!("Bolder");
         }
+        block
     }
 }
 
@@ -49,23 +98,27 @@ fn button(verb: &str, title: &str, value: &str, style: Option<&str>) -> Value {
 
 /// The card as an Adaptive Card.
 pub fn adaptive_card(card: &Card) -> Value {
-    let mut body = vec![json!({
-        "type": "TextBlock", "text": card.title, "weight": "Bolder", "size": "Medium", "wrap": true
-    })];
-    if !card.fields.is_empty() {
-        let facts: Vec<Value> = card
-            .fields
-            .iter()
-            .map(|(label, value)| json!({ "title": label, "value": text(value) }))
-            .collect();
-        body.push(json!({ "type": "FactSet", "facts": facts }));
+    // The title may hold a group's description: runs, never markdown.
+    let mut title = run(&plain(&card.title));
+    title["weight"] = json!("Bolder");
+    title["size"] = json!("Medium");
+    let mut body = vec![json!({ "type": "RichTextBlock", "inlines": [title] })];
+    for (label, value) in &card.fields {
+        let mut label = run(&format!("{label}: "));
+        label["weight"] = json!("Bolder");
+        let value = match value {
+            CardText::Time(at) => run(&at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            other => run_of(other),
+        };
+        body.push(json!({ "type": "RichTextBlock", "inlines": [label, value] }));
     }
     if let Some(reason) = &card.body {
-        body.push(json!({ "type": "TextBlock", "text": reason, "wrap": true, "isSubtle": true }));
+        let mut reason = run(reason);
+        reason["isSubtle"] = json!(true);
+        body.push(json!({ "type": "RichTextBlock", "inlines": [reason] }));
     }
     if !card.status.is_empty() {
-        let status: String = card.status.iter().map(text).collect();
-        body.push(json!({ "type": "TextBlock", "text": status, "wrap": true, "weight": "Bolder" }));
+        body.push(parts_block(&card.status, true));
     }
     let mut actions = Vec::new();
     for action in &card.actions {
@@ -106,7 +159,7 @@ pub fn adaptive_card(card: &Card) -> Value {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "version": "1.5",
-        "fallbackText": card.fallback,
+        "fallbackText": plain(&card.fallback),
         "body": body,
     });
     if !actions.is_empty() {
@@ -152,13 +205,15 @@ pub fn request_form(choices: &[FormChoice]) -> Value {
     })
 }
 
-/// A card that only says something (answers, notices).
+/// A card that only says something (answers, notices), as plain runs:
+/// an answer may quote what someone typed.
 pub fn text_card(text: &str) -> Value {
+    let (text, _) = super::text::message_text(text);
     json!({
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "version": "1.5",
-        "body": [{ "type": "TextBlock", "text": text, "wrap": true }],
+        "body": [{ "type": "RichTextBlock", "inlines": [run(&text)] }],
     })
 }
 
@@ -196,6 +251,10 @@ mod tests {
         assert_eq!(approve["data"][VALUE_KEY], "R-7K3Q9X");
         assert_eq!(approve["fallback"]["type"], "Action.Submit");
         assert_eq!(approve["fallback"]["data"][ACTION_KEY], "jit_approve");
+        // The reason is a run: markdown in it is never rendered.
+        assert!(json["body"]
+            .to_string()
+            .contains(r#""text":"fixing INC-1","type":"TextRun""#));
         // Deny asks for its reason on the card itself.
         assert!(json["body"]
             .as_array()

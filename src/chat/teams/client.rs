@@ -168,7 +168,8 @@ impl TeamsClient {
     }
 
     fn message(text: &str, card: Option<&Card>) -> Value {
-        let mut activity = json!({ "type": "message", "text": text });
+        let (text, format) = super::text::message_text(text);
+        let mut activity = json!({ "type": "message", "text": text, "textFormat": format });
         if let Some(card) = card {
             activity["attachments"] =
                 json!([{ "contentType": ADAPTIVE_CARD, "content": adaptive_card(card) }]);

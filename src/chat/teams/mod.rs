@@ -7,6 +7,7 @@ pub mod activity;
 pub mod auth;
 pub mod cards;
 pub mod client;
+pub mod text;
 pub mod webhook;
 
 pub use client::TeamsClient;

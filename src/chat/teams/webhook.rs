@@ -19,12 +19,15 @@ pub enum WebhookAuthError {
     BadSecret,
 }
 
-/// Check `authorization` against `body`, comparing in constant time.
+/// Check `authorization` against `body`, comparing in constant time. On
+/// success, the signature's bytes: the canonical form of what was sent, so a
+/// replay cache keyed on them cannot be dodged by respelling the header
+/// (extra blanks, another base64 padding).
 pub fn verify(
     secret_base64: &str,
     authorization: Option<&str>,
     body: &[u8],
-) -> Result<(), WebhookAuthError> {
+) -> Result<Vec<u8>, WebhookAuthError> {
     let presented = authorization
         .and_then(|value| value.strip_prefix("HMAC "))
         .map(str::trim)
@@ -39,7 +42,8 @@ pub fn verify(
     mac.update(body);
     // verify_slice compares in constant time.
     mac.verify_slice(&presented)
-        .map_err(|_| WebhookAuthError::Mismatch)
+        .map_err(|_| WebhookAuthError::Mismatch)?;
+    Ok(presented)
 }
 
 #[cfg(test)]
@@ -55,7 +59,11 @@ mod tests {
 
     #[test]
     fn a_signature_computed_independently_verifies() {
-        assert_eq!(verify(SECRET, Some(SIGNATURE), BODY), Ok(()));
+        let canonical = verify(SECRET, Some(SIGNATURE), BODY).unwrap();
+        assert_eq!(canonical.len(), 32);
+        // The same signature spelled with more blanks is the same signature.
+        let spaced = SIGNATURE.replace("HMAC ", "HMAC   ") + " ";
+        assert_eq!(verify(SECRET, Some(&spaced), BODY), Ok(canonical));
     }
 
     #[test]

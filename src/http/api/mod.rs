@@ -55,6 +55,13 @@ pub enum ApiError {
     NotFound(String),
     BadRequest(String),
     Conflict(String),
+    TooLarge,
+    UnsupportedMediaType,
+    /// Over a per-person limit: 429, with `Retry-After` when known.
+    TooMany {
+        retry_after: Option<i64>,
+        message: String,
+    },
     Unprocessable(String),
     Unavailable(String),
     Internal(String),
@@ -62,6 +69,10 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::TooMany { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         let (status, message) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -71,6 +82,15 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than 1 MiB".to_string(),
+            ),
+            ApiError::TooMany { message, .. } => (StatusCode::TOO_MANY_REQUESTS, message),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON with `Content-Type: application/json`".to_string(),
+            ),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(detail) => {
@@ -81,7 +101,14 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        // Engine texts mark people's words for chat; JSON carries them as is.
+        let message = crate::domain::text::plain(&message);
         let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -108,6 +135,7 @@ impl From<super::HttpError> for ApiError {
     fn from(error: super::HttpError) -> Self {
         match error {
             super::HttpError::Internal(detail) => ApiError::Internal(detail),
+            super::HttpError::TooLarge => ApiError::TooLarge,
             other => ApiError::BadRequest(other.to_string()),
         }
     }
@@ -126,6 +154,26 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media.eq_ignore_ascii_case("application/json")
+                || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case("+json"))
+        });
+    let declared_too_large = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > super::MAX_BODY_BYTES);
+    if declared_too_large {
+        return Err(ApiError::TooLarge);
+    }
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
     let bytes = read_body(headers, body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
@@ -167,6 +215,10 @@ async fn create_request(
                 ApiError::Unprocessable(refusal.to_string())
             }
             refusal @ SubmitError::Directory(_) => ApiError::Unavailable(refusal.to_string()),
+            SubmitError::Limited(refusal) => ApiError::TooMany {
+                retry_after: refusal.retry_in().map(|wait| wait.num_seconds().max(1)),
+                message: refusal.to_string(),
+            },
             SubmitError::Engine(error) => error.into(),
         })?;
     let location = format!("/api/v1/requests/{}", receipt.request.id);
@@ -298,16 +350,9 @@ fn mapping_target(
             )))
         }
     };
-    if channel.trim().is_empty() {
-        return Err(ApiError::NotFound("the channel id is empty".into()));
-    }
-    Ok((
-        group,
-        Destination {
-            platform,
-            channel: ChannelId::new(channel),
-        },
-    ))
+    let channel =
+        ChannelId::parse_for(platform, channel).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((group, Destination { platform, channel }))
 }
 
 fn admin_error(error: AdminError) -> ApiError {
@@ -319,6 +364,7 @@ fn admin_error(error: AdminError) -> ApiError {
             ApiError::Unprocessable(error.to_string())
         }
         AdminError::CheckFailed { .. } => ApiError::Unavailable(error.to_string()),
+        AdminError::BadChannel(_) => ApiError::BadRequest(error.to_string()),
         AdminError::Engine(error) => error.into(),
     }
 }

@@ -24,7 +24,8 @@ pub(super) struct RequestJson {
     pub(super) approved_at: Option<DateTime<Utc>>,
     pub(super) auto_approved: bool,
     pub(super) activated_at: Option<DateTime<Utc>>,
-    /// When the access ends (active), or the grant's new end (extended).
+    /// When the access ends (approved or active: fixed at the approval), or
+    /// the grant's new end (extended).
     pub(super) expires_at: Option<DateTime<Utc>>,
     /// When it reached a final state.
     pub(super) ended_at: Option<DateTime<Utc>>,
@@ -65,6 +66,9 @@ impl From<&AccessRequest> for RequestJson {
             RequestState::Approved { at, auto } => {
                 json.approved_at = Some(*at);
                 json.auto_approved = *auto;
+                // Fixed at approval: the access ends then however long
+                // granting takes.
+                json.expires_at = request.approved_until();
             }
             RequestState::Active {
                 activated_at,

@@ -1,174 +1,32 @@
-//! The outbox worker: delivers the messages the engine wrote to the durable
-//! outbox, in order per card and per person, honouring rate limits
-//! (`429 Retry-After`) and retrying failures with backoff. A chat outage
-//! delays messages; it never loses them.
+//! Delivering one owed message through its chat platform, and reporting
+//! what cannot be delivered at all to whoever must know.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-
-use super::card::{approval_card, expiry_warning};
-use super::{ChatError, ChatPlatform, PostedMessage};
+use super::OutboxWorker;
+use crate::chat::card::{approval_card, expiry_warning};
+use crate::chat::{Card, ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{Platform, RequestId};
 use crate::domain::message::Outgoing;
-use crate::domain::policy::Policy;
 use crate::domain::request::PostedCard;
-use crate::engine::{approval_destinations, backoff};
-use crate::store::{GroupCommit, OutboxEntry, Store, StoreError, Write};
-use crate::telemetry::{Health, Metrics};
+use crate::domain::routing::approval_destinations;
+use crate::store::{OutboxEntry, StoreError, Write};
 
-/// Entries read per pass.
-const BATCH: usize = 256;
-/// Deliveries in flight at once (each is one or two API calls).
-const MAX_CONCURRENT_DELIVERIES: usize = 16;
-/// Even when idle, look again this often.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
-
-pub struct OutboxWorker {
-    store: Arc<dyn Store>,
-    durability: Arc<GroupCommit>,
-    policy: Arc<Policy>,
-    platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
-    wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// At least one entry was delivered or dropped; look again at once.
-    Progressed,
-    /// Nothing could be delivered now; the earliest retry is at this time.
-    Waiting(Option<DateTime<Utc>>),
-}
-
-enum Delivery {
+/// How one attempt went.
+pub(super) enum Delivery {
     Done,
-    Retry(Duration, String),
+    /// Try again after `wait`; `rate_limited` when the chat API asked for
+    /// the pause (the conversation then waits as a whole).
+    Retry {
+        wait: Duration,
+        error: String,
+        rate_limited: bool,
+    },
 }
 
 impl OutboxWorker {
-    pub fn new(
-        store: Arc<dyn Store>,
-        durability: Arc<GroupCommit>,
-        policy: Arc<Policy>,
-        platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
-        wake: Arc<Notify>,
-        (metrics, health): (Arc<Metrics>, Arc<Health>),
-    ) -> Arc<OutboxWorker> {
-        Arc::new(OutboxWorker {
-            store,
-            durability,
-            policy,
-            platforms,
-            wake,
-            metrics,
-            health,
-        })
-    }
-
-    /// One pass: deliver what is ready, in order within each ordering key.
-    pub async fn step(self: &Arc<Self>) -> Result<StepOutcome, StoreError> {
-        let entries = self.store.outbox_entries(BATCH)?;
-        if entries.is_empty() {
-            return Ok(StepOutcome::Waiting(None));
-        }
-        // What we are about to announce must be durable first.
-        self.durability.flush().await?;
-
-        let now = Utc::now();
-        let mut queues: Vec<Vec<OutboxEntry>> = Vec::new();
-        let mut queue_of_key: HashMap<String, usize> = HashMap::new();
-        for entry in entries {
-            match entry.message.ordering_key() {
-                Some(key) => match queue_of_key.get(&key) {
-                    Some(&index) => queues[index].push(entry),
-                    None => {
-                        queue_of_key.insert(key, queues.len());
-                        queues.push(vec![entry]);
-                    }
-                },
-                None => queues.push(vec![entry]),
-            }
-        }
-        let mut earliest_retry: Option<DateTime<Utc>> = None;
-        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES));
-        let mut tasks = JoinSet::new();
-        for queue in queues {
-            // A queue waits on its first entry: later ones must not overtake it.
-            let head_due = queue[0].next_attempt_at;
-            if head_due > now {
-                earliest_retry = Some(earliest_retry.map_or(head_due, |e| e.min(head_due)));
-                continue;
-            }
-            let worker = self.clone();
-            let limit = limit.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                worker.deliver_queue(queue).await
-            });
-        }
-        let mut progressed = false;
-        while let Some(result) = tasks.join_next().await {
-            match result {
-                Ok(Ok((delivered, retry_at))) => {
-                    progressed |= delivered > 0;
-                    if let Some(at) = retry_at {
-                        earliest_retry = Some(earliest_retry.map_or(at, |e| e.min(at)));
-                    }
-                }
-                Ok(Err(error)) => tracing::error!(%error, "outbox bookkeeping failed"),
-                Err(error) => tracing::error!(%error, "outbox delivery task failed"),
-            }
-        }
-        if progressed {
-            // Make the pass's bookkeeping (entries done, card message ids)
-            // durable, so a crash does not re-send what was delivered.
-            self.durability.flush().await?;
-        }
-        Ok(if progressed {
-            StepOutcome::Progressed
-        } else {
-            StepOutcome::Waiting(earliest_retry)
-        })
-    }
-
-    /// Deliver a queue's entries in order, stopping at the first that must
-    /// wait. Returns how many were finished and when to retry the rest.
-    async fn deliver_queue(
-        &self,
-        queue: Vec<OutboxEntry>,
-    ) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
-        let mut finished = 0;
-        for mut entry in queue {
-            if entry.next_attempt_at > Utc::now() {
-                return Ok((finished, Some(entry.next_attempt_at)));
-            }
-            // Alive, even in a long pass through a slow chat API.
-            self.health.outbox_alive(false);
-            match self.deliver(&entry).await {
-                Delivery::Done => {
-                    self.store.outbox_remove(entry.seq)?;
-                    finished += 1;
-                }
-                Delivery::Retry(wait, error) => {
-                    entry.attempts += 1;
-                    entry.next_attempt_at = Utc::now() + wait;
-                    entry.last_error = Some(error);
-                    self.store.outbox_update(&entry)?;
-                    return Ok((finished, Some(entry.next_attempt_at)));
-                }
-            }
-        }
-        Ok((finished, None))
-    }
-
-    async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
+    pub(super) async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
         let message = &entry.message;
         let result = self.try_deliver(message).await;
         if let Err(error) = &result {
@@ -184,7 +42,11 @@ impl OutboxWorker {
             Ok(()) => Delivery::Done,
             Err(ChatError::RateLimited(wait)) => {
                 tracing::info!(?wait, "chat API rate limit; waiting as told");
-                Delivery::Retry(wait, "rate limited".into())
+                Delivery::Retry {
+                    wait,
+                    error: "rate limited".into(),
+                    rate_limited: true,
+                }
             }
             Err(ChatError::Unreachable(error)) => {
                 tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
@@ -194,7 +56,14 @@ impl OutboxWorker {
             }
             Err(ChatError::Failed(error)) => {
                 tracing::warn!(%error, attempts = entry.attempts + 1, "message delivery failed; will retry");
-                Delivery::Retry(backoff(entry.attempts), error)
+                Delivery::Retry {
+                    wait: crate::domain::backoff::backoff(
+                        entry.attempts,
+                        rand::Rng::gen_range(&mut rand::thread_rng(), 0.8..1.2),
+                    ),
+                    error,
+                    rate_limited: false,
+                }
             }
         }
     }
@@ -263,7 +132,7 @@ impl OutboxWorker {
         let channels = approval_destinations(group, &mappings, self.platforms.keys().copied());
         let text = format!(
             ":warning: I cannot reach {} on {} ({error}), so they did not get this about {id} ({}): {what}",
-            to.name_or_id(),
+            crate::domain::text::literal(to.name_or_id()),
             to.platform,
             request.group
         );
@@ -358,7 +227,7 @@ impl OutboxWorker {
         post: F,
     ) -> Result<(), ChatError>
     where
-        F: FnOnce(Arc<dyn ChatPlatform>, super::Card) -> Fut,
+        F: FnOnce(Arc<dyn ChatPlatform>, Card) -> Fut,
         Fut: std::future::Future<Output = Result<PostedMessage, ChatError>>,
     {
         let store_error = |e: StoreError| ChatError::Failed(e.to_string());
@@ -394,7 +263,7 @@ impl OutboxWorker {
 
     /// The approval card of `request` as it stands (an extension shows the
     /// grant it extends).
-    fn render(&self, request: &crate::domain::request::AccessRequest) -> super::Card {
+    fn render(&self, request: &crate::domain::request::AccessRequest) -> Card {
         let extended = request
             .extends
             .as_ref()
@@ -454,34 +323,5 @@ impl OutboxWorker {
             Some(Platform::Teams) => "teams",
             None => "unknown",
         }
-    }
-
-    /// Deliver until `cancel`.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            let step = self.step().await;
-            self.health.outbox_alive(matches!(
-                step,
-                Ok(StepOutcome::Progressed | StepOutcome::Waiting(None))
-            ));
-            let wait = match step {
-                Ok(StepOutcome::Progressed) => continue,
-                Ok(StepOutcome::Waiting(Some(at))) => (at - Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_SLEEP),
-                Ok(StepOutcome::Waiting(None)) => MAX_SLEEP,
-                Err(error) => {
-                    tracing::error!(%error, "outbox pass failed");
-                    Duration::from_secs(5)
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        tracing::info!("outbox worker stopped");
     }
 }

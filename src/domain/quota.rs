@@ -1,0 +1,203 @@
+//! How much one person may ask of jitbot at once: at most `per_minute` new
+//! requests in any minute and at most `pending` requests waiting for a
+//! decision (DESIGN.md "Limits and abuse"). One person filing thousands of
+//! requests would otherwise flood the approval channels and the chat API
+//! quota everyone shares. The store keeps a [`Quota`] per person and
+//! checks it in the same transaction that files the request, so concurrent
+//! filings cannot overshoot.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::RequestId;
+
+/// `JITBOT_USER_RATE`'s default.
+pub const DEFAULT_PER_MINUTE: u32 = 10;
+/// Requests one person may have waiting for a decision.
+pub const DEFAULT_PENDING: u32 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilingLimits {
+    pub per_minute: u32,
+    pub pending: u32,
+}
+
+impl Default for FilingLimits {
+    fn default() -> Self {
+        Self {
+            per_minute: DEFAULT_PER_MINUTE,
+            pending: DEFAULT_PENDING,
+        }
+    }
+}
+
+/// What one person has filed lately and has waiting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// When each request of the last minute was filed, oldest first.
+    #[serde(default)]
+    recent: Vec<DateTime<Utc>>,
+    /// Their requests still waiting for a decision.
+    #[serde(default)]
+    pending: Vec<RequestId>,
+}
+
+/// Why a new request was not filed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaRefusal {
+    #[error("You have filed {count} requests in the last minute, the most jitbot takes from one person; try again in {}.", seconds(*retry_in))]
+    TooFast { count: usize, retry_in: Duration },
+    #[error("You have {count} requests waiting for a decision, the most jitbot keeps open for one person; cancel one (`/jit list` shows them) or try again when one is decided.")]
+    TooManyPending { count: usize },
+}
+
+fn seconds(wait: Duration) -> String {
+    let secs = ((wait.num_milliseconds() + 999) / 1000).max(1);
+    if secs == 1 {
+        "1 second".to_string()
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+impl QuotaRefusal {
+    /// How long until trying again can succeed, when that is known.
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            QuotaRefusal::TooFast { retry_in, .. } => Some(*retry_in),
+            QuotaRefusal::TooManyPending { .. } => None,
+        }
+    }
+}
+
+const WINDOW: Duration = Duration::minutes(1);
+
+impl Quota {
+    /// Count request `id`, filed at `now` (`pending` if it waits for a
+    /// decision), or refuse it without changing anything.
+    pub fn admit(
+        &mut self,
+        id: &RequestId,
+        pending: bool,
+        limits: FilingLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaRefusal> {
+        self.recent.retain(|at| *at > now - WINDOW && *at <= now);
+        if self.recent.len() >= limits.per_minute as usize {
+            let oldest = self.recent[0];
+            return Err(QuotaRefusal::TooFast {
+                count: self.recent.len(),
+                retry_in: oldest + WINDOW - now,
+            });
+        }
+        if pending && self.pending.len() >= limits.pending as usize {
+            return Err(QuotaRefusal::TooManyPending {
+                count: self.pending.len(),
+            });
+        }
+        self.recent.push(now);
+        if pending && !self.pending.contains(id) {
+            self.pending.push(id.clone());
+        }
+        Ok(())
+    }
+
+    /// Count `id` as waiting, without a limit (a request written by another
+    /// path, or an index rebuilt from the requests).
+    pub fn note_pending(&mut self, id: &RequestId) {
+        if !self.pending.contains(id) {
+            self.pending.push(id.clone());
+        }
+    }
+
+    /// Request `id` was decided, cancelled or timed out.
+    pub fn decided(&mut self, id: &RequestId) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|p| p != id);
+        self.pending.len() != before
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn limits(per_minute: u32, pending: u32) -> FilingLimits {
+        FilingLimits {
+            per_minute,
+            pending,
+        }
+    }
+
+    #[test]
+    fn the_rate_is_a_sliding_minute_and_says_when_to_come_back() {
+        let mut quota = Quota::default();
+        for i in 0..3 {
+            quota
+                .admit(&RequestId::generate(), false, limits(3, 20), at(i * 10))
+                .unwrap();
+        }
+        let refused = quota
+            .admit(&RequestId::generate(), false, limits(3, 20), at(45))
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            QuotaRefusal::TooFast {
+                count: 3,
+                retry_in: Duration::seconds(15)
+            }
+        );
+        assert!(
+            refused.to_string().contains("try again in 15 seconds"),
+            "{refused}"
+        );
+        // A minute after the first, there is room again.
+        quota
+            .admit(&RequestId::generate(), false, limits(3, 20), at(60))
+            .unwrap();
+    }
+
+    #[test]
+    fn pending_requests_are_capped_until_one_is_decided() {
+        let mut quota = Quota::default();
+        let first = RequestId::generate();
+        quota.admit(&first, true, limits(100, 2), at(0)).unwrap();
+        quota
+            .admit(&RequestId::generate(), true, limits(100, 2), at(1))
+            .unwrap();
+        let refused = quota
+            .admit(&RequestId::generate(), true, limits(100, 2), at(2))
+            .unwrap_err();
+        assert_eq!(refused, QuotaRefusal::TooManyPending { count: 2 });
+        // Auto-approved requests do not wait, so they are not capped.
+        quota
+            .admit(&RequestId::generate(), false, limits(100, 2), at(3))
+            .unwrap();
+        assert!(quota.decided(&first));
+        quota
+            .admit(&RequestId::generate(), true, limits(100, 2), at(4))
+            .unwrap();
+        assert_eq!(quota.pending(), 2);
+    }
+
+    #[test]
+    fn a_refusal_changes_nothing() {
+        let mut quota = Quota::default();
+        quota
+            .admit(&RequestId::generate(), true, limits(1, 20), at(0))
+            .unwrap();
+        let before = quota.clone();
+        assert!(quota
+            .admit(&RequestId::generate(), true, limits(1, 20), at(1))
+            .is_err());
+        assert_eq!(quota, before);
+    }
+}

@@ -1,0 +1,33 @@
+//! Where a group's approval cards go.
+
+use super::ids::{Destination, Platform};
+use super::mapping::Mapping;
+use super::policy::GroupPolicy;
+
+/// Where `group`'s approval cards go on each of `platforms`: the channels
+/// admins mapped at run time, or else the policy's channel.
+pub fn approval_destinations(
+    group: &GroupPolicy,
+    mappings: &[Mapping],
+    platforms: impl Iterator<Item = Platform>,
+) -> Vec<Destination> {
+    let mut out = Vec::new();
+    for platform in platforms {
+        let mapped: Vec<Destination> = mappings
+            .iter()
+            .filter(|m| m.group == group.name && m.destination.platform == platform)
+            .map(|m| m.destination.clone())
+            .collect();
+        if !mapped.is_empty() {
+            out.extend(mapped);
+            continue;
+        }
+        let fallback = match platform {
+            Platform::Slack => group.channel.clone(),
+            Platform::Teams => group.teams_channel.clone(),
+        };
+        out.extend(fallback.map(|channel| Destination { platform, channel }));
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,241 @@
+//! The outbox worker: delivers the messages the engine wrote to the durable
+//! outbox, through the chat platforms.
+//!
+//! Messages wait in queues ([`crate::domain::message::Outgoing::queue_key`]:
+//! one card, one person's DMs, one channel's notices). A queue is delivered
+//! in order; a queue that must wait — a `429 Retry-After`, an outage of the
+//! API it needs — holds back only itself. The worker works like the
+//! scheduler: it takes the queues that are ready (from an index ordered by
+//! readiness, so queues waiting out a rate limit cost nothing to pass),
+//! delivers several at once, and starts more as soon as one finishes, so
+//! one slow destination never delays another. A rate limit met in one
+//! conversation is remembered, so the other queues bound for it wait too
+//! instead of each being refused in turn. A chat outage delays messages; it
+//! never loses them.
+
+mod deliver;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chat::ChatPlatform;
+use crate::clock::Clock;
+use crate::domain::ids::Platform;
+use crate::domain::policy::Policy;
+use crate::store::{GroupCommit, OutboxEntry, Store, StoreError};
+use crate::telemetry::{Health, Metrics};
+
+use deliver::Delivery;
+
+/// Queues delivered at once (each delivery is one or two API calls).
+const MAX_CONCURRENT_QUEUES: usize = 16;
+/// Entries of one queue delivered in one go before it goes to the back of
+/// the line: a long queue must not starve the others.
+const PER_QUEUE: usize = 8;
+/// Even when idle, look again this often.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// After a storage error, wait this long before trying again.
+const ERROR_COOLDOWN: Duration = Duration::from_secs(5);
+
+pub struct OutboxWorker {
+    store: Arc<dyn Store>,
+    durability: Arc<GroupCommit>,
+    policy: Arc<Policy>,
+    platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Queues being delivered now.
+    running: Mutex<HashSet<String>>,
+    /// Conversations a chat API told us to leave alone, until when.
+    throttled: Mutex<HashMap<String, DateTime<Utc>>>,
+    finished: Notify,
+    tracker: TaskTracker,
+}
+
+/// What one dispatch found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatched {
+    pub started: usize,
+    /// When the next queue not started becomes ready.
+    pub next_ready: Option<DateTime<Utc>>,
+}
+
+/// What the worker is built from.
+pub struct OutboxParts {
+    pub store: Arc<dyn Store>,
+    pub durability: Arc<GroupCommit>,
+    pub policy: Arc<Policy>,
+    pub platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    pub clock: Arc<dyn Clock>,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+impl OutboxWorker {
+    pub fn new(parts: OutboxParts) -> Arc<OutboxWorker> {
+        Arc::new(OutboxWorker {
+            store: parts.store,
+            durability: parts.durability,
+            policy: parts.policy,
+            platforms: parts.platforms,
+            clock: parts.clock,
+            wake: parts.wake,
+            metrics: parts.metrics,
+            health: parts.health,
+            running: Mutex::new(HashSet::new()),
+            throttled: Mutex::new(HashMap::new()),
+            finished: Notify::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start delivering every ready queue there is room for.
+    pub async fn dispatch(self: &Arc<Self>) -> Result<Dispatched, StoreError> {
+        let room = MAX_CONCURRENT_QUEUES.saturating_sub(self.running().len());
+        if room == 0 {
+            return Ok(Dispatched {
+                started: 0,
+                next_ready: None,
+            });
+        }
+        let batch = {
+            let running = self.running();
+            self.store
+                .outbox_ready(self.now(), room, PER_QUEUE, &|queue| {
+                    running.contains(queue)
+                })?
+        };
+        if !batch.queues.is_empty() {
+            // What is about to be announced must be durable first.
+            self.durability.flush().await?;
+        }
+        let started = batch.queues.len();
+        for queue in batch.queues {
+            let key = queue[0].queue.clone();
+            self.running().insert(key.clone());
+            let worker = self.clone();
+            self.tracker.spawn(async move {
+                if let Err(error) = worker.deliver_queue(queue).await {
+                    tracing::error!(%error, queue = %key, "outbox bookkeeping failed");
+                    tokio::time::sleep(ERROR_COOLDOWN).await;
+                }
+                worker.running().remove(&key);
+                worker.finished.notify_one();
+            });
+        }
+        Ok(Dispatched {
+            started,
+            next_ready: batch.next_ready,
+        })
+    }
+
+    /// When a conversation may be posted to again, if a chat API asked for
+    /// a pause.
+    fn throttled_until(&self, entry: &OutboxEntry) -> Option<DateTime<Utc>> {
+        let conversation = entry.message.conversation()?;
+        let now = self.now();
+        let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+        throttled.retain(|_, until| *until > now);
+        throttled.get(&conversation).copied()
+    }
+
+    fn throttle(&self, entry: &OutboxEntry, until: DateTime<Utc>) {
+        if let Some(conversation) = entry.message.conversation() {
+            let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+            let at = throttled.entry(conversation).or_insert(until);
+            *at = (*at).max(until);
+        }
+    }
+
+    /// Deliver a queue's entries in order, stopping at the first that must
+    /// wait (recorded with the time it may be tried again).
+    async fn deliver_queue(&self, queue: Vec<OutboxEntry>) -> Result<(), StoreError> {
+        let mut finished = 0;
+        for mut entry in queue {
+            // Alive, even in a long pass through a slow chat API.
+            self.health.outbox_alive(false);
+            if let Some(until) = self.throttled_until(&entry) {
+                // Wait with the rest of the conversation; not a failure.
+                entry.next_attempt_at = until;
+                self.store.outbox_retry(&entry)?;
+                break;
+            }
+            match self.deliver(&entry).await {
+                Delivery::Done => {
+                    self.store.outbox_done(&entry)?;
+                    finished += 1;
+                }
+                Delivery::Retry {
+                    wait,
+                    error,
+                    rate_limited,
+                } => {
+                    entry.attempts += 1;
+                    entry.next_attempt_at = self.now() + wait;
+                    entry.last_error = Some(error);
+                    if rate_limited {
+                        self.throttle(&entry, entry.next_attempt_at);
+                    }
+                    self.store.outbox_retry(&entry)?;
+                    break;
+                }
+            }
+        }
+        if finished > 0 {
+            self.health.outbox_alive(true);
+            // Make the bookkeeping (entries done, card message ids) durable,
+            // so a crash does not send again what was delivered.
+            self.durability.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Deliver until `cancel`; then let the deliveries under way finish.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let wait = match self.dispatch().await {
+                Ok(dispatched) => {
+                    let idle = dispatched.started == 0 && self.running().is_empty();
+                    let nothing_waits = idle && dispatched.next_ready.is_none();
+                    self.health.outbox_alive(nothing_waits);
+                    dispatched
+                        .next_ready
+                        .map(|at| (at - self.now()).to_std().unwrap_or(Duration::ZERO))
+                        .unwrap_or(MAX_SLEEP)
+                        .min(MAX_SLEEP)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "outbox pass failed");
+                    self.health.outbox_alive(false);
+                    ERROR_COOLDOWN
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = self.finished.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        tracing::info!("outbox worker stopped");
+    }
+}
