@@ -41,3 +41,26 @@ impl Clock for TokioClock {
         self.wall_at_start + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 }
+
+/// The wall clock, moved forward by hand: a whole server can be run on it,
+/// and a test makes an hour pass at once instead of waiting for it (then
+/// wakes the workers, which look at the time again). It never goes back.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    shift_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.shift_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let shift = self.shift_ms.load(std::sync::atomic::Ordering::SeqCst);
+        Utc::now() + chrono::Duration::milliseconds(shift)
+    }
+}

@@ -17,7 +17,7 @@ use crate::chat::slack::{verify, SlackClient};
 use crate::chat::teams::auth::BotAuthenticator;
 use crate::chat::teams::TeamsClient;
 use crate::chat::ChatPlatform;
-use crate::clock::SystemClock;
+use crate::clock::Clock;
 use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
 use crate::config::Secret;
 use crate::domain::ids::Platform;
@@ -60,6 +60,7 @@ pub fn spawn_workers(
     workers.spawn(prune_replays(store, cancel.clone()));
     workers.spawn(crate::scheduler::sweeps::run(
         engine.clone(),
+        wakers.sweeps.clone(),
         cancel.clone(),
     ));
     workers.close();
@@ -94,6 +95,8 @@ pub struct ServerParts {
     /// Chat and API requests worked on at once; more wait briefly, then
     /// are answered busy.
     pub max_in_flight: usize,
+    /// Where "now" comes from: the wall clock, or one a test moves.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -101,9 +104,16 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     cancel: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
+    wakers: Wakers,
 }
 
 impl RunningServer {
+    /// Make the scheduler, the outbox and the sweeps look again now — after
+    /// a test moved the server's clock.
+    pub fn wake_workers(&self) {
+        self.wakers.wake_all();
+    }
+
     /// Stop accepting, finish in-flight requests and jobs, flush the store.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.cancel.cancel();
@@ -177,7 +187,7 @@ pub async fn start(
     };
     let engine = Arc::new(
         Engine::new(
-            Arc::new(SystemClock),
+            parts.clock.clone(),
             store.clone(),
             policy.clone(),
             parts.providers,
@@ -216,7 +226,12 @@ pub async fn start(
         Ok(())
     });
     tracing::info!(%addr, "jitbot listening");
-    Ok(RunningServer { addr, cancel, task })
+    Ok(RunningServer {
+        addr,
+        cancel,
+        task,
+        wakers,
+    })
 }
 
 async fn prune_replays(store: Arc<dyn Store>, cancel: CancellationToken) {

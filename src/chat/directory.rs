@@ -55,10 +55,18 @@ impl CachedDirectory {
         map.insert(key.to_string(), (Instant::now(), value));
     }
 
+    /// The members of `group`, from the cache if it is young enough.
     pub async fn members(&self, group: &str) -> Result<Arc<HashSet<UserId>>, ChatError> {
         if let Some(members) = Self::fresh(&self.groups, group, MEMBERSHIP_TTL) {
             return Ok(members);
         }
+        self.members_now(group).await
+    }
+
+    /// The members of `group` as the platform says now: for decisions on
+    /// someone's rights (an approval, an admin action), where a person who
+    /// left the group a minute ago must no longer count.
+    pub async fn members_now(&self, group: &str) -> Result<Arc<HashSet<UserId>>, ChatError> {
         let members: Arc<HashSet<UserId>> = Arc::new(
             self.inner
                 .user_group_members(group)
@@ -97,6 +105,16 @@ mod tests {
         async fn user_email(&self, _user: &UserId) -> Result<Option<String>, ChatError> {
             Ok(None)
         }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_look_up_always_asks() {
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let directory = CachedDirectory::new(inner.clone());
+        directory.members("S1").await.unwrap();
+        directory.members_now("S1").await.unwrap();
+        directory.members_now("S1").await.unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

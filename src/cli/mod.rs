@@ -361,6 +361,7 @@ async fn serve(settings: Settings, env: EnvSource) -> i32 {
         api_tokens: settings.api_tokens.clone(),
         user_limits: settings.user_limits,
         max_in_flight: settings.max_in_flight,
+        clock: Arc::new(SystemClock),
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,
@@ -369,6 +370,15 @@ async fn serve(settings: Settings, env: EnvSource) -> i32 {
             return EXIT_BAD_SETUP;
         }
     };
+    // On stdout, whatever the log settings: with `JITBOT_LISTEN=…:0` this
+    // is how a supervisor (or a test) learns the port the system chose.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        // Nobody reading stdout is no reason to stop.
+        let _ = writeln!(stdout, "jitbot listening on {}", running.addr);
+        let _ = stdout.flush();
+    }
     match running.run_until(shutdown_signal()).await {
         Ok(()) => EXIT_OK,
         Err(error) => {

@@ -2,7 +2,7 @@
 //! and decided by the scheduler, which re-checks the clicker's rights
 //! against the policy (and user-group membership) every time.
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Lookup};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::{Actor, Destination, RequestId};
 use crate::domain::job::{Decision, Job, JobKind};
@@ -73,7 +73,7 @@ impl Engine {
         let is_approver = match self.policy.group(&request.group) {
             Some(group) => tokio::time::timeout(
                 super::PROMPT_LOOKUP_TIMEOUT,
-                self.may_approve(&request, group, by),
+                self.may_approve(&request, group, by, Lookup::Cached),
             )
             .await
             .map_or(true, |checked| checked.unwrap_or(true)),
@@ -110,7 +110,7 @@ impl Engine {
             };
             let group = self.policy.group(&snapshot.group);
             let is_approver = match group {
-                Some(group) => match self.may_approve(&snapshot, group, by).await {
+                Some(group) => match self.may_approve(&snapshot, group, by, Lookup::Fresh).await {
                     Ok(named) => named,
                     Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
                         tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
@@ -241,7 +241,7 @@ impl Engine {
         // recorded decision checks again.
         let is_approver = tokio::time::timeout(
             super::PROMPT_LOOKUP_TIMEOUT,
-            self.may_approve(&request, group, by),
+            self.may_approve(&request, group, by, Lookup::Cached),
         )
         .await
         .map_or(true, |checked| checked.unwrap_or(true));

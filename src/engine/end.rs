@@ -3,7 +3,7 @@
 //! answers; the scheduler revokes through the provider (retrying like an
 //! expiry) and then records the end.
 
-use super::{Announce, Engine, EngineError};
+use super::{Announce, Engine, EngineError, Lookup};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
@@ -117,7 +117,10 @@ impl Engine {
         by: &Actor,
         command: &str,
     ) -> Result<Option<String>, EngineError> {
-        let is_admin = match self.is_named_promptly(&self.policy.admins, by).await {
+        let is_admin = match self
+            .is_named_promptly(&self.policy.admins, by, Lookup::Fresh)
+            .await
+        {
             Ok(is_admin) => is_admin,
             Err(error) => {
                 return Ok(Some(format!(

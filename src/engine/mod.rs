@@ -60,11 +60,33 @@ pub(super) struct Announce<'a> {
     pub extra: Vec<Outgoing>,
 }
 
+/// How fresh a user-group membership must be for a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lookup {
+    /// Asked of the platform now: for decisions on someone's rights (an
+    /// approval, an auto-approval, an admin action). Someone removed from
+    /// the approvers' group a moment ago no longer counts.
+    Fresh,
+    /// A minute old at most: for what only shows or offers something (the
+    /// groups one may request, a preview of a click).
+    Cached,
+}
+
 /// Wakes the background workers when there is new work for them.
 #[derive(Debug, Default, Clone)]
 pub struct Wakers {
     pub scheduler: Arc<Notify>,
     pub outbox: Arc<Notify>,
+    pub sweeps: Arc<Notify>,
+}
+
+impl Wakers {
+    /// Make every worker look again now (the clock moved, say).
+    pub fn wake_all(&self) {
+        self.scheduler.notify_one();
+        self.outbox.notify_one();
+        self.sweeps.notify_one();
+    }
 }
 
 pub struct Engine {
@@ -204,7 +226,12 @@ impl Engine {
 
     /// Whether `actor` is named by `subjects`, resolving user groups only if
     /// a direct match fails. An error means membership could not be checked.
-    async fn is_named(&self, subjects: &[Subject], actor: &Actor) -> Result<bool, ChatError> {
+    async fn is_named(
+        &self,
+        subjects: &[Subject],
+        actor: &Actor,
+        lookup: Lookup,
+    ) -> Result<bool, ChatError> {
         if subjects.iter().any(|s| s.matches(actor, &|_| false)) {
             return Ok(true);
         }
@@ -217,7 +244,11 @@ impl Engine {
         };
         let mut member_of = HashSet::new();
         for group in user_groups {
-            if directory.members(group).await?.contains(&actor.user) {
+            let members = match lookup {
+                Lookup::Cached => directory.members(group).await?,
+                Lookup::Fresh => directory.members_now(group).await?,
+            };
+            if members.contains(&actor.user) {
                 member_of.insert(group.to_string());
             }
         }
@@ -233,8 +264,14 @@ impl Engine {
         &self,
         subjects: &[Subject],
         actor: &Actor,
+        lookup: Lookup,
     ) -> Result<bool, ChatError> {
-        match tokio::time::timeout(PROMPT_LOOKUP_TIMEOUT, self.is_named(subjects, actor)).await {
+        match tokio::time::timeout(
+            PROMPT_LOOKUP_TIMEOUT,
+            self.is_named(subjects, actor, lookup),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(ChatError::Failed("user group look-up timed out".into())),
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Announce, Engine, EngineError};
+use super::{Announce, Engine, EngineError, Lookup};
 use crate::chat::ChatError;
 use crate::domain::ids::{Actor, Platform};
 use crate::domain::job::{Job, JobKind};
@@ -19,12 +19,13 @@ impl Engine {
         request: &AccessRequest,
         group: &GroupPolicy,
         by: &Actor,
+        lookup: Lookup,
     ) -> Result<bool, ChatError> {
-        if self.is_named(&group.approvers, by).await? {
+        if self.is_named(&group.approvers, by, lookup).await? {
             return Ok(true);
         }
         if request.escalated_at.is_some() {
-            return self.is_named(&group.escalate_to, by).await;
+            return self.is_named(&group.escalate_to, by, lookup).await;
         }
         Ok(false)
     }

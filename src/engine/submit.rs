@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::grant::Unresolved;
-use super::{Engine, EngineError, PROMPT_LOOKUP_TIMEOUT};
+use super::{Engine, EngineError, Lookup, PROMPT_LOOKUP_TIMEOUT};
 use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
@@ -112,7 +112,7 @@ impl Engine {
             .group(group_name)
             .ok_or_else(|| RequestRefusal::UnknownGroup(group_name.to_string()))?;
         let may_request = self
-            .is_named_promptly(&group.requesters, &requester)
+            .is_named_promptly(&group.requesters, &requester, Lookup::Cached)
             .await
             .map_err(SubmitError::Directory)?;
         if !may_request {
@@ -209,7 +209,7 @@ impl Engine {
     ) -> Result<bool, SubmitError> {
         match &group.auto_approve {
             Some(rule) if duration <= rule.max_duration => self
-                .is_named_promptly(&rule.requesters, requester)
+                .is_named_promptly(&rule.requesters, requester, Lookup::Fresh)
                 .await
                 .map_err(SubmitError::Directory),
             _ => Ok(false),
@@ -295,7 +295,7 @@ impl Engine {
         let mut choices = Vec::new();
         for group in &self.policy.groups {
             if !self
-                .is_named_promptly(&group.requesters, actor)
+                .is_named_promptly(&group.requesters, actor, Lookup::Cached)
                 .await
                 .map_err(SubmitError::Directory)?
             {

@@ -110,7 +110,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpError> {
-    let now = chrono::Utc::now();
+    let now = state.engine.now();
     let store = state.engine.store();
     let grants = state.engine.active_grants()?;
     let expiring_soon = grants

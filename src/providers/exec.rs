@@ -337,17 +337,38 @@ mod tests {
 
     #[tokio::test]
     async fn a_hanging_program_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The shell writes its pid, then becomes `sleep` (same pid).
+        let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
         let p = ExecProvider::new(
             "shell",
             Commands {
-                grant: argv(&["/bin/sleep", "30"]),
+                grant: argv(&["/bin/sh", "-c", &script]),
                 revoke: vec![],
                 holders: None,
             },
-            Duration::from_millis(200),
+            Duration::from_millis(500),
         );
         let err = p.grant(&access("alice")).await.unwrap_err();
         assert!(err.message.contains("did not finish"), "{err}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        // Gone, or a zombie waiting to be reaped: not sleeping on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim().to_string()))
+                .and_then(|rest| rest.chars().next());
+            if matches!(state, None | Some('Z') | Some('X')) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hung program {pid} is still running ({state:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::policy::SweepMode;
@@ -15,8 +16,9 @@ use crate::engine::Engine;
 /// no more than this.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Run sweeps until `cancel` fires. Returns at once if no group sweeps.
-pub async fn run(engine: Arc<Engine>, cancel: CancellationToken) {
+/// Run sweeps until `cancel` fires (looking again whenever `wake` is
+/// notified). Returns at once if no group sweeps.
+pub async fn run(engine: Arc<Engine>, wake: Arc<Notify>, cancel: CancellationToken) {
     let groups: Vec<_> = engine
         .policy()
         .groups
@@ -56,6 +58,7 @@ pub async fn run(engine: Arc<Engine>, cancel: CancellationToken) {
             .min(MAX_SLEEP);
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

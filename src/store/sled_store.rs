@@ -42,6 +42,8 @@ const QUOTAS: usize = 12;
 
 pub struct SledStore {
     db: sled::Db,
+    /// Where it lives.
+    dir: std::path::PathBuf,
     requests: Tree,
     by_user: Tree,
     due: Tree,
@@ -66,6 +68,39 @@ pub struct SledStore {
     quotas: Tree,
     /// The trees a state change may touch, in the order of the constants above.
     tx_trees: Vec<Tree>,
+}
+
+/// How long reopening a store this process closed may wait for sled to
+/// let go of its lock.
+const RELOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stores this process has had open and closed.
+fn closed_here() -> std::sync::MutexGuard<'static, std::collections::HashSet<std::path::PathBuf>> {
+    static CLOSED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>> =
+        std::sync::OnceLock::new();
+    CLOSED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+fn canonical(dir: &Path) -> std::path::PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock")
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Durable before it goes (a caller that forgot to flush loses
+        // nothing), and remembered, so reopening it here waits for sled.
+        if let Err(error) = self.db.flush() {
+            tracing::error!(%error, "could not flush the store while closing it");
+        }
+        closed_here().insert(canonical(&self.dir));
+    }
 }
 
 /// Why a transaction closure stopped: the caller chose to write nothing,
@@ -160,26 +195,39 @@ fn finish(result: Result<Applied, TransactionError<Abort>>) -> Result<Applied, S
 impl SledStore {
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .mode(sled::Mode::HighThroughput)
-            // No background flush: every state change is flushed explicitly
-            // (group commit) before anyone is told, and the outbox worker
-            // flushes its bookkeeping after each pass. A timer-driven flush
-            // on top only competed with those and lengthened the ack tail
-            // (docs/BENCHMARKS.md).
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                    StoreError::Corrupt(format!(
+        let started = std::time::Instant::now();
+        let closed_here = closed_here().contains(&canonical(dir));
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_CAPACITY_BYTES)
+                .mode(sled::Mode::HighThroughput)
+                // No background flush: every state change is flushed
+                // explicitly (group commit) before anyone is told, and the
+                // outbox worker flushes its bookkeeping after each pass. A
+                // timer-driven flush on top only competed with those and
+                // lengthened the ack tail (docs/BENCHMARKS.md).
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if is_lock_error(&io) => {
+                    // Our own store, closed a moment ago: sled lets go of
+                    // its lock when its I/O threads finish. Wait for that,
+                    // a bounded while; another process's lock is refused
+                    // at once.
+                    if closed_here && started.elapsed() < RELOCK_PATIENCE {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                    return Err(StoreError::Corrupt(format!(
                         "{} is in use by another jitbot process (the store is single-process: stop the server, or use the HTTP API)",
                         dir.display()
-                    ))
+                    )));
                 }
-                other => StoreError::Sled(other),
-            })?;
+                Err(other) => return Err(StoreError::Sled(other)),
+            }
+        };
         let open = |name: &str| db.open_tree(name);
         let requests = open("requests")?;
         let by_user = open("requests_by_user")?;
@@ -213,6 +261,7 @@ impl SledStore {
         ];
         let store = SledStore {
             db,
+            dir: dir.to_path_buf(),
             requests,
             by_user,
             due,

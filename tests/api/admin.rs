@@ -64,16 +64,15 @@ async fn a_mapping_routes_cards_survives_restarts_and_is_audited() {
         admin(&app, "admin unmap <#C0DBA> prod-db").await,
         "<#C0DBA> is not mapped to `prod-db`."
     );
-    app.stop().await;
-    let added = app.audit_details("MappingAdded");
-    let removed = app.audit_details("MappingRemoved");
+    let added = app.audit_details("MappingAdded").await;
+    let removed = app.audit_details("MappingRemoved").await;
     assert_eq!(added, ["approval cards also go to <#C0DBA>"]);
     assert_eq!(removed, ["approval cards no longer go to <#C0DBA>"]);
 }
 
 #[tokio::test]
 async fn bad_mappings_are_refused_and_change_nothing() {
-    let mut app = TestApp::spawn().await;
+    let app = TestApp::spawn().await;
     assert_eq!(
         admin(&app, "admin map <#C0NOTIN1> prod-db").await,
         "I cannot post in <#C0NOTIN1>: not_in_channel. Invite me to the channel (`/invite @jitbot`), then map it again."
@@ -94,10 +93,9 @@ async fn bad_mappings_are_refused_and_change_nothing() {
     assert_eq!(refused, "Only jitbot admins can use `/jit admin` commands.");
     let listed = admin(&app, "admin mappings").await;
     assert!(!listed.contains("mapped by"), "{listed}");
-    app.stop().await;
-    assert!(app.audit_details("MappingAdded").is_empty());
+    assert!(app.audit_details("MappingAdded").await.is_empty());
     assert_eq!(
-        app.audit_details("AdminRefused"),
+        app.audit_details("AdminRefused").await,
         ["not an admin: /jit admin map"]
     );
 }

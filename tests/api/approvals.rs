@@ -91,13 +91,14 @@ async fn a_double_click_grants_once() {
             .then_some(())
     })
     .await;
-    assert_eq!(app.iam_actions("grant", &id).await, 1);
     let (store_events, expiry_jobs) = {
         let mut app = app;
+        // Stopped, the fake IAM has heard all it ever will.
         app.stop().await;
+        assert_eq!(app.iam_actions("grant", &id).await, 1);
         let store = app.open_store();
         let far_future = chrono::Utc::now() + chrono::Duration::days(365);
-        let jobs = jitbot::store::Store::due_jobs(&store, far_future, 1000, &|_| false)
+        let jobs = jitbot::store::Store::due_jobs(&*store, far_future, 1000, &|_| false)
             .unwrap()
             .jobs;
         let expiry_jobs = jobs
@@ -105,7 +106,7 @@ async fn a_double_click_grants_once() {
             .filter(|j| matches!(&j.kind, jitbot::domain::job::JobKind::Expire { request } if request.as_str() == id))
             .count();
         (
-            jitbot::store::Store::audit_events(&store, 0, 1000).unwrap(),
+            jitbot::store::Store::audit_events(&*store, 0, 1000).unwrap(),
             expiry_jobs,
         )
     };
@@ -175,14 +176,32 @@ async fn members_of_an_approver_user_group_can_approve() {
     let lookups = app.slack_calls("usergroups.users.list").await;
     assert_eq!(lookups[0]["usergroup"], "S0DBAS");
 
-    // Someone who left the group can no longer approve.
+    // Someone who left the group a moment ago can no longer approve: the
+    // membership is asked of Slack when the click is decided, not taken
+    // from what was seen a minute ago.
+    app.user_groups
+        .lock()
+        .unwrap()
+        .insert("S0DBAS".into(), vec!["U0NEWDBA".into()]);
     let other = app.request("U0ALICE", "request prod-db 1h second").await;
-    app.approve("U0NOTDBA", &other).await;
+    app.approve("U0GROUPDBA", &other).await;
     let told = eventually("the refusal", || async {
-        app.ephemerals_to("U0NOTDBA").await.pop()
+        app.ephemerals_to("U0GROUPDBA").await.pop()
     })
     .await;
     assert!(told.contains("You are not an approver"), "{told}");
+    let refused = app.audit_details("DecisionRefused").await;
+    assert!(
+        refused.iter().any(|d| d.contains("not an approver")),
+        "{refused:?}"
+    );
+    assert_eq!(app.iam_actions("grant", &other).await, 0);
+    // The one who joined may.
+    app.approve("U0NEWDBA", &other).await;
+    eventually("the grant by the new member", || async {
+        (app.iam_actions("grant", &other).await == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
 
     let at = console.expect_after(0, "you are slack:U0ALICE").await;
     console
-        .type_line("/jit request quick 4s trying the console")
+        .type_line("/jit request quick 12s trying the console")
         .await;
     let at = console.expect_after(at, "── #C0APPROVALS ──").await;
     let at = console.expect_after(at, "[1] Approve R-").await;

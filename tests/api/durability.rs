@@ -37,8 +37,11 @@ async fn an_approval_after_a_restart_still_works() {
 #[tokio::test]
 async fn a_grant_is_revoked_when_it_expires() {
     let app = TestApp::spawn().await;
-    let id = app.request("U0ALICE", "request quick 2s short task").await;
+    let id = app.request("U0ALICE", "request quick 5m short task").await;
     app.approve("U0LEAD", &id).await;
+    app.until_active(&id).await;
+    assert_eq!(app.iam_actions("revoke", &id).await, 0, "not before its end");
+    app.advance_past_end(&id).await;
     eventually("the revoke", || async {
         (app.iam_actions("revoke", &id).await == 1).then_some(())
     })
@@ -59,18 +62,13 @@ async fn a_grant_is_revoked_when_it_expires() {
 #[tokio::test]
 async fn overlapping_grants_keep_access_until_the_last_one_ends() {
     let app = TestApp::spawn().await;
-    let short = app.request("U0ALICE", "request quick 2s first").await;
+    let short = app.request("U0ALICE", "request quick 2m first").await;
     app.approve("U0LEAD", &short).await;
-    eventually("the first grant", || async {
-        (app.iam_actions("grant", &short).await == 1).then_some(())
-    })
-    .await;
+    app.until_active(&short).await;
     let long = app.request("U0ALICE", "request quick 5m second").await;
     app.approve("U0LEAD", &long).await;
-    eventually("the second grant", || async {
-        (app.iam_actions("grant", &long).await == 1).then_some(())
-    })
-    .await;
+    app.until_active(&long).await;
+    app.advance_past_end(&short).await;
     eventually("the first grant to expire", || async {
         app.dms_to("U0ALICE")
             .await
@@ -84,6 +82,13 @@ async fn overlapping_grants_keep_access_until_the_last_one_ends() {
         "access is still covered by the second grant"
     );
     assert_eq!(app.iam_actions("revoke", &long).await, 0);
+    // When the last grant ends, the access goes.
+    app.advance_past_end(&long).await;
+    eventually("the revoke at the last end", || async {
+        (app.iam_actions("revoke", &long).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(app.iam_actions("revoke", &short).await, 0);
 }
 
 #[tokio::test]
@@ -100,18 +105,16 @@ approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
 "#
     );
-    let mut app = TestApp::spawn_with(&policy).await;
-    let short = app.request("U0ALICE", "request quick 2s first").await;
+    let app = TestApp::spawn_with(&policy).await;
+    let short = app.request("U0ALICE", "request quick 2m first").await;
     app.approve("U0LEAD", &short).await;
     let long = app
         .request("U0ALICE", "request quick-oncall 5m paged")
         .await;
     app.approve("U0LEAD", &long).await;
-    eventually("both grants", || async {
-        (app.iam_actions("grant", &short).await == 1 && app.iam_actions("grant", &long).await == 1)
-            .then_some(())
-    })
-    .await;
+    app.until_active(&short).await;
+    app.until_active(&long).await;
+    app.advance_past_end(&short).await;
     eventually("the short grant to expire", || async {
         app.dms_to("U0ALICE")
             .await
@@ -120,8 +123,7 @@ channel = "C0APPROVALS"
     })
     .await;
     assert_eq!(app.iam_actions("revoke", &short).await, 0);
-    app.stop().await;
-    let expired = app.audit_details("Expired");
+    let expired = app.audit_details("Expired").await;
     assert!(
         expired
             .iter()
@@ -190,8 +192,10 @@ async fn a_failing_revoke_is_retried_alerted_and_finally_done() {
         .with_priority(1)
         .mount(&app.iam)
         .await;
-    let id = app.request("U0ALICE", "request quick 1s short task").await;
+    let id = app.request("U0ALICE", "request quick 1m short task").await;
     app.approve("U0LEAD", &id).await;
+    app.until_active(&id).await;
+    app.advance_past_end(&id).await;
     let notices = |needle: &'static str| {
         let app = &app;
         async move {

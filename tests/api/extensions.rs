@@ -9,12 +9,17 @@ use crate::helpers::{eventually, request_id_in, TestApp};
 async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
     let app = TestApp::spawn().await;
     let id = app
-        .request("U0ALICE", "request extendable 5s long migration")
+        .request("U0ALICE", "request extendable 5m long migration")
         .await;
     let grant = format!("G-{}", &id[2..]);
+    // The end is fixed by the approval; time stands still for the grant
+    // from here on unless this test moves the server's clock.
     app.approve("U0LEAD", &id).await;
+    app.until_active(&id).await;
+    let original_end = app.expires_at(&id).await;
 
     // Three seconds before the end: a DM with an Extend button.
+    app.advance_to(original_end - chrono::Duration::seconds(3));
     let warning = eventually("the expiry warning", || async {
         app.slack_calls("chat.postMessage")
             .await
@@ -75,7 +80,7 @@ async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
         text.contains("Extension request for extendable") && text.contains(&grant),
         "{text}"
     );
-    assert!(text.contains("Total with this*\\n1m5s"), "{text}");
+    assert!(text.contains("Total with this*\\n6m"), "{text}");
 
     app.approve("U0LEAD", &extension).await;
     let dm = app
@@ -83,17 +88,34 @@ async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
         .await;
     assert!(dm.contains(&grant));
 
-    // Past the original end: still granted, never revoked in between.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(app.iam_actions("revoke", &id).await, 0);
+    let new_end = app.expires_at(&id).await;
+    assert_eq!(new_end - original_end, chrono::Duration::minutes(1));
+
+    // Past the original end, then to the new one: the only revoke comes at
+    // the new end, so none happened in between.
+    app.advance_to(original_end + chrono::Duration::seconds(5));
+    app.advance_past_end(&id).await;
+    eventually("the revoke at the new end", || async {
+        (app.iam_actions("revoke", &id).await == 1).then_some(())
+    })
+    .await;
+    let expired = app
+        .audit_export()
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "expired" && e["request"] == id.as_str())
+        .expect("the expiry is audited");
+    let expired_at: chrono::DateTime<chrono::Utc> =
+        expired["at"].as_str().unwrap().parse().unwrap();
+    assert!(expired_at >= new_end, "revoked at {expired_at}, before {new_end}");
     assert_eq!(app.iam_actions("grant", &id).await, 1);
     assert_eq!(
         app.iam_calls().await.len(),
-        1,
-        "the extension called no provider"
+        2,
+        "the extension called no provider: one grant, one revoke"
     );
     let list = app.command_text("U0ALICE", "C0GENERAL", "list").await;
-    assert!(list.contains(&format!("active as {grant}")), "{list}");
+    assert!(list.contains(&format!("{id} extendable (5m) — expired")), "{list}");
     assert!(
         list.contains(&format!("{extension} extendable (1m) — extended")),
         "{list}"

@@ -127,7 +127,7 @@ provider = "iam"
 target = "esc_rw"
 approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
-escalate_after = "2s"
+escalate_after = "10m"
 escalate_to = ["U0HEAD"]
 
 [[groups]]
@@ -136,7 +136,7 @@ provider = "iam"
 target = "hasty_rw"
 approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
-pending_timeout = "2s"
+pending_timeout = "10m"
 
 [[groups]]
 name = "broken"
@@ -256,6 +256,10 @@ pub(crate) struct TestApp {
     /// sets others before restarting).
     pub(crate) user_limits: jitbot::domain::quota::FilingLimits,
     max_in_flight: usize,
+    /// The store, read after the server stopped (see [`TestApp::open_store`]).
+    stopped_store: Mutex<Option<Arc<jitbot::store::SledStore>>>,
+    /// The server's clock: the wall clock, moved forward by [`TestApp::advance`].
+    pub(crate) clock: Arc<jitbot::clock::ShiftedClock>,
 }
 
 impl TestApp {
@@ -335,6 +339,8 @@ impl TestApp {
             server: None,
             user_limits,
             max_in_flight,
+            stopped_store: Mutex::new(None),
+            clock: Arc::default(),
         };
         app.teams = teams;
         app.start().await;
@@ -342,6 +348,8 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
+        // The server opens the store itself; the test's handle goes first.
+        self.stopped_store.lock().unwrap().take();
         let policy =
             jitbot::config::policy::parse(&self.policy_text).expect("test policy is valid");
         let slack_api = format!("{}/api", self.slack.uri());
@@ -370,6 +378,7 @@ impl TestApp {
             ],
             user_limits: self.user_limits,
             max_in_flight: self.max_in_flight,
+            clock: self.clock.clone(),
         };
         let running = server::start(parts, listener).await.expect("server starts");
         self.addr = running.addr;
@@ -385,6 +394,15 @@ impl TestApp {
     pub(crate) async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Make `by` pass on the server's clock at once, and have its workers
+    /// look again: what falls due meanwhile happens now.
+    pub(crate) fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        if let Some(server) = &self.server {
+            server.wake_workers();
         }
     }
 
@@ -507,7 +525,7 @@ impl TestApp {
         self.slack
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("the fake records the requests it gets")
             .iter()
             .filter(|r| r.url.path() == wanted)
             .map(form_or_json)
@@ -519,7 +537,7 @@ impl TestApp {
         self.iam
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("the fake records the requests it gets")
             .iter()
             .filter(|r| r.url.path() == "/jit")
             .map(|r| {
@@ -631,6 +649,64 @@ impl TestApp {
         }
     }
 
+    /// Wait until every message owed is delivered (the outbox is empty):
+    /// from then on, what the fakes received is all that the work done so
+    /// far will ever send.
+    pub(crate) async fn until_outbox_empty(&self) {
+        eventually("the outbox to be delivered", || async {
+            let metrics = self
+                .http
+                .get(self.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|line| line == "jitbot_outbox_depth 0")
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Request `id` as the API shows it to an admin.
+    pub(crate) async fn request_json(&self, id: &str) -> Value {
+        self.http
+            .get(self.url(&format!("/api/v1/requests/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// When request `id`'s access ends, on the server's clock.
+    pub(crate) async fn expires_at(&self, id: &str) -> chrono::DateTime<chrono::Utc> {
+        let request = self.request_json(id).await;
+        request["expires_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} has no end yet: {request}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Move the server's clock to `at` (if it is not there yet) and wake
+    /// its workers.
+    pub(crate) fn advance_to(&self, at: chrono::DateTime<chrono::Utc>) {
+        let now = jitbot::clock::Clock::now(&*self.clock);
+        self.advance((at - now).to_std().unwrap_or_default());
+    }
+
+    /// Move the server's clock just past the end of request `id`'s access.
+    pub(crate) async fn advance_past_end(&self, id: &str) {
+        let end = self.expires_at(id).await;
+        self.advance_to(end + chrono::Duration::seconds(1));
+    }
+
     /// Wait until request `id` is active (granted and recorded), asking the
     /// API as an admin.
     pub(crate) async fn until_active(&self, id: &str) {
@@ -669,20 +745,78 @@ impl TestApp {
             .collect()
     }
 
-    /// Audit events with this action name, as the store holds them.
-    pub(crate) fn audit_details(&self, action: &str) -> Vec<String> {
-        let store = self.open_store();
-        jitbot::store::Store::audit_events(&store, 0, usize::MAX)
-            .unwrap()
+    /// The details of the audit events with this action (`"StandingRevoked"`):
+    /// exported through the API while the server runs, read from the one
+    /// store handle once it is stopped.
+    pub(crate) async fn audit_details(&self, action: &str) -> Vec<String> {
+        if self.server.is_none() {
+            return jitbot::store::Store::audit_events(&*self.open_store(), 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .filter(|e| format!("{:?}", e.action) == action)
+                .map(|e| e.detail)
+                .collect();
+        }
+        let wanted = snake_case(action);
+        self.audit_export()
+            .await
             .into_iter()
-            .filter(|e| format!("{:?}", e.action) == action)
-            .map(|e| e.detail)
+            .filter(|e| e["action"] == wanted.as_str())
+            .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
             .collect()
     }
 
-    pub(crate) fn open_store(&self) -> jitbot::store::SledStore {
-        jitbot::store::SledStore::open(self.data_dir.path()).expect("store opens (server stopped)")
+    /// Every audit event, oldest first, as `GET /api/v1/audit` exports it.
+    pub(crate) async fn audit_export(&self) -> Vec<Value> {
+        let text = self
+            .http
+            .get(self.url("/api/v1/audit"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("each audit line is JSON"))
+            .collect()
     }
+
+    /// The store, for what the API does not show, once the server is
+    /// stopped: one handle, opened on first use and closed by the next
+    /// start.
+    pub(crate) fn open_store(&self) -> Arc<jitbot::store::SledStore> {
+        assert!(
+            self.server.is_none(),
+            "read the store through the API while the server runs"
+        );
+        let mut handle = self.stopped_store.lock().unwrap();
+        handle
+            .get_or_insert_with(|| {
+                Arc::new(
+                    jitbot::store::SledStore::open(self.data_dir.path())
+                        .expect("the stopped server's store opens"),
+                )
+            })
+            .clone()
+    }
+}
+
+/// `StandingRevoked` → `standing_revoked`, as the API names audit actions.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Slack's signing scheme, written out independently of jitbot's verifier:

@@ -154,7 +154,9 @@ async fn bad_requests_are_refused_with_reasons_and_file_nothing() {
         .as_str()
         .unwrap()
         .starts_with("invalid JSON body"));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Nothing was filed, so no card can ever follow.
+    let filed = app.audit_details("Requested").await;
+    assert!(filed.is_empty(), "{filed:?}");
     assert!(app.slack_calls("chat.postMessage").await.is_empty());
 }
 
@@ -224,6 +226,12 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
         .api("POST", &release_path, Some(ADMIN_TOKEN), None)
         .await;
     assert_eq!(status, 403);
+    assert_eq!(
+        app.request_json(&second).await["state"],
+        "active",
+        "a refused release changes nothing"
+    );
+    assert!(app.audit_details("EndRequested").await.len() == 1, "only the admin revoke");
     let (status, _) = app.api("POST", &release_path, Some(USER_TOKEN), None).await;
     assert_eq!(status, 202);
     eventually("the release", || async {
@@ -273,6 +281,10 @@ async fn admins_manage_mappings_over_the_api() {
         )
         .await;
     assert_eq!(status, 403);
+    assert!(
+        app.audit_details("MappingAdded").await.is_empty(),
+        "a refused change changes nothing"
+    );
     let (status, body) = app
         .api(
             "PUT",
@@ -293,6 +305,11 @@ async fn admins_manage_mappings_over_the_api() {
         )
         .await;
     assert_eq!(status, 200);
+    assert_eq!(
+        app.audit_details("MappingAdded").await.len(),
+        1,
+        "mapping again is no second change"
+    );
     let (status, body) = app
         .api(
             "PUT",
@@ -341,6 +358,18 @@ async fn admins_manage_mappings_over_the_api() {
         )
         .await;
     assert_eq!(status, 204);
+    let (_, listed) = app
+        .api("GET", "/api/v1/mappings", Some(ADMIN_TOKEN), None)
+        .await;
+    assert!(
+        listed.as_array().unwrap().iter().all(|m| m["source"] == "policy"),
+        "{listed}"
+    );
+    assert_eq!(app.audit_details("MappingRemoved").await.len(), 1);
+    // The policy's channel gets the group's cards again.
+    let id = app.request("U0ALICE", "request prod-db 1h after unmapping").await;
+    let card = eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
+    assert_eq!(card["channel"], "C0APPROVALS");
     let (status, _) = app
         .api(
             "DELETE",
@@ -350,6 +379,7 @@ async fn admins_manage_mappings_over_the_api() {
         )
         .await;
     assert_eq!(status, 404);
+    assert_eq!(app.audit_details("MappingRemoved").await.len(), 1);
 }
 
 #[tokio::test]

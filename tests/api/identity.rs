@@ -87,7 +87,9 @@ async fn a_user_without_a_principal_is_told_when_asking_and_nothing_is_filed() {
         answer.contains("no Teams AAD object id that the `by-aad` provider could use"),
         "{answer}"
     );
-    // Give the outbox a moment: no card may appear for either.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Nothing was filed (the store's audit holds no request), so no card
+    // can ever be posted for either.
+    let filed = app.audit_details("Requested").await;
+    assert!(filed.is_empty(), "{filed:?}");
     assert!(app.slack_calls("chat.postMessage").await.is_empty());
 }

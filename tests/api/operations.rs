@@ -35,7 +35,7 @@ async fn metrics_follow_requests_decisions_revocations_and_failures() {
     let app = TestApp::spawn().await;
     // Slack throttles the first card once.
     app.throttle_next_slack_post().await;
-    let id = app.request("U0ALICE", "request quick 2s metrics").await;
+    let id = app.request("U0ALICE", "request quick 10m metrics").await;
     app.approve("U0BOB", &id).await; // not an approver: refused
     app.approve("U0LEAD", &id).await;
     let refused = app
@@ -61,6 +61,7 @@ async fn metrics_follow_requests_decisions_revocations_and_failures() {
     })
     .await;
     assert_eq!(sample(&during, "jitbot_grants_expiring_soon"), Some(1.0));
+    app.advance_past_end(&id).await;
 
     let (status, text) = eventually("the expiry to be counted", || async {
         let (status, text) = get(&app, "/metrics").await;

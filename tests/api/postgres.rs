@@ -78,21 +78,21 @@ async fn until_members(pg: &PgFixture, role: &str, wanted: &[&str]) {
 #[tokio::test]
 async fn postgres_role_is_granted_on_approval_and_revoked_at_expiry() {
     let (pg, rw, alice) = target_and_alice().await;
-    let mut app = TestApp::spawn_with(&policy(&pg, false, "off")).await;
+    let app = TestApp::spawn_with(&policy(&pg, false, "off")).await;
 
     let id = app
-        .request("U0ALICE", "request pgdb 3s checking replication lag")
+        .request("U0ALICE", "request pgdb 5m checking replication lag")
         .await;
     assert!(pg.members(&rw).await.is_empty(), "nothing before approval");
     app.approve("U0LEAD", &id).await;
     // The principal comes from the template: the email's local part (from
     // users.info) behind this test's prefix.
     until_members(&pg, &rw, &[&alice]).await;
+    app.until_active(&id).await;
+    app.advance_past_end(&id).await;
     until_members(&pg, &rw, &[]).await;
     app.wait_for_dm("U0ALICE", "the expiry DM", "expired").await;
-
-    app.stop().await;
-    let granted = app.audit_details("Granted");
+    let granted = app.audit_details("Granted").await;
     assert!(
         granted
             .iter()
@@ -106,9 +106,10 @@ async fn postgres_open_sessions_are_cut_at_expiry_when_asked() {
     let (pg, rw, alice) = target_and_alice().await;
     let app = TestApp::spawn_with(&policy(&pg, true, "off")).await;
 
-    let id = app.request("U0ALICE", "request pgdb 3s hotfix").await;
+    let id = app.request("U0ALICE", "request pgdb 5m hotfix").await;
     app.approve("U0LEAD", &id).await;
     until_members(&pg, &rw, &[&alice]).await;
+    app.until_active(&id).await;
 
     // Alice opens a session and uses the role, as she would with psql.
     let session = pg::connect(&pg::url_as(&alice)).await.unwrap();
@@ -117,6 +118,7 @@ async fn postgres_open_sessions_are_cut_at_expiry_when_asked() {
         .await
         .expect("the granted role can be used");
 
+    app.advance_past_end(&id).await;
     until_members(&pg, &rw, &[]).await;
     eventually("the open session to be ended", || async {
         session
@@ -256,7 +258,7 @@ async fn postgres_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allo
         pg.create_role(login, true).await;
     }
     pg.grant_by_hand(&rw, &svc).await;
-    let mut app = TestApp::spawn_with(&policy(&pg, false, "enforce")).await;
+    let app = TestApp::spawn_with(&policy(&pg, false, "enforce")).await;
 
     let id = app.request("U0ALICE", "request pgdb 1m on call").await;
     app.approve("U0LEAD", &id).await;
@@ -281,12 +283,10 @@ async fn postgres_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allo
     assert!(!notice.contains(&alice), "{notice}");
     app.wait_for_dm("U0BOB", "the DM to the holder", "standing access to `pgdb`")
         .await;
-
-    app.stop().await;
-    let revoked = app.audit_details("StandingRevoked");
+    let revoked = app.audit_details("StandingRevoked").await;
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert!(revoked[0].contains(&bob), "{revoked:?}");
-    assert!(!app.audit_details("SweepRan").is_empty());
+    assert!(!app.audit_details("SweepRan").await.is_empty());
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! was down is done within seconds of its start, exactly once; SIGTERM
 //! stops it cleanly.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +41,9 @@ const HOOK_SECRET: &str = "process-test-webhook-secret";
 const API_TOKEN: &str = "process-test-api-token-0123456789";
 
 impl Bot {
-    fn command(dir: &Path, port: u16, slack: &str) -> Command {
+    /// The binary, told to listen on a port the system chooses (it prints
+    /// which on stdout), so no test races another for a free port.
+    fn command(dir: &Path, slack: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_jitbot"));
         command
             .arg("serve")
@@ -53,34 +54,49 @@ impl Bot {
             .env("SLACK_API_URL", format!("{slack}/api"))
             .env("JITBOT_CONFIG", dir.join("policy.toml"))
             .env("JITBOT_DATA_DIR", dir.join("data"))
-            .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("JITBOT_LISTEN", "127.0.0.1:0")
             .env("JITBOT_API_TOKENS", format!("U0ADMIN:admin:{API_TOKEN}"))
             .env("TEST_HOOK_SECRET", HOOK_SECRET)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         command
     }
 
-    async fn start(dir: &Path, port: u16, slack: &str) -> Bot {
-        Self::started(Self::command(dir, port, slack), port).await
+    async fn start(dir: &Path, slack: &str) -> Bot {
+        Self::started(Self::command(dir, slack)).await
     }
 
     /// Started with JSON logs at debug level written to `log`.
-    async fn start_logging_json(dir: &Path, port: u16, slack: &str, log: &Path) -> Bot {
-        let mut command = Self::command(dir, port, slack);
+    async fn start_logging_json(dir: &Path, slack: &str, log: &Path) -> Bot {
+        let mut command = Self::command(dir, slack);
         command
             .env("JITBOT_LOG_FORMAT", "json")
             .env("RUST_LOG", "debug")
             .stderr(std::fs::File::create(log).unwrap());
-        Self::started(command, port).await
+        Self::started(command).await
     }
 
-    async fn started(mut command: Command, port: u16) -> Bot {
-        let child = command.spawn().expect("the jitbot binary starts");
+    async fn started(mut command: Command) -> Bot {
+        let mut child = command.spawn().expect("the jitbot binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let addr = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let addr = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|line| line.strip_prefix("jitbot listening on ").map(str::to_string));
+            // Keep reading, so the process never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            addr
+        })
+        .await
+        .unwrap()
+        .expect("the bot says where it listens");
         let bot = Bot {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{addr}"),
         };
         let client = reqwest::Client::new();
         let health = format!("{}/healthz", bot.url);
@@ -124,18 +140,11 @@ impl Drop for Bot {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn revokes(iam: &MockServer) -> usize {
     iam.received_requests()
         .await
-        .unwrap_or_default()
+        .expect("the fake records the requests it gets")
         .iter()
         .filter(|r| {
             serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["action"] == "revoke"
@@ -174,14 +183,12 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
-    let port = free_port();
-
-    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
         ("user_name", "alice"),
         ("channel_id", "C0GENERAL"),
-        ("text", "request quick 3s crash test"),
+        ("text", "request quick 10s crash test"),
     ])
     .unwrap();
     let answer: serde_json::Value = bot
@@ -204,17 +211,26 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         slack
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("the fake records the requests it gets")
             .iter()
             .any(|r| String::from_utf8_lossy(&r.body).contains("is live until"))
             .then_some(())
     })
     .await;
 
-    // SIGKILL before the grant ends, and stay down past its end.
-    let killed_at = Instant::now();
+    // SIGKILL before the grant ends, and stay down past its end (as the
+    // store recorded it) — by however long that takes on this machine.
+    let end: chrono::DateTime<chrono::Utc> = request_state(&bot, &id).await["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     drop(bot);
-    tokio::time::sleep(Duration::from_secs(4).saturating_sub(killed_at.elapsed())).await;
+    assert!(chrono::Utc::now() < end, "killed while the grant was live");
+    let past_end = (end + chrono::Duration::seconds(1) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(past_end).await;
     assert_eq!(
         revokes(&iam).await,
         0,
@@ -222,15 +238,17 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
     );
 
     let started = Instant::now();
-    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
     eventually("the overdue revoke", || async {
         (revokes(&iam).await >= 1).then_some(())
     })
     .await;
     let lag = started.elapsed();
     eprintln!("overdue revoke done {lag:?} after the restart began");
+    // Overdue work runs at start, not at the next look at the due-index
+    // (30 s); the bound is generous, the benchmark measures the real lag.
     assert!(
-        lag < Duration::from_secs(3),
+        lag < Duration::from_secs(15),
         "revoked {lag:?} after the restart"
     );
 
@@ -245,6 +263,7 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
     assert_eq!(status.code(), Some(0));
 
     assert_eq!(revokes(&iam).await, 1, "revoked exactly once");
+    // The process has exited: its store can be opened here.
     let store = jitbot::store::SledStore::open(&dir.path().join("data")).unwrap();
     let events = jitbot::store::Store::audit_events(&store, 0, 1000).unwrap();
     let expired = events
@@ -252,7 +271,10 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         .filter(|e| e.action == jitbot::domain::audit::AuditAction::Expired)
         .count();
     assert_eq!(expired, 1);
-    assert!(jitbot::store::Store::verify_audit(&store).unwrap().is_ok());
+    // requested, approved, granted, expired: the chain holds every one.
+    let verified = jitbot::store::Store::verify_audit(&store).unwrap();
+    assert_eq!(verified, Ok(events.len() as u64));
+    assert!(events.len() >= 4, "{events:?}");
 }
 
 #[tokio::test]
@@ -265,15 +287,29 @@ async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
         )
         .mount(&slack)
         .await;
+    // The IAM refuses the first grant, so its signed call, the failure and
+    // the retry all go through the log.
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&iam)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("policy.toml"),
-        POLICY.replace("{IAM}", "http://127.0.0.1:9"),
+        POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
-    let port = free_port();
     let log = dir.path().join("jitbot.log");
-    let mut bot = Bot::start_logging_json(dir.path(), port, &slack.uri(), &log).await;
+    let mut bot = Bot::start_logging_json(dir.path(), &slack.uri(), &log).await;
 
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
@@ -282,7 +318,30 @@ async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
         ("text", "request quick 1m logging test"),
     ])
     .unwrap();
-    assert_eq!(bot.post("/slack/commands", command).await.status(), 200);
+    let answer: serde_json::Value = bot
+        .post("/slack/commands", command)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
+    let click = json!({
+        "type": "block_actions",
+        "user": { "id": "U0LEAD", "username": "lead" },
+        "channel": { "id": "C0APPROVALS" },
+        "actions": [{ "action_id": "jit_approve", "value": id }],
+    });
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    // Signed with the webhook secret, refused once, then granted.
+    eventually("the signed grant, retried", || async {
+        let calls = iam
+            .received_requests()
+            .await
+            .expect("the fake records the requests it gets");
+        (calls.len() >= 2).then_some(())
+    })
+    .await;
     // A forged request and API calls with and without the right token.
     let forged = reqwest::Client::new()
         .post(format!("{}/slack/commands", bot.url))
@@ -322,7 +381,7 @@ async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
         (!slack
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("the fake records the requests it gets")
             .is_empty())
         .then_some(())
     })
@@ -392,8 +451,7 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
         POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
-    let port = free_port();
-    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
         ("user_name", "alice"),
@@ -417,7 +475,7 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
     let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
     assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
     eventually("the grant call", || async {
-        (!iam.received_requests().await.unwrap_or_default().is_empty()).then_some(())
+        (!iam.received_requests().await.expect("the fake records the requests it gets").is_empty()).then_some(())
     })
     .await;
     let approved = request_state(&bot, &id).await;
@@ -442,7 +500,7 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
         .mount(&iam)
         .await;
     let restarted_at = chrono::Utc::now();
-    let bot = Bot::start(dir.path(), port, &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
     let active = eventually("the grant to be recorded", || async {
         let state = request_state(&bot, &id).await;
         (state["state"] == "active").then_some(state)

@@ -67,7 +67,7 @@ fn assert_signed(request: &Request) {
 #[tokio::test]
 async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
     let holders = Holders(Arc::new(Mutex::new(vec!["svc-backup".to_string()])));
-    let mut app = TestApp::spawn_with(POLICY).await;
+    let app = TestApp::spawn_with(POLICY).await;
     Mock::given(method("GET"))
         .and(path("/holders"))
         .respond_with(holders.clone())
@@ -90,7 +90,7 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
         app.iam
             .received_requests()
             .await
-            .unwrap_or_default()
+            .expect("the fake records the requests it gets")
             .into_iter()
             .find(|r| r.url.path() == "/jit" && is_revoke(&r.body))
     })
@@ -118,19 +118,21 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
     assert!(notice.contains("`mallory`"), "{notice}");
     // The IAM keeps listing mallory (it is a fake); every sweep tries again,
     // but alice's grant and the allow-listed account are never touched.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let revoked: Vec<Value> = app
-        .iam_calls()
-        .await
-        .into_iter()
-        .filter(|(b, _)| b["action"] == "revoke")
-        .map(|(b, _)| b["principal"].clone())
-        .collect();
-    assert!(revoked.len() >= 2, "{revoked:?}");
+    let revoked: Vec<Value> = eventually("a second sweep's revoke", || async {
+        let revoked: Vec<Value> = app
+            .iam_calls()
+            .await
+            .into_iter()
+            .filter(|(b, _)| b["action"] == "revoke")
+            .map(|(b, _)| b["principal"].clone())
+            .collect();
+        (revoked.len() >= 2).then_some(revoked)
+    })
+    .await;
     assert!(revoked.iter().all(|p| p == "mallory"), "{revoked:?}");
 
-    app.stop().await;
-    let removed = app.audit_details("StandingRevoked");
+    let removed = app.audit_details("StandingRevoked").await;
+    assert!(!removed.is_empty());
     assert!(
         removed
             .iter()
@@ -148,7 +150,7 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
         .mount(&app.iam)
         .await;
     eventually("two failed sweeps", || async {
-        let queries = app.iam.received_requests().await.unwrap_or_default();
+        let queries = app.iam.received_requests().await.expect("the fake records the requests it gets");
         (queries
             .iter()
             .filter(|r| r.url.path() == "/holders")
@@ -166,7 +168,7 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("HTTP 503"), "{warnings:?}");
-    let failed = app.audit_details("SweepFailed");
+    let failed = app.audit_details("SweepFailed").await;
     assert!(failed.len() >= 2, "{failed:?}");
     assert!(app
         .iam_calls()

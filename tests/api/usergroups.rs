@@ -38,16 +38,22 @@ async fn racing_grants_to_one_user_group_both_land_and_both_end() {
     // Slack is slow to list members, so unserialised updates would overlap
     // and the second write would drop the first user.
     let (alice, bob) = tokio::join!(
-        app.request("U0ALICE", "request pager 3s taking the pager"),
-        app.request("U0BOB", "request pager 3s second pair of hands"),
+        app.request("U0ALICE", "request pager 10m taking the pager"),
+        app.request("U0BOB", "request pager 10m second pair of hands"),
     );
     assert_ne!(alice, bob);
-    eventually("both users in the group", || async {
-        (sorted(app.user_group("S0ONCALL")) == ["U0ALICE", "U0BOB", "U0LEAD"]).then_some(())
-    })
-    .await;
+    app.until_active(&alice).await;
+    app.until_active(&bob).await;
+    assert_eq!(
+        sorted(app.user_group("S0ONCALL")),
+        ["U0ALICE", "U0BOB", "U0LEAD"],
+        "both granted, neither write lost"
+    );
     let updates = app.slack_calls("usergroups.users.update").await;
+    assert_eq!(updates.len(), 2, "{updates:?}");
     assert!(updates.iter().all(|u| u["usergroup"] == "S0ONCALL"));
+    app.advance_past_end(&alice).await;
+    app.advance_past_end(&bob).await;
 
     eventually(
         "both removed at expiry, the standing member kept",
@@ -72,7 +78,7 @@ async fn racing_grants_to_one_user_group_both_land_and_both_end() {
 
 #[tokio::test]
 async fn a_report_sweep_names_members_without_a_grant_and_changes_nothing() {
-    let mut app = TestApp::spawn_with(&POLICY.replace("{SWEEP}", "report")).await;
+    let app = TestApp::spawn_with(&POLICY.replace("{SWEEP}", "report")).await;
     // U0LEAD is in the group without a grant: standing access.
     let notice = app
         .wait_for_notice(
@@ -88,9 +94,7 @@ async fn a_report_sweep_names_members_without_a_grant_and_changes_nothing() {
     assert!(notice.contains("Report only"), "{notice}");
     assert_eq!(app.user_group("S0ONCALL"), ["U0LEAD"]);
     assert!(app.slack_calls("usergroups.users.update").await.is_empty());
-
-    app.stop().await;
-    let ran = app.audit_details("SweepRan");
+    let ran = app.audit_details("SweepRan").await;
     assert_eq!(ran.len(), 1, "one sweep per interval: {ran:?}");
     assert!(ran[0].contains("without a grant: [U0LEAD]"), "{ran:?}");
 }
