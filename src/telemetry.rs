@@ -4,7 +4,9 @@
 //! the tests — never mix their numbers.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::clock::{Clock, SystemClock};
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
@@ -179,23 +181,29 @@ impl Metrics {
     }
 }
 
-/// Heartbeats of the background workers, for `/readyz`.
-#[derive(Debug)]
+/// Heartbeats of the background workers, for `/readyz`, on the engine's
+/// clock (so that readiness and the work it watches agree on the time).
 pub struct Health {
+    clock: Arc<dyn Clock>,
     scheduler_beat: AtomicI64,
     outbox_beat: AtomicI64,
     /// When the outbox last delivered (or dropped) something.
     outbox_progress: AtomicI64,
 }
 
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("scheduler_seen", &self.scheduler_seen())
+            .field("outbox_seen", &self.outbox_seen())
+            .field("outbox_progressed", &self.outbox_progressed())
+            .finish()
+    }
+}
+
 impl Default for Health {
     fn default() -> Self {
-        let now = Utc::now().timestamp_millis();
-        Health {
-            scheduler_beat: AtomicI64::new(0),
-            outbox_beat: AtomicI64::new(0),
-            outbox_progress: AtomicI64::new(now),
-        }
+        Health::new(Arc::new(SystemClock))
     }
 }
 
@@ -206,13 +214,27 @@ fn at(millis: i64) -> Option<DateTime<Utc>> {
 }
 
 impl Health {
+    pub fn new(clock: Arc<dyn Clock>) -> Health {
+        let now = clock.now().timestamp_millis();
+        Health {
+            clock,
+            scheduler_beat: AtomicI64::new(0),
+            outbox_beat: AtomicI64::new(0),
+            outbox_progress: AtomicI64::new(now),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     pub fn scheduler_alive(&self) {
         self.scheduler_beat
-            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+            .store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
     }
 
     pub fn outbox_alive(&self, progressed: bool) {
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now().timestamp_millis();
         self.outbox_beat.store(now, Ordering::Relaxed);
         if progressed {
             self.outbox_progress.store(now, Ordering::Relaxed);

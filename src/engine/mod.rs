@@ -128,6 +128,7 @@ impl Engine {
         wakers: Wakers,
     ) -> Engine {
         Engine {
+            health: Arc::new(Health::new(clock.clone())),
             clock,
             durability: Arc::new(GroupCommit::new(store.clone())),
             store,
@@ -137,7 +138,6 @@ impl Engine {
             chat: HashMap::new(),
             wakers,
             metrics: Arc::new(Metrics::new()),
-            health: Arc::new(Health::default()),
             limits: FilingLimits::default(),
         }
     }

@@ -92,7 +92,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let health = state.engine.health();
     let (waiting, oldest) = store.outbox_stats().unwrap_or((0, None));
     let (ready, lines) = readiness(&Observed {
-        now: chrono::Utc::now(),
+        now: state.engine.now(),
         store_ok,
         scheduler_seen: health.scheduler_seen(),
         outbox_seen: health.outbox_seen(),

@@ -19,6 +19,7 @@ mod operations;
 mod pg;
 mod postgres;
 mod process;
+mod promises;
 mod requests;
 mod slack_ingress;
 mod sweeps;

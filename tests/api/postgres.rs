@@ -353,3 +353,36 @@ async fn postgres_cli_sweep_dry_run_changes_nothing_then_enforces() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("there is no group nope"));
 }
+
+#[tokio::test]
+async fn postgres_a_server_that_hangs_is_cut_off_at_the_timeout() {
+    // A "server" that accepts connections and then says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket);
+        }
+    });
+    let url = format!("postgres://jitbot:secret@{addr}/app?sslmode=disable");
+    let provider = PostgresProvider::new("pg", &url, false, Duration::from_secs(1)).unwrap();
+    let started = std::time::Instant::now();
+    for outcome in [
+        provider.grant(&access("alice", "prod_rw")).await,
+        provider.revoke(&access("alice", "prod_rw")).await,
+    ] {
+        let error = outcome.unwrap_err();
+        assert!(
+            error.message.contains("did not answer") || error.message.contains("timed out"),
+            "{error}"
+        );
+        assert!(!error.message.contains("secret"), "{error}");
+    }
+    let holders = provider.holders("prod_rw").await.unwrap_err();
+    assert!(holders.message.contains(&addr.to_string()), "{holders}");
+    // Each call gave up at its deadline instead of waiting on the silence.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(!held.lock().unwrap().is_empty(), "the calls did reach the server");
+}

@@ -527,3 +527,65 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
         "revoked at {revoked_at}: the downtime lengthened the access"
     );
 }
+
+#[tokio::test]
+async fn a_request_acknowledged_just_before_a_kill_is_there_after_the_restart() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": "C0APPROVALS", "ts": "1.1" })),
+        )
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        POLICY.replace("{IAM}", "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    // Ten requests acknowledged as filed, then SIGKILL at once: no
+    // shutdown, no flush but the one each acknowledgement waited for.
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let command = serde_urlencoded::to_string([
+            ("user_id", format!("U0USER{n}")),
+            ("user_name", format!("user{n}")),
+            ("channel_id", "C0GENERAL".to_string()),
+            ("text", format!("request quick 5m acked {n}")),
+        ])
+        .unwrap();
+        let answer: serde_json::Value = bot
+            .post("/slack/commands", command)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let text = answer["text"].as_str().unwrap();
+        assert!(text.contains("is filed"), "{text}");
+        acked.push(request_id_in(text).unwrap());
+    }
+    drop(bot);
+
+    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    for id in &acked {
+        let state = request_state(&bot, id).await;
+        assert_eq!(state["state"], "pending", "{id}: {state}");
+    }
+    // And what was owed for them is delivered after the restart.
+    eventually("every card", || async {
+        let posted: Vec<String> = slack
+            .received_requests()
+            .await
+            .expect("the fake records the requests it gets")
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        acked
+            .iter()
+            .all(|id| posted.iter().any(|body| body.contains(id.as_str())))
+            .then_some(())
+    })
+    .await;
+}

@@ -1130,3 +1130,28 @@ async fn markdown_people_write_is_never_rendered_in_teams() {
         "shown as written: {dm}"
     );
 }
+
+#[tokio::test]
+async fn a_stale_activity_is_refused_even_with_a_good_token() {
+    let teams = Teams::start(&[]).await;
+    let stale = teams.activity(
+        ALICE,
+        &format!("a:personal-{ALICE}"),
+        true,
+        json!({
+            "text": "jit request cloud-admin 1h stale",
+            "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339(),
+        }),
+    );
+    let response = teams.send(&stale, Some(&teams.good_token())).await;
+    assert_eq!(response.status(), 401);
+    assert!(teams.app.audit_details("Requested").await.is_empty());
+    let fresh = teams.activity(
+        ALICE,
+        &format!("a:personal-{ALICE}"),
+        true,
+        json!({ "text": "jit request cloud-admin 1h fresh" }),
+    );
+    assert_eq!(teams.send(&fresh, Some(&teams.good_token())).await.status(), 200);
+    assert_eq!(teams.app.audit_details("Requested").await.len(), 1);
+}
