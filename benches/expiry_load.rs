@@ -49,8 +49,9 @@ default_duration = "1h"
 warn_before = "1s"
 "#;
 
-/// Revoke arrival times by request id, recorded by the fake IAM.
-type Revokes = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+/// Every revoke's arrival time, by request id, recorded by the fake IAM:
+/// all of them, so duplicates are counted, not folded into one.
+type Revokes = Arc<Mutex<HashMap<String, Vec<DateTime<Utc>>>>>;
 
 async fn start_fake_iam(revokes: Revokes) -> String {
     let app = axum::Router::new().route(
@@ -61,7 +62,12 @@ async fn start_fake_iam(revokes: Revokes) -> String {
                 let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 if value["action"] == "revoke" {
                     if let Some(id) = value["request_id"].as_str() {
-                        revokes.lock().unwrap().insert(id.to_string(), Utc::now());
+                        revokes
+                            .lock()
+                            .unwrap()
+                            .entry(id.to_string())
+                            .or_default()
+                            .push(Utc::now());
                     }
                 }
                 "ok"
@@ -217,6 +223,49 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// What the fake IAM saw, against the grants' ends.
+struct Tally {
+    /// Grants revoked at least once.
+    revoked: usize,
+    /// Grants never revoked: access that lingers.
+    missing: usize,
+    /// Grants whose first revoke came before their end.
+    early: usize,
+    /// Revokes beyond the first, summed over the grants.
+    duplicates: usize,
+    /// From each grant's end to its first revoke (early ones left out).
+    lags: Vec<Duration>,
+}
+
+impl Tally {
+    fn of(
+        ends: &[(String, DateTime<Utc>)],
+        revoked: &HashMap<String, Vec<DateTime<Utc>>>,
+    ) -> Tally {
+        let mut tally = Tally {
+            revoked: 0,
+            missing: 0,
+            early: 0,
+            duplicates: 0,
+            lags: Vec::new(),
+        };
+        for (id, end) in ends {
+            let Some(times) = revoked.get(id).filter(|t| !t.is_empty()) else {
+                tally.missing += 1;
+                continue;
+            };
+            tally.revoked += 1;
+            tally.duplicates += times.len() - 1;
+            let first = *times.iter().min().unwrap();
+            match (first - *end).to_std() {
+                Ok(lag) => tally.lags.push(lag),
+                Err(_) => tally.early += 1,
+            }
+        }
+        tally
+    }
+}
+
 /// Wait until `count` grants are revoked, or nothing happened for 30 s.
 async fn wait_for_all(revokes: &Revokes, count: usize, limit: Duration) {
     let started = Instant::now();
@@ -272,21 +321,18 @@ async fn main() {
         wait_for_all(&revokes, count, Duration::from_secs(window as u64 + 300)).await;
         let rss = peak_rss_kib(server.0.id());
         let revoked = revokes.lock().unwrap().clone();
-        let mut lags: Vec<Duration> = ends
-            .iter()
-            .filter_map(|(id, end)| {
-                revoked
-                    .get(id)
-                    .map(|at| (*at - *end).to_std().unwrap_or(Duration::ZERO))
-            })
-            .collect();
+        let tally = Tally::of(&ends, &revoked);
+        let mut lags = tally.lags.clone();
         lags.sort();
         println!(
-            "running: {} of {count} revoked over a {window} s window; lag after due p50 {} p99 {} max {}; peak RSS {:.0} MiB; store {:.1} MiB",
-            lags.len(),
+            "running: {} of {count} revoked over a {window} s window ({} missing, {} revoked early, {} duplicate revokes); lag after due p50 {} p99 {} max {}; peak RSS {:.0} MiB; store {:.1} MiB",
+            tally.revoked,
+            tally.missing,
+            tally.early,
+            tally.duplicates,
             ms(percentile(&lags, 0.5)),
             ms(percentile(&lags, 0.99)),
-            ms(*lags.last().unwrap()),
+            ms(lags.last().copied().unwrap_or_default()),
             rss as f64 / 1024.0,
             dir_size(&dir.path().join("data")) as f64 / 1048576.0
         );
@@ -298,7 +344,7 @@ async fn main() {
         let iam = start_fake_iam(revokes.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let past = Utc::now() - chrono::Duration::seconds(60);
-        seed(&dir.path().join("data"), count, |i| {
+        let ends = seed(&dir.path().join("data"), count, |i| {
             past + chrono::Duration::milliseconds(i as i64 % 1000)
         });
         let started = Instant::now();
@@ -310,9 +356,13 @@ async fn main() {
         wait_for_all(&revokes, count, Duration::from_secs(600)).await;
         let all = started.elapsed();
         let rss = peak_rss_kib(server.0.id());
+        let tally = Tally::of(&ends, &revokes.lock().unwrap());
         println!(
-            "restart: {} of {count} overdue grants revoked; first revoke {} after the process started, last after {:.1} s; peak RSS {:.0} MiB",
-            revokes.lock().unwrap().len(),
+            "restart: {} of {count} overdue grants revoked ({} missing, {} revoked early, {} duplicate revokes); first revoke {} after the process started, last after {:.1} s; peak RSS {:.0} MiB",
+            tally.revoked,
+            tally.missing,
+            tally.early,
+            tally.duplicates,
             ms(first),
             all.as_secs_f64(),
             rss as f64 / 1024.0

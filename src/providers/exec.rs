@@ -352,7 +352,10 @@ mod tests {
         );
         let err = p.grant(&access("alice")).await.unwrap_err();
         assert!(err.message.contains("did not finish"), "{err}");
-        let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string();
         // Gone, or a zombie waiting to be reaped: not sleeping on.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -76,8 +76,9 @@ const RELOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stores this process has had open and closed.
 fn closed_here() -> std::sync::MutexGuard<'static, std::collections::HashSet<std::path::PathBuf>> {
-    static CLOSED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>> =
-        std::sync::OnceLock::new();
+    static CLOSED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,
+    > = std::sync::OnceLock::new();
     CLOSED
         .get_or_init(Default::default)
         .lock()

@@ -40,7 +40,11 @@ async fn a_grant_is_revoked_when_it_expires() {
     let id = app.request("U0ALICE", "request quick 5m short task").await;
     app.approve("U0LEAD", &id).await;
     app.until_active(&id).await;
-    assert_eq!(app.iam_actions("revoke", &id).await, 0, "not before its end");
+    assert_eq!(
+        app.iam_actions("revoke", &id).await,
+        0,
+        "not before its end"
+    );
     app.advance_past_end(&id).await;
     eventually("the revoke", || async {
         (app.iam_actions("revoke", &id).await == 1).then_some(())

@@ -107,7 +107,10 @@ async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
         .expect("the expiry is audited");
     let expired_at: chrono::DateTime<chrono::Utc> =
         expired["at"].as_str().unwrap().parse().unwrap();
-    assert!(expired_at >= new_end, "revoked at {expired_at}, before {new_end}");
+    assert!(
+        expired_at >= new_end,
+        "revoked at {expired_at}, before {new_end}"
+    );
     assert_eq!(app.iam_actions("grant", &id).await, 1);
     assert_eq!(
         app.iam_calls().await.len(),
@@ -115,7 +118,10 @@ async fn a_warning_offers_extend_and_an_approved_extension_moves_the_end() {
         "the extension called no provider: one grant, one revoke"
     );
     let list = app.command_text("U0ALICE", "C0GENERAL", "list").await;
-    assert!(list.contains(&format!("{id} extendable (5m) — expired")), "{list}");
+    assert!(
+        list.contains(&format!("{id} extendable (5m) — expired")),
+        "{list}"
+    );
     assert!(
         list.contains(&format!("{extension} extendable (1m) — extended")),
         "{list}"

@@ -231,7 +231,10 @@ async fn grants_are_released_by_their_holder_and_revoked_by_admins_only() {
         "active",
         "a refused release changes nothing"
     );
-    assert!(app.audit_details("EndRequested").await.len() == 1, "only the admin revoke");
+    assert!(
+        app.audit_details("EndRequested").await.len() == 1,
+        "only the admin revoke"
+    );
     let (status, _) = app.api("POST", &release_path, Some(USER_TOKEN), None).await;
     assert_eq!(status, 202);
     eventually("the release", || async {
@@ -362,12 +365,18 @@ async fn admins_manage_mappings_over_the_api() {
         .api("GET", "/api/v1/mappings", Some(ADMIN_TOKEN), None)
         .await;
     assert!(
-        listed.as_array().unwrap().iter().all(|m| m["source"] == "policy"),
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"] == "policy"),
         "{listed}"
     );
     assert_eq!(app.audit_details("MappingRemoved").await.len(), 1);
     // The policy's channel gets the group's cards again.
-    let id = app.request("U0ALICE", "request prod-db 1h after unmapping").await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h after unmapping")
+        .await;
     let card = eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
     assert_eq!(card["channel"], "C0APPROVALS");
     let (status, _) = app

@@ -383,6 +383,13 @@ async fn postgres_a_server_that_hangs_is_cut_off_at_the_timeout() {
     let holders = provider.holders("prod_rw").await.unwrap_err();
     assert!(holders.message.contains(&addr.to_string()), "{holders}");
     // Each call gave up at its deadline instead of waiting on the silence.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
-    assert!(!held.lock().unwrap().is_empty(), "the calls did reach the server");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the calls did reach the server"
+    );
 }

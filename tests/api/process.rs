@@ -83,10 +83,10 @@ impl Bot {
         let addr = tokio::task::spawn_blocking(move || {
             use std::io::BufRead;
             let mut lines = std::io::BufReader::new(stdout).lines();
-            let addr = lines
-                .by_ref()
-                .map_while(Result::ok)
-                .find_map(|line| line.strip_prefix("jitbot listening on ").map(str::to_string));
+            let addr = lines.by_ref().map_while(Result::ok).find_map(|line| {
+                line.strip_prefix("jitbot listening on ")
+                    .map(str::to_string)
+            });
             // Keep reading, so the process never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
             addr
@@ -139,7 +139,6 @@ impl Drop for Bot {
         let _ = self.child.wait();
     }
 }
-
 
 async fn revokes(iam: &MockServer) -> usize {
     iam.received_requests()
@@ -475,7 +474,12 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
     let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
     assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
     eventually("the grant call", || async {
-        (!iam.received_requests().await.expect("the fake records the requests it gets").is_empty()).then_some(())
+        (!iam
+            .received_requests()
+            .await
+            .expect("the fake records the requests it gets")
+            .is_empty())
+        .then_some(())
     })
     .await;
     let approved = request_state(&bot, &id).await;

@@ -39,7 +39,9 @@ async fn still_pending(app: &TestApp, id: &str) {
 #[tokio::test]
 async fn a_forged_approve_click_is_refused_whatever_is_wrong_with_it() {
     let app = TestApp::spawn().await;
-    let id = app.request("U0ALICE", "request prod-db 1h fixing INC-7").await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h fixing INC-7")
+        .await;
     let body = approve_click("U0LEAD", &id);
     let now = chrono::Utc::now().timestamp();
     let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
@@ -53,7 +55,8 @@ async fn a_forged_approve_click_is_refused_whatever_is_wrong_with_it() {
         }
         request.send()
     };
-    let cases: Vec<(&str, Vec<(&'static str, String)>, u16)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, u16)> = vec![
         ("no signature", vec![], 401),
         (
             "a timestamp and no signature",
@@ -115,7 +118,11 @@ async fn a_release_while_another_grant_covers_the_access_leaves_it_granted() {
     app.until_active(&second).await;
 
     let answer = app
-        .command_text("U0ALICE", "C0GENERAL", &format!("release G-{}", &first[2..]))
+        .command_text(
+            "U0ALICE",
+            "C0GENERAL",
+            &format!("release G-{}", &first[2..]),
+        )
         .await;
     assert!(answer.starts_with("Releasing"), "{answer}");
     let released = eventually("the first grant to end", || async {
@@ -251,12 +258,16 @@ async fn a_hung_webhook_is_cut_off_at_its_timeout_and_the_revoke_retried_until_d
     })
     .await;
     assert!(
-        failures.iter().all(|f| f.contains("timed out") || f.contains("did not answer")),
+        failures
+            .iter()
+            .all(|f| f.contains("timed out") || f.contains("did not answer")),
         "{failures:?}"
     );
-    eventually_within(Duration::from_secs(30), "the revoke that worked", || async {
-        (app.request_json(&id).await["state"] == "expired").then_some(())
-    })
+    eventually_within(
+        Duration::from_secs(30),
+        "the revoke that worked",
+        || async { (app.request_json(&id).await["state"] == "expired").then_some(()) },
+    )
     .await;
     assert_eq!(app.iam_actions("revoke", &id).await, 3);
 }
@@ -298,7 +309,11 @@ auto_approve = { requesters = ["U0ALICE"], max_duration = "1h" }
     members.sort();
     assert_eq!(members, ["U0ALICE", "U0LEAD"]);
     let updates = app.slack_calls("usergroups.users.update").await;
-    assert_eq!(updates.len(), 2, "the hung call, then the retry: {updates:?}");
+    assert_eq!(
+        updates.len(),
+        2,
+        "the hung call, then the retry: {updates:?}"
+    );
 }
 
 #[tokio::test]
@@ -315,7 +330,9 @@ async fn readiness_answers_503_over_http_when_the_outbox_is_stuck_behind_a_dead_
         .with_priority(1)
         .mount(&app.slack)
         .await;
-    let id = app.request("U0ALICE", "request prod-db 1h during the outage").await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h during the outage")
+        .await;
     assert!(app.request_json(&id).await["state"] == "pending");
     // Sixteen minutes pass with the message waiting and nothing delivered.
     app.advance(Duration::from_secs(16 * 60));
@@ -326,7 +343,17 @@ async fn readiness_answers_503_over_http_when_the_outbox_is_stuck_behind_a_dead_
         (status == 503 && body.contains("outbox: stuck")).then_some(body)
     })
     .await;
-    assert!(body.contains("scheduler: ok"), "only the outbox is the matter: {body}");
-    let health: Value = json!(app.http.get(app.url("/healthz")).send().await.unwrap().status().as_u16());
+    assert!(
+        body.contains("scheduler: ok"),
+        "only the outbox is the matter: {body}"
+    );
+    let health: Value = json!(app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16());
     assert_eq!(health, 200, "alive, though not ready");
 }

@@ -150,7 +150,11 @@ async fn a_listing_failure_is_reported_once_and_audited_each_time() {
         .mount(&app.iam)
         .await;
     eventually("two failed sweeps", || async {
-        let queries = app.iam.received_requests().await.expect("the fake records the requests it gets");
+        let queries = app
+            .iam
+            .received_requests()
+            .await
+            .expect("the fake records the requests it gets");
         (queries
             .iter()
             .filter(|r| r.url.path() == "/holders")

@@ -1152,6 +1152,9 @@ async fn a_stale_activity_is_refused_even_with_a_good_token() {
         true,
         json!({ "text": "jit request cloud-admin 1h fresh" }),
     );
-    assert_eq!(teams.send(&fresh, Some(&teams.good_token())).await.status(), 200);
+    assert_eq!(
+        teams.send(&fresh, Some(&teams.good_token())).await.status(),
+        200
+    );
     assert_eq!(teams.app.audit_details("Requested").await.len(), 1);
 }
