@@ -28,7 +28,8 @@ use jitbot::domain::duration::HumanDuration;
 use jitbot::domain::ids::{Actor, GroupName, Platform, RequestId, UserId};
 use jitbot::domain::job::{Job, JobKind};
 use jitbot::domain::request::AccessRequest;
-use jitbot::store::{Effects, SledStore, Store, Write};
+use jitbot::store::prelude::*;
+use jitbot::store::{Effects, SledStore, Write};
 
 const POLICY: &str = r#"
 [providers.iam]
@@ -91,7 +92,7 @@ async fn start_fake_slack() -> String {
 }
 
 /// Seed `count` active grants ending at `end_of(i)`, each with its expiry job.
-fn seed(
+async fn seed(
     dir: &Path,
     count: usize,
     end_of: impl Fn(usize) -> DateTime<Utc>,
@@ -120,7 +121,7 @@ fn seed(
         let (approved, _) = request.approve(&lead, true, 1, activated).unwrap();
         let (active, _) = approved.activate(activated, "bench-user").unwrap();
         let job = Job {
-            id: store.next_id().unwrap(),
+            id: store.next_id().await.unwrap(),
             due_at: expires_at,
             attempt: 0,
             lane: format!("{}:{}", active.requester, active.group),
@@ -140,13 +141,14 @@ fn seed(
             .apply(&active.id, None, &mut |existing| {
                 existing.is_none().then(|| write.clone())
             })
+            .await
             .unwrap();
         if applied != jitbot::store::Applied::Written {
             continue;
         }
         ends.push((active.id.to_string(), expires_at));
     }
-    store.flush().unwrap();
+    store.sync().await.unwrap();
     ends
 }
 
@@ -311,7 +313,8 @@ async fn main() {
         let step_us = window * 1_000_000 / count as i64;
         let ends = seed(&dir.path().join("data"), count, |i| {
             first_end + chrono::Duration::microseconds(step_us * i as i64)
-        });
+        })
+        .await;
         println!(
             "seeded {count} grants in {:.1} s; store {:.1} MiB",
             seeding.elapsed().as_secs_f64(),
@@ -346,7 +349,8 @@ async fn main() {
         let past = Utc::now() - chrono::Duration::seconds(60);
         let ends = seed(&dir.path().join("data"), count, |i| {
             past + chrono::Duration::milliseconds(i as i64 % 1000)
-        });
+        })
+        .await;
         let started = Instant::now();
         let server = start_server(dir.path(), &iam, &slack);
         while revokes.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(120) {

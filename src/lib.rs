@@ -2,28 +2,45 @@
 //! through a provider, and revoked on time — across restarts and outages.
 //!
 //! # Layout
+//! Arrows point inward: `http`, `chat`, `console` and `cli` call the
+//! engine; only the engine and the two workers (`scheduler`, `outbox`)
+//! touch the store; `domain` depends on nothing.
 //! - [`domain`]: pure logic — ids, durations, the command grammar, the
-//!   request lifecycle, policy decisions, the audit hash chain. No I/O.
+//!   request lifecycle, policy decisions, routing, backoff, quotas, the
+//!   sweep report, the audit hash chain, literal text. No I/O.
 //! - [`config`]: environment settings (secrets) and the policy file, with
-//!   line-precise errors.
-//! - [`store`]: the [`store::Store`] trait and its sled implementation:
-//!   requests, due-index, outbox, audit chain, mappings, replay cache.
-//! - [`engine`]: use cases — submit, decide, activate, expire, end, extend,
-//!   sweep, admin views, commands — turning lifecycle steps into one
-//!   transaction each.
-//! - [`scheduler`]: the single task that runs due jobs from the due-index,
-//!   and the periodic standing-access sweeps.
-//! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model, the outbox
-//!   worker, and the Slack and Teams implementations.
+//!   line-precise errors (`config/policy/`: reader, problems, providers,
+//!   groups).
+//! - [`store`]: the narrow door to durable state — capability traits
+//!   ([`store::RequestStore`], [`store::JobStore`], [`store::OutboxStore`],
+//!   [`store::AuditStore`], [`store::RecordStore`]) and their sled
+//!   implementation in `store/sled/`, one file per capability.
+//! - [`engine`]: the use cases — submit, click ([`engine::Click`], the one
+//!   path every platform's Approve/Deny takes), decide, grant, end, extend,
+//!   sweep, admin — each step one transaction (`engine/steps.rs`); who may
+//!   act (`rights.rs`); what HTTP may ask of the store (`ingress.rs`,
+//!   `views.rs`).
+//! - [`scheduler`]: runs due jobs from the due-index, and the periodic
+//!   standing-access sweeps.
+//! - [`outbox`]: delivers owed messages, one queue per conversation, so one
+//!   slow or throttled destination never delays another.
+//! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model and the
+//!   platform wording; Slack and Teams adapters (stateless: Teams contacts
+//!   go through a [`chat::teams::ContactBook`] the server wires in).
+//! - [`slack_api`]: the Slack Web API calls shared by the chat adapter and
+//!   the `slack_usergroup` provider.
 //! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
 //!   `exec`, `postgres` and `slack_usergroup` providers.
-//! - [`http`]: axum routes → engine: Slack, Teams, the `/api/v1` API, health,
-//!   readiness and metrics.
+//! - [`http`]: routes → engine: Slack, Teams, the `/api/v1` API (its view
+//!   types shared with the CLI), health, readiness and metrics; admission
+//!   control and timeouts for every connection.
 //! - [`console`]: the terminal as a chat platform (`jitbot console`).
 //! - [`telemetry`]: Prometheus metrics and worker heartbeats.
+//! - [`outbound`]: describing outbound HTTP failures without leaking URLs.
 //! - [`server`]: assembling and running all of it; graceful shutdown.
-//! - [`cli`]: the `jitbot` command line, offline and over the API.
-//! - [`clock`]: where "now" comes from (real, or tokio's for tests).
+//! - [`cli`]: the `jitbot` command line: arguments, `serve`/`console`,
+//!   offline commands, and the API client.
+//! - [`clock`]: where "now" comes from (real, or moved by tests).
 
 pub mod chat;
 pub mod cli;
@@ -38,5 +55,6 @@ pub mod outbox;
 pub mod providers;
 pub mod scheduler;
 pub mod server;
+pub mod slack_api;
 pub mod store;
 pub mod telemetry;

@@ -23,7 +23,7 @@ use crate::config::Secret;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
 use crate::domain::quota::FilingLimits;
-use crate::engine::{Engine, Wakers};
+use crate::engine::{Engine, StoreContactBook, Wakers};
 use crate::http::api::ApiAuth;
 use crate::http::{self, Admission, AppState, SlackIngress, TeamsIngress};
 use crate::outbox::{OutboxParts, OutboxWorker};
@@ -48,7 +48,6 @@ pub fn spawn_workers(
     workers.spawn(scheduler.run(cancel.clone()));
     let outbox = OutboxWorker::new(OutboxParts {
         store: store.clone(),
-        durability: engine.durability().clone(),
         policy,
         platforms,
         clock: engine.clock().clone(),
@@ -170,7 +169,7 @@ pub async fn start(
     let teams_ingress = match &parts.teams {
         Some(settings) => {
             let client = Arc::new(
-                TeamsClient::new(settings, store.clone())
+                TeamsClient::new(settings, Arc::new(StoreContactBook::new(store.clone())))
                     .map_err(|e| ServerError::Slack(e.to_string()))?,
             );
             platforms.insert(Platform::Teams, client.clone());
@@ -221,7 +220,7 @@ pub async fn start(
         // 2. Stop the workers after their current job or delivery.
         workers.wait().await;
         // 3. Make everything durable.
-        tokio::task::spawn_blocking(move || store.flush()).await??;
+        store.sync().await?;
         tracing::info!("stopped cleanly");
         Ok(())
     });
@@ -241,7 +240,7 @@ async fn prune_replays(store: Arc<dyn Store>, cancel: CancellationToken) {
             _ = tokio::time::sleep(REPLAY_PRUNE_EVERY) => {}
         }
         let cutoff = chrono::Utc::now().timestamp() - verify::MAX_AGE_SECS - 1;
-        if let Err(error) = store.forget_deliveries_before(cutoff) {
+        if let Err(error) = store.forget_deliveries_before(cutoff).await {
             tracing::warn!(%error, "could not prune the replay cache");
         }
     }

@@ -31,7 +31,7 @@ use jitbot::domain::audit::AuditAction;
 use jitbot::domain::ids::{Actor, ChannelId, Platform, RequestId, UserId};
 use jitbot::domain::job::Decision;
 use jitbot::domain::request::{AccessRequest, RequestState};
-use jitbot::engine::{Engine, Reply, Wakers};
+use jitbot::engine::{Click, Engine, Reply, Wakers};
 use jitbot::providers::{Access, Provider, ProviderError, Providers};
 use jitbot::store::{SledStore, Store};
 use proptest::prelude::*;
@@ -344,7 +344,11 @@ impl World {
     async fn settle(&self) {
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let due = self.store().due_jobs(self.now(), 1, &|_| false).unwrap();
+            let due = self
+                .store()
+                .due_jobs(self.now(), 1, &|_| false)
+                .await
+                .unwrap();
             if due.jobs.is_empty() {
                 return;
             }
@@ -382,7 +386,13 @@ impl World {
                     },
                 };
                 self.engine()
-                    .record_decision(&id, actor(CLICKERS[*clicker]), decision, None)
+                    .click(Click {
+                        request: id,
+                        by: actor(CLICKERS[*clicker]),
+                        decision,
+                        reply_in: None,
+                        answers_inline: false,
+                    })
                     .await
                     .unwrap();
             }
@@ -451,23 +461,22 @@ impl World {
     }
 
     /// Every promise, checked against the store and the provider now.
-    fn check(&self, history: &[Op]) -> Result<(), TestCaseError> {
+    async fn check(&self, history: &[Op]) -> Result<(), TestCaseError> {
         let store = self.store();
         let now = self.now();
-        let requests: Vec<AccessRequest> = self
-            .filed
-            .iter()
-            .filter_map(|id| store.get_request(id).unwrap())
-            .collect();
+        let mut requests: Vec<AccessRequest> = Vec::new();
+        for id in &self.filed {
+            requests.extend(store.get_request(id).await.unwrap());
+        }
         let policy = self.engine().policy();
 
         // The audit chain verifies.
-        let verified = store.verify_audit().unwrap();
+        let verified = store.verify_audit().await.unwrap();
         prop_assert!(
             verified.is_ok(),
             "audit chain broken: {verified:?} after {history:?}"
         );
-        let events = store.audit_events(0, usize::MAX).unwrap();
+        let events = store.audit_events(0, usize::MAX).await.unwrap();
 
         for request in &requests {
             let group = policy.group(&request.group).unwrap();
@@ -598,13 +607,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         for op in ops {
             history.push(op.clone());
             world.apply(&op).await;
-            world.check(&history)?;
+            world.check(&history).await?;
         }
         // Every revocation owed is done in the end: the provider up, and
         // time moved past every grant's end and every retry pause.
         world.apply(&Op::ProviderUp).await;
         world.apply(&Op::Advance { seconds: 9 * 3600 }).await;
-        world.check(&history)?;
+        world.check(&history).await?;
         let held: BTreeMap<String, String> = world
             .provider
             .held

@@ -3,10 +3,21 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::Actor;
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{Actor, GroupName};
 use crate::domain::policy::GroupPolicy;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::domain::text::literal;
+
+/// One group offered in the request form, whatever draws the form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormChoice {
+    pub name: GroupName,
+    pub description: String,
+    /// Mapped to the conversation the form was asked for in: offered first.
+    pub mapped_here: bool,
+    pub default_duration: HumanDuration,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {

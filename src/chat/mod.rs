@@ -1,13 +1,14 @@
 //! What the engine needs from a chat platform — post a card, update it,
 //! message someone directly or privately — as one small trait
 //! ([`ChatPlatform`]), plus user-group and profile look-ups
-//! ([`Directory`]). Slack implements both in [`slack`], Teams in [`teams`];
+//! ([`directory::Directory`]). Slack implements both in [`slack`], Teams in [`teams`];
 //! the durable outbox worker ([`crate::outbox`]) delivers what the engine
 //! owes through them.
 
 pub mod card;
 pub mod directory;
 pub mod slack;
+pub mod sweep_notice;
 pub mod teams;
 
 use std::time::Duration;

@@ -4,10 +4,13 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{EXIT_BAD_SETUP, EXIT_FAILED, EXIT_OK};
 use crate::config::{EnvSource, Secret, Settings};
+use crate::http::api::views::{MappingJson, RequestJson, SweepJson};
 
 /// How long the CLI waits for the server (an audit export may stream longer).
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -133,32 +136,48 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 
+/// The API's answer read as its own view type (`--json` prints it as sent).
+fn read<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
+    serde_json::from_value(value).map_err(|e| Failure {
+        message: format!("the server's answer is not what this jitbot expects ({e}); are the CLI and the server the same version?"),
+        code: EXIT_FAILED,
+    })
+}
+
+/// A table cell: the text, or `-` when there is none.
+fn cell(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// A time as the API writes it (RFC 3339, UTC, `Z`).
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
 /// `jitbot grants`: active grants, soonest expiry first.
 pub(super) async fn grants(remote: &Remote, json: bool) -> Result<String, Failure> {
-    let grants = remote
+    let answer = remote
         .json(reqwest::Method::GET, "/api/v1/grants", None)
         .await?;
     if json {
-        return Ok(pretty(&grants));
+        return Ok(pretty(&answer));
+    }
+    let grants: Vec<RequestJson> = read(answer)?;
+    if grants.is_empty() {
+        return Ok("no active grants\n".into());
     }
     let rows: Vec<Vec<String>> = grants
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
         .iter()
-        .map(|g| {
+        .map(|grant| {
             vec![
-                text(&g["grant_id"]),
-                text(&g["group"]),
-                text(&g["requester"]["user"]),
-                text(&g["expires_at"]),
-                text(&g["reason"]),
+                grant.grant_id.clone(),
+                grant.group.clone(),
+                grant.requester.user.to_string(),
+                cell(grant.expires_at.map(timestamp)),
+                grant.reason.clone(),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        return Ok("no active grants\n".into());
-    }
     Ok(table(
         &["GRANT", "GROUP", "USER", "EXPIRES", "REASON"],
         &rows,
@@ -174,17 +193,16 @@ pub(super) async fn revoke(
 ) -> Result<String, Failure> {
     let path = format!("/api/v1/grants/{grant}/revoke");
     let body = serde_json::json!({ "reason": reason });
-    let revoked = remote
+    let answer = remote
         .json(reqwest::Method::POST, &path, Some(body))
         .await?;
     if json {
-        return Ok(pretty(&revoked));
+        return Ok(pretty(&answer));
     }
+    let revoked: RequestJson = read(answer)?;
     Ok(format!(
         "revoking {} ({} for {}); the holder is told why\n",
-        text(&revoked["grant_id"]),
-        text(&revoked["group"]),
-        text(&revoked["requester"]["user"])
+        revoked.grant_id, revoked.group, revoked.requester.user
     ))
 }
 
@@ -211,31 +229,29 @@ pub(super) async fn mappings(
             format!("{group}: approval cards no longer go to {platform} channel {channel}\n")
         });
     }
-    let listed = remote
+    let answer = remote
         .json(reqwest::Method::GET, "/api/v1/mappings", None)
         .await?;
     if json {
-        return Ok(pretty(&listed));
+        return Ok(pretty(&answer));
     }
-    let rows: Vec<Vec<String>> = listed
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let mappings: Vec<MappingJson> = read(answer)?;
+    if mappings.is_empty() {
+        return Ok("no approval channels\n".into());
+    }
+    let rows: Vec<Vec<String>> = mappings
         .iter()
-        .map(|m| {
+        .map(|mapping| {
             vec![
-                text(&m["group"]),
-                text(&m["platform"]),
-                text(&m["channel"]),
-                text(&m["source"]),
-                text(&m["mapped_by"]["user"]),
-                text(&m["mapped_at"]),
+                mapping.group.clone(),
+                mapping.platform.to_string(),
+                mapping.channel.clone(),
+                mapping.source.clone(),
+                cell(mapping.mapped_by.as_ref().map(|by| &by.user)),
+                cell(mapping.mapped_at.map(timestamp)),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        return Ok("no approval channels\n".into());
-    }
     Ok(table(
         &[
             "GROUP",
@@ -257,55 +273,49 @@ pub(super) async fn sweep(
     json: bool,
 ) -> Result<String, Failure> {
     let path = format!("/api/v1/sweeps/{group}?dry_run={dry_run}");
-    let report = remote.json(reqwest::Method::POST, &path, None).await?;
+    let answer = remote.json(reqwest::Method::POST, &path, None).await?;
     if json {
-        return Ok(pretty(&report));
+        return Ok(pretty(&answer));
     }
+    let report: SweepJson = read(answer)?;
     let head = format!(
         "{} ({} via {}, sweep = {}{})",
-        text(&report["group"]),
-        text(&report["target"]),
-        text(&report["provider"]),
-        text(&report["mode"]),
+        report.group,
+        report.target,
+        report.provider,
+        report.mode,
         if dry_run { ", dry run" } else { "" }
     );
-    if let Some(error) = report["error"].as_str() {
+    if let Some(error) = &report.error {
         return Err(Failure {
             message: format!("{head}: could not list holders: {error}"),
             code: EXIT_FAILED,
         });
     }
-    let findings = report["findings"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
     let mut out = format!(
         "{head}: {} holder(s), {} allowed standing, {} without a grant\n",
-        text(&report["holders"]),
-        report["allowed"].as_array().map_or(0, Vec::len),
-        findings.len()
+        cell(report.holders),
+        report.allowed.len(),
+        report.findings.len()
     );
     let mut failed = false;
-    for finding in findings {
-        let owner = match finding["owner"]["user"].as_str() {
-            Some(user) => format!(" ({}:{user})", text(&finding["owner"]["platform"])),
+    for finding in &report.findings {
+        let owner = match &finding.owner {
+            Some(owner) => format!(" ({}:{})", owner.platform, owner.user),
             None => String::new(),
         };
-        let action = match finding["action"].as_str().unwrap_or_default() {
+        let action = match finding.action.as_str() {
             "would_revoke" => "would be revoked".to_string(),
             "revoke_failed" => {
                 failed = true;
-                format!("revoke failed: {}", text(&finding["error"]))
+                format!("revoke failed: {}", cell(finding.error.as_ref()))
             }
             "now_granted" => "granted meanwhile; left alone".to_string(),
             other => other.to_string(),
         };
-        out.push_str(&format!(
-            "  {}{owner}: {action}\n",
-            text(&finding["principal"])
-        ));
+        out.push_str(&format!("  {}{owner}: {action}\n", finding.principal));
     }
-    if let Some(why) = report["held_back"].as_str() {
+    if let Some(why) = &report.held_back {
         out.push_str(&format!("  nothing revoked: {why}\n"));
     }
     if failed {
@@ -357,15 +367,6 @@ fn url_encode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
-}
-
-/// A JSON value as a table cell: strings bare, null as `-`.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// Left-aligned columns, two spaces apart.

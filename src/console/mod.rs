@@ -24,7 +24,7 @@ use crate::domain::ids::{
 };
 use crate::domain::job::Decision;
 use crate::domain::policy::{user_actor, Policy};
-use crate::engine::{Engine, FormChoice, Reply, Wakers};
+use crate::engine::{Click, ClickOutcome, Engine, FormChoice, Reply, Wakers};
 use crate::providers::Providers;
 use crate::store::{SledStore, Store, StoreError};
 
@@ -115,9 +115,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     terminal.say("Stopping: finishing running jobs and deliveries…");
     cancel.cancel();
     workers.wait().await;
-    tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+    store.sync().await?;
     Ok(())
 }
 
@@ -284,15 +282,21 @@ impl Session<'_> {
                 } else {
                     "Deny"
                 };
-                match self
-                    .engine
-                    .record_decision(&id, me.clone(), decision, Some(self.origin()))
-                    .await
-                {
-                    Ok(true) => self
-                        .terminal
-                        .say(&format!("({} pressed {pressed} on {id})", me.user)),
-                    Ok(false) => self.reply(me, &format!("There is no request {id}.")),
+                self.terminal
+                    .say(&format!("({} pressed {pressed} on {id})", me.user));
+                let click = Click {
+                    request: id.clone(),
+                    by: me.clone(),
+                    decision,
+                    reply_in: Some(self.origin()),
+                    answers_inline: true,
+                };
+                match self.engine.click(click).await {
+                    Ok(ClickOutcome::Recorded(_)) => {}
+                    Ok(ClickOutcome::Refused(refusal)) => self.reply(me, &refusal.to_string()),
+                    Ok(ClickOutcome::Missing) => {
+                        self.reply(me, &format!("There is no request {id}."))
+                    }
                     Err(error) => self.reply(me, &format!("That did not work: {error}")),
                 }
             }

@@ -34,6 +34,12 @@ pub enum Outgoing {
     },
     /// A plain message in a channel (notices, alerts).
     ChannelNotice { to: Destination, text: String },
+    /// What a sweep found, told to an approval channel (each platform
+    /// words it).
+    SweepNotice {
+        to: Destination,
+        notice: super::sweep::SweepNotice,
+    },
     /// The DM warning a requester that their grant ends at `expires_at`,
     /// with an Extend button.
     ExpiryWarning {
@@ -61,7 +67,7 @@ impl Outgoing {
                 user,
                 ..
             } => format!("ephemeral:{platform}:{channel}:{user}"),
-            Outgoing::ChannelNotice { to, .. } => {
+            Outgoing::ChannelNotice { to, .. } | Outgoing::SweepNotice { to, .. } => {
                 format!("channel:{}:{}", to.platform, to.channel)
             }
         }
@@ -72,9 +78,9 @@ impl Outgoing {
     /// back every message to it, and only those.
     pub fn conversation(&self) -> Option<String> {
         match self {
-            Outgoing::PostCard { to, .. } | Outgoing::ChannelNotice { to, .. } => {
-                Some(format!("{}:{}", to.platform, to.channel))
-            }
+            Outgoing::PostCard { to, .. }
+            | Outgoing::ChannelNotice { to, .. }
+            | Outgoing::SweepNotice { to, .. } => Some(format!("{}:{}", to.platform, to.channel)),
             Outgoing::Ephemeral {
                 platform, channel, ..
             } => Some(format!("{platform}:{channel}")),

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backoff;
 pub mod command;
+pub mod contact;
 pub mod duration;
 pub mod ids;
 pub mod job;
@@ -14,5 +15,6 @@ pub mod policy;
 pub mod quota;
 pub mod request;
 pub mod routing;
+pub mod sweep;
 pub mod template;
 pub mod text;

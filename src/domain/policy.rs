@@ -75,12 +75,23 @@ pub struct AutoApprove {
     pub max_duration: HumanDuration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SweepMode {
     #[default]
     Off,
     Report,
     Enforce,
+}
+
+impl SweepMode {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SweepMode::Off => "off",
+            SweepMode::Report => "report",
+            SweepMode::Enforce => "enforce",
+        }
+    }
 }
 
 /// One entry of an `admins`, `approvers`, `requesters` or `escalate_to` list.

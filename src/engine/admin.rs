@@ -77,7 +77,7 @@ impl Engine {
             .group(group)
             .ok_or_else(|| AdminError::UnknownGroup(group.to_string()))?;
         ChannelId::parse_for(destination.platform, destination.channel.as_str())?;
-        let existing = self.store.mappings()?;
+        let existing = self.store.mappings().await?;
         if existing
             .iter()
             .any(|m| &m.group == group && m.destination == destination)
@@ -126,17 +126,19 @@ impl Engine {
             by: by.clone(),
             at: now,
         };
-        self.store.put_mapping(
-            &mapping,
-            AuditRecord {
-                at: now,
-                action: AuditAction::MappingAdded,
-                actor: Some(by.clone()),
-                request: None,
-                group: Some(group.clone()),
-                detail: format!("approval cards also go to {channel}"),
-            },
-        )?;
+        self.store
+            .put_mapping(
+                &mapping,
+                AuditRecord {
+                    at: now,
+                    action: AuditAction::MappingAdded,
+                    actor: Some(by.clone()),
+                    request: None,
+                    group: Some(group.clone()),
+                    detail: format!("approval cards also go to {channel}"),
+                },
+            )
+            .await?;
         self.flush().await?;
         Ok(true)
     }
@@ -152,18 +154,21 @@ impl Engine {
             .group(group)
             .ok_or_else(|| AdminError::UnknownGroup(group.to_string()))?;
         let channel = show_channel(destination);
-        let removed = self.store.remove_mapping(
-            group,
-            destination,
-            AuditRecord {
-                at: self.now(),
-                action: AuditAction::MappingRemoved,
-                actor: Some(by.clone()),
-                request: None,
-                group: Some(group.clone()),
-                detail: format!("approval cards no longer go to {channel}"),
-            },
-        )?;
+        let removed = self
+            .store
+            .remove_mapping(
+                group,
+                destination,
+                AuditRecord {
+                    at: self.now(),
+                    action: AuditAction::MappingRemoved,
+                    actor: Some(by.clone()),
+                    request: None,
+                    group: Some(group.clone()),
+                    detail: format!("approval cards no longer go to {channel}"),
+                },
+            )
+            .await?;
         if !removed {
             return Err(AdminError::NotMapped {
                 channel,
@@ -175,7 +180,7 @@ impl Engine {
     }
 
     /// Every channel cards go to: the policy's, then the run-time mappings.
-    pub fn mapping_views(&self) -> Result<Vec<MappingView>, EngineError> {
+    pub async fn mapping_views(&self) -> Result<Vec<MappingView>, EngineError> {
         let mut views = Vec::new();
         for group in &self.policy.groups {
             let from_policy = [
@@ -190,7 +195,7 @@ impl Engine {
                 });
             }
         }
-        let mut mapped = self.store.mappings()?;
+        let mut mapped = self.store.mappings().await?;
         mapped.sort_by(|a, b| (&a.group, &a.destination).cmp(&(&b.group, &b.destination)));
         views.extend(mapped.into_iter().map(|m| MappingView {
             group: m.group,
@@ -201,10 +206,11 @@ impl Engine {
     }
 
     /// Active grants, soonest expiry first.
-    pub fn active_grants(&self) -> Result<Vec<AccessRequest>, EngineError> {
+    pub async fn active_grants(&self) -> Result<Vec<AccessRequest>, EngineError> {
         let mut grants: Vec<AccessRequest> = self
             .store
-            .live_requests()?
+            .live_requests()
+            .await?
             .into_iter()
             .filter(|r| matches!(r.state, RequestState::Active { .. }))
             .collect();
@@ -214,7 +220,7 @@ impl Engine {
 
     /// Page `number` (1-based, `per_page` long) of the most recent audit
     /// events matching `filter` and newer than `since`, newest first.
-    pub fn audit_page(
+    pub async fn audit_page(
         &self,
         filter: Option<&AuditFilter>,
         since: Option<DateTime<Utc>>,
@@ -228,7 +234,10 @@ impl Engine {
         let mut requesters: HashMap<RequestId, Option<Actor>> = HashMap::new();
         let mut before = u64::MAX;
         loop {
-            let batch = self.store.audit_events_before(before, AUDIT_SCAN_BATCH)?;
+            let batch = self
+                .store
+                .audit_events_before(before, AUDIT_SCAN_BATCH)
+                .await?;
             let Some(last) = batch.last() else {
                 break;
             };
@@ -241,7 +250,7 @@ impl Engine {
                         more: false,
                     });
                 }
-                if !self.audit_matches(&event, filter, &mut requesters)? {
+                if !self.audit_matches(&event, filter, &mut requesters).await? {
                     continue;
                 }
                 matched += 1;
@@ -264,7 +273,7 @@ impl Engine {
         })
     }
 
-    fn audit_matches(
+    async fn audit_matches(
         &self,
         event: &AuditEvent,
         filter: Option<&AuditFilter>,
@@ -281,7 +290,7 @@ impl Engine {
                     return Ok(false);
                 };
                 if !requesters.contains_key(id) {
-                    let requester = self.store.get_request(id)?.map(|r| r.requester);
+                    let requester = self.store.get_request(id).await?.map(|r| r.requester);
                     requesters.insert(id.clone(), requester);
                 }
                 requesters[id].as_ref().is_some_and(|r| &r.user == user)

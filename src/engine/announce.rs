@@ -8,7 +8,9 @@ use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::{Actor, Destination};
 use crate::domain::job::JobKind;
 use crate::domain::message::Outgoing;
+use crate::domain::policy::GroupPolicy;
 use crate::domain::request::{AccessRequest, Happened};
+use crate::domain::routing::approval_destinations;
 use crate::domain::text::literal;
 use crate::store::{Effects, StoreError};
 
@@ -22,11 +24,24 @@ pub(super) struct Audience {
 }
 
 impl Engine {
-    pub(super) fn audience(&self, request: &AccessRequest) -> Result<Audience, StoreError> {
+    /// Where approval cards for `group` go: per platform, the channels
+    /// admins mapped at run time, or else the policy's channel.
+    pub(super) async fn destinations(
+        &self,
+        group: &GroupPolicy,
+    ) -> Result<Vec<Destination>, StoreError> {
+        Ok(approval_destinations(
+            group,
+            &self.store.mappings().await?,
+            self.platforms(),
+        ))
+    }
+
+    pub(super) async fn audience(&self, request: &AccessRequest) -> Result<Audience, StoreError> {
         let Some(group) = self.policy.group(&request.group) else {
             return Ok(Audience::default());
         };
-        let channels = self.destinations(group)?;
+        let channels = self.destinations(group).await?;
         let direct = if channels.is_empty() {
             self.direct_approvers(group)
         } else {
@@ -37,40 +52,46 @@ impl Engine {
 
     /// The jobs that end a grant at `expires_at`: the warning (if there is
     /// still time for one) and the expiry.
-    fn end_jobs(
+    async fn end_jobs(
         &self,
         request: &AccessRequest,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::domain::job::Job>, StoreError> {
         let lane = Self::lane_of(request);
-        let mut jobs = vec![self.new_job(
-            JobKind::Expire {
-                request: request.id.clone(),
-            },
-            expires_at,
-            lane.clone(),
-        )?];
+        let mut jobs = vec![
+            self.new_job(
+                JobKind::Expire {
+                    request: request.id.clone(),
+                },
+                expires_at,
+                lane.clone(),
+            )
+            .await?,
+        ];
         let warn_before = self
             .policy
             .group(&request.group)
             .map(|g| g.limits.warn_before.as_chrono());
         if let Some(warn_at) = warn_before.map(|w| expires_at - w).filter(|at| *at > now) {
-            jobs.push(self.new_job(
-                JobKind::Warn {
-                    request: request.id.clone(),
-                    expires_at,
-                },
-                warn_at,
-                lane,
-            )?);
+            jobs.push(
+                self.new_job(
+                    JobKind::Warn {
+                        request: request.id.clone(),
+                        expires_at,
+                    },
+                    warn_at,
+                    lane,
+                )
+                .await?,
+            );
         }
         Ok(jobs)
     }
 
     /// The effects of `happened`, which moved a request to `request`.
     /// `actor` did it (`None`: jitbot itself); `detail` overrides the audit text.
-    pub(super) fn effects_of(
+    pub(super) async fn effects_of(
         &self,
         request: &AccessRequest,
         happened: &Happened,
@@ -118,30 +139,30 @@ impl Engine {
                             "auto_approve rule of the policy".into(),
                         )
                     });
-                    effects.jobs.push(self.new_job(
-                        JobKind::Activate {
-                            request: id.clone(),
-                        },
-                        now,
-                        Self::lane_of(request),
-                    )?);
+                    effects.jobs.push(self.activate_job(request, now).await?);
                 } else {
                     if let Some(group) = self.policy.group(&request.group) {
-                        effects.jobs.push(self.new_job(
-                            JobKind::TimeOut {
-                                request: id.clone(),
-                            },
-                            now + group.limits.pending_timeout.as_chrono(),
-                            Self::lane_of(request),
-                        )?);
-                        if let Some(after) = group.escalate_after {
-                            effects.jobs.push(self.new_job(
-                                JobKind::Escalate {
+                        effects.jobs.push(
+                            self.new_job(
+                                JobKind::TimeOut {
                                     request: id.clone(),
                                 },
-                                now + after.as_chrono(),
+                                now + group.limits.pending_timeout.as_chrono(),
                                 Self::lane_of(request),
-                            )?);
+                            )
+                            .await?,
+                        );
+                        if let Some(after) = group.escalate_after {
+                            effects.jobs.push(
+                                self.new_job(
+                                    JobKind::Escalate {
+                                        request: id.clone(),
+                                    },
+                                    now + after.as_chrono(),
+                                    Self::lane_of(request),
+                                )
+                                .await?,
+                            );
                         }
                     }
                     for approver in &audience.direct {
@@ -173,13 +194,7 @@ impl Engine {
                     "Your request {id} for {group} ({}) was approved by {by}. Granting access now…",
                     request.duration
                 )));
-                effects.jobs.push(self.new_job(
-                    JobKind::Activate {
-                        request: id.clone(),
-                    },
-                    now,
-                    Self::lane_of(request),
-                )?);
+                effects.jobs.push(self.activate_job(request, now).await?);
             }
             Happened::Denied { by, reason } => {
                 effects
@@ -213,7 +228,7 @@ impl Engine {
                 )));
                 effects
                     .jobs
-                    .extend(self.end_jobs(request, *expires_at, now)?);
+                    .extend(self.end_jobs(request, *expires_at, now).await?);
             }
             Happened::GrantFailed { error } => {
                 effects
@@ -223,13 +238,16 @@ impl Engine {
                 // after the fact): revoke as a precaution.
                 // An extension never called the provider.
                 if request.extends.is_none() {
-                    effects.jobs.push(self.new_job(
-                        JobKind::RevokeAfterFailedGrant {
-                            request: id.clone(),
-                        },
-                        now,
-                        Self::lane_of(request),
-                    )?);
+                    effects.jobs.push(
+                        self.new_job(
+                            JobKind::RevokeAfterFailedGrant {
+                                request: id.clone(),
+                            },
+                            now,
+                            Self::lane_of(request),
+                        )
+                        .await?,
+                    );
                 }
                 effects.outbox.push(refresh);
                 effects.outbox.push(tell_requester(format!(
@@ -299,7 +317,9 @@ impl Engine {
                     id.grant_id(),
                     show_time(*until)
                 )));
-                effects.jobs.extend(self.end_jobs(request, *until, now)?);
+                effects
+                    .jobs
+                    .extend(self.end_jobs(request, *until, now).await?);
             }
             Happened::ExtensionApplied { .. } => effects.outbox.push(refresh),
             Happened::Escalated { to } => {

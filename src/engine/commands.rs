@@ -90,7 +90,7 @@ impl Engine {
                     Err(error) => Reply::Text(error.to_string()),
                 }
             }
-            Command::List => self.list(&actor),
+            Command::List => self.list(&actor).await,
             Command::Groups => return self.groups(&actor, origin.as_ref()).await,
             Command::Cancel(id) => self.cancel(&actor, &id).await,
             Command::Help => Ok(HELP.to_string()),
@@ -155,18 +155,18 @@ impl Engine {
                         .map(|()| format!("{shown} no longer gets `{group}`'s approval cards.")),
                 )
             }
-            AdminCommand::Mappings => self.mappings_text(),
-            AdminCommand::Grants { page } => self.grants_text(page),
+            AdminCommand::Mappings => self.mappings_text().await,
+            AdminCommand::Grants { page } => self.grants_text(page).await,
             AdminCommand::Audit {
                 filter,
                 since,
                 page,
-            } => self.audit_text(filter, since, page),
+            } => self.audit_text(filter, since, page).await,
         }
     }
 
-    fn mappings_text(&self) -> Result<String, EngineError> {
-        let views = self.mapping_views()?;
+    async fn mappings_text(&self) -> Result<String, EngineError> {
+        let views = self.mapping_views().await?;
         if views.is_empty() {
             return Ok("No group has an approval channel; cards go to approvers by DM.".into());
         }
@@ -189,8 +189,8 @@ impl Engine {
         Ok(lines.join("\n"))
     }
 
-    fn grants_text(&self, page: usize) -> Result<String, EngineError> {
-        let grants = self.active_grants()?;
+    async fn grants_text(&self, page: usize) -> Result<String, EngineError> {
+        let grants = self.active_grants().await?;
         if grants.is_empty() {
             return Ok("There are no active grants.".into());
         }
@@ -223,14 +223,16 @@ impl Engine {
         Ok(lines.join("\n"))
     }
 
-    fn audit_text(
+    async fn audit_text(
         &self,
         filter: Option<AuditFilter>,
         since: Option<HumanDuration>,
         page: usize,
     ) -> Result<String, EngineError> {
         let since_at = since.map(|since| self.now() - since.as_chrono());
-        let found = self.audit_page(filter.as_ref(), since_at, page, ADMIN_PAGE_SIZE)?;
+        let found = self
+            .audit_page(filter.as_ref(), since_at, page, ADMIN_PAGE_SIZE)
+            .await?;
         if found.items.is_empty() {
             return Ok(if page > 1 {
                 "No more matching audit events.".into()
@@ -277,8 +279,8 @@ impl Engine {
         Ok(lines.join("\n"))
     }
 
-    fn list(&self, actor: &Actor) -> Result<String, EngineError> {
-        let requests = self.store.requests_of(actor)?;
+    async fn list(&self, actor: &Actor) -> Result<String, EngineError> {
+        let requests = self.store.requests_of(actor).await?;
         if requests.is_empty() {
             return Ok("You have no requests. Try `/jit groups`, then `/jit request <group> <duration> <reason>`.".into());
         }
@@ -340,7 +342,7 @@ impl Engine {
 
     async fn cancel(&self, actor: &Actor, id: &RequestId) -> Result<String, EngineError> {
         loop {
-            let Some(snapshot) = self.store.get_request(id)? else {
+            let Some(snapshot) = self.store.get_request(id).await? else {
                 return Ok(format!(
                     "There is no request {id}. `/jit list` shows yours."
                 ));
@@ -350,13 +352,15 @@ impl Engine {
                 Ok(done) => done,
                 Err(refusal) => return Ok(refusal.to_string()),
             };
-            let audience = self.audience(&next)?;
-            let effects = self.effects_of(&next, &happened, Some(actor), &audience, None, now)?;
+            let audience = self.audience(&next).await?;
+            let effects = self
+                .effects_of(&next, &happened, Some(actor), &audience, None, now)
+                .await?;
             let write = crate::store::Write {
                 request: Some(next),
                 effects,
             };
-            let applied = self.write_if_unchanged(&snapshot, None, &write)?;
+            let applied = self.write_if_unchanged(&snapshot, None, &write).await?;
             if applied == Applied::Written {
                 self.commit_and_wake().await?;
                 return Ok(format!("Request {id} is cancelled."));

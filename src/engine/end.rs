@@ -3,7 +3,7 @@
 //! answers; the scheduler revokes through the provider (retrying like an
 //! expiry) and then records the end.
 
-use super::{Announce, Engine, EngineError, Lookup};
+use super::{Announce, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
@@ -36,10 +36,12 @@ impl Engine {
         let request = self
             .store
             .get_request(&grant.request_id())
+            .await
             .map_err(EngineError::from)?
             .ok_or_else(|| EndError::NoSuchGrant(grant.clone()))?;
         request.check_end(by, admin_reason)?;
-        self.schedule_end(&request, by, admin_reason.map(|r| r.trim().to_string()))?;
+        self.schedule_end(&request, by, admin_reason.map(|r| r.trim().to_string()))
+            .await?;
         self.commit_and_wake().await?;
         Ok(request)
     }
@@ -51,7 +53,8 @@ impl Engine {
         target: &ReleaseTarget,
     ) -> Result<String, EngineError> {
         let grants: Vec<AccessRequest> = match target {
-            ReleaseTarget::Grant(grant) => match self.store.get_request(&grant.request_id())? {
+            ReleaseTarget::Grant(grant) => match self.store.get_request(&grant.request_id()).await?
+            {
                 Some(request) => vec![request],
                 None => {
                     return Ok(format!(
@@ -62,7 +65,8 @@ impl Engine {
             ReleaseTarget::Group(group) => {
                 let active: Vec<AccessRequest> = self
                     .store
-                    .requests_of(by)?
+                    .requests_of(by)
+                    .await?
                     .into_iter()
                     .filter(|r| &r.group == group && matches!(r.state, RequestState::Active { .. }))
                     .collect();
@@ -79,7 +83,7 @@ impl Engine {
             if let Err(refusal) = grant.check_end(by, None) {
                 return Ok(refusal.to_string());
             }
-            self.schedule_end(grant, by, None)?;
+            self.schedule_end(grant, by, None).await?;
             ended.push(grant.id.grant_id().to_string());
         }
         self.commit_and_wake().await?;
@@ -111,45 +115,7 @@ impl Engine {
         ))
     }
 
-    /// Whether `by` may use admin commands; a refusal is audited.
-    pub(super) async fn check_admin(
-        &self,
-        by: &Actor,
-        command: &str,
-    ) -> Result<Option<String>, EngineError> {
-        let is_admin = match self
-            .is_named_promptly(&self.policy.admins, by, Lookup::Fresh)
-            .await
-        {
-            Ok(is_admin) => is_admin,
-            Err(error) => {
-                return Ok(Some(format!(
-                    "I could not check your admin rights right now ({}); please try again.",
-                    literal(&error.to_string())
-                )))
-            }
-        };
-        if is_admin {
-            return Ok(None);
-        }
-        self.store.record(&Effects {
-            audit: vec![AuditRecord {
-                at: self.now(),
-                action: AuditAction::AdminRefused,
-                actor: Some(by.clone()),
-                request: None,
-                group: None,
-                detail: format!("not an admin: /jit admin {command}"),
-            }],
-            ..Effects::default()
-        })?;
-        self.flush().await?;
-        Ok(Some(
-            "Only jitbot admins can use `/jit admin` commands.".to_string(),
-        ))
-    }
-
-    fn schedule_end(
+    async fn schedule_end(
         &self,
         request: &AccessRequest,
         by: &Actor,
@@ -159,27 +125,31 @@ impl Engine {
             Some(reason) => format!("admin revoke requested: {reason}"),
             None => "release requested by the requester".to_string(),
         };
-        let job = self.new_job(
-            JobKind::End {
-                request: request.id.clone(),
-                by: by.clone(),
-                admin_reason,
-            },
-            self.now(),
-            Self::lane_of(request),
-        )?;
-        self.store.record(&Effects {
-            audit: vec![AuditRecord {
-                at: self.now(),
-                action: AuditAction::EndRequested,
-                actor: Some(by.clone()),
-                request: Some(request.id.clone()),
-                group: Some(request.group.clone()),
-                detail,
-            }],
-            jobs: vec![job],
-            ..Effects::default()
-        })?;
+        let job = self
+            .new_job(
+                JobKind::End {
+                    request: request.id.clone(),
+                    by: by.clone(),
+                    admin_reason,
+                },
+                self.now(),
+                Self::lane_of(request),
+            )
+            .await?;
+        self.store
+            .record(&Effects {
+                audit: vec![AuditRecord {
+                    at: self.now(),
+                    action: AuditAction::EndRequested,
+                    actor: Some(by.clone()),
+                    request: Some(request.id.clone()),
+                    group: Some(request.group.clone()),
+                    detail,
+                }],
+                jobs: vec![job],
+                ..Effects::default()
+            })
+            .await?;
         Ok(())
     }
 
@@ -192,12 +162,12 @@ impl Engine {
         else {
             return Ok(());
         };
-        let Some(request) = self.store.get_request(id)? else {
-            return self.consume(job);
+        let Some(request) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
         };
         if !matches!(request.state, RequestState::Active { .. }) {
             // Expired or ended meanwhile: nothing left to do.
-            return self.consume(job);
+            return self.consume(job).await;
         }
         let now = self.now();
         match self.revoke_unless_covered(&request, now).await? {
@@ -211,7 +181,7 @@ impl Engine {
                 let announce = Announce {
                     by: Some(by),
                     detail,
-                    extra: self.resolved_notices(job, &request)?,
+                    extra: self.resolved_notices(job, &request).await?,
                 };
                 let step = request.end_early(by, admin_reason.as_deref(), now);
                 self.record_step(job, &request, step, announce, now).await?;

@@ -18,11 +18,11 @@ impl Engine {
         extension: &AccessRequest,
     ) -> Result<(), EngineError> {
         let Some(grant_id) = &extension.extends else {
-            return self.consume(job);
+            return self.consume(job).await;
         };
         loop {
             let now = self.now();
-            let grant = self.store.get_request(grant_id)?;
+            let grant = self.store.get_request(grant_id).await?;
             // Already absorbed by the grant (perhaps before a crash), even if
             // the grant has ended since: only the extension's record is left.
             let applied_until = grant
@@ -59,13 +59,15 @@ impl Engine {
                 .await?;
                 return Ok(());
             };
-            let audience = self.audience(grant)?;
-            let effects = self.effects_of(&next, &happened, None, &audience, None, now)?;
+            let audience = self.audience(grant).await?;
+            let effects = self
+                .effects_of(&next, &happened, None, &audience, None, now)
+                .await?;
             let write = Write {
                 request: Some(next),
                 effects,
             };
-            if self.write_if_unchanged(grant, None, &write)? == Applied::Written {
+            if self.write_if_unchanged(grant, None, &write).await? == Applied::Written {
                 self.commit_and_wake().await?;
             }
             // Loop: the next pass records the extension as applied.
@@ -80,14 +82,14 @@ impl Engine {
         else {
             return Ok(());
         };
-        let Some(grant) = self.store.get_request(id)? else {
-            return self.consume(job);
+        let Some(grant) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
         };
         // Extended or ended since: a newer warning (or none) applies.
         let current = matches!(grant.state, RequestState::Active { .. })
             && grant.expires_at() == Some(*expires_at);
         if !current {
-            return self.consume(job);
+            return self.consume(job).await;
         }
         let effects = Effects {
             audit: vec![AuditRecord {

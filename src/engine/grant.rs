@@ -129,11 +129,11 @@ impl Engine {
         let JobKind::Activate { request: id } = &job.kind else {
             return Ok(());
         };
-        let Some(request) = self.store.get_request(id)? else {
-            return self.consume(job);
+        let Some(request) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
         };
         if !matches!(request.state, RequestState::Approved { .. }) {
-            return self.consume(job);
+            return self.consume(job).await;
         }
         if request.extends.is_some() {
             return self.apply_extension(job, &request).await;
@@ -209,7 +209,8 @@ impl Engine {
     ) -> Result<Result<Option<(RequestId, DateTime<Utc>)>, String>, EngineError> {
         let covering = self
             .store
-            .requests_of(&request.requester)?
+            .requests_of(&request.requester)
+            .await?
             .into_iter()
             .filter(|other| {
                 other.id != request.id && self.same_access(&other.group, &request.group)
@@ -273,13 +274,13 @@ impl Engine {
                 literal(request.requester.name_or_id()),
                 literal(error),
             );
-            effects.outbox.extend(self.notices(request, &text)?);
+            effects.outbox.extend(self.notices(request, &text).await?);
         }
         self.retry_later(job, effects).await
     }
 
     /// The all-clear after an alert, once a revoke that kept failing succeeded.
-    pub(super) fn resolved_notices(
+    pub(super) async fn resolved_notices(
         &self,
         job: &Job,
         request: &AccessRequest,
@@ -294,12 +295,17 @@ impl Engine {
             literal(request.requester.name_or_id()),
             job.attempt
         );
-        self.notices(request, &text)
+        self.notices(request, &text).await
     }
 
-    fn notices(&self, request: &AccessRequest, text: &str) -> Result<Vec<Outgoing>, EngineError> {
+    async fn notices(
+        &self,
+        request: &AccessRequest,
+        text: &str,
+    ) -> Result<Vec<Outgoing>, EngineError> {
         Ok(self
-            .audience(request)?
+            .audience(request)
+            .await?
             .channels
             .into_iter()
             .map(|to| Outgoing::ChannelNotice {
@@ -313,29 +319,22 @@ impl Engine {
         let JobKind::Expire { request: id } = &job.kind else {
             return Ok(());
         };
-        let Some(request) = self.store.get_request(id)? else {
-            return self.consume(job);
+        let Some(request) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
         };
         let now = self.now();
         let Some(expires_at) = request.expires_at() else {
             // Not active any more: ended some other way.
-            return self.consume(job);
+            return self.consume(job).await;
         };
         if expires_at > job.due_at {
             // Extended since this job was scheduled; a later job ends it.
-            return self.consume(job);
+            return self.consume(job).await;
         }
         if expires_at > now {
             // Early (the wall clock stepped back?): never drop an owed
             // revoke — run again when it is due.
-            let next = Job {
-                id: self.store.next_id()?,
-                due_at: expires_at,
-                ..job.clone()
-            };
-            self.store.reschedule(job, &next, &Effects::default())?;
-            self.commit_and_wake().await?;
-            return Ok(());
+            return self.run_again_at(job, expires_at).await;
         }
         match self.revoke_unless_covered(&request, now).await? {
             Ok(covering) => {
@@ -350,7 +349,7 @@ impl Engine {
                 });
                 let announce = Announce {
                     detail,
-                    extra: self.resolved_notices(job, &request)?,
+                    extra: self.resolved_notices(job, &request).await?,
                     ..Announce::default()
                 };
                 self.record_step(job, &request, request.expire(now), announce, now)
@@ -365,11 +364,11 @@ impl Engine {
         let JobKind::RevokeAfterFailedGrant { request: id } = &job.kind else {
             return Ok(());
         };
-        let Some(request) = self.store.get_request(id)? else {
-            return self.consume(job);
+        let Some(request) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
         };
         if !matches!(request.state, RequestState::Failed { .. }) {
-            return self.consume(job);
+            return self.consume(job).await;
         }
         let now = self.now();
         match self.revoke_unless_covered(&request, now).await? {
@@ -392,7 +391,9 @@ impl Engine {
                     }],
                     ..Effects::default()
                 };
-                effects.outbox.extend(self.resolved_notices(job, &request)?);
+                effects
+                    .outbox
+                    .extend(self.resolved_notices(job, &request).await?);
                 self.settle(
                     job,
                     &request,

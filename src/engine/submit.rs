@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use super::grant::Unresolved;
-use super::{Engine, EngineError, Lookup, PROMPT_LOOKUP_TIMEOUT};
+use super::rights::Lookup;
+use super::{Engine, EngineError, PROMPT_LOOKUP_TIMEOUT};
 use crate::chat::ChatError;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, GrantId, GroupName, RequestId};
@@ -59,14 +60,7 @@ pub enum SubmitError {
     Engine(#[from] EngineError),
 }
 
-/// One group offered in the request form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormChoice {
-    pub name: GroupName,
-    pub description: String,
-    pub mapped_here: bool,
-    pub default_duration: HumanDuration,
-}
+pub use crate::chat::card::FormChoice;
 
 /// A random id clashes about once in a billion draws; a handful of tries is
 /// more than enough.
@@ -172,6 +166,7 @@ impl Engine {
         let grant = self
             .store
             .get_request(&grant_id.request_id())
+            .await
             .map_err(EngineError::from)?
             .ok_or_else(|| RequestRefusal::NoSuchGrant(grant_id.to_string()))?;
         if !grant.requester.is(&requester) {
@@ -244,13 +239,15 @@ impl Engine {
             if let Some(grant) = extends {
                 request = request.extending(grant);
             }
-            let audience = self.audience(&request).map_err(EngineError::from)?;
+            let audience = self.audience(&request).await.map_err(EngineError::from)?;
             let effects = self
                 .effects_of(&request, &happened, Some(&requester), &audience, None, now)
+                .await
                 .map_err(EngineError::from)?;
             match self
                 .store
                 .file(&request, &effects, self.limits, now)
+                .await
                 .map_err(EngineError::from)?
             {
                 Filed::Written => {
@@ -279,6 +276,7 @@ impl Engine {
             Some(origin) => self
                 .store
                 .mappings()
+                .await
                 .map_err(EngineError::from)?
                 .into_iter()
                 .filter(|m| &m.destination == origin)

@@ -19,132 +19,10 @@ use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::ids::Actor;
 use crate::domain::message::Outgoing;
 use crate::domain::policy::{user_actor, GroupPolicy, SweepMode};
-use crate::domain::text::literal;
+use crate::domain::sweep::{Finding, FindingAction, SweepNotice, SweepOutcome, SweepReport};
 use crate::providers::{Access, AccessUser};
 use crate::store::{Effects, SweepRun};
 use crate::telemetry::Metrics;
-
-/// What one sweep of one group found and did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SweepReport {
-    pub group: String,
-    pub target: String,
-    pub provider: String,
-    pub mode: SweepMode,
-    pub dry_run: bool,
-    pub outcome: SweepOutcome,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SweepOutcome {
-    /// The provider could not list the target's holders.
-    ListingFailed(String),
-    Listed {
-        holders: usize,
-        /// Holders the `standing` allow-list covers.
-        allowed: Vec<String>,
-        /// Holders without a grant, and what happened to each.
-        findings: Vec<Finding>,
-        /// Why nothing was revoked this time, if enforcement was held back.
-        held_back: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub principal: String,
-    /// The chat user behind the principal, if jitbot can tell.
-    pub owner: Option<Actor>,
-    pub action: FindingAction,
-}
-
-impl Finding {
-    /// ` (slack:U0BOB)` when the chat user is known, else nothing.
-    fn owner_suffix(&self) -> String {
-        self.owner
-            .as_ref()
-            .map(|owner| format!(" ({owner})"))
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FindingAction {
-    Reported,
-    WouldRevoke,
-    Revoked,
-    RevokeFailed(String),
-    /// A grant for it appeared while the sweep ran; left alone.
-    NowGranted,
-}
-
-impl SweepReport {
-    /// Whether the holders were listed and every revoke attempted worked.
-    pub fn succeeded(&self) -> bool {
-        match &self.outcome {
-            SweepOutcome::ListingFailed(_) => false,
-            SweepOutcome::Listed { findings, .. } => !findings
-                .iter()
-                .any(|f| matches!(f.action, FindingAction::RevokeFailed(_))),
-        }
-    }
-
-    /// One line per fact, for the CLI and logs.
-    pub fn lines(&self) -> Vec<String> {
-        let head = format!(
-            "{} ({} via {}, sweep = {}{})",
-            self.group,
-            self.target,
-            self.provider,
-            self.mode.label(),
-            if self.dry_run { ", dry run" } else { "" }
-        );
-        let (holders, allowed, findings, held_back) = match &self.outcome {
-            SweepOutcome::ListingFailed(error) => {
-                return vec![format!("{head}: could not list holders: {error}")]
-            }
-            SweepOutcome::Listed {
-                holders,
-                allowed,
-                findings,
-                held_back,
-            } => (holders, allowed, findings, held_back),
-        };
-        let mut lines = vec![format!(
-            "{head}: {holders} holder(s), {} allowed standing, {} without a grant",
-            allowed.len(),
-            findings.len()
-        )];
-        for finding in findings {
-            let what = match &finding.action {
-                FindingAction::Reported => "reported".to_string(),
-                FindingAction::WouldRevoke => "would be revoked".to_string(),
-                FindingAction::Revoked => "revoked".to_string(),
-                FindingAction::RevokeFailed(error) => format!("revoke failed: {error}"),
-                FindingAction::NowGranted => "granted meanwhile; left alone".to_string(),
-            };
-            lines.push(format!(
-                "  {}{}: {what}",
-                finding.principal,
-                finding.owner_suffix()
-            ));
-        }
-        if let Some(why) = held_back {
-            lines.push(format!("  nothing revoked: {why}"));
-        }
-        lines
-    }
-}
-
-impl SweepMode {
-    pub fn label(&self) -> &'static str {
-        match self {
-            SweepMode::Off => "off",
-            SweepMode::Report => "report",
-            SweepMode::Enforce => "enforce",
-        }
-    }
-}
 
 /// Principals that jitbot grants explain; `unknown` says why the list may
 /// be incomplete (a grant in progress whose principal cannot be resolved).
@@ -203,7 +81,7 @@ impl Engine {
         };
         let mut findings = Vec::new();
         for principal in standing {
-            let owner = self.owner_of(group, &principal)?;
+            let owner = self.owner_of(group, &principal).await?;
             let action = match group.sweep {
                 _ if held_back.is_some() => FindingAction::Reported,
                 SweepMode::Enforce if dry_run => FindingAction::WouldRevoke,
@@ -233,7 +111,7 @@ impl Engine {
             principals: BTreeSet::new(),
             unknown: None,
         };
-        for request in self.store.live_requests()? {
+        for request in self.store.live_requests().await? {
             if request.extends.is_some() || !self.same_access(&request.group, &group.name) {
                 continue;
             }
@@ -264,8 +142,16 @@ impl Engine {
     /// Who `principal` is in chat: the user jitbot granted it to before,
     /// an `[identities]` entry naming it, or a template that embeds the
     /// chat user id.
-    fn owner_of(&self, group: &GroupPolicy, principal: &str) -> Result<Option<Actor>, EngineError> {
-        if let Some(owner) = self.store.principal_owner(group.name.as_str(), principal)? {
+    async fn owner_of(
+        &self,
+        group: &GroupPolicy,
+        principal: &str,
+    ) -> Result<Option<Actor>, EngineError> {
+        if let Some(owner) = self
+            .store
+            .principal_owner(group.name.as_str(), principal)
+            .await?
+        {
             return Ok(Some(owner));
         }
         let by_identity = self
@@ -347,7 +233,7 @@ impl Engine {
         if report.dry_run {
             return Ok(report);
         }
-        let previous = self.store.last_sweep(group.name.as_str())?;
+        let previous = self.store.last_sweep(group.name.as_str()).await?;
         let listed = matches!(report.outcome, SweepOutcome::Listed { .. });
         let mut effects = Effects::default();
         let audit = |action, detail: String| AuditRecord {
@@ -358,29 +244,20 @@ impl Engine {
             group: Some(group.name.clone()),
             detail,
         };
-        let channel_text = match &report.outcome {
+        let tell_channel = match &report.outcome {
             SweepOutcome::ListingFailed(error) => {
                 effects.audit.push(audit(
                     AuditAction::SweepFailed,
                     format!("could not list holders: {error}"),
                 ));
                 // Say it once when it starts failing, not at every interval.
-                let was_listing = previous.as_ref().map_or(true, |run| run.listed);
-                was_listing.then(|| {
-                    format!(
-                        ":warning: The standing-access sweep of `{}` could not list the holders of `{}`: {}. It will keep trying every {}.",
-                        group.name,
-                        group.target,
-                        literal(error),
-                        group.sweep_interval
-                    )
-                })
+                previous.as_ref().map_or(true, |run| run.listed)
             }
             SweepOutcome::Listed {
                 holders,
                 allowed,
                 findings,
-                held_back,
+                ..
             } => {
                 let without_grant: Vec<&str> =
                     findings.iter().map(|f| f.principal.as_str()).collect();
@@ -423,96 +300,27 @@ impl Engine {
                         _ => {}
                     }
                 }
-                sweep_summary(group, findings, held_back.as_deref())
+                !findings.is_empty()
             }
         };
-        if let Some(text) = channel_text {
-            for to in self.destinations(group)? {
-                effects.outbox.push(Outgoing::ChannelNotice {
+        if tell_channel {
+            let notice = SweepNotice {
+                report: report.clone(),
+                interval: group.sweep_interval,
+            };
+            for to in self.destinations(group).await? {
+                effects.outbox.push(Outgoing::SweepNotice {
                     to,
-                    text: text.clone(),
+                    notice: notice.clone(),
                 });
             }
         }
-        self.store.record(&effects)?;
+        self.store.record(&effects).await?;
         self.store
-            .put_last_sweep(group.name.as_str(), &SweepRun { at: now, listed })?;
+            .put_last_sweep(group.name.as_str(), &SweepRun { at: now, listed })
+            .await?;
         self.commit_and_wake().await?;
         tracing::info!(group = %group.name, report = ?report.lines(), "sweep finished");
         Ok(report)
-    }
-}
-
-/// The approval channel's message about a sweep's findings; none if the
-/// target is clean.
-fn sweep_summary(
-    group: &GroupPolicy,
-    findings: &[Finding],
-    held_back: Option<&str>,
-) -> Option<String> {
-    if findings.is_empty() {
-        return None;
-    }
-    // Principals come from the provider, names from chat: both shown as
-    // they are, never as markup.
-    let name = |f: &Finding| match &f.owner {
-        Some(owner) => format!(
-            "`{}` ({})",
-            literal(&f.principal),
-            literal(owner.name_or_id())
-        ),
-        None => format!("`{}`", literal(&f.principal)),
-    };
-    let with = |wanted: fn(&FindingAction) -> bool| {
-        findings
-            .iter()
-            .filter(|f| wanted(&f.action))
-            .map(name)
-            .collect::<Vec<_>>()
-    };
-    let mut parts = vec![format!(
-        ":mag: Standing access to `{}` (`{}` via {}):",
-        group.name, group.target, group.provider
-    )];
-    let reported = with(|a| matches!(a, FindingAction::Reported));
-    if !reported.is_empty() {
-        parts.push(format!(
-            "{} without an active grant: {}.",
-            plural(reported.len(), "holder"),
-            reported.join(", ")
-        ));
-        parts.push(match held_back {
-            Some(why) => format!(
-                "Not removed this time because {}; the next sweep tries again.",
-                literal(why)
-            ),
-            None => "Report only: set `sweep = \"enforce\"` to remove it, or list the principal in the group's `standing` to allow it.".to_string(),
-        });
-    }
-    let revoked = with(|a| matches!(a, FindingAction::Revoked));
-    if !revoked.is_empty() {
-        parts.push(format!("Removed: {}.", revoked.join(", ")));
-    }
-    let failed: Vec<String> = findings
-        .iter()
-        .filter_map(|f| match &f.action {
-            FindingAction::RevokeFailed(error) => Some(format!("{} ({})", name(f), literal(error))),
-            _ => None,
-        })
-        .collect();
-    if !failed.is_empty() {
-        parts.push(format!(
-            "Could not remove: {}; the next sweep tries again.",
-            failed.join(", ")
-        ));
-    }
-    Some(parts.join(" "))
-}
-
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
     }
 }

@@ -49,9 +49,3 @@ impl From<crate::engine::EngineError> for HttpError {
         HttpError::Internal(error.to_string())
     }
 }
-
-impl From<crate::store::StoreError> for HttpError {
-    fn from(error: crate::store::StoreError) -> Self {
-        HttpError::Internal(error.to_string())
-    }
-}

@@ -26,7 +26,6 @@ pub use slack::SlackIngress;
 pub use teams::TeamsIngress;
 
 use crate::engine::Engine;
-use crate::telemetry::{readiness, Observed, Snapshot};
 
 /// Chat platforms never send more than a few KiB; the cap stops memory abuse
 /// by an unauthenticated client before the signature is even checked.
@@ -75,55 +74,21 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// "Expiring soon" in the metrics.
-const EXPIRING_SOON: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
-
 /// Ready when the store answers, the scheduler is running and the outbox is
 /// not stuck; each check is one line of the answer.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.engine.store();
-    let store_ok = match store.audit_head() {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::error!(%error, "readiness: the store does not answer");
-            false
-        }
-    };
-    let health = state.engine.health();
-    let (waiting, oldest) = store.outbox_stats().unwrap_or((0, None));
-    let (ready, lines) = readiness(&Observed {
-        now: state.engine.now(),
-        store_ok,
-        scheduler_seen: health.scheduler_seen(),
-        outbox_seen: health.outbox_seen(),
-        outbox_progressed: health.outbox_progressed(),
-        outbox_waiting: waiting,
-        outbox_oldest: oldest,
-    });
-    let status = if ready {
+    let readiness = state.engine.readiness().await;
+    let status = if readiness.ready {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, lines.join("\n") + "\n").into_response()
+    (status, readiness.lines.join("\n") + "\n").into_response()
 }
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpError> {
-    let now = state.engine.now();
-    let store = state.engine.store();
-    let grants = state.engine.active_grants()?;
-    let expiring_soon = grants
-        .iter()
-        .filter(|g| g.expires_at().is_some_and(|at| at - now <= EXPIRING_SOON))
-        .count();
-    let (waiting, oldest) = store.outbox_stats()?;
-    let text = state.engine.metrics().render(Snapshot {
-        active_grants: grants.len() as i64,
-        expiring_soon: expiring_soon as i64,
-        outbox_depth: waiting as i64,
-        outbox_oldest_seconds: oldest.map_or(0, |oldest| (now - oldest).num_seconds().max(0)),
-    });
+    let text = state.engine.metrics_text().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -30,7 +30,7 @@ use crate::domain::ids::{
 };
 use crate::domain::job::Decision;
 use crate::domain::policy::RequestRefusal;
-use crate::engine::{Reply, SubmitError};
+use crate::engine::{Click, ClickOutcome, Reply, SubmitError};
 use crate::telemetry::Metrics;
 
 /// What the Slack routes need besides the engine.
@@ -69,8 +69,8 @@ async fn authenticate(
     .map_err(|e| rejected(e.to_string()))?;
     let fresh = state
         .engine
-        .store()
-        .remember_delivery(verified.timestamp, &verified.signature)?;
+        .accept_delivery(verified.timestamp, &verified.signature)
+        .await?;
     if !fresh {
         return Err(rejected("replayed request".into()));
     }
@@ -169,15 +169,17 @@ async fn block_actions(
         };
         match kind {
             CardActionKind::Approve => {
-                let request_id = request_id_of(&action.value)?;
+                // Slack shows nothing of this answer: a refusal reaches the
+                // clicker as an ephemeral message in the card's channel.
                 state
                     .engine
-                    .record_decision(
-                        &request_id,
-                        actor.clone(),
-                        Decision::Approve,
-                        channel.clone(),
-                    )
+                    .click(Click {
+                        request: request_id_of(&action.value)?,
+                        by: actor.clone(),
+                        decision: Decision::Approve,
+                        reply_in: channel.clone(),
+                        answers_inline: false,
+                    })
                     .await?;
             }
             CardActionKind::Deny => {
@@ -212,7 +214,8 @@ async fn block_actions(
                     .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
                 let default_duration = state
                     .engine
-                    .get_request(&grant.request_id())?
+                    .get_request(&grant.request_id())
+                    .await?
                     .and_then(|r| {
                         state
                             .engine
@@ -342,22 +345,26 @@ async fn view_submission(
                 .map_err(|_| HttpError::BadRequest("deny form without its request".into()))?;
             let request_id = RequestId::parse(&metadata.request)
                 .map_err(|_| HttpError::BadRequest("deny form without its request".into()))?;
-            let reason = input(REASON_BLOCK);
-            if reason.trim().is_empty() {
-                return Ok(field_errors(vec![(
+            let click = Click {
+                request: request_id,
+                by: actor,
+                decision: Decision::Deny {
+                    reason: input(REASON_BLOCK),
+                },
+                reply_in: metadata.channel.as_deref().and_then(slack_channel),
+                // Whatever stops the denial is shown in the form itself.
+                answers_inline: true,
+            };
+            match state.engine.click(click).await? {
+                ClickOutcome::Recorded(_) => Ok(axum::http::StatusCode::OK.into_response()),
+                ClickOutcome::Refused(refusal) => {
+                    Ok(field_errors(vec![(REASON_BLOCK, refusal.to_string())]))
+                }
+                ClickOutcome::Missing => Ok(field_errors(vec![(
                     REASON_BLOCK,
-                    "A denial needs a reason.".into(),
-                )]));
+                    format!("There is no request {}.", metadata.request),
+                )])),
             }
-            if let Err(refusal) = crate::domain::policy::check_reason_length(&reason) {
-                return Ok(field_errors(vec![(REASON_BLOCK, refusal.to_string())]));
-            }
-            let channel = metadata.channel.as_deref().and_then(slack_channel);
-            state
-                .engine
-                .record_decision(&request_id, actor, Decision::Deny { reason }, channel)
-                .await?;
-            Ok(axum::http::StatusCode::OK.into_response())
         }
         _ => Ok(axum::http::StatusCode::OK.into_response()),
     }

@@ -32,8 +32,8 @@ use crate::domain::ids::{
     Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
 };
 use crate::domain::job::Decision;
-use crate::engine::{Preview, Reply};
-use crate::store::TeamsContact;
+use crate::domain::request::Refusal;
+use crate::engine::{Click, ClickOutcome, Reply, TeamsSighting};
 use crate::telemetry::Metrics;
 
 /// Teams gives an outgoing webhook five seconds; answer within four.
@@ -67,32 +67,30 @@ fn conversation_of(activity: &Activity) -> Destination {
 }
 
 /// Keep what is needed to reach this user and conversation later.
-fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
-    let store = state.engine.store();
+async fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
     if activity.service_url.is_empty() || activity.conversation.id.is_empty() {
         return Ok(());
     }
-    store.put_teams_conversation(&activity.conversation.id, &activity.service_url)?;
+    state
+        .engine
+        .remember_teams_conversation(&activity.conversation.id, &activity.service_url)
+        .await?;
     let (Some(aad), Some(tenant)) = (activity.from.aad_object_id.as_deref(), activity.tenant_id())
     else {
         return Ok(());
     };
-    let known = store.teams_contact(aad)?;
-    let personal = (activity.conversation.conversation_type.as_deref() == Some("personal"))
-        .then(|| activity.conversation.id.clone())
-        .or_else(|| known.as_ref().and_then(|k| k.personal_conversation.clone()));
-    let contact = TeamsContact {
-        aad_object_id: aad.to_lowercase(),
-        teams_id: activity.from.id.clone(),
-        name: activity.from.name.clone(),
-        tenant_id: tenant.to_string(),
-        service_url: activity.service_url.clone(),
-        personal_conversation: personal,
-        seen_in: activity.conversation.id.clone(),
-    };
-    if known.as_ref() != Some(&contact) {
-        store.put_teams_contact(&contact)?;
-    }
+    state
+        .engine
+        .remember_teams_user(TeamsSighting {
+            aad_object_id: aad.to_string(),
+            teams_id: activity.from.id.clone(),
+            name: activity.from.name.clone(),
+            tenant_id: tenant.to_string(),
+            service_url: activity.service_url.clone(),
+            conversation: activity.conversation.id.clone(),
+            personal: activity.conversation.conversation_type.as_deref() == Some("personal"),
+        })
+        .await?;
     Ok(())
 }
 
@@ -102,11 +100,12 @@ const MAX_AGE_SECS: i64 = crate::chat::slack::verify::MAX_AGE_SECS;
 /// Refuse an activity delivered twice. Outgoing-webhook replays (same body
 /// and signature) are errors; a Bot Framework activity id seen again is a
 /// redelivery, answered without effect (`Ok(false)`).
-fn first_delivery(state: &AppState, sent_at: i64, fingerprint: &[u8]) -> Result<bool, HttpError> {
-    Ok(state
-        .engine
-        .store()
-        .remember_delivery(sent_at, fingerprint)?)
+async fn first_delivery(
+    state: &AppState,
+    sent_at: i64,
+    fingerprint: &[u8],
+) -> Result<bool, HttpError> {
+    Ok(state.engine.accept_delivery(sent_at, fingerprint).await?)
 }
 
 /// What identifies one Bot Framework activity, whatever blanks surround its
@@ -175,12 +174,12 @@ pub(super) async fn messages(
         return Err(HttpError::BadRequest("the activity has no id".into()));
     }
     if !activity.id.trim().is_empty()
-        && !first_delivery(&state, sent_at, &activity_fingerprint(&activity))?
+        && !first_delivery(&state, sent_at, &activity_fingerprint(&activity)).await?
     {
         tracing::info!(activity = %activity.id, "activity delivered again; ignored");
         return Ok(StatusCode::OK.into_response());
     }
-    remember(&state, &activity)?;
+    remember(&state, &activity).await?;
     match activity.kind.as_str() {
         "invoke" if activity.name == "adaptiveCard/action" => {
             let action = activity
@@ -347,38 +346,39 @@ async fn card_action(
             let decision = if kind == CardActionKind::Approve {
                 Decision::Approve
             } else {
-                let reason = input(data, REASON_INPUT);
-                if reason.is_empty() {
-                    return Ok(ActionAnswer::Error(
-                        "A denial needs a reason: type it in the box on the card, then press Deny."
-                            .into(),
-                    ));
+                Decision::Deny {
+                    reason: input(data, REASON_INPUT),
                 }
-                Decision::Deny { reason }
             };
-            match engine.preview_decision(&id, &actor, &decision).await? {
-                Preview::Missing => Ok(ActionAnswer::Error(format!("There is no request {id}."))),
-                Preview::Refused(refusal) => {
-                    engine.note_refused_decision(&id, &actor, &refusal).await?;
-                    Ok(ActionAnswer::Message(refusal.to_string()))
-                }
-                Preview::Allowed(next) => {
-                    // Durable first; the answer shows the card as it will be.
-                    engine
-                        .record_decision(&id, actor, decision, Some(origin))
-                        .await?;
+            let click = Click {
+                request: id.clone(),
+                by: actor,
+                decision,
+                reply_in: Some(origin),
+                // The invoke's answer is what the clicker sees.
+                answers_inline: true,
+            };
+            Ok(match engine.click(click).await? {
+                ClickOutcome::Missing => ActionAnswer::Error(format!("There is no request {id}.")),
+                ClickOutcome::Refused(Refusal::DenyReasonMissing) => ActionAnswer::Error(
+                    "A denial needs a reason: type it in the box on the card, then press Deny."
+                        .into(),
+                ),
+                ClickOutcome::Refused(refusal) => ActionAnswer::Message(refusal.to_string()),
+                ClickOutcome::Recorded(next) => {
+                    // Recorded durably; the answer shows the card as it will be.
                     let group = engine.policy().group(&next.group);
                     let extended = match &next.extends {
-                        Some(base) => engine.get_request(base)?,
+                        Some(base) => engine.get_request(base).await?,
                         None => None,
                     };
-                    Ok(ActionAnswer::Card(cards::adaptive_card(&approval_card(
+                    ActionAnswer::Card(cards::adaptive_card(&approval_card(
                         &next,
                         group,
                         extended.as_ref(),
-                    ))))
+                    )))
                 }
-            }
+            })
         }
         Some(CardActionKind::Extend) => {
             let Ok(grant) = GrantId::parse(value) else {
@@ -439,11 +439,11 @@ pub(super) async fn webhook(
             "the activity is older than 5 minutes".into(),
         ));
     }
-    if !first_delivery(&state, sent_at, &signature)? {
+    if !first_delivery(&state, sent_at, &signature).await? {
         Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
         return Err(HttpError::Unauthorized("replayed request".into()));
     }
-    remember(&state, &activity)?;
+    remember(&state, &activity).await?;
     let actor = teams_actor(&activity)?;
     let answer = tokio::time::timeout(
         WEBHOOK_DEADLINE,

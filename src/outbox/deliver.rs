@@ -36,7 +36,7 @@ impl OutboxWorker {
                 ChatError::Failed(_) => "failed",
             };
             self.metrics
-                .count_chat_error(self.platform_label(message), kind);
+                .count_chat_error(self.platform_label(message).await, kind);
         }
         match result {
             Ok(()) => Delivery::Done,
@@ -50,8 +50,8 @@ impl OutboxWorker {
             }
             Err(ChatError::Unreachable(error)) => {
                 tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
-                self.report_undeliverable_card(message, &error);
-                self.report_unreachable_person(message, &error);
+                self.report_undeliverable_card(message, &error).await;
+                self.report_unreachable_person(message, &error).await;
                 Delivery::Done
             }
             Err(ChatError::Failed(error)) => {
@@ -71,13 +71,13 @@ impl OutboxWorker {
     /// An approval card that cannot be posted (bot not in the channel,
     /// channel archived) would leave the request waiting for nobody: tell
     /// the requester, so they can ask an admin to fix the channel.
-    fn report_undeliverable_card(&self, message: &Outgoing, error: &str) {
+    async fn report_undeliverable_card(&self, message: &Outgoing, error: &str) {
         let (Outgoing::PostCard { request: id, .. } | Outgoing::DirectCard { request: id, .. }) =
             message
         else {
             return;
         };
-        let request = match self.store.get_request(id) {
+        let request = match self.store.get_request(id).await {
             Ok(Some(request)) => request,
             _ => return,
         };
@@ -97,7 +97,7 @@ impl OutboxWorker {
             }],
             ..Default::default()
         };
-        if let Err(error) = self.store.record(&effects) {
+        if let Err(error) = self.store.record(&effects).await {
             tracing::error!(%error, "could not record the report of an undeliverable card");
         }
     }
@@ -105,30 +105,32 @@ impl OutboxWorker {
     /// Someone jitbot cannot message at all (app not installed, user
     /// unknown) must not silently miss what their request needs them to
     /// know: the request's approval channels are told instead.
-    fn report_unreachable_person(&self, message: &Outgoing, error: &str) {
+    async fn report_unreachable_person(&self, message: &Outgoing, error: &str) {
         let (to, id, what) = match message {
             Outgoing::Direct {
                 to,
                 text,
                 about: Some(id),
             } => (to.clone(), id, text.clone()),
-            Outgoing::ExpiryWarning { request, .. } => match self.store.get_request(request) {
-                Ok(Some(r)) => (
-                    r.requester,
-                    request,
-                    format!("the warning that {} is about to end", request.grant_id()),
-                ),
-                _ => return,
-            },
+            Outgoing::ExpiryWarning { request, .. } => {
+                match self.store.get_request(request).await {
+                    Ok(Some(r)) => (
+                        r.requester,
+                        request,
+                        format!("the warning that {} is about to end", request.grant_id()),
+                    ),
+                    _ => return,
+                }
+            }
             _ => return,
         };
-        let Ok(Some(request)) = self.store.get_request(id) else {
+        let Ok(Some(request)) = self.store.get_request(id).await else {
             return;
         };
         let Some(group) = self.policy.group(&request.group) else {
             return;
         };
-        let mappings = self.store.mappings().unwrap_or_default();
+        let mappings = self.store.mappings().await.unwrap_or_default();
         let channels = approval_destinations(group, &mappings, self.platforms.keys().copied());
         let text = format!(
             ":warning: I cannot reach {} on {} ({error}), so they did not get this about {id} ({}): {what}",
@@ -146,7 +148,7 @@ impl OutboxWorker {
                 .collect(),
             ..Default::default()
         };
-        if let Err(error) = self.store.record(&effects) {
+        if let Err(error) = self.store.record(&effects).await {
             tracing::error!(%error, "could not record the report of an unreachable person");
         }
     }
@@ -198,6 +200,16 @@ impl OutboxWorker {
                     .post_text(&to.channel, text)
                     .await
             }
+            Outgoing::SweepNotice { to, notice } => {
+                match crate::chat::sweep_notice::sweep_notice_text(notice, to.platform) {
+                    Some(text) => {
+                        self.platform(to.platform)?
+                            .post_text(&to.channel, &text)
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            }
             Outgoing::ExpiryWarning {
                 request,
                 expires_at,
@@ -205,6 +217,7 @@ impl OutboxWorker {
                 let grant = self
                     .store
                     .get_request(request)
+                    .await
                     .map_err(|e| ChatError::Failed(e.to_string()))?;
                 let Some(grant) = grant else {
                     return Ok(());
@@ -231,11 +244,11 @@ impl OutboxWorker {
         Fut: std::future::Future<Output = Result<PostedMessage, ChatError>>,
     {
         let store_error = |e: StoreError| ChatError::Failed(e.to_string());
-        let Some(request) = self.store.get_request(id).map_err(store_error)? else {
+        let Some(request) = self.store.get_request(id).await.map_err(store_error)? else {
             return Ok(());
         };
         let chat = self.platform(platform)?.clone();
-        let card = self.render(&request);
+        let card = self.render(&request).await;
         let posted = post(chat.clone(), card.clone()).await?;
         let record = PostedCard {
             platform,
@@ -251,9 +264,10 @@ impl OutboxWorker {
                     effects: Default::default(),
                 })
             })
+            .await
             .map_err(store_error)?;
-        if let Some(now) = self.store.get_request(id).map_err(store_error)? {
-            let fresh = self.render(&now);
+        if let Some(now) = self.store.get_request(id).await.map_err(store_error)? {
+            let fresh = self.render(&now).await;
             if fresh != card {
                 chat.update_card(&posted, &fresh).await?;
             }
@@ -263,11 +277,11 @@ impl OutboxWorker {
 
     /// The approval card of `request` as it stands (an extension shows the
     /// grant it extends).
-    fn render(&self, request: &crate::domain::request::AccessRequest) -> Card {
-        let extended = request
-            .extends
-            .as_ref()
-            .and_then(|id| self.store.get_request(id).ok().flatten());
+    async fn render(&self, request: &crate::domain::request::AccessRequest) -> Card {
+        let extended = match &request.extends {
+            Some(id) => self.store.get_request(id).await.ok().flatten(),
+            None => None,
+        };
         approval_card(
             request,
             self.policy.group(&request.group),
@@ -279,11 +293,12 @@ impl OutboxWorker {
         let Some(request) = self
             .store
             .get_request(id)
+            .await
             .map_err(|e| ChatError::Failed(e.to_string()))?
         else {
             return Ok(());
         };
-        let card = self.render(&request);
+        let card = self.render(&request).await;
         for posted in &request.cards {
             let message = PostedMessage {
                 channel: posted.channel.clone(),
@@ -306,14 +321,17 @@ impl OutboxWorker {
     }
 
     /// Which platform a message goes to, for the error metrics.
-    fn platform_label(&self, message: &Outgoing) -> &'static str {
+    async fn platform_label(&self, message: &Outgoing) -> &'static str {
         let platform = match message {
-            Outgoing::PostCard { to, .. } | Outgoing::ChannelNotice { to, .. } => Some(to.platform),
+            Outgoing::PostCard { to, .. }
+            | Outgoing::ChannelNotice { to, .. }
+            | Outgoing::SweepNotice { to, .. } => Some(to.platform),
             Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => Some(to.platform),
             Outgoing::Ephemeral { platform, .. } => Some(*platform),
             Outgoing::RefreshCards { request } | Outgoing::ExpiryWarning { request, .. } => self
                 .store
                 .get_request(request)
+                .await
                 .ok()
                 .flatten()
                 .map(|r| r.requester.platform),

@@ -28,7 +28,7 @@ use crate::chat::ChatPlatform;
 use crate::clock::Clock;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
-use crate::store::{GroupCommit, OutboxEntry, Store, StoreError};
+use crate::store::{OutboxEntry, Store, StoreError};
 use crate::telemetry::{Health, Metrics};
 
 use deliver::Delivery;
@@ -45,7 +45,6 @@ const ERROR_COOLDOWN: Duration = Duration::from_secs(5);
 
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
-    durability: Arc<GroupCommit>,
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     clock: Arc<dyn Clock>,
@@ -71,7 +70,6 @@ pub struct Dispatched {
 /// What the worker is built from.
 pub struct OutboxParts {
     pub store: Arc<dyn Store>,
-    pub durability: Arc<GroupCommit>,
     pub policy: Arc<Policy>,
     pub platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     pub clock: Arc<dyn Clock>,
@@ -84,7 +82,6 @@ impl OutboxWorker {
     pub fn new(parts: OutboxParts) -> Arc<OutboxWorker> {
         Arc::new(OutboxWorker {
             store: parts.store,
-            durability: parts.durability,
             policy: parts.policy,
             platforms: parts.platforms,
             clock: parts.clock,
@@ -115,16 +112,18 @@ impl OutboxWorker {
                 next_ready: None,
             });
         }
-        let batch = {
-            let running = self.running();
-            self.store
-                .outbox_ready(self.now(), room, PER_QUEUE, &|queue| {
-                    running.contains(queue)
-                })?
-        };
+        // A snapshot of what is being delivered: no lock is held across
+        // the store's await.
+        let running = self.running().clone();
+        let batch = self
+            .store
+            .outbox_ready(self.now(), room, PER_QUEUE, &|queue| {
+                running.contains(queue)
+            })
+            .await?;
         if !batch.queues.is_empty() {
             // What is about to be announced must be durable first.
-            self.durability.flush().await?;
+            self.store.sync().await?;
         }
         let started = batch.queues.len();
         for queue in batch.queues {
@@ -174,12 +173,12 @@ impl OutboxWorker {
             if let Some(until) = self.throttled_until(&entry) {
                 // Wait with the rest of the conversation; not a failure.
                 entry.next_attempt_at = until;
-                self.store.outbox_retry(&entry)?;
+                self.store.outbox_retry(&entry).await?;
                 break;
             }
             match self.deliver(&entry).await {
                 Delivery::Done => {
-                    self.store.outbox_done(&entry)?;
+                    self.store.outbox_done(&entry).await?;
                     finished += 1;
                 }
                 Delivery::Retry {
@@ -193,7 +192,7 @@ impl OutboxWorker {
                     if rate_limited {
                         self.throttle(&entry, entry.next_attempt_at);
                     }
-                    self.store.outbox_retry(&entry)?;
+                    self.store.outbox_retry(&entry).await?;
                     break;
                 }
             }
@@ -202,7 +201,7 @@ impl OutboxWorker {
             self.health.outbox_alive(true);
             // Make the bookkeeping (entries done, card message ids) durable,
             // so a crash does not send again what was delivered.
-            self.durability.flush().await?;
+            self.store.sync().await?;
         }
         Ok(())
     }

@@ -2,8 +2,7 @@
 //! target is its id, `S…`; the principal a Slack user id). Slack's API only
 //! replaces a group's whole member list, so a grant reads the list, adds
 //! the user and writes it back; changes to one group are serialised here so
-//! two grants racing on it cannot drop each other's user. (jitbot runs as a
-//! single replica, so in-process serialisation covers every writer it has.)
+//! two grants racing on it cannot drop each other's user.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,15 +12,13 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::{Access, Provider, ProviderError};
-use crate::chat::directory::Directory;
-use crate::chat::slack::client::SlackClient;
-use crate::chat::ChatError;
 use crate::config::Secret;
 use crate::domain::ids::UserId;
+use crate::slack_api::{SlackApi, SlackApiError};
 
 pub struct SlackUsergroupProvider {
     name: String,
-    slack: SlackClient,
+    slack: SlackApi,
     timeout: Duration,
     /// One lock per user group, held across its read-modify-write.
     group_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -34,7 +31,7 @@ impl SlackUsergroupProvider {
         token: String,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let slack = SlackClient::new(api_url, Secret::new(token))
+        let slack = SlackApi::new(api_url, Secret::new(token))
             .map_err(|e| format!("provider {name}: {e}"))?;
         Ok(Self {
             name: name.to_string(),
@@ -49,12 +46,12 @@ impl SlackUsergroupProvider {
         locks.entry(group.to_string()).or_default().clone()
     }
 
-    fn error(&self, action: &str, error: ChatError) -> ProviderError {
+    fn error(&self, action: &str, error: SlackApiError) -> ProviderError {
         let why = match error {
-            ChatError::RateLimited(wait) => {
+            SlackApiError::RateLimited(wait) => {
                 format!("Slack is rate limiting (asked to wait {}s)", wait.as_secs())
             }
-            ChatError::Unreachable(why) | ChatError::Failed(why) => why,
+            SlackApiError::Refused(why) | SlackApiError::Failed(why) => why,
         };
         ProviderError::new(&self.name, format!("{action}: {why}"))
     }
@@ -85,7 +82,7 @@ impl SlackUsergroupProvider {
             if now.contains(&user) == member {
                 Ok(())
             } else {
-                Err(ChatError::Failed(format!(
+                Err(SlackApiError::Failed(format!(
                     "usergroups.users.update: {user} is {} the group afterwards",
                     if member { "still not in" } else { "still in" }
                 )))

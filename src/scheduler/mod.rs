@@ -73,7 +73,7 @@ impl Scheduler {
     }
 
     /// Start every due job there is room for.
-    pub fn dispatch(&self, cancel: &CancellationToken) -> Dispatched {
+    pub async fn dispatch(&self, cancel: &CancellationToken) -> Dispatched {
         let room = MAX_CONCURRENT_JOBS.saturating_sub(self.running().ids.len());
         if room == 0 {
             return Dispatched {
@@ -82,13 +82,15 @@ impl Scheduler {
             };
         }
         let now = self.engine.now();
-        let due = {
-            let running = self.running();
-            // Look past jobs blocked by a busy lane, but not unboundedly.
-            self.store.due_jobs(now, room + MAX_CONCURRENT_JOBS, &|id| {
-                running.ids.contains(&id)
+        // A snapshot of what runs: no lock is held across the store's await.
+        let running_ids = self.running().ids.clone();
+        // Look past jobs blocked by a busy lane, but not unboundedly.
+        let due = self
+            .store
+            .due_jobs(now, room + MAX_CONCURRENT_JOBS, &|id| {
+                running_ids.contains(&id)
             })
-        };
+            .await;
         let due = match due {
             Ok(due) => due,
             Err(error) => {
@@ -147,7 +149,7 @@ impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             self.engine.health().scheduler_alive();
-            let dispatched = self.dispatch(&cancel);
+            let dispatched = self.dispatch(&cancel).await;
             let sleep = dispatched
                 .next_due
                 .map(|due| (due - self.engine.now()).to_std().unwrap_or(Duration::ZERO))

@@ -34,7 +34,7 @@ pub async fn run(engine: Arc<Engine>, wake: Arc<Notify>, cancel: CancellationTok
         for group in &groups {
             let interval = group.sweep_interval.as_chrono();
             let now = engine.now();
-            let due = match engine.store().last_sweep(group.name.as_str()) {
+            let due = match engine.store().last_sweep(group.name.as_str()).await {
                 Ok(Some(run)) => run.at + interval,
                 Ok(None) => now,
                 Err(error) => {

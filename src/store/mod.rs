@@ -1,7 +1,12 @@
-//! Durable state behind the [`Store`] trait, implemented on sled
-//! ([`SledStore`]).
+//! Durable state behind the [`Store`] trait: the one door through which the
+//! engine and the two workers (scheduler, outbox) reach what jitbot
+//! remembers. It is made of small capability traits — [`RequestStore`],
+//! [`JobStore`], [`OutboxStore`], [`AuditStore`], [`RecordStore`],
+//! [`Durability`] — which every backend implements: [`SledStore`], the
+//! embedded default. Nothing else (HTTP handlers, chat adapters, providers)
+//! touches it.
 //!
-//! Trees (small and fixed):
+//! The sled trees (small and fixed):
 //! - `requests`: request id → request (JSON)
 //! - `requests_by_user`: user ++ request id → (), for `/jit list`
 //! - `due`: due millis ++ job id → job; the scheduler's due-index
@@ -16,12 +21,11 @@
 //! - `mappings`: group ++ platform ++ channel → mapping
 //!
 //! A state change, its audit events, its follow-up jobs and its outbox
-//! messages are written in one transaction ([`Store::apply`]).
+//! messages are written in one transaction ([`RequestStore::apply`]).
 
-mod group_commit;
-mod keys;
-mod sled_store;
+mod sled;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -32,13 +36,12 @@ use crate::domain::message::Outgoing;
 use crate::domain::quota::{FilingLimits, QuotaRefusal};
 use crate::domain::request::AccessRequest;
 
-pub use group_commit::GroupCommit;
-pub use sled_store::SledStore;
+pub use self::sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(#[from] ::sled::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
@@ -57,7 +60,7 @@ impl Effects {
     }
 }
 
-/// What [`Store::apply`] should write: the request's new value (if it
+/// What [`RequestStore::apply`] should write: the request's new value (if it
 /// changed) and the effects.
 #[derive(Debug, Default, Clone)]
 pub struct Write {
@@ -75,14 +78,14 @@ pub enum Applied {
     JobGone,
 }
 
-/// What [`Store::due_jobs`] found.
+/// What [`JobStore::due_jobs`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DueJobs {
     pub jobs: Vec<Job>,
     pub next_due: Option<DateTime<Utc>>,
 }
 
-/// What [`Store::file`] did.
+/// What [`RequestStore::file`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filed {
     Written,
@@ -119,22 +122,7 @@ pub struct OutboxEntry {
 
 pub use crate::domain::mapping::Mapping;
 
-/// How to reach a Teams user proactively: what Teams sent when they last
-/// talked to the bot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TeamsContact {
-    /// The AAD object id (jitbot's id for Teams users).
-    pub aad_object_id: String,
-    /// Teams' own id for the user (`29:…`), needed to open a 1:1 chat.
-    pub teams_id: String,
-    pub name: String,
-    pub tenant_id: String,
-    pub service_url: String,
-    /// The 1:1 conversation with the bot, once known.
-    pub personal_conversation: Option<String>,
-    /// A conversation the user was last seen in (for member look-ups).
-    pub seen_in: String,
-}
+pub use crate::domain::contact::TeamsContact;
 
 /// The latest sweep of one group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,32 +132,34 @@ pub struct SweepRun {
     pub listed: bool,
 }
 
-pub trait Store: Send + Sync + 'static {
+/// Requests and the changes of their lifecycle.
+#[async_trait]
+pub trait RequestStore {
     /// A fresh id, unique for the life of the store.
-    fn next_id(&self) -> Result<u64, StoreError>;
+    async fn next_id(&self) -> Result<u64, StoreError>;
 
-    fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError>;
+    async fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError>;
 
     /// Every request filed by `user`, newest first.
-    fn requests_of(&self, user: &Actor) -> Result<Vec<AccessRequest>, StoreError>;
+    async fn requests_of(&self, user: &Actor) -> Result<Vec<AccessRequest>, StoreError>;
 
     /// Atomically: read request `id` (absent for a new one), let `change`
     /// decide what to write, write it with its effects, and remove
     /// `consume_job` from the due-index. If `change` returns `None`, nothing
     /// is written (the job stays). `change` may run more than once (on
     /// conflict), so it must not do I/O.
-    fn apply(
+    async fn apply(
         &self,
         id: &RequestId,
         consume_job: Option<&Job>,
-        change: &mut dyn FnMut(Option<&AccessRequest>) -> Option<Write>,
+        change: &mut (dyn for<'r> FnMut(Option<&'r AccessRequest>) -> Option<Write> + Send),
     ) -> Result<Applied, StoreError>;
 
     /// File a new request with its effects — unless its id is taken, or
     /// its requester is over `limits` (checked against what they filed in
     /// the last minute and have waiting, in the same transaction, so that
     /// concurrent filings cannot overshoot).
-    fn file(
+    async fn file(
         &self,
         request: &AccessRequest,
         effects: &Effects,
@@ -179,90 +169,160 @@ pub trait Store: Send + Sync + 'static {
 
     /// Requests whose access may be held now: approved (being granted) or
     /// active. Read from an index, not a scan of history.
-    fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
+    async fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
 
     /// The chat user jitbot last granted `principal` to in `group`, if any.
-    fn principal_owner(&self, group: &str, principal: &str) -> Result<Option<Actor>, StoreError>;
-
-    /// Teams users and conversations, as last seen in their activities.
-    fn put_teams_contact(&self, contact: &TeamsContact) -> Result<(), StoreError>;
-    fn teams_contact(&self, aad_object_id: &str) -> Result<Option<TeamsContact>, StoreError>;
-    /// Remember which service URL serves `conversation`.
-    fn put_teams_conversation(
+    async fn principal_owner(
         &self,
-        conversation: &str,
-        service_url: &str,
-    ) -> Result<(), StoreError>;
-    /// The service URL for `conversation`, else the one seen most recently.
-    fn teams_service_url(&self, conversation: &str) -> Result<Option<String>, StoreError>;
-
-    /// When the sweep of `group` last ran, and whether it could list holders.
-    fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError>;
-    fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError>;
+        group: &str,
+        principal: &str,
+    ) -> Result<Option<Actor>, StoreError>;
 
     /// Write effects that belong to no single request change.
-    fn record(&self, effects: &Effects) -> Result<(), StoreError>;
+    async fn record(&self, effects: &Effects) -> Result<(), StoreError>;
+}
 
+/// The due-index: work the scheduler owes, by due time.
+#[async_trait]
+pub trait JobStore {
     /// Jobs due at `now` or earlier, in due order, at most `limit`,
     /// passing over the ids `skip` names (jobs already running) without
     /// reading them; and when the first job after `now` is due, if the scan
     /// reached it. Reads only the head of the index: O(log n + limit).
-    fn due_jobs(
+    async fn due_jobs(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-        skip: &dyn Fn(u64) -> bool,
+        skip: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<DueJobs, StoreError>;
 
     /// Move `job` to a new due time (a retry), atomically with `effects`.
-    fn reschedule(&self, job: &Job, next: &Job, effects: &Effects) -> Result<Applied, StoreError>;
+    async fn reschedule(
+        &self,
+        job: &Job,
+        next: &Job,
+        effects: &Effects,
+    ) -> Result<Applied, StoreError>;
+}
 
+/// Messages owed to people, in queues.
+#[async_trait]
+pub trait OutboxStore {
     /// The outbox queues whose next message may be tried at `now`, those
     /// ready longest first, at most `max_queues` of them (passing over the
     /// queues `skip` names: being delivered), each with up to `per_queue`
     /// of its entries in order. Reads an index ordered by readiness, so a
     /// queue waiting out a rate limit costs nothing to pass: O(log n +
     /// what is returned).
-    fn outbox_ready(
+    async fn outbox_ready(
         &self,
         now: DateTime<Utc>,
         max_queues: usize,
         per_queue: usize,
-        skip: &dyn Fn(&str) -> bool,
+        skip: &(dyn for<'q> Fn(&'q str) -> bool + Sync),
     ) -> Result<OutboxBatch, StoreError>;
     /// `entry` was delivered (or dropped): the next of its queue is ready.
-    fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    async fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
     /// Keep `entry` (with its new attempt count, time and error) and hold
     /// its queue until `entry.next_attempt_at`.
-    fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
     /// How many messages wait, and when the oldest was written.
-    fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
+    async fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
+}
 
-    /// Remember a signed delivery; `false` if it was seen before (a replay).
-    fn remember_delivery(&self, timestamp_secs: i64, signature: &[u8]) -> Result<bool, StoreError>;
-    /// Forget deliveries signed before `timestamp_secs` (outside the window).
-    fn forget_deliveries_before(&self, timestamp_secs: i64) -> Result<usize, StoreError>;
+/// The hash-chained audit log.
+#[async_trait]
+pub trait AuditStore {
+    async fn audit_head(&self) -> Result<ChainHead, StoreError>;
+    /// Events with sequence numbers after `after`, oldest first.
+    async fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Events with sequence numbers before `before`, newest first.
+    async fn audit_events_before(
+        &self,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Check the whole chain; the number of events verified.
+    async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError>;
+}
 
-    fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
-    fn put_mapping(&self, mapping: &Mapping, audit: AuditRecord) -> Result<(), StoreError>;
+/// What jitbot remembers beside requests: mappings, Teams contacts, sweep
+/// times, the replay cache.
+#[async_trait]
+pub trait RecordStore {
+    async fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
+    async fn put_mapping(&self, mapping: &Mapping, audit: AuditRecord) -> Result<(), StoreError>;
     /// Remove the mapping of `group` to `destination`, audited; `false`
     /// (and nothing written) if there was none.
-    fn remove_mapping(
+    async fn remove_mapping(
         &self,
         group: &GroupName,
         destination: &Destination,
         audit: AuditRecord,
     ) -> Result<bool, StoreError>;
 
-    fn audit_head(&self) -> Result<ChainHead, StoreError>;
-    /// Events with sequence numbers after `after`, oldest first.
-    fn audit_events(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Events with sequence numbers before `before`, newest first.
-    fn audit_events_before(&self, before: u64, limit: usize)
-        -> Result<Vec<AuditEvent>, StoreError>;
-    /// Check the whole chain; the number of events verified.
-    fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError>;
+    /// Teams users and conversations, as last seen in their activities.
+    async fn put_teams_contact(&self, contact: &TeamsContact) -> Result<(), StoreError>;
+    async fn teams_contact(&self, aad_object_id: &str) -> Result<Option<TeamsContact>, StoreError>;
+    /// Remember which service URL serves `conversation`.
+    async fn put_teams_conversation(
+        &self,
+        conversation: &str,
+        service_url: &str,
+    ) -> Result<(), StoreError>;
+    /// The service URL for `conversation`, else the one seen most recently.
+    async fn teams_service_url(&self, conversation: &str) -> Result<Option<String>, StoreError>;
 
-    /// Make everything written so far durable (fsync). Blocking.
-    fn flush(&self) -> Result<(), StoreError>;
+    /// When the sweep of `group` last ran, and whether it could list holders.
+    async fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError>;
+    async fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError>;
+
+    /// Remember a signed delivery; `false` if it was seen before (a replay).
+    async fn remember_delivery(
+        &self,
+        timestamp_secs: i64,
+        signature: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Forget deliveries signed before `timestamp_secs` (outside the window).
+    async fn forget_deliveries_before(&self, timestamp_secs: i64) -> Result<usize, StoreError>;
+}
+
+/// When what was written becomes durable.
+#[async_trait]
+pub trait Durability {
+    /// Return once everything written so far is durable. Concurrent callers
+    /// share the work (sled: one fsync for all of them).
+    async fn sync(&self) -> Result<(), StoreError>;
+}
+
+/// Everything a backend offers; `Arc<dyn Store>` is the door.
+pub trait Store:
+    RequestStore
+    + JobStore
+    + OutboxStore
+    + AuditStore
+    + RecordStore
+    + Durability
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: RequestStore
+        + JobStore
+        + OutboxStore
+        + AuditStore
+        + RecordStore
+        + Durability
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The capability traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::{AuditStore, Durability, JobStore, OutboxStore, RecordStore, RequestStore};
 }

@@ -98,7 +98,8 @@ async fn a_double_click_grants_once() {
         assert_eq!(app.iam_actions("grant", &id).await, 1);
         let store = app.open_store();
         let far_future = chrono::Utc::now() + chrono::Duration::days(365);
-        let jobs = jitbot::store::Store::due_jobs(&*store, far_future, 1000, &|_| false)
+        let jobs = jitbot::store::JobStore::due_jobs(&*store, far_future, 1000, &|_| false)
+            .await
             .unwrap()
             .jobs;
         let expiry_jobs = jobs
@@ -106,7 +107,9 @@ async fn a_double_click_grants_once() {
             .filter(|j| matches!(&j.kind, jitbot::domain::job::JobKind::Expire { request } if request.as_str() == id))
             .count();
         (
-            jitbot::store::Store::audit_events(&*store, 0, 1000).unwrap(),
+            jitbot::store::AuditStore::audit_events(&*store, 0, 1000)
+                .await
+                .unwrap(),
             expiry_jobs,
         )
     };

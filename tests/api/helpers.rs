@@ -750,7 +750,8 @@ impl TestApp {
     /// store handle once it is stopped.
     pub(crate) async fn audit_details(&self, action: &str) -> Vec<String> {
         if self.server.is_none() {
-            return jitbot::store::Store::audit_events(&*self.open_store(), 0, usize::MAX)
+            return jitbot::store::AuditStore::audit_events(&*self.open_store(), 0, usize::MAX)
+                .await
                 .unwrap()
                 .into_iter()
                 .filter(|e| format!("{:?}", e.action) == action)

@@ -264,14 +264,18 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
     assert_eq!(revokes(&iam).await, 1, "revoked exactly once");
     // The process has exited: its store can be opened here.
     let store = jitbot::store::SledStore::open(&dir.path().join("data")).unwrap();
-    let events = jitbot::store::Store::audit_events(&store, 0, 1000).unwrap();
+    let events = jitbot::store::AuditStore::audit_events(&store, 0, 1000)
+        .await
+        .unwrap();
     let expired = events
         .iter()
         .filter(|e| e.action == jitbot::domain::audit::AuditAction::Expired)
         .count();
     assert_eq!(expired, 1);
     // requested, approved, granted, expired: the chain holds every one.
-    let verified = jitbot::store::Store::verify_audit(&store).unwrap();
+    let verified = jitbot::store::AuditStore::verify_audit(&store)
+        .await
+        .unwrap();
     assert_eq!(verified, Ok(events.len() as u64));
     assert!(events.len() >= 4, "{events:?}");
 }

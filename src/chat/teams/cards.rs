@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::text::run;
+use crate::chat::card::FormChoice;
 use crate::chat::card::{Card, CardActionKind, CardText};
 use crate::domain::text::plain;
-use crate::engine::FormChoice;
 
 pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
 

@@ -13,12 +13,13 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::cards::{adaptive_card, ADAPTIVE_CARD};
+use super::ContactBook;
 use crate::chat::directory::Directory;
 use crate::chat::{Card, ChatError, ChatPlatform, PostedMessage};
 use crate::config::settings::TeamsSettings;
 use crate::config::Secret;
+use crate::domain::contact::TeamsContact;
 use crate::domain::ids::{ChannelId, Platform, UserId};
-use crate::store::{Store, TeamsContact};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Renew the bot's token this long before it expires.
@@ -38,7 +39,7 @@ pub struct TeamsClient {
     app_password: Secret,
     token_url: String,
     token: Mutex<Option<(Secret, Instant)>>,
-    store: Arc<dyn Store>,
+    contacts: Arc<dyn ContactBook>,
 }
 
 fn with_slash(service_url: &str) -> String {
@@ -50,7 +51,10 @@ fn with_slash(service_url: &str) -> String {
 }
 
 impl TeamsClient {
-    pub fn new(settings: &TeamsSettings, store: Arc<dyn Store>) -> Result<TeamsClient, ChatError> {
+    pub fn new(
+        settings: &TeamsSettings,
+        contacts: Arc<dyn ContactBook>,
+    ) -> Result<TeamsClient, ChatError> {
         let http = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .build()
@@ -61,7 +65,7 @@ impl TeamsClient {
             app_password: settings.app_password.clone(),
             token_url: settings.token_url.clone(),
             token: Mutex::new(None),
-            store,
+            contacts,
         })
     }
 
@@ -140,9 +144,9 @@ impl TeamsClient {
     }
 
     async fn service_url(&self, conversation: &str) -> Result<String, ChatError> {
-        self.store
-            .teams_service_url(conversation)
-            .map_err(|e| ChatError::Failed(e.to_string()))?
+        self.contacts
+            .service_url(conversation)
+            .await?
             .map(|url| with_slash(&url))
             .ok_or_else(|| {
                 ChatError::Unreachable(format!(
@@ -162,7 +166,7 @@ impl TeamsClient {
 
     /// Send a ready-made Adaptive Card to a user's 1:1 chat with the bot.
     pub async fn direct_card_json(&self, user: &UserId, card: Value) -> Result<(), ChatError> {
-        let contact = self.contact(user)?;
+        let contact = self.contact(user).await?;
         let conversation = self.personal_conversation(contact).await?;
         self.send_card_json(&conversation, card).await
     }
@@ -192,10 +196,10 @@ impl TeamsClient {
         })
     }
 
-    fn contact(&self, user: &UserId) -> Result<TeamsContact, ChatError> {
-        self.store
-            .teams_contact(user.as_str())
-            .map_err(|e| ChatError::Failed(e.to_string()))?
+    async fn contact(&self, user: &UserId) -> Result<TeamsContact, ChatError> {
+        self.contacts
+            .contact(user.as_str())
+            .await?
             .ok_or_else(|| {
                 ChatError::Unreachable(format!(
                     "{user} has not talked to jitbot in Teams yet, so jitbot cannot message them (the app may not be installed for them)"
@@ -204,7 +208,7 @@ impl TeamsClient {
     }
 
     /// The 1:1 conversation with `contact`, created on first use.
-    async fn personal_conversation(&self, mut contact: TeamsContact) -> Result<String, ChatError> {
+    async fn personal_conversation(&self, contact: TeamsContact) -> Result<String, ChatError> {
         if let Some(conversation) = &contact.personal_conversation {
             return Ok(conversation.clone());
         }
@@ -227,13 +231,9 @@ impl TeamsClient {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| ChatError::Failed("create conversation: no id in the answer".into()))?
             .to_string();
-        self.store
-            .put_teams_conversation(&conversation, &contact.service_url)
-            .map_err(|e| ChatError::Failed(e.to_string()))?;
-        contact.personal_conversation = Some(conversation.clone());
-        self.store
-            .put_teams_contact(&contact)
-            .map_err(|e| ChatError::Failed(e.to_string()))?;
+        self.contacts
+            .opened_personal_chat(&contact, &conversation)
+            .await?;
         Ok(conversation)
     }
 }
@@ -281,7 +281,7 @@ impl ChatPlatform for TeamsClient {
         text: &str,
         card: Option<&Card>,
     ) -> Result<PostedMessage, ChatError> {
-        let contact = self.contact(user)?;
+        let contact = self.contact(user).await?;
         let conversation = self.personal_conversation(contact).await?;
         self.send(&conversation, Self::message(text, card)).await
     }
@@ -314,7 +314,7 @@ impl Directory for TeamsClient {
 
     /// The member's email (or UPN), from the conversation they were seen in.
     async fn user_email(&self, user: &UserId) -> Result<Option<String>, ChatError> {
-        let contact = match self.contact(user) {
+        let contact = match self.contact(user).await {
             Ok(contact) => contact,
             Err(ChatError::Unreachable(_)) => return Ok(None),
             Err(other) => return Err(other),

@@ -1,6 +1,10 @@
 //! The policy parser's tests: valid files, and every problem reported
 //! with its line and column.
+use super::groups::{DEFAULT_SWEEP_INTERVAL, GROUP_KEYS};
+use super::reader::closest;
 use super::*;
+use crate::domain::duration::HumanDuration;
+use crate::domain::policy::{ProviderKind, Subject, SweepMode};
 
 const VALID: &str = r#"
 admins = ["U0ADMIN"]

@@ -6,7 +6,7 @@
 //! answer; the tests hold the server to it.
 
 mod auth;
-mod views;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -125,12 +125,6 @@ impl From<crate::engine::EngineError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(error: crate::store::StoreError) -> Self {
-        ApiError::Internal(error.to_string())
-    }
-}
-
 impl From<super::HttpError> for ApiError {
     fn from(error: super::HttpError) -> Self {
         match error {
@@ -240,7 +234,7 @@ async fn get_request(
 ) -> Result<Json<RequestJson>, ApiError> {
     let not_found = || ApiError::NotFound(format!("there is no request {id}"));
     let id = RequestId::parse(&id).map_err(|_| not_found())?;
-    let request = state.engine.get_request(&id)?.ok_or_else(not_found)?;
+    let request = state.engine.get_request(&id).await?.ok_or_else(not_found)?;
     // Another user's request is not theirs to see; do not say it exists.
     if !caller.admin && !request.requester.is(&caller.actor) {
         return Err(not_found());
@@ -252,7 +246,7 @@ async fn list_grants(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Vec<RequestJson>>, ApiError> {
-    let grants = state.engine.active_grants()?;
+    let grants = state.engine.active_grants().await?;
     Ok(Json(
         grants
             .iter()
@@ -328,7 +322,8 @@ async fn list_mappings(
     Ok(Json(
         state
             .engine
-            .mapping_views()?
+            .mapping_views()
+            .await?
             .iter()
             .map(MappingJson::from)
             .collect(),
@@ -383,7 +378,8 @@ async fn put_mapping(
         .map_err(admin_error)?;
     let view = state
         .engine
-        .mapping_views()?
+        .mapping_views()
+        .await?
         .into_iter()
         .find(|v| v.group == group && v.destination == destination && v.mapped.is_some())
         .ok_or_else(|| ApiError::Internal("the mapping just stored is missing".into()))?;
@@ -475,24 +471,17 @@ async fn export_audit(
         None => None,
         Some(text) => Some(parse_since(text, state.engine.now())?),
     };
-    let store = state.engine.store().clone();
+    let engine = state.engine.clone();
     let start = query.after.unwrap_or(0);
     let chunks = futures_util::stream::unfold(Some(start), move |after| {
-        let store = store.clone();
+        let engine = engine.clone();
         async move {
             let after = after?;
-            let batch = match tokio::task::spawn_blocking(move || {
-                store.audit_events(after, AUDIT_EXPORT_BATCH)
-            })
-            .await
-            {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(error)) => {
+            let batch = match engine.audit_after(after, AUDIT_EXPORT_BATCH).await {
+                Ok(batch) => batch,
+                Err(error) => {
                     tracing::error!(%error, "audit export failed");
                     return Some((Err(std::io::Error::other("store read failed")), None));
-                }
-                Err(error) => {
-                    return Some((Err(std::io::Error::other(error.to_string())), None));
                 }
             };
             let last = batch.last().map(|e| e.seq)?;

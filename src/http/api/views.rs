@@ -1,42 +1,44 @@
 //! The JSON shapes the API answers with (described in docs/openapi.json).
+//! Public and deserialisable: the CLI reads the API through these same types.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{Actor, Platform};
 use crate::domain::request::{AccessRequest, Approval, RequestState};
-use crate::engine::{FindingAction, MappingView, SweepOutcome, SweepReport};
+use crate::domain::sweep::{FindingAction, SweepOutcome, SweepReport};
+use crate::engine::MappingView;
 
 /// A request, and — once active — the grant made from it. The lifecycle
 /// state is spelled out in plain fields (null when not applicable).
-#[derive(Debug, Serialize)]
-pub(super) struct RequestJson {
-    pub(super) id: String,
-    pub(super) grant_id: String,
-    pub(super) requester: Actor,
-    pub(super) group: String,
-    pub(super) duration: String,
-    pub(super) reason: String,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) state: &'static str,
-    pub(super) approvals: Vec<Approval>,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestJson {
+    pub id: String,
+    pub grant_id: String,
+    pub requester: Actor,
+    pub group: String,
+    pub duration: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub state: String,
+    pub approvals: Vec<Approval>,
     /// When it was approved, and whether by policy rather than people.
-    pub(super) approved_at: Option<DateTime<Utc>>,
-    pub(super) auto_approved: bool,
-    pub(super) activated_at: Option<DateTime<Utc>>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub auto_approved: bool,
+    pub activated_at: Option<DateTime<Utc>>,
     /// When the access ends (approved or active: fixed at the approval), or
     /// the grant's new end (extended).
-    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     /// When it reached a final state.
-    pub(super) ended_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
     /// Who denied or revoked it.
-    pub(super) ended_by: Option<Actor>,
+    pub ended_by: Option<Actor>,
     /// The denial's or revocation's reason, or the provider's error.
-    pub(super) end_reason: Option<String>,
+    pub end_reason: Option<String>,
     /// For an extension: the request whose grant it extends.
-    pub(super) extends: Option<String>,
+    pub extends: Option<String>,
     /// The principal the provider granted, once granted.
-    pub(super) principal: Option<String>,
+    pub principal: Option<String>,
 }
 
 impl From<&AccessRequest> for RequestJson {
@@ -49,7 +51,7 @@ impl From<&AccessRequest> for RequestJson {
             duration: request.duration.to_string(),
             reason: request.reason.clone(),
             created_at: request.created_at,
-            state: state_name(&request.state),
+            state: state_name(&request.state).to_string(),
             approvals: request.approvals.clone(),
             approved_at: None,
             auto_approved: false,
@@ -117,29 +119,29 @@ fn state_name(state: &RequestState) -> &'static str {
 }
 
 /// What a sweep found and did.
-#[derive(Debug, Serialize)]
-pub(super) struct SweepJson {
-    pub(super) group: String,
-    pub(super) target: String,
-    pub(super) provider: String,
-    pub(super) mode: &'static str,
-    pub(super) dry_run: bool,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepJson {
+    pub group: String,
+    pub target: String,
+    pub provider: String,
+    pub mode: String,
+    pub dry_run: bool,
     /// Why the holders could not be listed (then nothing else is known).
-    pub(super) error: Option<String>,
-    pub(super) holders: Option<usize>,
-    pub(super) allowed: Vec<String>,
-    pub(super) findings: Vec<FindingJson>,
+    pub error: Option<String>,
+    pub holders: Option<usize>,
+    pub allowed: Vec<String>,
+    pub findings: Vec<FindingJson>,
     /// Why nothing was revoked this time, if enforcement was held back.
-    pub(super) held_back: Option<String>,
+    pub held_back: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct FindingJson {
-    pub(super) principal: String,
-    pub(super) owner: Option<Actor>,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindingJson {
+    pub principal: String,
+    pub owner: Option<Actor>,
     /// `reported`, `would_revoke`, `revoked`, `revoke_failed`, `now_granted`.
-    pub(super) action: &'static str,
-    pub(super) error: Option<String>,
+    pub action: String,
+    pub error: Option<String>,
 }
 
 impl From<&SweepReport> for SweepJson {
@@ -148,7 +150,7 @@ impl From<&SweepReport> for SweepJson {
             group: report.group.clone(),
             target: report.target.clone(),
             provider: report.provider.clone(),
-            mode: report.mode.label(),
+            mode: report.mode.label().to_string(),
             dry_run: report.dry_run,
             error: None,
             holders: None,
@@ -180,7 +182,7 @@ impl From<&SweepReport> for SweepJson {
                         FindingJson {
                             principal: f.principal.clone(),
                             owner: f.owner.clone(),
-                            action,
+                            action: action.to_string(),
                             error,
                         }
                     })
@@ -192,15 +194,15 @@ impl From<&SweepReport> for SweepJson {
 }
 
 /// Where a group's approval cards go.
-#[derive(Debug, Serialize)]
-pub(super) struct MappingJson {
-    pub(super) group: String,
-    pub(super) platform: Platform,
-    pub(super) channel: String,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MappingJson {
+    pub group: String,
+    pub platform: Platform,
+    pub channel: String,
     /// `policy` (the group's own channel, the fallback) or `runtime`.
-    pub(super) source: &'static str,
-    pub(super) mapped_by: Option<Actor>,
-    pub(super) mapped_at: Option<DateTime<Utc>>,
+    pub source: String,
+    pub mapped_by: Option<Actor>,
+    pub mapped_at: Option<DateTime<Utc>>,
 }
 
 impl From<&MappingView> for MappingJson {
@@ -213,7 +215,8 @@ impl From<&MappingView> for MappingJson {
                 "runtime"
             } else {
                 "policy"
-            },
+            }
+            .to_string(),
             mapped_by: view.mapped.as_ref().map(|(by, _)| by.clone()),
             mapped_at: view.mapped.as_ref().map(|(_, at)| *at),
         }

@@ -8,14 +8,13 @@
 //! thousand fsyncs a second into a few dozen.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
 
-use super::{Store, StoreError};
+use crate::store::StoreError;
 
-pub struct GroupCommit {
-    store: Arc<dyn Store>,
+pub(super) struct GroupCommit {
+    db: sled::Db,
     /// The newest ticket handed out.
     requested: AtomicU64,
     /// The newest ticket known to be durable.
@@ -25,9 +24,9 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn new(store: Arc<dyn Store>) -> GroupCommit {
+    pub(super) fn new(db: sled::Db) -> GroupCommit {
         GroupCommit {
-            store,
+            db,
             requested: AtomicU64::new(0),
             completed: watch::Sender::new(0),
             flushing: Mutex::new(()),
@@ -35,7 +34,7 @@ impl GroupCommit {
     }
 
     /// Return once every write made before this call is durable.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub(super) async fn flush(&self) -> Result<(), StoreError> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut completed = self.completed.subscribe();
         loop {
@@ -47,11 +46,11 @@ impl GroupCommit {
                     return Ok(());
                 }
                 let covered = self.requested.load(Ordering::SeqCst);
-                let store = self.store.clone();
-                let result = tokio::task::spawn_blocking(move || store.flush())
+                let db = self.db.clone();
+                let result = tokio::task::spawn_blocking(move || db.flush())
                     .await
                     .map_err(|e| StoreError::Corrupt(format!("flush task failed: {e}")))
-                    .and_then(|r| r);
+                    .and_then(|r| r.map(drop).map_err(StoreError::from));
                 // Step down before waking the waiters: one of them may have
                 // to lead the next flush, and must find the lock free.
                 drop(leader);
@@ -73,20 +72,23 @@ impl GroupCommit {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::store::prelude::*;
     use crate::store::SledStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_all_return_after_a_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let commit = Arc::new(GroupCommit::new(store.clone()));
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let commit = Arc::new(GroupCommit::new(store.db.clone()));
         let mut tasks = Vec::new();
         for i in 0..64u64 {
             let commit = commit.clone();
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                assert!(store.remember_delivery(i as i64, b"x").unwrap());
+                assert!(store.remember_delivery(i as i64, b"x").await.unwrap());
                 commit.flush().await.unwrap();
             }));
         }
@@ -101,8 +103,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiter_left_behind_by_a_flush_leads_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-        let commit = Arc::new(GroupCommit::new(store.clone()));
+        let store = SledStore::open(dir.path()).unwrap();
+        let commit = Arc::new(GroupCommit::new(store.db.clone()));
         for round in 0..300u64 {
             // Many callers at once: one leads, others arrive mid-flush and
             // must not be left waiting for a flush that never comes.

@@ -1,0 +1,120 @@
+//! The command line's shape (clap): subcommands, their arguments and help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jitbot",
+    version,
+    about = "Just-in-time access, requested and approved in chat"
+)]
+pub struct Cli {
+    /// Read settings from this KEY=value file too (the real environment wins).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the bot (the default).
+    Serve,
+    /// The whole bot with the terminal as its chat: no Slack needed.
+    Console {
+        /// Who you are at first (switch with `/as U0LEAD`).
+        #[arg(long = "as", value_name = "USER_ID", default_value = "U0ALICE")]
+        user: String,
+        /// A Slack user group the console should know, e.g. S0DBAS=U0DBA,U0LEAD
+        /// (repeatable).
+        #[arg(long = "group", value_name = "ID=USERS")]
+        groups: Vec<String>,
+    },
+    /// Validate a policy file and report every problem with its line and column.
+    CheckConfig {
+        /// Policy file; defaults to $JITBOT_CONFIG.
+        path: Option<PathBuf>,
+    },
+    /// Active grants, soonest expiry first (asks the running server).
+    Grants {
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant now, telling the holder why (admin token).
+    Revoke {
+        /// The grant, like G-7K3Q9X.
+        grant: String,
+        /// Why; the holder is told.
+        #[arg(required = true, num_args = 1..)]
+        reason: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where each group's approval cards go; `add` and `remove` change the
+    /// run-time mappings (admin token).
+    Mappings {
+        #[command(subcommand)]
+        change: Option<MappingChange>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// The audit log: `verify` its hash chain (offline), `export` it (API).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Look for standing access: holders of a group's target without an
+    /// active grant. With JITBOT_API_TOKEN set, the running server sweeps
+    /// (admin token, --group needed); otherwise the store is opened directly
+    /// (stop the server first).
+    Sweep {
+        /// Only print what would happen: revoke, send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sweep this group only (with --dry-run, even if its sweep is off).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// With the API: its JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain from the first event to the last
+    /// (opens the store directly: stop the server first).
+    Verify,
+    /// Write the audit log as JSON lines to stdout, oldest first (asks the
+    /// running server; admin token).
+    Export {
+        /// Only events since this: an RFC 3339 time or a duration like 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events after this sequence number (to resume an export).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingChange {
+    /// Send a group's approval cards to a channel too.
+    Add {
+        group: String,
+        /// The channel id (C… on Slack).
+        channel: String,
+        #[arg(long, default_value = "slack")]
+        platform: String,
+    },
+    /// Stop sending a group's approval cards to a channel.
+    Remove {
+        group: String,
+        channel: String,
+        #[arg(long, default_value = "slack")]
+        platform: String,
+    },
+}

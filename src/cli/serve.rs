@@ -1,0 +1,165 @@
+//! Running the bot: `serve` (chat over HTTP) and `console` (the terminal as
+//! its chat), both from a checked policy and its providers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::logging::{init_logging, init_logging_with};
+use super::{EXIT_BAD_SETUP, EXIT_FAILED, EXIT_OK};
+use crate::clock::SystemClock;
+use crate::config::policy::{self, PolicyError};
+use crate::config::{EnvSource, Settings};
+use crate::domain::policy::Policy;
+use crate::providers::Providers;
+use crate::server::{self, ServerParts};
+
+pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
+    init_logging(settings.log_format);
+    let (policy, providers) = match policy_and_providers(&settings, &env) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("jitbot: cannot listen on {}: {error}", settings.listen);
+            return EXIT_BAD_SETUP;
+        }
+    };
+    let parts = ServerParts {
+        data_dir: settings.data_dir.clone(),
+        policy,
+        providers,
+        slack: settings.slack.clone(),
+        teams: settings.teams.clone(),
+        teams_webhook_secret: settings.teams_webhook_secret.clone(),
+        api_tokens: settings.api_tokens.clone(),
+        user_limits: settings.user_limits,
+        max_in_flight: settings.max_in_flight,
+        clock: Arc::new(SystemClock),
+    };
+    let running = match server::start(parts, listener).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
+    // On stdout, whatever the log settings: with `JITBOT_LISTEN=…:0` this
+    // is how a supervisor (or a test) learns the port the system chose.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        // Nobody reading stdout is no reason to stop.
+        let _ = writeln!(stdout, "jitbot listening on {}", running.addr);
+        let _ = stdout.flush();
+    }
+    match running.run_until(shutdown_signal()).await {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM (what Kubernetes and systemd send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+pub(super) async fn console(
+    settings: Settings,
+    env: EnvSource,
+    user: String,
+    groups: Vec<String>,
+) -> i32 {
+    init_logging_with(settings.log_format, "warn");
+    let mut user_groups = HashMap::new();
+    for group in &groups {
+        let Some((id, members)) = group.split_once('=') else {
+            eprintln!("jitbot: --group {group}: expected ID=USER,USER (e.g. S0DBAS=U0DBA,U0LEAD)");
+            return EXIT_BAD_SETUP;
+        };
+        let members = members
+            .split(',')
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| crate::domain::ids::UserId::new(m.trim()))
+            .collect();
+        user_groups.insert(id.trim().to_string(), members);
+    }
+    let (policy, providers) = match policy_and_providers(&settings, &env) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let terminal = crate::console::Terminal::new(Box::new(std::io::stdout()));
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    let options = crate::console::ConsoleOptions { user, user_groups };
+    match crate::console::run(
+        &settings.data_dir,
+        policy,
+        providers,
+        options,
+        input,
+        terminal,
+    )
+    .await
+    {
+        Ok(()) => EXIT_OK,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            EXIT_BAD_SETUP
+        }
+    }
+}
+
+pub(super) fn report_policy_error(error: &PolicyError) {
+    eprintln!("{error}");
+    if let PolicyError::Invalid { problems, .. } = error {
+        eprintln!("{} problem(s) found", problems.len());
+    }
+}
+
+/// The policy and its providers, or the exit code after saying what is wrong.
+pub(super) fn policy_and_providers(
+    settings: &Settings,
+    env: &EnvSource,
+) -> Result<(Policy, Providers), i32> {
+    let policy = match policy::load(&settings.config_path) {
+        Ok(policy) => policy,
+        Err(error) => {
+            report_policy_error(&error);
+            eprintln!("jitbot: refusing to start with an invalid policy");
+            return Err(EXIT_BAD_SETUP);
+        }
+    };
+    match crate::providers::build(&policy, env) {
+        Ok(providers) => Ok((policy, providers)),
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("jitbot: refusing to start: providers are not configured");
+            Err(EXIT_BAD_SETUP)
+        }
+    }
+}

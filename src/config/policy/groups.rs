@@ -1,0 +1,345 @@
+//! `[[groups]]`: each group's keys, its approvers and approval count, its
+//! channels, auto-approval and sweep settings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use toml_edit::{Item, TableLike, Value};
+
+use super::reader::{Reader, Span};
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{ChannelId, GroupName};
+use crate::domain::policy::{
+    AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, Subject, SweepMode,
+};
+
+pub(super) const GROUP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "provider",
+    "target",
+    "approvers",
+    "approvals_required",
+    "requesters",
+    "channel",
+    "teams_channel",
+    "min_duration",
+    "max_duration",
+    "default_duration",
+    "warn_before",
+    "pending_timeout",
+    "reason_required",
+    "auto_approve",
+    "escalate_after",
+    "escalate_to",
+    "sweep",
+    "sweep_interval",
+    "standing",
+];
+const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "max_duration"];
+pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
+
+impl Reader<'_> {
+    pub(super) fn groups(
+        &mut self,
+        root: &dyn TableLike,
+        defaults: &Limits,
+        providers: &BTreeMap<String, ProviderSpec>,
+    ) -> Vec<GroupPolicy> {
+        let Some(item) = root.get("groups") else {
+            return Vec::new();
+        };
+        let tables: Vec<(&dyn TableLike, Span)> = match item {
+            Item::ArrayOfTables(array) => array
+                .iter()
+                .map(|t| (t as &dyn TableLike, t.span()))
+                .collect(),
+            Item::Value(Value::Array(array)) => array
+                .iter()
+                .filter_map(|v| v.as_inline_table().map(|t| (t as &dyn TableLike, v.span())))
+                .collect(),
+            _ => {
+                self.problem(
+                    item.span(),
+                    "`groups` must be a list of [[groups]] sections",
+                );
+                return Vec::new();
+            }
+        };
+        let mut seen = BTreeSet::new();
+        let mut groups = Vec::new();
+        for (index, (table, at)) in tables.into_iter().enumerate() {
+            let context = match table.get("name").and_then(Item::as_str) {
+                Some(name) => format!("group `{name}`"),
+                None => format!("[[groups]] #{}", index + 1),
+            };
+            if let Some(group) = self.group(table, &context, at, defaults, providers) {
+                if !seen.insert(group.name.clone()) {
+                    self.problem(
+                        Reader::value_span(table, "name"),
+                        format!("group `{}` is declared twice", group.name),
+                    );
+                }
+                groups.push(group);
+            }
+        }
+        groups
+    }
+
+    pub(super) fn group(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        at: Span,
+        defaults: &Limits,
+        providers: &BTreeMap<String, ProviderSpec>,
+    ) -> Option<GroupPolicy> {
+        self.check_keys(table, GROUP_KEYS, context);
+        let name = self
+            .required_string(table, "name", context, at.clone())
+            .and_then(|name| match GroupName::parse(&name) {
+                Ok(name) => Some(name),
+                Err(error) => {
+                    self.problem(Reader::value_span(table, "name"), error.to_string());
+                    None
+                }
+            });
+        let description = self
+            .string(table, "description", context)
+            .unwrap_or_default();
+        let provider = self.required_string(table, "provider", context, at.clone());
+        if let Some(provider) = &provider {
+            if !providers.contains_key(provider) {
+                let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+                self.problem(
+                    Reader::value_span(table, "provider"),
+                    format!(
+                        "{context} uses unknown provider `{provider}` (declared: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let target = self.required_string(table, "target", context, at.clone());
+        let approvers = self
+            .subjects(table, "approvers", context)
+            .unwrap_or_default();
+        let approvals_required = self.approvals_required(table, context, &approvers);
+        let requesters = self
+            .subjects(table, "requesters", context)
+            .unwrap_or_else(|| vec![Subject::Anyone]);
+        let channel = self.channel(table, context);
+        let teams_channel = self
+            .string(table, "teams_channel", context)
+            .map(ChannelId::new);
+        let limits = self.limits(table, *defaults, context, at.clone());
+        let auto_approve = self.auto_approve(table, context, &limits);
+        let escalate_after = self.duration(table, "escalate_after", context);
+        let escalate_to = self
+            .subjects(table, "escalate_to", context)
+            .unwrap_or_default();
+        if escalate_after.is_some() == escalate_to.is_empty() {
+            self.problem(
+                Reader::value_span(table, "escalate_after")
+                    .or_else(|| Reader::value_span(table, "escalate_to")),
+                format!(
+                    "{context}: escalate_after and escalate_to go together; set both or neither"
+                ),
+            );
+        }
+        let sweep = self.sweep(table, context, providers);
+        let sweep_interval = self
+            .duration(table, "sweep_interval", context)
+            .unwrap_or(DEFAULT_SWEEP_INTERVAL);
+        let standing = self
+            .string_list(table, "standing", context)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+
+        let direct_approvers = approvers
+            .iter()
+            .any(|s| matches!(s, Subject::SlackUser(_) | Subject::TeamsUser(_)));
+        if approvers.is_empty() && auto_approve.is_none() {
+            self.problem(
+                at.clone(),
+                format!("{context} has no `approvers`, so nobody could approve its requests"),
+            );
+        }
+        if approvers.contains(&Subject::Anyone) {
+            self.problem(
+                Reader::value_span(table, "approvers"),
+                format!("{context}: \"*\" is not allowed in `approvers`; name the people or user groups who approve"),
+            );
+        }
+        if channel.is_none()
+            && teams_channel.is_none()
+            && !direct_approvers
+            && !approvers.is_empty()
+        {
+            self.problem(
+                at,
+                format!("{context} has no `channel` or `teams_channel`, and no approver to send cards to directly"),
+            );
+        }
+        Some(GroupPolicy {
+            name: name?,
+            description,
+            provider: provider?,
+            target: target?,
+            approvers,
+            approvals_required,
+            requesters,
+            channel,
+            teams_channel,
+            limits,
+            auto_approve,
+            escalate_after,
+            escalate_to,
+            sweep,
+            sweep_interval,
+            standing,
+        })
+    }
+
+    pub(super) fn approvals_required(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        approvers: &[Subject],
+    ) -> u32 {
+        let Some(item) = table.get("approvals_required") else {
+            return 1;
+        };
+        let span = Reader::value_span(table, "approvals_required");
+        let Some(required) = item.as_integer() else {
+            self.problem(
+                span,
+                format!("`approvals_required` in {context} must be a whole number"),
+            );
+            return 1;
+        };
+        if required < 1 {
+            self.problem(
+                span,
+                format!("`approvals_required` in {context} must be at least 1"),
+            );
+            return 1;
+        }
+        // A user group may hold any number of approvers, so the count can
+        // only be checked when the list names people.
+        let has_user_group = approvers.iter().any(|s| s.user_group().is_some());
+        if !has_user_group && required as usize > approvers.len() {
+            self.problem(
+                span,
+                format!(
+                    "{context}: approvals_required is {required} but only {} approver(s) are listed",
+                    approvers.len()
+                ),
+            );
+        }
+        u32::try_from(required).unwrap_or(u32::MAX)
+    }
+
+    pub(super) fn channel(&mut self, table: &dyn TableLike, context: &str) -> Option<ChannelId> {
+        let text = self.string(table, "channel", context)?;
+        let looks_like_channel = text.len() >= 2
+            && text.starts_with(['C', 'G', 'D'])
+            && text
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !looks_like_channel {
+            self.problem(
+                Reader::value_span(table, "channel"),
+                format!("`channel` in {context} must be a Slack channel id like C0APPROVALS (not a #name)"),
+            );
+            return None;
+        }
+        Some(ChannelId::new(text))
+    }
+
+    pub(super) fn auto_approve(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        limits: &Limits,
+    ) -> Option<AutoApprove> {
+        let item = table.get("auto_approve")?;
+        let inner_context = format!("auto_approve of {context}");
+        let Some(rule) = item.as_table_like() else {
+            self.problem(item.span(), format!("{inner_context} must be a table like {{ requesters = [...], max_duration = \"30m\" }}"));
+            return None;
+        };
+        self.check_keys(rule, AUTO_APPROVE_KEYS, &inner_context);
+        let requesters = self.subjects(rule, "requesters", &inner_context);
+        if requesters.is_none() {
+            self.problem(
+                item.span(),
+                format!("{inner_context} is missing `requesters`"),
+            );
+        }
+        let max_duration = self
+            .duration(rule, "max_duration", &inner_context)
+            .unwrap_or(limits.max_duration);
+        if max_duration > limits.max_duration {
+            self.problem(
+                Reader::value_span(rule, "max_duration"),
+                format!(
+                    "{inner_context}: max_duration ({max_duration}) is above the group's max_duration ({})",
+                    limits.max_duration
+                ),
+            );
+        }
+        Some(AutoApprove {
+            requesters: requesters?,
+            max_duration,
+        })
+    }
+
+    pub(super) fn sweep(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        providers: &BTreeMap<String, ProviderSpec>,
+    ) -> SweepMode {
+        let Some(text) = self.string(table, "sweep", context) else {
+            return SweepMode::Off;
+        };
+        let span = Reader::value_span(table, "sweep");
+        let mode = match text.as_str() {
+            "off" => return SweepMode::Off,
+            "report" => SweepMode::Report,
+            "enforce" => SweepMode::Enforce,
+            other => {
+                self.problem(span, format!("`sweep` in {context} must be \"off\", \"report\" or \"enforce\", not `{other}`"));
+                return SweepMode::Off;
+            }
+        };
+        let provider = table
+            .get("provider")
+            .and_then(|item| item.as_str())
+            .and_then(|name| providers.get(name));
+        if let Some(spec) = provider {
+            if !spec.kind.lists_holders() {
+                let how = match spec.kind {
+                    ProviderKind::Webhook { .. } => " (give it a `holders_url`)",
+                    ProviderKind::Exec { .. } => " (give it a `holders` command)",
+                    _ => "",
+                };
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: sweep = \"{text}\" needs a provider that lists holders, and provider `{}` cannot{how}",
+                        spec.name
+                    ),
+                );
+                return SweepMode::Off;
+            }
+        }
+        mode
+    }
+}

@@ -1,0 +1,253 @@
+//! `[providers.<name>]`: which kinds exist, the keys each takes, and the
+//! placeholders its templates may use.
+
+use std::collections::BTreeMap;
+
+use toml_edit::TableLike;
+
+use super::reader::{Reader, Span};
+use crate::domain::duration::HumanDuration;
+use crate::domain::policy::{ProviderKind, ProviderSpec};
+
+const WEBHOOK_KEYS: &[&str] = &[
+    "kind",
+    "url",
+    "secret_env",
+    "holders_url",
+    "principal",
+    "timeout",
+];
+const EXEC_KEYS: &[&str] = &["kind", "grant", "revoke", "holders", "principal", "timeout"];
+const POSTGRES_KEYS: &[&str] = &[
+    "kind",
+    "url_env",
+    "terminate_sessions",
+    "principal",
+    "timeout",
+];
+const SLACK_USERGROUP_KEYS: &[&str] = &["kind", "token_env", "principal", "timeout"];
+const PROVIDER_KINDS: &[&str] = &["webhook", "exec", "postgres", "slack_usergroup"];
+
+/// Placeholders a principal template may use.
+pub const PRINCIPAL_PLACEHOLDERS: &[&str] = &[
+    "user_id",
+    "slack_user_id",
+    "teams_aad_id",
+    "email",
+    "email_local",
+];
+/// Placeholders an exec argument may use.
+pub const EXEC_PLACEHOLDERS: &[&str] = &[
+    "principal",
+    "target",
+    "group",
+    "request_id",
+    "grant_id",
+    "user_id",
+    "expires_at",
+];
+
+const DEFAULT_PRINCIPAL: &str = "{user_id}";
+const DEFAULT_PROVIDER_TIMEOUT: HumanDuration = HumanDuration::from_secs(30);
+/// The token a `slack_usergroup` provider uses unless it names another.
+const DEFAULT_SLACK_TOKEN_ENV: &str = "SLACK_BOT_TOKEN";
+
+impl Reader<'_> {
+    pub(super) fn providers(&mut self, root: &dyn TableLike) -> BTreeMap<String, ProviderSpec> {
+        let mut providers = BTreeMap::new();
+        let Some(item) = root.get("providers") else {
+            return providers;
+        };
+        let Some(table) = item.as_table_like() else {
+            self.problem(
+                item.span(),
+                "`providers` must be a table of [providers.<name>] sections",
+            );
+            return providers;
+        };
+        for (name, item) in table.iter() {
+            let context = format!("[providers.{name}]");
+            let at = Reader::key_span(table, name);
+            let Some(provider) = item.as_table_like() else {
+                self.problem(at, format!("{context} must be a table"));
+                continue;
+            };
+            if let Some(spec) = self.provider(name, provider, &context, at) {
+                providers.insert(name.to_string(), spec);
+            }
+        }
+        providers
+    }
+
+    pub(super) fn provider(
+        &mut self,
+        name: &str,
+        table: &dyn TableLike,
+        context: &str,
+        at: Span,
+    ) -> Option<ProviderSpec> {
+        let kind = self.required_string(table, "kind", context, at.clone())?;
+        // A Slack user group holds Slack user ids, whatever else a user is.
+        let default_principal = if kind == "slack_usergroup" {
+            "{slack_user_id}"
+        } else {
+            DEFAULT_PRINCIPAL
+        };
+        let principal = self
+            .string(table, "principal", context)
+            .unwrap_or_else(|| default_principal.to_string());
+        self.check_placeholders(
+            &principal,
+            PRINCIPAL_PLACEHOLDERS,
+            Reader::value_span(table, "principal"),
+            context,
+        );
+        let timeout = self
+            .duration(table, "timeout", context)
+            .unwrap_or(DEFAULT_PROVIDER_TIMEOUT);
+        let kind = match kind.as_str() {
+            "webhook" => {
+                self.check_keys(table, WEBHOOK_KEYS, context);
+                let url = self.required_string(table, "url", context, at.clone());
+                if let Some(url) = &url {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        self.problem(
+                            Reader::value_span(table, "url"),
+                            format!("`url` in {context} must be an http(s) URL"),
+                        );
+                    }
+                }
+                let secret_env = self.required_string(table, "secret_env", context, at);
+                let holders_url = self.string(table, "holders_url", context);
+                if let Some(holders_url) = &holders_url {
+                    if !(holders_url.starts_with("https://") || holders_url.starts_with("http://"))
+                    {
+                        self.problem(
+                            Reader::value_span(table, "holders_url"),
+                            format!("`holders_url` in {context} must be an http(s) URL"),
+                        );
+                    }
+                }
+                ProviderKind::Webhook {
+                    url: url?,
+                    secret_env: secret_env?,
+                    holders_url,
+                }
+            }
+            "exec" => {
+                self.check_keys(table, EXEC_KEYS, context);
+                let grant = self.command(table, "grant", context, at.clone());
+                let revoke = self.command(table, "revoke", context, at.clone());
+                let holders = match table.get("holders") {
+                    Some(_) => Some(self.command(table, "holders", context, at)?),
+                    None => None,
+                };
+                ProviderKind::Exec {
+                    grant: grant?,
+                    revoke: revoke?,
+                    holders,
+                }
+            }
+            "postgres" => {
+                self.check_keys(table, POSTGRES_KEYS, context);
+                let url_env = self.required_string(table, "url_env", context, at);
+                let terminate_sessions = self
+                    .boolean(table, "terminate_sessions", context)
+                    .unwrap_or(false);
+                ProviderKind::Postgres {
+                    url_env: url_env?,
+                    terminate_sessions,
+                }
+            }
+            "slack_usergroup" => {
+                self.check_keys(table, SLACK_USERGROUP_KEYS, context);
+                let token_env = self
+                    .string(table, "token_env", context)
+                    .unwrap_or_else(|| DEFAULT_SLACK_TOKEN_ENV.to_string());
+                ProviderKind::SlackUsergroup { token_env }
+            }
+            other => {
+                self.problem(
+                    Reader::value_span(table, "kind"),
+                    format!(
+                        "unknown provider kind `{other}` in {context} (this build supports: {})",
+                        PROVIDER_KINDS.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(ProviderSpec {
+            name: name.to_string(),
+            principal,
+            timeout,
+            kind,
+        })
+    }
+
+    pub(super) fn command(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        at: Span,
+    ) -> Option<Vec<String>> {
+        if table.get(key).is_none() {
+            self.problem(at, format!("{context} is missing `{key}` (an argument list like [\"/usr/local/bin/grant-role\", \"{{principal}}\", \"{{target}}\"])"));
+            return None;
+        }
+        let args = self.string_list(table, key, context)?;
+        if args.is_empty() {
+            self.problem(
+                Reader::value_span(table, key),
+                format!("`{key}` in {context} needs at least the program to run"),
+            );
+            return None;
+        }
+        for (arg, span) in &args {
+            self.check_placeholders(arg, EXEC_PLACEHOLDERS, span.clone(), context);
+        }
+        Some(args.into_iter().map(|(arg, _)| arg).collect())
+    }
+
+    pub(super) fn check_placeholders(
+        &mut self,
+        template: &str,
+        allowed: &[&str],
+        span: Span,
+        context: &str,
+    ) {
+        for name in placeholders(template) {
+            if !allowed.contains(&name) {
+                self.problem(
+                    span.clone(),
+                    format!(
+                        "unknown placeholder `{{{name}}}` in {context} (expected one of: {})",
+                        allowed
+                            .iter()
+                            .map(|a| format!("{{{a}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The `{name}` placeholders in a template.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                names.push(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    names
+}

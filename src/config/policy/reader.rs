@@ -1,0 +1,207 @@
+//! The walker's primitives: typed reads of one key, each recording a problem
+//! (with its position) instead of failing, and the "did you mean" hints.
+
+use std::ops::Range;
+
+use toml_edit::{Item, TableLike};
+
+use super::problems::{line_col, Problem};
+use crate::domain::duration::HumanDuration;
+use crate::domain::policy::Subject;
+
+pub(super) struct Reader<'s> {
+    pub(super) source: &'s str,
+    pub(super) problems: Vec<Problem>,
+}
+
+pub(super) type Span = Option<Range<usize>>;
+
+impl Reader<'_> {
+    pub(super) fn problem(&mut self, span: Span, message: impl Into<String>) {
+        let (line, column) = line_col(self.source, span.map_or(0, |s| s.start));
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn key_span(table: &dyn TableLike, key: &str) -> Span {
+        table.key(key).and_then(|k| k.span())
+    }
+
+    pub(super) fn value_span(table: &dyn TableLike, key: &str) -> Span {
+        table
+            .get(key)
+            .and_then(Item::span)
+            .or_else(|| Self::key_span(table, key))
+    }
+
+    /// Report every key not in `allowed`.
+    pub(super) fn check_keys(&mut self, table: &dyn TableLike, allowed: &[&str], context: &str) {
+        for (key, _) in table.iter() {
+            if !allowed.contains(&key) {
+                let hint = match closest(key, allowed) {
+                    Some(near) => format!(" (did you mean `{near}`?)"),
+                    None => format!(" (expected one of: {})", allowed.join(", ")),
+                };
+                self.problem(
+                    Self::key_span(table, key),
+                    format!("unknown key `{key}` in {context}{hint}"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn string(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<String> {
+        let item = table.get(key)?;
+        match item.as_str() {
+            Some(text) => Some(text.to_string()),
+            None => {
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context} must be a string"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn required_string(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        at: Span,
+    ) -> Option<String> {
+        if table.get(key).is_none() {
+            self.problem(at, format!("{context} is missing `{key}`"));
+            return None;
+        }
+        let text = self.string(table, key, context)?;
+        if text.trim().is_empty() {
+            self.problem(
+                Self::value_span(table, key),
+                format!("`{key}` in {context} must not be empty"),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<HumanDuration> {
+        let text = self.string(table, key, context)?;
+        match HumanDuration::parse(&text) {
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context}: {error}"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn boolean(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<bool> {
+        let item = table.get(key)?;
+        match item.as_bool() {
+            Some(value) => Some(value),
+            None => {
+                self.problem(
+                    Self::value_span(table, key),
+                    format!("`{key}` in {context} must be true or false"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn string_list(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<(String, Span)>> {
+        let item = table.get(key)?;
+        let Some(array) = item.as_array() else {
+            self.problem(
+                Self::value_span(table, key),
+                format!("`{key}` in {context} must be a list of strings"),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for value in array.iter() {
+            match value.as_str() {
+                Some(text) => out.push((text.to_string(), value.span())),
+                None => self.problem(
+                    value.span(),
+                    format!("`{key}` in {context} must contain only strings"),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    pub(super) fn subjects(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<Subject>> {
+        let entries = self.string_list(table, key, context)?;
+        let mut subjects = Vec::new();
+        for (text, span) in entries {
+            match Subject::parse(&text) {
+                Some(subject) => subjects.push(subject),
+                None => self.problem(
+                    span,
+                    format!(
+                        "`{text}` in `{key}` of {context} is not a Slack user id (U…/W…), a Slack user group id (S…), a Teams AAD object id, or \"*\""
+                    ),
+                ),
+            }
+        }
+        Some(subjects)
+    }
+}
+
+/// The allowed word within edit distance 2 of `word`, if there is one.
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

@@ -1,0 +1,83 @@
+//! What a transition reports: the fact that happened, or why nothing did.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{Actor, GrantId, GroupName, RequestId};
+
+/// What a transition did, for the engine to audit and announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Happened {
+    Requested {
+        auto_approved: bool,
+    },
+    ApprovalRecorded {
+        by: Actor,
+        count: usize,
+        required: u32,
+    },
+    Approved {
+        by: Option<Actor>,
+    },
+    Denied {
+        by: Actor,
+        reason: String,
+    },
+    Cancelled,
+    Activated {
+        expires_at: DateTime<Utc>,
+    },
+    GrantFailed {
+        error: String,
+    },
+    Expired,
+    /// The requester gave the access back before its end.
+    Released,
+    /// An admin took the access away.
+    Revoked {
+        by: Actor,
+        reason: String,
+    },
+    /// Nobody decided within the group's `pending_timeout`.
+    TimedOut,
+    /// Still undecided after `escalate_after`: re-posted to these people.
+    Escalated {
+        to: Vec<Actor>,
+    },
+    /// An approved extension moved this grant's end.
+    GrantExtended {
+        by_request: RequestId,
+        duration: HumanDuration,
+        until: DateTime<Utc>,
+    },
+    /// This extension request was applied to its grant.
+    ExtensionApplied {
+        until: DateTime<Utc>,
+    },
+}
+
+/// Why a decision or action on a request changes nothing. The text is what
+/// the person who tried it is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{id} is already {state}; nothing changed.")]
+    NoLongerPending { id: RequestId, state: &'static str },
+    #[error("You cannot approve your own request {0}.")]
+    OwnRequest(RequestId),
+    #[error("You cannot deny your own request {0}; cancel it with `/jit cancel {0}`.")]
+    DenyOwnRequest(RequestId),
+    #[error("You are not an approver for `{group}`, so your decision on {id} was not counted.")]
+    NotAnApprover { id: RequestId, group: GroupName },
+    #[error("You already approved {0}; it needs another approver.")]
+    AlreadyApproved(RequestId),
+    #[error("Only the requester can cancel {0}.")]
+    NotYourRequest(RequestId),
+    #[error("A denial needs a reason.")]
+    DenyReasonMissing,
+    #[error("The reason is longer than {0} characters; say it in fewer words.")]
+    ReasonTooLong(usize),
+    #[error("Only the requester can release {0}.")]
+    NotYourGrant(GrantId),
+    #[error("{id} is {state}, not active; there is nothing to end.")]
+    NotActive { id: GrantId, state: &'static str },
+}
