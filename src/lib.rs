@@ -52,6 +52,7 @@ pub mod engine;
 pub mod http;
 pub mod outbound;
 pub mod outbox;
+pub mod postgres;
 pub mod providers;
 pub mod scheduler;
 pub mod server;

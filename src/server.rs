@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use crate::http::{self, Admission, AppState, SlackIngress, TeamsIngress};
 use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// Start the background workers every way of running the engine needs:
 /// the scheduler, the outbox worker (delivering through `platforms`), the
@@ -83,7 +82,8 @@ pub enum ServerError {
 
 /// Everything the server is built from.
 pub struct ServerParts {
-    pub data_dir: PathBuf,
+    /// Where the store lives: a sled directory or a shared database.
+    pub store: StoreLocation,
     pub policy: Policy,
     pub providers: Providers,
     pub slack: Option<SlackSettings>,
@@ -134,9 +134,7 @@ pub async fn start(
     parts: ServerParts,
     listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
-    let data_dir = parts.data_dir.clone();
-    let store: Arc<dyn Store> =
-        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await??);
+    let store: Arc<dyn Store> = crate::store::open(&parts.store, parts.clock.clone()).await?;
     let policy = Arc::new(parts.policy);
     let wakers = Wakers::default();
 

@@ -66,6 +66,11 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The store itself: `migrate --from-sled DIR` moves to PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Look for standing access: holders of a group's target without an
     /// active grant. With JITBOT_API_TOKEN set, the running server sweeps
     /// (admin token, --group needed); otherwise the store is opened directly
@@ -80,6 +85,18 @@ pub enum CliCommand {
         /// With the API: its JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a stopped sled store into the empty PostgreSQL database named
+    /// by JITBOT_DATABASE_URL (creating its schema), then verify the copied
+    /// audit chain. Refuses a database that already holds jitbot data.
+    Migrate {
+        /// The sled store's directory (the old JITBOT_DATA_DIR).
+        #[arg(long, value_name = "DIR")]
+        from_sled: PathBuf,
     },
 }
 

@@ -1,8 +1,9 @@
 //! The `jitbot` command line. `serve` (the default) runs the bot; `grants`,
 //! `revoke`, `mappings` and `audit export` ask the running server through
-//! its HTTP API; `check-config`, `audit verify` and `sweep` work offline
-//! (the last two open the store, so the server must be stopped). Each
-//! subcommand returns its exit code.
+//! its HTTP API; `check-config`, `audit verify`, `sweep` and `store
+//! migrate` work offline (they open the store: a sled store only while the
+//! server is stopped, a PostgreSQL one while replicas run). Each subcommand
+//! returns its exit code.
 
 mod args;
 mod logging;
@@ -12,7 +13,7 @@ mod serve;
 
 use crate::config::{EnvSource, Settings};
 
-pub use args::{AuditCommand, Cli, CliCommand, MappingChange};
+pub use args::{AuditCommand, Cli, CliCommand, MappingChange, StoreCommand};
 
 /// Exit codes: 0 success, 1 the check failed, 2 the input or setup is wrong.
 pub const EXIT_OK: i32 = 0;
@@ -45,7 +46,10 @@ pub async fn run(cli: Cli) -> i32 {
         }
         CliCommand::Audit {
             command: AuditCommand::Verify,
-        } => offline::audit_verify(&settings.data_dir).await,
+        } => offline::audit_verify(&settings).await,
+        CliCommand::Store {
+            command: StoreCommand::Migrate { from_sled },
+        } => offline::migrate_from_sled(&settings, &from_sled).await,
         CliCommand::Grants { json } => match remote::Remote::from_env(&env, &settings) {
             Ok(api) => remote::run(remote::grants(&api, json)).await,
             Err(failure) => report(failure),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::serve::{policy_and_providers, report_policy_error};
+use super::serve::{policy_and_providers, report_policy_error, store_location};
 use super::{EXIT_BAD_SETUP, EXIT_FAILED, EXIT_OK};
 use crate::chat::directory::CachedDirectory;
 use crate::chat::slack::SlackClient;
@@ -16,8 +16,7 @@ use crate::config::{EnvSource, Settings};
 use crate::domain::ids::Platform;
 use crate::domain::policy::{GroupPolicy, SweepMode};
 use crate::engine::{Engine, Wakers};
-use crate::store::prelude::*;
-use crate::store::{SledStore, Store};
+use crate::store::{ImportError, PgStore, SledStore, Store};
 
 pub(super) fn check_config(path: &Path) -> i32 {
     match policy::load(path) {
@@ -37,8 +36,8 @@ pub(super) fn check_config(path: &Path) -> i32 {
     }
 }
 
-pub(super) async fn audit_verify(data_dir: &Path) -> i32 {
-    let store = match SledStore::open(data_dir) {
+pub(super) async fn audit_verify(settings: &Settings) -> i32 {
+    let store = match crate::store::open(&store_location(settings), Arc::new(SystemClock)).await {
         Ok(store) => store,
         Err(error) => {
             eprintln!("jitbot: {error}");
@@ -94,13 +93,14 @@ pub(super) async fn sweep(
         println!("no group has sweep = \"report\" or \"enforce\"");
         return EXIT_OK;
     }
-    let store: Arc<dyn Store> = match SledStore::open(&settings.data_dir) {
-        Ok(store) => Arc::new(store),
-        Err(error) => {
-            eprintln!("jitbot: {error}");
-            return EXIT_BAD_SETUP;
-        }
-    };
+    let store: Arc<dyn Store> =
+        match crate::store::open(&store_location(&settings), Arc::new(SystemClock)).await {
+            Ok(store) => store,
+            Err(error) => {
+                eprintln!("jitbot: {error}");
+                return EXIT_BAD_SETUP;
+            }
+        };
     let mut directories = HashMap::new();
     if let Some(slack) = &settings.slack {
         match SlackClient::new(&slack.api_url, slack.bot_token.clone()) {
@@ -142,4 +142,63 @@ pub(super) async fn sweep(
         }
     }
     code
+}
+
+/// `jitbot store migrate --from-sled DIR`: copy a stopped sled store into
+/// the empty database of `JITBOT_DATABASE_URL`.
+pub(super) async fn migrate_from_sled(settings: &Settings, from: &Path) -> i32 {
+    let Some(database) = &settings.database else {
+        eprintln!("jitbot: set JITBOT_DATABASE_URL to the database to copy into");
+        return EXIT_BAD_SETUP;
+    };
+    if !from.is_dir() {
+        eprintln!("jitbot: {} is not a sled store's directory", from.display());
+        return EXIT_BAD_SETUP;
+    }
+    let dir = from.to_path_buf();
+    let export = tokio::task::spawn_blocking(move || {
+        let store = SledStore::open(&dir)?;
+        store.export()
+    })
+    .await;
+    let export = match export {
+        Ok(Ok(export)) => export,
+        Ok(Err(error)) => {
+            eprintln!("jitbot: cannot read {}: {error}", from.display());
+            return EXIT_BAD_SETUP;
+        }
+        Err(error) => {
+            eprintln!("jitbot: reading {} failed: {error}", from.display());
+            return EXIT_FAILED;
+        }
+    };
+    let store =
+        match PgStore::open(database.url.expose(), database.lease, Arc::new(SystemClock)).await {
+            Ok(store) => store,
+            Err(error) => {
+                eprintln!("jitbot: {error}");
+                return EXIT_BAD_SETUP;
+            }
+        };
+    match store.import(&export).await {
+        Ok(copied) => {
+            println!(
+                "copied {} request(s), {} due job(s), {} message(s) owed and {} audit event(s) from {}; the audit chain verifies",
+                copied.requests,
+                copied.jobs,
+                copied.messages,
+                copied.audit_events,
+                from.display()
+            );
+            EXIT_OK
+        }
+        Err(error @ ImportError::NotEmpty(_)) => {
+            eprintln!("jitbot: {error}");
+            EXIT_BAD_SETUP
+        }
+        Err(error) => {
+            eprintln!("jitbot: the copy failed: {error}");
+            EXIT_FAILED
+        }
+    }
 }

@@ -10,8 +10,10 @@ use crate::clock::SystemClock;
 use crate::config::policy::{self, PolicyError};
 use crate::config::{EnvSource, Settings};
 use crate::domain::policy::Policy;
+use crate::providers::exclusive::{DatabaseExclusive, Exclusive, LocalExclusive};
 use crate::providers::Providers;
 use crate::server::{self, ServerParts};
+use crate::store::StoreLocation;
 
 pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
     init_logging(settings.log_format);
@@ -27,7 +29,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         }
     };
     let parts = ServerParts {
-        data_dir: settings.data_dir.clone(),
+        store: store_location(&settings),
         policy,
         providers,
         slack: settings.slack.clone(),
@@ -115,7 +117,7 @@ pub(super) async fn console(
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     let options = crate::console::ConsoleOptions { user, user_groups };
     match crate::console::run(
-        &settings.data_dir,
+        &store_location(&settings),
         policy,
         providers,
         options,
@@ -139,6 +141,19 @@ pub(super) fn report_policy_error(error: &PolicyError) {
     }
 }
 
+/// Where the store lives: the database replicas share, when
+/// `JITBOT_DATABASE_URL` is set (then `JITBOT_DATA_DIR` is not used), else
+/// the sled directory.
+pub(super) fn store_location(settings: &Settings) -> StoreLocation {
+    match &settings.database {
+        Some(database) => StoreLocation::Postgres {
+            url: database.url.clone(),
+            lease: database.lease,
+        },
+        None => StoreLocation::Sled(settings.data_dir.clone()),
+    }
+}
+
 /// The policy and its providers, or the exit code after saying what is wrong.
 pub(super) fn policy_and_providers(
     settings: &Settings,
@@ -152,7 +167,17 @@ pub(super) fn policy_and_providers(
             return Err(EXIT_BAD_SETUP);
         }
     };
-    match crate::providers::build(&policy, env) {
+    let exclusive: Arc<dyn Exclusive> = match &settings.database {
+        Some(database) => match DatabaseExclusive::new(database.url.expose()) {
+            Ok(exclusive) => Arc::new(exclusive),
+            Err(why) => {
+                eprintln!("jitbot: JITBOT_DATABASE_URL: {why}");
+                return Err(EXIT_BAD_SETUP);
+            }
+        },
+        None => Arc::new(LocalExclusive::default()),
+    };
+    match crate::providers::build(&policy, env, exclusive) {
         Ok(providers) => Ok((policy, providers)),
         Err(problems) => {
             for problem in problems {

@@ -27,7 +27,11 @@ pub struct Settings {
     /// Bearer tokens for the HTTP API (`JITBOT_API_TOKENS`).
     pub api_tokens: Vec<ApiTokenSpec>,
     pub config_path: PathBuf,
+    /// The sled store's directory (`JITBOT_DATA_DIR`); not used when
+    /// `database` is set.
     pub data_dir: PathBuf,
+    /// The PostgreSQL store replicas share (`JITBOT_DATABASE_URL`), if set.
+    pub database: Option<DatabaseSettings>,
     pub listen: SocketAddr,
     pub log_format: LogFormat,
     /// How much one person may file (`JITBOT_USER_RATE` a minute,
@@ -36,6 +40,22 @@ pub struct Settings {
     /// Chat and API requests worked on at once (`JITBOT_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
 }
+
+/// The shared PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db[?sslmode=…]`; holds a password.
+    pub url: Secret,
+    /// How long a replica's claim on work lasts unless renewed (`JITBOT_LEASE`).
+    pub lease: std::time::Duration,
+}
+
+/// `JITBOT_LEASE`'s default, and its bounds: short enough that a dead
+/// replica's work is taken over quickly, long enough that renewing it (a
+/// third of it) is cheap and survives a slow moment of the database.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+const MIN_LEASE: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// `JITBOT_MAX_IN_FLIGHT`'s default.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
@@ -102,6 +122,10 @@ pub enum SettingsError {
     BadApiToken(usize, String),
     #[error("{0}=`{1}` must be a whole number from 1")]
     BadLimit(&'static str, String),
+    #[error("JITBOT_LEASE=`{0}` must be a duration from 1s to 5m, like 5s")]
+    BadLease(String),
+    #[error("JITBOT_DATABASE_URL must start with postgres:// or postgresql://")]
+    BadDatabaseUrl,
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -249,6 +273,7 @@ impl Settings {
             (None, None) => None,
         };
         let teams_webhook_secret = env.get("TEAMS_WEBHOOK_SECRET").map(Secret::new);
+        let database = database(env)?;
         Ok(Settings {
             slack,
             teams,
@@ -262,6 +287,7 @@ impl Settings {
                 .get("JITBOT_DATA_DIR")
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string())
                 .into(),
+            database,
             listen,
             log_format,
             user_limits: FilingLimits {
@@ -271,6 +297,31 @@ impl Settings {
             max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
         })
     }
+}
+
+fn database(env: &EnvSource) -> Result<Option<DatabaseSettings>, SettingsError> {
+    let Some(url) = env
+        .get("JITBOT_DATABASE_URL")
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let url = url.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(SettingsError::BadDatabaseUrl);
+    }
+    let lease = match env.get("JITBOT_LEASE") {
+        None => DEFAULT_LEASE,
+        Some(text) => crate::domain::duration::HumanDuration::parse(text.trim())
+            .ok()
+            .map(|d| d.as_std())
+            .filter(|d| (MIN_LEASE..=MAX_LEASE).contains(d))
+            .ok_or(SettingsError::BadLease(text))?,
+    };
+    Ok(Some(DatabaseSettings {
+        url: Secret::new(url),
+        lease,
+    }))
 }
 
 fn limit(env: &EnvSource, var: &'static str, default: u32) -> Result<u32, SettingsError> {

@@ -26,7 +26,7 @@ use crate::domain::job::Decision;
 use crate::domain::policy::{user_actor, Policy};
 use crate::engine::{Click, ClickOutcome, Engine, FormChoice, Reply, Wakers};
 use crate::providers::Providers;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// The channel commands are typed in until `/in` picks another.
 const DEFAULT_CHANNEL: &str = "C0CONSOLE";
@@ -50,7 +50,7 @@ type Input<R> = Lines<R>;
 
 /// Run the console until `/quit` or the end of `input`. Returns the exit code.
 pub async fn run<R: AsyncBufRead + Unpin>(
-    data_dir: &std::path::Path,
+    location: &StoreLocation,
     policy: Policy,
     providers: Providers,
     options: ConsoleOptions,
@@ -64,12 +64,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         ));
         return Ok(());
     };
-    let dir = data_dir.to_path_buf();
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&dir))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))??,
-    );
+    let store: Arc<dyn Store> = crate::store::open(location, Arc::new(SystemClock)).await?;
     let policy = Arc::new(policy);
     let chat: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat {
         terminal: terminal.clone(),

@@ -71,6 +71,11 @@ impl QuotaRefusal {
 }
 
 const WINDOW: Duration = Duration::minutes(1);
+/// Filings stamped a little after `now` still count: concurrent filings
+/// (and replicas whose clocks differ slightly) take their time before
+/// they take their turn. Much later stamps mean the clock went back, and
+/// are forgotten rather than blocking someone for as long as it jumped.
+const SKEW: Duration = Duration::seconds(10);
 
 impl Quota {
     /// Count request `id`, filed at `now` (`pending` if it waits for a
@@ -82,7 +87,8 @@ impl Quota {
         limits: FilingLimits,
         now: DateTime<Utc>,
     ) -> Result<(), QuotaRefusal> {
-        self.recent.retain(|at| *at > now - WINDOW && *at <= now);
+        self.recent
+            .retain(|at| *at > now - WINDOW && *at <= now + SKEW);
         if self.recent.len() >= limits.per_minute as usize {
             let oldest = self.recent[0];
             return Err(QuotaRefusal::TooFast {
@@ -95,7 +101,8 @@ impl Quota {
                 count: self.pending.len(),
             });
         }
-        self.recent.push(now);
+        let at = self.recent.last().map_or(now, |last| now.max(*last));
+        self.recent.push(at);
         if pending && !self.pending.contains(id) {
             self.pending.push(id.clone());
         }
@@ -163,6 +170,26 @@ mod tests {
         quota
             .admit(&RequestId::generate(), false, limits(3, 20), at(60))
             .unwrap();
+    }
+
+    #[test]
+    fn filings_that_took_their_turn_late_still_count() {
+        // Concurrent filings read the clock before they queue for the
+        // quota: one stamped earlier may be admitted after later ones.
+        let mut quota = Quota::default();
+        quota
+            .admit(&RequestId::generate(), false, limits(2, 20), at(5))
+            .unwrap();
+        quota
+            .admit(&RequestId::generate(), false, limits(2, 20), at(4))
+            .unwrap();
+        assert!(quota
+            .admit(&RequestId::generate(), false, limits(2, 20), at(3))
+            .is_err());
+        // A clock that jumped far back forgets what it cannot place.
+        assert!(quota
+            .admit(&RequestId::generate(), false, limits(2, 20), at(-3600))
+            .is_ok());
     }
 
     #[test]

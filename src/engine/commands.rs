@@ -41,9 +41,7 @@ const ADMIN_PAGE_SIZE: usize = 20;
 /// How much of an audit event's detail `/jit admin audit` shows.
 const AUDIT_DETAIL_CHARS: usize = 160;
 
-const INTERNAL_ERROR: &str = "Something went wrong on our side; nothing changed. Please try again.";
-
-/// An admin change's answer: the refusal's own text, or the internal error.
+/// An admin change's answer: the refusal's own text, or the engine's error.
 fn admin_answer(result: Result<String, AdminError>) -> Result<String, EngineError> {
     match result {
         Ok(text) => Ok(text),
@@ -109,7 +107,7 @@ impl Engine {
         };
         Reply::Text(result.unwrap_or_else(|error| {
             tracing::error!(%error, "command failed");
-            INTERNAL_ERROR.to_string()
+            super::failure_text(&error, "changed")
         }))
     }
 

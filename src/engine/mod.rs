@@ -67,6 +67,30 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// What a person is told when their action failed on our side (`what` did
+/// not happen: "filed", "changed"): never that it happened, and never that
+/// it did not when that is unknown.
+pub(crate) fn failure_text(error: &EngineError, what: &str) -> String {
+    match error {
+        EngineError::Store(StoreError::OutcomeUnknown(_)) => format!(
+            "jitbot lost its database in the middle of this, so it may or may not have been {what}; `/jit list` shows where things stand once it is back."
+        ),
+        EngineError::Store(StoreError::Unavailable(_)) => format!(
+            "jitbot cannot reach its database right now; nothing was {what}. Please try again in a minute."
+        ),
+        _ => format!("Something went wrong on our side; nothing was {what}. Please try again."),
+    }
+}
+
+impl EngineError {
+    /// Whether the store could not be reached (a database outage).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            EngineError::Store(error) => error.is_unavailable(),
+        }
+    }
+}
+
 /// How a step is announced beyond what [`Engine::effects_of`] derives.
 #[derive(Debug, Default)]
 pub(super) struct Announce<'a> {

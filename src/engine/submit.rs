@@ -56,7 +56,7 @@ pub enum SubmitError {
     NoPrincipal { group: String, why: String },
     #[error("{0} Nothing was filed.")]
     Limited(QuotaRefusal),
-    #[error("Something went wrong on our side; nothing was filed. Please try again.")]
+    #[error("{}", super::failure_text(.0, "filed"))]
     Engine(#[from] EngineError),
 }
 

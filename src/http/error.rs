@@ -18,6 +18,10 @@ pub enum HttpError {
     BadRequest(String),
     #[error("{0} is not configured on this server")]
     NotConfigured(&'static str),
+    /// The store cannot be reached; nothing was done (or, for a write
+    /// cut off mid-way, the outcome is unknown).
+    #[error("jitbot cannot reach its database right now; try again in a minute")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -31,6 +35,10 @@ impl IntoResponse for HttpError {
             HttpError::Timeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::NotConfigured(_) => StatusCode::NOT_FOUND,
+            HttpError::Unavailable(detail) => {
+                tracing::error!(%detail, "request failed: the store is unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -40,12 +48,23 @@ impl IntoResponse for HttpError {
             tracing::warn!(%reason, "rejected unauthenticated request");
         }
         let text = crate::domain::text::plain(&self.to_string());
-        (status, format!("{text}\n")).into_response()
+        let mut response = (status, format!("{text}\n")).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
     }
 }
 
 impl From<crate::engine::EngineError> for HttpError {
     fn from(error: crate::engine::EngineError) -> Self {
-        HttpError::Internal(error.to_string())
+        if error.is_unavailable() {
+            HttpError::Unavailable(error.to_string())
+        } else {
+            HttpError::Internal(error.to_string())
+        }
     }
 }

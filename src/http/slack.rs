@@ -88,6 +88,10 @@ fn slack_channel(id: &str) -> Option<Destination> {
     })
 }
 
+/// The answer to a command the store could not take.
+const UNAVAILABLE: &str =
+    "jitbot cannot reach its database right now; nothing was filed or changed. Please try again in a minute.";
+
 fn ephemeral(text: String) -> Response {
     Json(json!({ "response_type": "ephemeral", "text": blocks::mrkdwn(&text) })).into_response()
 }
@@ -97,7 +101,16 @@ pub(super) async fn command(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    let bytes = authenticate(&state, &headers, body).await?;
+    let bytes = match authenticate(&state, &headers, body).await {
+        Ok(bytes) => bytes,
+        // Signed, but the replay check could not reach the store: Slack
+        // shows a failed command as a bare error, so say what happened.
+        Err(HttpError::Unavailable(detail)) => {
+            tracing::error!(%detail, "slash command refused: the store is unavailable");
+            return Ok(ephemeral(UNAVAILABLE.to_string()));
+        }
+        Err(other) => return Err(other),
+    };
     let command: SlashCommand = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
     let actor = slack_actor(&command.user_id, &command.user_name);

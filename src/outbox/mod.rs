@@ -28,7 +28,7 @@ use crate::chat::ChatPlatform;
 use crate::clock::Clock;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
-use crate::store::{OutboxEntry, Store, StoreError};
+use crate::store::{Claimed, OutboxEntry, Store, StoreError};
 use crate::telemetry::{Health, Metrics};
 
 use deliver::Delivery;
@@ -126,15 +126,27 @@ impl OutboxWorker {
             self.store.sync().await?;
         }
         let started = batch.queues.len();
-        for queue in batch.queues {
-            let key = queue[0].queue.clone();
+        for Claimed { item: queue, lease } in batch.queues {
+            let Some(key) = queue.first().map(|entry| entry.queue.clone()) else {
+                continue;
+            };
             self.running().insert(key.clone());
             let worker = self.clone();
             self.tracker.spawn(async move {
-                if let Err(error) = worker.deliver_queue(queue).await {
-                    tracing::error!(%error, queue = %key, "outbox bookkeeping failed");
-                    tokio::time::sleep(ERROR_COOLDOWN).await;
+                tokio::select! {
+                    delivered = worker.deliver_queue(queue) => {
+                        if let Err(error) = delivered {
+                            tracing::error!(%error, queue = %key, "outbox bookkeeping failed");
+                            tokio::time::sleep(ERROR_COOLDOWN).await;
+                        }
+                    }
+                    // Another replica may deliver this queue now: stop, so
+                    // its messages are not sent twice at once.
+                    _ = lease.lost() => {
+                        tracing::warn!(queue = %key, "stopped delivering a queue whose claim was lost");
+                    }
                 }
+                drop(lease);
                 worker.running().remove(&key);
                 worker.finished.notify_one();
             });
@@ -214,11 +226,15 @@ impl OutboxWorker {
                     let idle = dispatched.started == 0 && self.running().is_empty();
                     let nothing_waits = idle && dispatched.next_ready.is_none();
                     self.health.outbox_alive(nothing_waits);
+                    // Other replicas write messages for queues this one
+                    // may claim: with them, look again at the watch
+                    // interval.
+                    let longest = self.store.watch_interval().unwrap_or(MAX_SLEEP);
                     dispatched
                         .next_ready
                         .map(|at| (at - self.now()).to_std().unwrap_or(Duration::ZERO))
-                        .unwrap_or(MAX_SLEEP)
-                        .min(MAX_SLEEP)
+                        .unwrap_or(longest)
+                        .min(longest)
                 }
                 Err(error) => {
                     tracing::error!(%error, "outbox pass failed");

@@ -4,6 +4,7 @@
 //! message is safe to show (no secrets, no credentials in URLs); `holders`
 //! lists who holds a target now, for the sweep. Every call has a deadline.
 
+pub mod exclusive;
 pub mod exec;
 pub mod postgres;
 pub mod principal;
@@ -86,7 +87,14 @@ pub type Providers = HashMap<String, Arc<dyn Provider>>;
 
 /// Build every provider the policy declares; secrets come from `env`.
 /// On failure, one message per provider that could not be built.
-pub fn build(policy: &Policy, env: &EnvSource) -> Result<Providers, Vec<String>> {
+/// Build every provider the policy names. Calls that must not interleave
+/// are serialised through `exclusive` (across replicas, when they share a
+/// database).
+pub fn build(
+    policy: &Policy,
+    env: &EnvSource,
+    exclusive: Arc<dyn exclusive::Exclusive>,
+) -> Result<Providers, Vec<String>> {
     let mut providers: Providers = HashMap::new();
     let mut problems = Vec::new();
     for (name, spec) in &policy.providers {
@@ -140,6 +148,7 @@ pub fn build(policy: &Policy, env: &EnvSource) -> Result<Providers, Vec<String>>
                         &api_url,
                         token,
                         spec.timeout.as_std(),
+                        exclusive.clone(),
                     )
                     .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 })

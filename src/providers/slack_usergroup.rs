@@ -4,13 +4,12 @@
 //! the user and writes it back; changes to one group are serialised here so
 //! two grants racing on it cannot drop each other's user.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
 
+use super::exclusive::Exclusive;
 use super::{Access, Provider, ProviderError};
 use crate::config::Secret;
 use crate::domain::ids::UserId;
@@ -21,7 +20,7 @@ pub struct SlackUsergroupProvider {
     slack: SlackApi,
     timeout: Duration,
     /// One lock per user group, held across its read-modify-write.
-    group_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    exclusive: Arc<dyn Exclusive>,
 }
 
 impl SlackUsergroupProvider {
@@ -30,6 +29,7 @@ impl SlackUsergroupProvider {
         api_url: &str,
         token: String,
         timeout: Duration,
+        exclusive: Arc<dyn Exclusive>,
     ) -> Result<Self, String> {
         let slack = SlackApi::new(api_url, Secret::new(token))
             .map_err(|e| format!("provider {name}: {e}"))?;
@@ -37,13 +37,8 @@ impl SlackUsergroupProvider {
             name: name.to_string(),
             slack,
             timeout,
-            group_locks: std::sync::Mutex::new(HashMap::new()),
+            exclusive,
         })
-    }
-
-    fn lock_for(&self, group: &str) -> Arc<Mutex<()>> {
-        let mut locks = self.group_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(group.to_string()).or_default().clone()
     }
 
     fn error(&self, action: &str, error: SlackApiError) -> ProviderError {
@@ -66,9 +61,12 @@ impl SlackUsergroupProvider {
     ) -> Result<(), ProviderError> {
         let group = access.target.as_str();
         let user = UserId::new(&access.principal);
-        let lock = self.lock_for(group);
         let work = async {
-            let _serialised = lock.lock().await;
+            let _serialised = self
+                .exclusive
+                .lock(&format!("slack_usergroup:{group}"))
+                .await
+                .map_err(SlackApiError::Failed)?;
             let mut members = self.slack.user_group_members(group).await?;
             if members.contains(&user) == member {
                 return Ok(());

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::job::Job;
 use crate::engine::Engine;
-use crate::store::Store;
+use crate::store::{Claimed, Store};
 
 /// Jobs that may run at once. Provider calls can be slow (an exec provider
 /// may take its whole timeout); a bound keeps a slow provider from holding
@@ -84,12 +84,17 @@ impl Scheduler {
         let now = self.engine.now();
         // A snapshot of what runs: no lock is held across the store's await.
         let running_ids = self.running().ids.clone();
-        // Look past jobs blocked by a busy lane, but not unboundedly.
+        // Alone on the store, look past jobs blocked by a busy lane (but
+        // not unboundedly); a shared store claims what it returns and
+        // passes over busy lanes itself, so ask only for what can start.
+        let wanted = if self.store.watch_interval().is_some() {
+            room
+        } else {
+            room + MAX_CONCURRENT_JOBS
+        };
         let due = self
             .store
-            .due_jobs(now, room + MAX_CONCURRENT_JOBS, &|id| {
-                running_ids.contains(&id)
-            })
+            .due_jobs(now, wanted, &|id| running_ids.contains(&id))
             .await;
         let due = match due {
             Ok(due) => due,
@@ -102,11 +107,13 @@ impl Scheduler {
             }
         };
         let mut started = 0;
-        for job in due.jobs {
+        // Jobs not started here give their claims back as they drop.
+        for claimed in due.jobs {
             if started >= room {
                 break;
             }
             {
+                let job = &claimed.item;
                 let mut running = self.running();
                 if !job.lane.is_empty() && running.lanes.contains(&job.lane) {
                     continue;
@@ -115,7 +122,7 @@ impl Scheduler {
                 running.lanes.insert(job.lane.clone());
             }
             started += 1;
-            self.spawn(job, cancel.clone());
+            self.spawn(claimed, cancel.clone());
         }
         Dispatched {
             started,
@@ -123,20 +130,36 @@ impl Scheduler {
         }
     }
 
-    fn spawn(&self, job: Job, cancel: CancellationToken) {
+    fn spawn(&self, claimed: Claimed<Job>, cancel: CancellationToken) {
         let engine = self.engine.clone();
         let running = self.running.clone();
         let finished = self.finished.clone();
         self.tracker.spawn(async move {
+            let Claimed { item: job, lease } = claimed;
             let lateness = (engine.now() - job.due_at).num_milliseconds();
             tracing::debug!(job = job.kind.label(), request = %job.kind.request(), lateness_ms = lateness, "running job");
-            if let Err(error) = engine.run_job(&job).await {
-                tracing::error!(job = job.kind.label(), request = %job.kind.request(), %error, "job failed; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(ERROR_COOLDOWN) => {}
-                    _ = cancel.cancelled() => {}
+            let outcome = tokio::select! {
+                outcome = engine.run_job(&job) => Some(outcome),
+                // Another replica may take the job over now: stop, so it
+                // never runs twice at once. What was done so far is
+                // either committed or will be done again (providers are
+                // idempotent).
+                _ = lease.lost() => None,
+            };
+            match outcome {
+                None => {
+                    tracing::warn!(job = job.kind.label(), request = %job.kind.request(), "stopped a job whose claim was lost");
                 }
+                Some(Err(error)) => {
+                    tracing::error!(job = job.kind.label(), request = %job.kind.request(), %error, "job failed; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ERROR_COOLDOWN) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                Some(Ok(())) => {}
             }
+            drop(lease);
             let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
             running.ids.remove(&job.id);
             running.lanes.remove(&job.lane);
@@ -150,11 +173,14 @@ impl Scheduler {
         loop {
             self.engine.health().scheduler_alive();
             let dispatched = self.dispatch(&cancel).await;
+            // Other replicas add jobs and leave claims that lapse: with
+            // them, look again at the watch interval.
+            let longest = self.store.watch_interval().unwrap_or(MAX_SLEEP);
             let sleep = dispatched
                 .next_due
                 .map(|due| (due - self.engine.now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(MAX_SLEEP)
-                .min(MAX_SLEEP);
+                .unwrap_or(longest)
+                .min(longest);
             tracing::trace!(
                 started = dispatched.started,
                 ?sleep,

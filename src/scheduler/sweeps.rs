@@ -1,6 +1,7 @@
 //! The periodic standing-access sweep: each group with `sweep` on is swept
 //! every `sweep_interval`, counted from its last sweep as recorded in the
-//! store, so restarts neither skip a sweep nor repeat one early.
+//! store, so restarts neither skip a sweep nor repeat one early. Replicas
+//! sharing a store claim each sweep, so one group is swept by one of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,45 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::policy::SweepMode;
+use crate::domain::policy::{GroupPolicy, SweepMode};
 use crate::engine::Engine;
 
 /// Look again at least this often, so a wall-clock jump delays a sweep by
 /// no more than this.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Sweep `group` — unless another replica sharing the store is sweeping it
+/// now, or did since this one looked.
+async fn sweep_unless_another_does(engine: &Engine, group: &GroupPolicy) {
+    let lease = match engine
+        .store()
+        .try_lease(&format!("sweep:{}", group.name))
+        .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(group = %group.name, %error, "cannot claim the sweep");
+            return;
+        }
+    };
+    let interval = group.sweep_interval.as_chrono();
+    if let Ok(Some(run)) = engine.store().last_sweep(group.name.as_str()).await {
+        if run.at + interval > engine.now() {
+            return;
+        }
+    }
+    tokio::select! {
+        swept = engine.sweep(group, false) => {
+            if let Err(error) = swept {
+                tracing::error!(group = %group.name, %error, "sweep failed");
+            }
+        }
+        _ = lease.lost() => {
+            tracing::warn!(group = %group.name, "stopped a sweep whose claim was lost");
+        }
+    }
+}
 
 /// Run sweeps until `cancel` fires (looking again whenever `wake` is
 /// notified). Returns at once if no group sweeps.
@@ -43,9 +77,7 @@ pub async fn run(engine: Arc<Engine>, wake: Arc<Notify>, cancel: CancellationTok
                 }
             };
             let due = if due <= now {
-                if let Err(error) = engine.sweep(group, false).await {
-                    tracing::error!(group = %group.name, %error, "sweep failed");
-                }
+                sweep_unless_another_does(&engine, group).await;
                 engine.now() + interval
             } else {
                 due

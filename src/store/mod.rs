@@ -2,9 +2,10 @@
 //! engine and the two workers (scheduler, outbox) reach what jitbot
 //! remembers. It is made of small capability traits — [`RequestStore`],
 //! [`JobStore`], [`OutboxStore`], [`AuditStore`], [`RecordStore`],
-//! [`Durability`] — which every backend implements: [`SledStore`], the
-//! embedded default. Nothing else (HTTP handlers, chat adapters, providers)
-//! touches it.
+//! [`Durability`], [`Coordination`] — which every backend implements:
+//! [`SledStore`], the embedded default, and [`PgStore`], which any number
+//! of replicas share. Nothing else (HTTP handlers, chat adapters,
+//! providers) touches it.
 //!
 //! The sled trees (small and fixed):
 //! - `requests`: request id → request (JSON)
@@ -23,6 +24,9 @@
 //! A state change, its audit events, its follow-up jobs and its outbox
 //! messages are written in one transaction ([`RequestStore::apply`]).
 
+mod lease;
+mod location;
+mod postgres;
 mod sled;
 
 use async_trait::async_trait;
@@ -36,7 +40,10 @@ use crate::domain::message::Outgoing;
 use crate::domain::quota::{FilingLimits, QuotaRefusal};
 use crate::domain::request::AccessRequest;
 
-pub use self::sled::SledStore;
+pub use self::lease::{Claimed, Lease};
+pub use self::location::{open, StoreLocation};
+pub use self::postgres::{ImportError, Imported, PgStore};
+pub use self::sled::{SledExport, SledStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +51,29 @@ pub enum StoreError {
     Sled(#[from] ::sled::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The database refused the statement (a constraint, a bad schema).
+    #[error("database error: {0}")]
+    Database(String),
+    /// The database could not be reached or did not answer in time;
+    /// nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database stopped answering while a write was being committed:
+    /// it may or may not have been made.
+    #[error(
+        "the database stopped answering during a write (it may or may not have been made): {0}"
+    )]
+    OutcomeUnknown(String),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (rather than refusing).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)
+        )
+    }
 }
 
 /// What a change writes beside the request itself.
@@ -79,9 +109,10 @@ pub enum Applied {
 }
 
 /// What [`JobStore::due_jobs`] found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct DueJobs {
-    pub jobs: Vec<Job>,
+    /// Each claimed for this process until its lease drops.
+    pub jobs: Vec<Claimed<Job>>,
     pub next_due: Option<DateTime<Utc>>,
 }
 
@@ -96,10 +127,11 @@ pub enum Filed {
 }
 
 /// Queues of the outbox whose next message may be tried now.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct OutboxBatch {
-    /// Each queue's first entries, in order.
-    pub queues: Vec<Vec<OutboxEntry>>,
+    /// Each queue's first entries, in order, claimed for this process
+    /// until its lease drops.
+    pub queues: Vec<Claimed<Vec<OutboxEntry>>>,
     /// When the next queue not taken becomes ready, if one waits.
     pub next_ready: Option<DateTime<Utc>>,
 }
@@ -189,6 +221,8 @@ pub trait JobStore {
     /// passing over the ids `skip` names (jobs already running) without
     /// reading them; and when the first job after `now` is due, if the scan
     /// reached it. Reads only the head of the index: O(log n + limit).
+    /// Each job comes claimed: no other process runs it while its lease
+    /// holds, and at most one job of a lane is claimed at a time.
     async fn due_jobs(
         &self,
         now: DateTime<Utc>,
@@ -295,6 +329,19 @@ pub trait Durability {
     async fn sync(&self) -> Result<(), StoreError>;
 }
 
+/// Working beside other processes that share the store.
+#[async_trait]
+pub trait Coordination {
+    /// How often workers must look for work other processes left behind
+    /// (jobs they scheduled, claims that lapsed when one died); `None` when
+    /// this process is the store's only user.
+    fn watch_interval(&self) -> Option<std::time::Duration>;
+
+    /// Claim the named periodic task (a group's sweep) for as long as the
+    /// lease is kept; `None` if another process holds it.
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+}
+
 /// Everything a backend offers; `Arc<dyn Store>` is the door.
 pub trait Store:
     RequestStore
@@ -303,6 +350,7 @@ pub trait Store:
     + AuditStore
     + RecordStore
     + Durability
+    + Coordination
     + Send
     + Sync
     + 'static
@@ -316,6 +364,7 @@ impl<T> Store for T where
         + AuditStore
         + RecordStore
         + Durability
+        + Coordination
         + Send
         + Sync
         + 'static
@@ -324,5 +373,7 @@ impl<T> Store for T where
 
 /// The capability traits, for `use crate::store::prelude::*`.
 pub mod prelude {
-    pub use super::{AuditStore, Durability, JobStore, OutboxStore, RecordStore, RequestStore};
+    pub use super::{
+        AuditStore, Coordination, Durability, JobStore, OutboxStore, RecordStore, RequestStore,
+    };
 }

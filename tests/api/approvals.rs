@@ -45,10 +45,7 @@ async fn a_non_approver_click_changes_nothing_and_is_explained() {
     );
     // A real approver still can.
     app.approve("U0DBA", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
 }
 
 #[tokio::test]
@@ -91,34 +88,27 @@ async fn a_double_click_grants_once() {
             .then_some(())
     })
     .await;
-    let (store_events, expiry_jobs) = {
-        let mut app = app;
-        // Stopped, the fake IAM has heard all it ever will.
-        app.stop().await;
-        assert_eq!(app.iam_actions("grant", &id).await, 1);
-        let store = app.open_store();
-        let far_future = chrono::Utc::now() + chrono::Duration::days(365);
-        let jobs = jitbot::store::JobStore::due_jobs(&*store, far_future, 1000, &|_| false)
-            .await
-            .unwrap()
-            .jobs;
-        let expiry_jobs = jobs
+    assert_eq!(app.iam_actions("grant", &id).await, 1);
+    // One grant, so one end: past it, one expiry and one revoke, and no
+    // duplicate job left to run later.
+    app.advance_past_end(&id).await;
+    eventually("the revoke at the end", || async {
+        (app.iam_actions("revoke", &id).await >= 1).then_some(())
+    })
+    .await;
+    app.until_outbox_empty().await;
+    app.advance(std::time::Duration::from_secs(3600));
+    app.until_outbox_empty().await;
+    let events = app.audit_export().await;
+    let of_this = |action: &str| {
+        events
             .iter()
-            .filter(|j| matches!(&j.kind, jitbot::domain::job::JobKind::Expire { request } if request.as_str() == id))
-            .count();
-        (
-            jitbot::store::AuditStore::audit_events(&*store, 0, 1000)
-                .await
-                .unwrap(),
-            expiry_jobs,
-        )
+            .filter(|e| e["action"] == action && e["request"] == id.as_str())
+            .count()
     };
-    assert_eq!(expiry_jobs, 1, "one grant, one expiry job");
-    let granted = store_events
-        .iter()
-        .filter(|e| e.action == jitbot::domain::audit::AuditAction::Granted)
-        .count();
-    assert_eq!(granted, 1);
+    assert_eq!((of_this("granted"), of_this("expired")), (1, 1));
+    assert_eq!(app.iam_actions("revoke", &id).await, 1);
+    assert_eq!(app.iam_actions("grant", &id).await, 1);
 }
 
 #[tokio::test]
@@ -150,10 +140,7 @@ async fn two_of_m_needs_two_different_approvers() {
     assert!(app.iam_calls().await.is_empty());
 
     app.approve("U0SEC", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     let card = eventually("the approved card", || async {
         app.latest_card(&id).await.filter(|c| !has_buttons(c))
     })
@@ -172,10 +159,7 @@ async fn members_of_an_approver_user_group_can_approve() {
         .request("U0ALICE", "request prod-db 1h via the DBA group")
         .await;
     app.approve("U0GROUPDBA", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     let lookups = app.slack_calls("usergroups.users.list").await;
     assert_eq!(lookups[0]["usergroup"], "S0DBAS");
 
@@ -201,10 +185,7 @@ async fn members_of_an_approver_user_group_can_approve() {
     assert_eq!(app.iam_actions("grant", &other).await, 0);
     // The one who joined may.
     app.approve("U0NEWDBA", &other).await;
-    eventually("the grant by the new member", || async {
-        (app.iam_actions("grant", &other).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&other).await;
 }
 
 #[tokio::test]

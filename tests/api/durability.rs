@@ -17,10 +17,7 @@ async fn an_approval_after_a_restart_still_works() {
     eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
     app.restart().await;
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     let card = eventually("the updated card", || async {
         app.latest_card(&id)
             .await
@@ -141,16 +138,13 @@ async fn the_audit_chain_verifies_and_detects_tampering() {
     let mut app = TestApp::spawn().await;
     let id = app.request("U0ALICE", "request prod-db 1h audited").await;
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     app.stop().await;
 
     let verify = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
             .args(["audit", "verify"])
-            .env("JITBOT_DATA_DIR", app.data_dir.path())
+            .env(app.store.env().0, app.store.env().1)
             .output()
             .unwrap()
     };
@@ -166,17 +160,7 @@ async fn the_audit_chain_verifies_and_detects_tampering() {
     assert_eq!(stdout.trim(), "audit chain OK: 3 event(s) verified");
 
     // Rewrite one event's detail behind jitbot's back.
-    {
-        let db = sled::open(app.data_dir.path()).unwrap();
-        let audit = db.open_tree("audit").unwrap();
-        let (key, value) = audit.iter().nth(1).unwrap().unwrap();
-        let mut event: serde_json::Value = serde_json::from_slice(&value).unwrap();
-        event["detail"] = "nothing to see".into();
-        audit
-            .insert(key, serde_json::to_vec(&event).unwrap())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    app.store.tamper_audit_detail(2, "nothing to see").await;
     let output = verify();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(

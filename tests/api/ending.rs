@@ -8,10 +8,7 @@ async fn active_grant(app: &TestApp, group: &str) -> String {
         .request("U0ALICE", &format!("request {group} 1h some work"))
         .await;
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     id
 }
 
@@ -186,10 +183,7 @@ async fn an_undecided_request_is_escalated_and_the_escalation_approver_can_decid
     .await;
     assert!(has_buttons(&card));
     app.approve("U0HEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     // Both the channel card and the escalated DM card show the outcome.
     eventually("both cards updated", || async {
         let updates = app.slack_calls("chat.update").await;

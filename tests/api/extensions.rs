@@ -141,10 +141,7 @@ async fn extensions_follow_the_rules_of_requests() {
         format!("{grant} is pending, not active; request access again with `/jit request`.")
     );
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
 
     let not_yours = app
         .command_text("U0BOB", "C0GENERAL", &format!("extend {grant} 1m mine now"))

@@ -15,7 +15,6 @@ use jitbot::config::{EnvSource, Secret};
 use jitbot::server::{self, RunningServer, ServerParts};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tempfile::TempDir;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -244,7 +243,8 @@ pub(crate) struct TestApp {
     pub(crate) http: reqwest::Client,
     pub(crate) slack: MockServer,
     pub(crate) iam: MockServer,
-    pub(crate) data_dir: TempDir,
+    /// Where the server keeps its state (sled or PostgreSQL, per run).
+    pub(crate) store: crate::backend::TestStore,
     /// The fake Slack's user groups, by id; tests may edit them.
     pub(crate) user_groups: UserGroups,
     /// The Teams bot's settings, when a test connects Teams.
@@ -257,7 +257,7 @@ pub(crate) struct TestApp {
     pub(crate) user_limits: jitbot::domain::quota::FilingLimits,
     max_in_flight: usize,
     /// The store, read after the server stopped (see [`TestApp::open_store`]).
-    stopped_store: Mutex<Option<Arc<jitbot::store::SledStore>>>,
+    stopped_store: tokio::sync::Mutex<Option<Arc<dyn jitbot::store::Store>>>,
     /// The server's clock: the wall clock, moved forward by [`TestApp::advance`].
     pub(crate) clock: Arc<jitbot::clock::ShiftedClock>,
 }
@@ -332,14 +332,14 @@ impl TestApp {
             policy_text: policy.replace("{IAM}", &iam.uri()),
             slack,
             iam,
-            data_dir: tempfile::tempdir().unwrap(),
+            store: crate::backend::TestStore::new().await,
             user_groups,
             teams: None,
             posted,
             server: None,
             user_limits,
             max_in_flight,
-            stopped_store: Mutex::new(None),
+            stopped_store: tokio::sync::Mutex::new(None),
             clock: Arc::default(),
         };
         app.teams = teams;
@@ -349,7 +349,7 @@ impl TestApp {
 
     async fn start(&mut self) {
         // The server opens the store itself; the test's handle goes first.
-        self.stopped_store.lock().unwrap().take();
+        self.stopped_store.lock().await.take();
         let policy =
             jitbot::config::policy::parse(&self.policy_text).expect("test policy is valid");
         let slack_api = format!("{}/api", self.slack.uri());
@@ -359,10 +359,15 @@ impl TestApp {
             ("SLACK_API_URL", slack_api.as_str()),
             ("TEST_PG_URL", crate::pg::url().as_str()),
         ]);
-        let providers = jitbot::providers::build(&policy, &env).expect("providers build");
+        let providers = jitbot::providers::build(
+            &policy,
+            &env,
+            Arc::new(jitbot::providers::exclusive::LocalExclusive::default()),
+        )
+        .expect("providers build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let parts = ServerParts {
-            data_dir: self.data_dir.path().to_path_buf(),
+            store: self.store.location(),
             policy,
             providers,
             slack: Some(SlackSettings {
@@ -709,6 +714,13 @@ impl TestApp {
 
     /// Wait until request `id` is active (granted and recorded), asking the
     /// API as an admin.
+    /// Wait until `id` is recorded as active (the provider is called
+    /// before that is written), and check it was granted exactly once.
+    pub(crate) async fn until_granted(&self, id: &str) {
+        self.until_active(id).await;
+        assert_eq!(self.iam_actions("grant", id).await, 1, "granted once");
+    }
+
     pub(crate) async fn until_active(&self, id: &str) {
         let url = self.url(&format!("/api/v1/requests/{id}"));
         eventually(&format!("{id} to be active"), || async {
@@ -750,13 +762,17 @@ impl TestApp {
     /// store handle once it is stopped.
     pub(crate) async fn audit_details(&self, action: &str) -> Vec<String> {
         if self.server.is_none() {
-            return jitbot::store::AuditStore::audit_events(&*self.open_store(), 0, usize::MAX)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|e| format!("{:?}", e.action) == action)
-                .map(|e| e.detail)
-                .collect();
+            return jitbot::store::AuditStore::audit_events(
+                &*self.open_store().await,
+                0,
+                usize::MAX,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| format!("{:?}", e.action) == action)
+            .map(|e| e.detail)
+            .collect();
         }
         let wanted = snake_case(action);
         self.audit_export()
@@ -787,20 +803,16 @@ impl TestApp {
     /// The store, for what the API does not show, once the server is
     /// stopped: one handle, opened on first use and closed by the next
     /// start.
-    pub(crate) fn open_store(&self) -> Arc<jitbot::store::SledStore> {
+    pub(crate) async fn open_store(&self) -> Arc<dyn jitbot::store::Store> {
         assert!(
             self.server.is_none(),
             "read the store through the API while the server runs"
         );
-        let mut handle = self.stopped_store.lock().unwrap();
-        handle
-            .get_or_insert_with(|| {
-                Arc::new(
-                    jitbot::store::SledStore::open(self.data_dir.path())
-                        .expect("the stopped server's store opens"),
-                )
-            })
-            .clone()
+        let mut handle = self.stopped_store.lock().await;
+        if handle.is_none() {
+            *handle = Some(self.store.open().await);
+        }
+        handle.clone().expect("opened above")
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod approvals;
+mod backend;
 mod cli;
 mod console;
 mod delivery;

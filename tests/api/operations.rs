@@ -65,8 +65,11 @@ async fn metrics_follow_requests_decisions_revocations_and_failures() {
 
     let (status, text) = eventually("the expiry to be counted", || async {
         let (status, text) = get(&app, "/metrics").await;
-        (sample(&text, "jitbot_revocations_total{outcome=\"ok\"}") == Some(1.0))
-            .then_some((status, text))
+        // Counted when the provider answers, recorded just after: wait
+        // for both.
+        (sample(&text, "jitbot_revocations_total{outcome=\"ok\"}") == Some(1.0)
+            && sample(&text, "jitbot_active_grants") == Some(0.0))
+        .then_some((status, text))
     })
     .await;
     assert_eq!(status, 200);

@@ -10,6 +10,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::backend::TestStore;
 use crate::helpers::{eventually, eventually_within, request_id_in, slack_signature};
 
 const SECRET: &str = "process-test-signing-secret";
@@ -43,7 +44,8 @@ const API_TOKEN: &str = "process-test-api-token-0123456789";
 impl Bot {
     /// The binary, told to listen on a port the system chooses (it prints
     /// which on stdout), so no test races another for a free port.
-    fn command(dir: &Path, slack: &str) -> Command {
+    fn command(dir: &Path, store: &TestStore, slack: &str) -> Command {
+        let (store_var, store_value) = store.env();
         let mut command = Command::new(env!("CARGO_BIN_EXE_jitbot"));
         command
             .arg("serve")
@@ -53,7 +55,7 @@ impl Bot {
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_API_URL", format!("{slack}/api"))
             .env("JITBOT_CONFIG", dir.join("policy.toml"))
-            .env("JITBOT_DATA_DIR", dir.join("data"))
+            .env(store_var, store_value)
             .env("JITBOT_LISTEN", "127.0.0.1:0")
             .env("JITBOT_API_TOKENS", format!("U0ADMIN:admin:{API_TOKEN}"))
             .env("TEST_HOOK_SECRET", HOOK_SECRET)
@@ -63,13 +65,13 @@ impl Bot {
         command
     }
 
-    async fn start(dir: &Path, slack: &str) -> Bot {
-        Self::started(Self::command(dir, slack)).await
+    async fn start(dir: &Path, store: &TestStore, slack: &str) -> Bot {
+        Self::started(Self::command(dir, store, slack)).await
     }
 
     /// Started with JSON logs at debug level written to `log`.
-    async fn start_logging_json(dir: &Path, slack: &str, log: &Path) -> Bot {
-        let mut command = Self::command(dir, slack);
+    async fn start_logging_json(dir: &Path, store: &TestStore, slack: &str, log: &Path) -> Bot {
+        let mut command = Self::command(dir, store, slack);
         command
             .env("JITBOT_LOG_FORMAT", "json")
             .env("RUST_LOG", "debug")
@@ -177,12 +179,13 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         .mount(&iam)
         .await;
     let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     std::fs::write(
         dir.path().join("policy.toml"),
         POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
         ("user_name", "alice"),
@@ -237,7 +240,7 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
     );
 
     let started = Instant::now();
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     eventually("the overdue revoke", || async {
         (revokes(&iam).await >= 1).then_some(())
     })
@@ -263,8 +266,8 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
 
     assert_eq!(revokes(&iam).await, 1, "revoked exactly once");
     // The process has exited: its store can be opened here.
-    let store = jitbot::store::SledStore::open(&dir.path().join("data")).unwrap();
-    let events = jitbot::store::AuditStore::audit_events(&store, 0, 1000)
+    let store = store.open().await;
+    let events = jitbot::store::AuditStore::audit_events(&*store, 0, 1000)
         .await
         .unwrap();
     let expired = events
@@ -273,7 +276,7 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         .count();
     assert_eq!(expired, 1);
     // requested, approved, granted, expired: the chain holds every one.
-    let verified = jitbot::store::AuditStore::verify_audit(&store)
+    let verified = jitbot::store::AuditStore::verify_audit(&*store)
         .await
         .unwrap();
     assert_eq!(verified, Ok(events.len() as u64));
@@ -306,13 +309,14 @@ async fn json_logs_are_one_object_per_line_and_never_carry_secrets() {
         .mount(&iam)
         .await;
     let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     std::fs::write(
         dir.path().join("policy.toml"),
         POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
     let log = dir.path().join("jitbot.log");
-    let mut bot = Bot::start_logging_json(dir.path(), &slack.uri(), &log).await;
+    let mut bot = Bot::start_logging_json(dir.path(), &store, &slack.uri(), &log).await;
 
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
@@ -449,12 +453,13 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
         .mount(&iam)
         .await;
     let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     std::fs::write(
         dir.path().join("policy.toml"),
         POLICY.replace("{IAM}", &iam.uri()),
     )
     .unwrap();
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     let command = serde_urlencoded::to_string([
         ("user_id", "U0ALICE"),
         ("user_name", "alice"),
@@ -508,7 +513,7 @@ async fn a_crash_between_the_grant_and_its_record_never_lengthens_the_access() {
         .mount(&iam)
         .await;
     let restarted_at = chrono::Utc::now();
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     let active = eventually("the grant to be recorded", || async {
         let state = request_state(&bot, &id).await;
         (state["state"] == "active").then_some(state)
@@ -547,12 +552,13 @@ async fn a_request_acknowledged_just_before_a_kill_is_there_after_the_restart() 
         .mount(&slack)
         .await;
     let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
     std::fs::write(
         dir.path().join("policy.toml"),
         POLICY.replace("{IAM}", "http://127.0.0.1:9"),
     )
     .unwrap();
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     // Ten requests acknowledged as filed, then SIGKILL at once: no
     // shutdown, no flush but the one each acknowledgement waited for.
     let mut acked = Vec::new();
@@ -576,7 +582,7 @@ async fn a_request_acknowledged_just_before_a_kill_is_there_after_the_restart() 
     }
     drop(bot);
 
-    let bot = Bot::start(dir.path(), &slack.uri()).await;
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
     for id in &acked {
         let state = request_state(&bot, id).await;
         assert_eq!(state["state"], "pending", "{id}: {state}");

@@ -220,10 +220,7 @@ async fn auto_approved_requests_skip_the_card_buttons_but_are_posted_as_a_notice
         "{answer}"
     );
     let id = request_id_in(&answer).unwrap();
-    eventually("the automatic grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     let notice = eventually("the notice in the channel", || async {
         app.cards_for(&id).await.pop()
     })

@@ -78,10 +78,7 @@ async fn enforcement_revokes_only_what_no_grant_or_allow_list_explains() {
         .request("U0ALICE", "request console 1m rotating keys")
         .await;
     app.approve("U0LEAD", &id).await;
-    eventually("the grant", || async {
-        (app.iam_actions("grant", &id).await == 1).then_some(())
-    })
-    .await;
+    app.until_granted(&id).await;
     // The IAM now shows alice (granted), the allowed service account, and
     // someone given access behind jitbot's back.
     *holders.0.lock().unwrap() = vec!["U0ALICE".into(), "svc-backup".into(), "mallory".into()];

@@ -10,31 +10,24 @@
 //! PostgreSQL silently truncates longer names, which could turn one
 //! principal into another role's name.
 
-mod tls;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
-use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 
-use super::{redact, Access, Provider, ProviderError};
+use super::{Access, Provider, ProviderError};
+use crate::postgres::{describe, Target};
 
 /// PostgreSQL's NAMEDATALEN - 1: longer identifiers are cut, not refused.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
 pub struct PostgresProvider {
     name: String,
-    config: Config,
-    /// `None` for `sslmode=disable`.
-    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    /// Where the server is, for messages (never the URL: it has a password).
-    shown_server: String,
-    /// The connection URL's password, removed from any error text.
-    password: Option<String>,
+    /// The server, and how to reach it.
+    target: Target,
     terminate_sessions: bool,
     timeout: Duration,
     /// One connection, opened on first use and reopened after any failure;
@@ -52,27 +45,11 @@ impl PostgresProvider {
         terminate_sessions: bool,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let (url, tls_mode) =
-            tls::split_url(url).map_err(|why| format!("provider {name}: connection URL: {why}"))?;
-        let mut config: Config = url.parse().map_err(|_| {
-            format!("provider {name}: the connection URL in its url_env is not valid (expected postgres://user:password@host:port/database)")
-        })?;
-        let tls = match tls_mode {
-            tls::TlsMode::Off => None,
-            mode => Some(tls::connector(&mode).map_err(|why| format!("provider {name}: {why}"))?),
-        };
-        config.connect_timeout(timeout);
-        config.application_name("jitbot");
-        let password = config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned());
-        let shown_server = shown_server(&config);
+        let target = Target::parse(url, "in its url_env", timeout)
+            .map_err(|why| format!("provider {name}: {why}"))?;
         Ok(Self {
             name: name.to_string(),
-            config,
-            tls,
-            shown_server,
-            password,
+            target,
             terminate_sessions,
             timeout,
             connection: Mutex::new(None),
@@ -80,35 +57,14 @@ impl PostgresProvider {
     }
 
     fn error(&self, action: &str, failure: Failure) -> ProviderError {
-        let secrets: Vec<&str> = self.password.iter().map(String::as_str).collect();
         ProviderError::new(
             &self.name,
-            redact(&format!("{action}: {failure}"), &secrets),
+            self.target.redact(&format!("{action}: {failure}")),
         )
     }
 
     async fn connect(&self) -> Result<Client, Failure> {
-        let connecting = async {
-            match &self.tls {
-                None => {
-                    let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-                Some(tls) => {
-                    let (client, connection) = self.config.connect(tls.clone()).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-            }
-        };
-        connecting.await.map_err(|e: tokio_postgres::Error| {
-            format!(
-                "could not connect to PostgreSQL at {}: {}",
-                self.shown_server,
-                describe(&e)
-            )
-        })
+        self.target.connect().await
     }
 
     /// Run `work` on the connection within the provider's timeout. A
@@ -145,38 +101,10 @@ impl PostgresProvider {
                 action,
                 format!(
                     "PostgreSQL at {} did not answer within {:?}",
-                    self.shown_server, self.timeout
+                    self.target.shown_server(),
+                    self.timeout
                 ),
             )),
-        }
-    }
-}
-
-fn shown_server(config: &Config) -> String {
-    let host = config
-        .get_hosts()
-        .first()
-        .map(|host| match host {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".to_string());
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}")
-}
-
-/// The server's own message for database errors; the driver's otherwise.
-fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
         }
     }
 }
@@ -375,7 +303,7 @@ mod tests {
             Duration::from_secs(1),
         )
         .unwrap();
-        assert_eq!(provider.shown_server, "db.internal:6543");
+        assert_eq!(provider.target.shown_server(), "db.internal:6543");
         let error = provider.error("grant", "auth failed for hunter2-secret".into());
         assert_eq!(error.message, "grant: auth failed for [redacted]");
     }

@@ -7,7 +7,7 @@ use sled::Transactional;
 use super::tx::{abort, decode, encode, finish, Prepared};
 use super::{keys, SledStore, DUE};
 use crate::domain::job::Job;
-use crate::store::{Applied, DueJobs, Effects, JobStore, StoreError};
+use crate::store::{Applied, Claimed, DueJobs, Effects, JobStore, StoreError};
 
 #[async_trait]
 impl JobStore for SledStore {
@@ -33,7 +33,7 @@ impl JobStore for SledStore {
                 break;
             }
             if !skip(id) {
-                due.jobs.push(decode(&value)?);
+                due.jobs.push(Claimed::sole(decode(&value)?));
             }
         }
         Ok(due)

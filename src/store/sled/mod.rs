@@ -4,6 +4,7 @@
 //! stores written by older versions in `migrate`.
 
 mod audit;
+mod export;
 mod group_commit;
 mod jobs;
 mod keys;
@@ -22,9 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sled::Tree;
 
+pub use self::export::SledExport;
 use self::group_commit::GroupCommit;
 use crate::clock::{Clock, SystemClock};
-use crate::store::{Durability, StoreError};
+use crate::store::{Coordination, Durability, Lease, StoreError};
 
 /// sled's default page cache is 1 GiB; jitbot's working set is small, and a
 /// bounded cache keeps the process's memory predictable.
@@ -219,5 +221,17 @@ impl SledStore {
 impl Durability for SledStore {
     async fn sync(&self) -> Result<(), StoreError> {
         self.durable.flush().await
+    }
+}
+
+/// sled is single-process: whatever this process claims, it holds.
+#[async_trait]
+impl Coordination for SledStore {
+    fn watch_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn try_lease(&self, _name: &str) -> Result<Option<Lease>, StoreError> {
+        Ok(Some(Lease::sole()))
     }
 }

@@ -6,7 +6,7 @@ use sled::Transactional;
 
 use super::tx::{abort, decode, encode, finish, QueueState};
 use super::{keys, SledStore, OUTBOX, QUEUES, QUEUE_INDEX, READY};
-use crate::store::{Applied, OutboxBatch, OutboxEntry, OutboxStore, StoreError};
+use crate::store::{Applied, Claimed, OutboxBatch, OutboxEntry, OutboxStore, StoreError};
 
 #[async_trait]
 impl OutboxStore for SledStore {
@@ -46,7 +46,7 @@ impl OutboxStore for SledStore {
                 }
             }
             if !entries.is_empty() {
-                batch.queues.push(entries);
+                batch.queues.push(Claimed::sole(entries));
             }
         }
         Ok(batch)

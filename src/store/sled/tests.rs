@@ -17,6 +17,11 @@ use crate::domain::request::AccessRequest;
 use crate::store::prelude::*;
 use crate::store::{Applied, Effects, Filed, OutboxEntry, Write};
 
+/// What claimed work is, without its claims.
+fn items<T>(claimed: Vec<crate::store::Claimed<T>>) -> Vec<T> {
+    claimed.into_iter().map(|c| c.item).collect()
+}
+
 fn alice() -> Actor {
     Actor::new(Platform::Slack, UserId::new("U0ALICE"), "alice")
 }
@@ -163,11 +168,13 @@ async fn apply_writes_request_effects_and_index_together() {
     assert_eq!(store.requests_of(&alice()).await.unwrap().len(), 1);
     assert_eq!(
         // A moment later: keys round due times up to the millisecond.
-        store
-            .due_jobs(Utc::now() + chrono::Duration::seconds(1), 10, &|_| false)
-            .await
-            .unwrap()
-            .jobs,
+        items(
+            store
+                .due_jobs(Utc::now() + chrono::Duration::seconds(1), 10, &|_| false)
+                .await
+                .unwrap()
+                .jobs
+        ),
         vec![job.clone()]
     );
     let ready = store
@@ -233,7 +240,7 @@ async fn a_job_never_comes_up_before_its_due_time() {
         .due_jobs(at("2026-11-23T10:00:00.001Z"), 10, &|_| false)
         .await
         .unwrap();
-    assert_eq!(due.jobs, vec![job]);
+    assert_eq!(items(due.jobs), vec![job]);
 }
 
 #[tokio::test]
@@ -328,19 +335,23 @@ async fn a_queue_that_waits_holds_back_only_itself() {
     let later = Utc::now() + chrono::Duration::seconds(1);
     let batch = store.outbox_ready(later, 10, 10, &|_| false).await.unwrap();
     assert_eq!(
-        batch.queues.iter().map(|q| texts(q)).collect::<Vec<_>>(),
+        batch
+            .queues
+            .iter()
+            .map(|q| texts(&q.item))
+            .collect::<Vec<_>>(),
         vec![vec!["a1", "a2"], vec!["b1"]],
         "each queue in order, the older queue first"
     );
     // The busy channel is throttled for a minute: its head waits, and
     // with it the rest of its queue, but nothing else.
-    let mut head = batch.queues[0][0].clone();
+    let mut head = batch.queues[0].item[0].clone();
     head.attempts = 1;
     head.next_attempt_at = later + chrono::Duration::minutes(1);
     store.outbox_retry(&head).await.unwrap();
     let batch = store.outbox_ready(later, 10, 10, &|_| false).await.unwrap();
     assert_eq!(batch.queues.len(), 1);
-    assert_eq!(texts(&batch.queues[0]), vec!["b1"]);
+    assert_eq!(texts(&batch.queues[0].item), vec!["b1"]);
     assert_eq!(
         batch.next_ready,
         Some(head.next_attempt_at.trunc_subsecs(3))
@@ -352,13 +363,13 @@ async fn a_queue_that_waits_holds_back_only_itself() {
         .unwrap();
     assert!(skipping.queues.is_empty());
     // Delivered: the quiet queue is gone; the busy one comes back in time.
-    store.outbox_done(&batch.queues[0][0]).await.unwrap();
-    store.outbox_done(&batch.queues[0][0]).await.unwrap();
+    store.outbox_done(&batch.queues[0].item[0]).await.unwrap();
+    store.outbox_done(&batch.queues[0].item[0]).await.unwrap();
     let then = head.next_attempt_at + chrono::Duration::milliseconds(1);
     let batch = store.outbox_ready(then, 10, 10, &|_| false).await.unwrap();
     assert_eq!(batch.queues.len(), 1);
-    assert_eq!(texts(&batch.queues[0]), vec!["a1", "a2"]);
-    assert_eq!(batch.queues[0][0].attempts, 1);
+    assert_eq!(texts(&batch.queues[0].item), vec!["a1", "a2"]);
+    assert_eq!(batch.queues[0].item[0].attempts, 1);
     assert_eq!(store.outbox_stats().await.unwrap().0, 2);
 }
 
@@ -372,7 +383,8 @@ async fn a_message_owed_while_its_queue_empties_is_not_lost() {
         .outbox_ready(later(), 10, 10, &|_| false)
         .await
         .unwrap()
-        .queues[0][0]
+        .queues[0]
+        .item[0]
         .clone();
     owe(&store, vec![notice("C0A", "second")]).await;
     store.outbox_done(&first).await.unwrap();
@@ -380,8 +392,8 @@ async fn a_message_owed_while_its_queue_empties_is_not_lost() {
         .outbox_ready(later(), 10, 10, &|_| false)
         .await
         .unwrap();
-    assert_eq!(texts(&batch.queues[0]), vec!["second"]);
-    store.outbox_done(&batch.queues[0][0]).await.unwrap();
+    assert_eq!(texts(&batch.queues[0].item), vec!["second"]);
+    store.outbox_done(&batch.queues[0].item[0]).await.unwrap();
     assert!(store
         .outbox_ready(later(), 10, 10, &|_| false)
         .await
@@ -462,7 +474,7 @@ async fn an_old_outbox_and_old_pending_requests_are_indexed_on_open() {
     let store = SledStore::open(dir.path()).unwrap();
     let later = Utc::now() + chrono::Duration::seconds(1);
     let batch = store.outbox_ready(later, 10, 10, &|_| false).await.unwrap();
-    assert_eq!(texts(&batch.queues[0]), vec!["from before"]);
+    assert_eq!(texts(&batch.queues[0].item), vec!["from before"]);
     let one_pending = FilingLimits {
         per_minute: 10,
         pending: 1,

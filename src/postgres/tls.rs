@@ -17,7 +17,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum TlsMode {
+pub(crate) enum TlsMode {
     /// `sslmode=disable`.
     Off,
     /// `prefer` / `require`: encrypted, certificate not checked.
@@ -28,7 +28,7 @@ pub(super) enum TlsMode {
 
 /// Take `sslmode` and `sslrootcert` out of a `postgres://` URL: the URL
 /// tokio-postgres can parse, and the TLS mode to use.
-pub(super) fn split_url(url: &str) -> Result<(String, TlsMode), String> {
+pub(crate) fn split_url(url: &str) -> Result<(String, TlsMode), String> {
     let Ok(mut parsed) = url::Url::parse(url) else {
         // Key=value strings are left to tokio-postgres, which knows
         // disable/prefer/require.
@@ -76,7 +76,7 @@ pub(super) fn split_url(url: &str) -> Result<(String, TlsMode), String> {
 }
 
 /// The rustls connector for `mode` (not used for [`TlsMode::Off`]).
-pub(super) fn connector(mode: &TlsMode) -> Result<MakeRustlsConnect, String> {
+pub(crate) fn connector(mode: &TlsMode) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -1,0 +1,190 @@
+//! The schema, as numbered migrations embedded in the binary. Each replica
+//! runs the missing ones at start, under an advisory lock, so replicas
+//! starting together do not race; a database migrated by a newer jitbot is
+//! refused rather than misread.
+
+use super::{encode, StoreError};
+use crate::domain::audit::ChainHead;
+use crate::postgres::pool::Conn;
+use crate::postgres::{describe, Target};
+
+/// The advisory lock migrations run under (an arbitrary constant: "jitb").
+const MIGRATION_LOCK: i64 = 0x6a69_7462;
+
+/// Each migration, in order; the number of one is its position + 1.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE requests (
+    id text PRIMARY KEY,
+    requester text NOT NULL,
+    created_ms bigint NOT NULL,
+    live boolean NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX requests_by_requester ON requests (requester, created_ms DESC);
+CREATE INDEX requests_live ON requests (id) WHERE live;
+
+CREATE TABLE principal_owners (
+    grp text NOT NULL,
+    principal text NOT NULL,
+    owner text NOT NULL,
+    PRIMARY KEY (grp, principal)
+);
+
+CREATE TABLE quotas (
+    requester text PRIMARY KEY,
+    body text NOT NULL
+);
+
+CREATE TABLE jobs (
+    id bigint PRIMARY KEY,
+    due_ms bigint NOT NULL,
+    lane text NOT NULL,
+    body text NOT NULL,
+    claimed_by text,
+    lease_until timestamptz
+);
+CREATE INDEX jobs_by_due ON jobs (due_ms, id);
+CREATE INDEX jobs_claimed_lanes ON jobs (lane) WHERE claimed_by IS NOT NULL;
+
+CREATE TABLE outbox (
+    seq bigserial PRIMARY KEY,
+    queue text NOT NULL,
+    message text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_ms bigint NOT NULL,
+    created_ms bigint NOT NULL,
+    last_error text
+);
+CREATE INDEX outbox_by_queue ON outbox (queue, seq);
+
+CREATE TABLE outbox_queues (
+    queue text PRIMARY KEY,
+    ready_ms bigint NOT NULL,
+    claimed_by text,
+    lease_until timestamptz
+);
+CREATE INDEX outbox_queues_by_ready ON outbox_queues (ready_ms);
+
+CREATE TABLE audit (
+    seq bigint PRIMARY KEY,
+    event text NOT NULL
+);
+CREATE TABLE audit_head (
+    singleton boolean PRIMARY KEY CHECK (singleton),
+    head text NOT NULL
+);
+
+CREATE TABLE mappings (
+    grp text NOT NULL,
+    platform text NOT NULL,
+    channel text NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (grp, platform, channel)
+);
+
+CREATE TABLE teams_contacts (
+    aad_object_id text PRIMARY KEY,
+    body text NOT NULL
+);
+CREATE TABLE teams_conversations (
+    conversation text PRIMARY KEY,
+    service_url text NOT NULL,
+    seen_ms bigint NOT NULL
+);
+CREATE INDEX teams_conversations_by_seen ON teams_conversations (seen_ms DESC);
+
+CREATE TABLE sweeps (
+    grp text PRIMARY KEY,
+    body text NOT NULL
+);
+
+CREATE TABLE replay (
+    signed_at bigint NOT NULL,
+    signature bytea NOT NULL,
+    PRIMARY KEY (signed_at, signature)
+);
+
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
+
+CREATE SEQUENCE ids;
+"#];
+
+fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {
+    StoreError::Database(target.redact(&format!("{what}: {}", describe(error))))
+}
+
+/// Bring the schema up to date on `conn`.
+pub(super) async fn migrate(mut conn: Conn, target: &Target) -> Result<(), StoreError> {
+    let client = conn.client();
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| failed(target, "cannot take the migration lock", &e))?;
+    let outcome = apply_missing(&mut conn, target).await;
+    // Unlocking fails only with the connection, which then goes anyway.
+    if conn
+        .client()
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .is_ok()
+    {
+        conn.reusable();
+    }
+    outcome
+}
+
+async fn apply_missing(conn: &mut Conn, target: &Target) -> Result<(), StoreError> {
+    conn.client()
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS jitbot_schema (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(|e| failed(target, "cannot create the schema table", &e))?;
+    let row = conn
+        .client()
+        .query_one("SELECT coalesce(max(version), 0) FROM jitbot_schema", &[])
+        .await
+        .map_err(|e| failed(target, "cannot read the schema version", &e))?;
+    let current: i32 = row.get(0);
+    let known = MIGRATIONS.len() as i32;
+    if current > known {
+        return Err(StoreError::Database(format!(
+            "the database's schema is version {current}, newer than this jitbot knows ({known}); run a newer jitbot"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i32 + 1;
+        let run = async {
+            conn.begin().await?;
+            conn.client().batch_execute(sql).await?;
+            if version == 1 {
+                let genesis = encode(&ChainHead::genesis()).map_err(|e| e.to_string());
+                let genesis = genesis.unwrap_or_default();
+                conn.client()
+                    .execute(
+                        "INSERT INTO audit_head (singleton, head) VALUES (true, $1)",
+                        &[&genesis],
+                    )
+                    .await?;
+            }
+            conn.client()
+                .execute(
+                    "INSERT INTO jitbot_schema (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await?;
+            conn.commit().await
+        };
+        run.await
+            .map_err(|e| failed(target, &format!("migration {version} failed"), &e))?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}

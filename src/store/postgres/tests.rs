@@ -1,0 +1,536 @@
+//! The PostgreSQL store against the real server (`JITBOT_TEST_PG_URL`, or
+//! the local one): each test in a database of its own, dropped afterwards.
+//! Two stores on one database stand for two replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::duration::HumanDuration;
+use crate::domain::ids::{Actor, Destination, GroupName, Platform, RequestId, UserId};
+use crate::domain::job::{Job, JobKind};
+use crate::domain::message::Outgoing;
+use crate::domain::quota::{FilingLimits, QuotaRefusal};
+use crate::domain::request::AccessRequest;
+use crate::store::prelude::*;
+use crate::store::{Applied, Effects, Filed, OutboxEntry, Write};
+
+fn server_url() -> String {
+    std::env::var("JITBOT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database of the test's own, dropped when this goes.
+struct Database {
+    name: String,
+    url: String,
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {} ({e})", server_url()));
+    tokio::spawn(connection);
+    client
+}
+
+impl Database {
+    async fn create() -> Database {
+        let name = format!(
+            "jitbot_unit_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server_url()).unwrap();
+        url.set_path(&name);
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        Database {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn replica(&self, lease: Duration) -> PgStore {
+        PgStore::open(&self.url, lease, Arc::new(SystemClock))
+            .await
+            .expect("the store opens")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let _ = admin()
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                })
+        })
+        .join();
+    }
+}
+
+fn alice() -> Actor {
+    Actor::new(Platform::Slack, UserId::new("U0ALICE"), "alice")
+}
+
+fn request() -> AccessRequest {
+    AccessRequest::file(
+        RequestId::generate(),
+        alice(),
+        GroupName::parse("prod-db").unwrap(),
+        HumanDuration::from_secs(3600),
+        "INC-1".into(),
+        None,
+        false,
+        Utc::now(),
+    )
+    .0
+}
+
+fn audit(detail: &str) -> AuditRecord {
+    AuditRecord {
+        at: Utc::now(),
+        action: AuditAction::Requested,
+        actor: None,
+        request: None,
+        group: None,
+        detail: detail.into(),
+    }
+}
+
+fn job(id: u64, lane: &str, due: DateTime<Utc>) -> Job {
+    Job {
+        id,
+        due_at: due,
+        attempt: 0,
+        lane: lane.into(),
+        kind: JobKind::Expire {
+            request: RequestId::generate(),
+        },
+    }
+}
+
+fn dm(text: &str) -> Outgoing {
+    Outgoing::Direct {
+        to: alice(),
+        text: text.into(),
+        about: None,
+    }
+}
+
+const LIMITS: FilingLimits = FilingLimits {
+    per_minute: 10,
+    pending: 20,
+};
+
+async fn record_jobs(store: &PgStore, jobs: Vec<Job>) {
+    store
+        .record(&Effects {
+            jobs,
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_its_effects_and_its_changes_round_trip() {
+    let db = Database::create().await;
+    let store = db.replica(Duration::from_secs(5)).await;
+    let filed = request();
+    let effects = Effects {
+        audit: vec![audit("filed")],
+        jobs: vec![job(store.next_id().await.unwrap(), "", Utc::now())],
+        outbox: vec![dm("one"), dm("two")],
+    };
+    assert_eq!(
+        store
+            .file(&filed, &effects, LIMITS, Utc::now())
+            .await
+            .unwrap(),
+        Filed::Written
+    );
+    assert_eq!(
+        store
+            .file(&filed, &effects, LIMITS, Utc::now())
+            .await
+            .unwrap(),
+        Filed::IdTaken
+    );
+    assert_eq!(
+        store.get_request(&filed.id).await.unwrap(),
+        Some(filed.clone())
+    );
+    assert_eq!(
+        store.requests_of(&alice()).await.unwrap(),
+        vec![filed.clone()]
+    );
+    let batch = store
+        .outbox_ready(Utc::now() + chrono::Duration::seconds(1), 10, 10, &|_| {
+            false
+        })
+        .await
+        .unwrap();
+    let texts: Vec<Vec<String>> = batch
+        .queues
+        .iter()
+        .map(|q| q.item.iter().map(|e| format!("{:?}", e.message)).collect())
+        .collect();
+    assert_eq!(texts.len(), 1, "one queue: alice's DMs");
+    assert!(
+        texts[0][0].contains("one") && texts[0][1].contains("two"),
+        "{texts:?}"
+    );
+    // A change that writes nothing writes nothing.
+    let mut skip = |_: Option<&AccessRequest>| None;
+    assert_eq!(
+        store.apply(&filed.id, None, &mut skip).await.unwrap(),
+        Applied::Skipped
+    );
+    assert_eq!(store.verify_audit().await.unwrap(), Ok(1));
+}
+
+#[tokio::test]
+async fn the_quota_refuses_what_is_over_it_and_writes_nothing() {
+    let db = Database::create().await;
+    let store = db.replica(Duration::from_secs(5)).await;
+    let limits = FilingLimits {
+        per_minute: 10,
+        pending: 1,
+    };
+    let first = request();
+    assert_eq!(
+        store
+            .file(&first, &Effects::default(), limits, Utc::now())
+            .await
+            .unwrap(),
+        Filed::Written
+    );
+    let second = request();
+    assert!(matches!(
+        store
+            .file(&second, &Effects::default(), limits, Utc::now())
+            .await
+            .unwrap(),
+        Filed::Refused(QuotaRefusal::TooManyPending { .. })
+    ));
+    assert_eq!(store.get_request(&second.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_due_job_is_claimed_by_one_replica_and_taken_over_when_its_lease_lapses() {
+    let db = Database::create().await;
+    let lease = Duration::from_secs(1);
+    let first = db.replica(lease).await;
+    let second = db.replica(lease).await;
+    // Due a moment ago (due times round up to the millisecond).
+    let now = Utc::now();
+    let due = now - chrono::Duration::seconds(1);
+    let id = first.next_id().await.unwrap();
+    record_jobs(&first, vec![job(id, "", due)]).await;
+
+    let claimed = first.due_jobs(now, 10, &|_| false).await.unwrap();
+    assert_eq!(claimed.jobs.len(), 1);
+    assert!(
+        second
+            .due_jobs(now, 10, &|_| false)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty(),
+        "claimed by the first replica"
+    );
+    // The first replica "dies": its claim is neither renewed nor released.
+    first.stop_keeper.cancel();
+    std::mem::forget(claimed);
+    let taken = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let due = second.due_jobs(now, 10, &|_| false).await.unwrap();
+            if !due.jobs.is_empty() {
+                return due;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the second replica takes the job over once the lease lapses");
+    assert_eq!(taken.jobs[0].item.id, id);
+    // Only the claim's holder consumes it.
+    let mut write = |_: Option<&AccessRequest>| Some(Write::default());
+    let request_id = RequestId::generate();
+    assert_eq!(
+        first
+            .apply(&request_id, Some(&taken.jobs[0].item), &mut write)
+            .await
+            .unwrap(),
+        Applied::JobGone,
+        "the first replica no longer owns it"
+    );
+    assert_eq!(
+        second
+            .apply(&request_id, Some(&taken.jobs[0].item), &mut write)
+            .await
+            .unwrap(),
+        Applied::Written
+    );
+}
+
+#[tokio::test]
+async fn a_claim_is_renewed_while_the_work_runs_and_released_when_dropped() {
+    let db = Database::create().await;
+    let lease = Duration::from_secs(1);
+    let first = db.replica(lease).await;
+    let second = db.replica(lease).await;
+    // Due a moment ago (due times round up to the millisecond).
+    let now = Utc::now();
+    let due = now - chrono::Duration::seconds(1);
+    let id = first.next_id().await.unwrap();
+    record_jobs(&first, vec![job(id, "", due)]).await;
+    let claimed = first.due_jobs(now, 10, &|_| false).await.unwrap();
+    assert_eq!(claimed.jobs.len(), 1);
+    // Three leases later, still held: the keeper renews it.
+    tokio::time::sleep(3 * lease).await;
+    assert!(second
+        .due_jobs(now, 10, &|_| false)
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    assert!(!claimed.jobs[0].lease.is_lost());
+    drop(claimed);
+    let released = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let due = second.due_jobs(now, 10, &|_| false).await.unwrap();
+            if !due.jobs.is_empty() {
+                return due;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("released for others");
+    assert_eq!(released.jobs[0].item.id, id);
+}
+
+#[tokio::test]
+async fn one_job_of_a_lane_is_claimed_at_a_time_across_replicas() {
+    let db = Database::create().await;
+    let first = db.replica(Duration::from_secs(5)).await;
+    let second = db.replica(Duration::from_secs(5)).await;
+    let now = Utc::now();
+    let due = now - chrono::Duration::seconds(1);
+    let (a, b, c) = (
+        first.next_id().await.unwrap(),
+        first.next_id().await.unwrap(),
+        first.next_id().await.unwrap(),
+    );
+    record_jobs(
+        &first,
+        vec![
+            job(a, "alice/prod-db", due),
+            job(b, "alice/prod-db", due),
+            job(c, "", due),
+        ],
+    )
+    .await;
+    let mine = first.due_jobs(now, 10, &|_| false).await.unwrap();
+    let ids: Vec<u64> = mine.jobs.iter().map(|j| j.item.id).collect();
+    assert_eq!(
+        ids,
+        vec![a, c],
+        "the lane's first job, and the laneless one"
+    );
+    let theirs = second.due_jobs(now, 10, &|_| false).await.unwrap();
+    assert!(theirs.jobs.is_empty(), "the lane is busy elsewhere");
+}
+
+#[tokio::test]
+async fn an_outbox_queue_is_delivered_by_one_replica_at_a_time() {
+    let db = Database::create().await;
+    let first = db.replica(Duration::from_secs(5)).await;
+    let second = db.replica(Duration::from_secs(5)).await;
+    first
+        .record(&Effects {
+            outbox: vec![dm("a"), dm("b")],
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    let batch = first.outbox_ready(later, 10, 10, &|_| false).await.unwrap();
+    assert_eq!(batch.queues.len(), 1);
+    assert!(second
+        .outbox_ready(later, 10, 10, &|_| false)
+        .await
+        .unwrap()
+        .queues
+        .is_empty());
+    let entries: Vec<OutboxEntry> = batch.queues[0].item.clone();
+    for entry in &entries {
+        first.outbox_done(entry).await.unwrap();
+    }
+    assert_eq!(first.outbox_stats().await.unwrap().0, 0);
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_two_replicas_keep_one_audit_chain() {
+    let db = Database::create().await;
+    let first = Arc::new(db.replica(Duration::from_secs(5)).await);
+    let second = Arc::new(db.replica(Duration::from_secs(5)).await);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .record(&Effects {
+                    audit: vec![audit(&format!("event {i}"))],
+                    ..Effects::default()
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(first.verify_audit().await.unwrap(), Ok(40));
+    assert_eq!(second.audit_head().await.unwrap().seq, 40);
+}
+
+#[tokio::test]
+async fn a_named_lease_has_one_holder() {
+    let db = Database::create().await;
+    let first = db.replica(Duration::from_secs(5)).await;
+    let second = db.replica(Duration::from_secs(5)).await;
+    let held = first.try_lease("sweep:prod-db").await.unwrap();
+    assert!(held.is_some());
+    assert!(second.try_lease("sweep:prod-db").await.unwrap().is_none());
+    drop(held);
+    let taken = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(lease) = second.try_lease("sweep:prod-db").await.unwrap() {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "released to the other replica");
+}
+
+#[tokio::test]
+async fn mappings_contacts_sweeps_and_replays_are_shared() {
+    let db = Database::create().await;
+    let first = db.replica(Duration::from_secs(5)).await;
+    let second = db.replica(Duration::from_secs(5)).await;
+    assert!(first.remember_delivery(100, b"sig").await.unwrap());
+    assert!(
+        !second.remember_delivery(100, b"sig").await.unwrap(),
+        "a replay"
+    );
+    assert_eq!(second.forget_deliveries_before(101).await.unwrap(), 1);
+    let mapping = crate::store::Mapping {
+        group: GroupName::parse("prod-db").unwrap(),
+        destination: Destination {
+            platform: Platform::Slack,
+            channel: crate::domain::ids::ChannelId::new("C0DBA"),
+        },
+        by: alice(),
+        at: Utc::now(),
+    };
+    first.put_mapping(&mapping, audit("mapped")).await.unwrap();
+    assert_eq!(second.mappings().await.unwrap(), vec![mapping.clone()]);
+    assert!(second
+        .remove_mapping(&mapping.group, &mapping.destination, audit("unmapped"))
+        .await
+        .unwrap());
+    assert!(!first
+        .remove_mapping(&mapping.group, &mapping.destination, audit("again"))
+        .await
+        .unwrap());
+    first
+        .put_teams_conversation("a:1", "https://one")
+        .await
+        .unwrap();
+    assert_eq!(
+        second.teams_service_url("other").await.unwrap().as_deref(),
+        Some("https://one")
+    );
+    let run = crate::store::SweepRun {
+        at: Utc::now(),
+        listed: true,
+    };
+    first.put_last_sweep("prod-db", &run).await.unwrap();
+    assert_eq!(second.last_sweep("prod-db").await.unwrap(), Some(run));
+    assert_eq!(first.verify_audit().await.unwrap(), Ok(2));
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    let started = std::time::Instant::now();
+    let error = PgStore::open(
+        "postgres://jitbot:s3cret-pass@127.0.0.1:1/jitbot?sslmode=disable",
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+    )
+    .await
+    .err()
+    .expect("nothing listens on port 1");
+    let text = error.to_string();
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(!text.contains("s3cret-pass"), "{text}");
+    assert!(error.is_unavailable());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn concurrent_filings_of_one_person_stop_at_the_limit() {
+    let db = Database::create().await;
+    let first = Arc::new(db.replica(Duration::from_secs(5)).await);
+    let second = Arc::new(db.replica(Duration::from_secs(5)).await);
+    let limits = FilingLimits {
+        per_minute: 10,
+        pending: 20,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .file(&request(), &Effects::default(), limits, Utc::now())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut written = 0;
+    for task in tasks {
+        if task.await.unwrap() == Filed::Written {
+            written += 1;
+        }
+    }
+    assert_eq!(written, 10);
+}
