@@ -4,7 +4,12 @@
 //!
 //! ```text
 //! cargo bench --bench ack_load -- [--rates 200,1000] [--seconds 10]
+//!     [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--replicas 3]
 //! ```
+//!
+//! With `--database-url`, each rate runs on a fresh database created on
+//! that server (and dropped afterwards), shared by `--replicas` processes
+//! that the load is spread over evenly; otherwise on a sled store.
 //!
 //! The load is open-loop: every request is its own task, released at its
 //! scheduled time whatever happened to the ones before, so a slow server
@@ -44,12 +49,17 @@ channel = "C0APPROVALS"
 struct Args {
     rates: Vec<u64>,
     seconds: u64,
+    /// A PostgreSQL server to create a database on for each run.
+    database_url: Option<String>,
+    replicas: usize,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         rates: vec![200, 1000],
         seconds: 10,
+        database_url: None,
+        replicas: 1,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +70,14 @@ fn parse_args() -> Args {
                     .split(',')
                     .filter_map(|r| r.trim().parse().ok())
                     .collect();
+                i += 1;
+            }
+            "--database-url" if i + 1 < raw.len() => {
+                args.database_url = Some(raw[i + 1].clone());
+                i += 1;
+            }
+            "--replicas" if i + 1 < raw.len() => {
+                args.replicas = raw[i + 1].parse().unwrap_or(1).max(1);
                 i += 1;
             }
             "--seconds" if i + 1 < raw.len() => {
@@ -101,7 +119,7 @@ impl Drop for Server {
     }
 }
 
-async fn start_server(slack_url: &str) -> Server {
+async fn start_server(slack_url: &str, database: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
@@ -113,7 +131,17 @@ async fn start_server(slack_url: &str) -> Server {
         .env("SLACK_BOT_TOKEN", "xoxb-load")
         .env("SLACK_API_URL", format!("{slack_url}/api"))
         .env("JITBOT_CONFIG", &policy)
-        .env("JITBOT_DATA_DIR", dir.path().join("data"))
+        .env(
+            if database.is_some() {
+                "JITBOT_DATABASE_URL"
+            } else {
+                "JITBOT_DATA_DIR"
+            },
+            database.map_or_else(
+                || dir.path().join("data").display().to_string(),
+                str::to_string,
+            ),
+        )
         .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
@@ -170,7 +198,7 @@ enum Answer {
     Error,
 }
 
-async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outcome {
+async fn run_rate(servers: &[Server], rate: u64, seconds: u64, run: usize) -> Outcome {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(10))
@@ -180,14 +208,20 @@ async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outco
     // Several users, each well inside the per-person limit (10 a minute).
     let users = (total / 5).max(1);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let url = Arc::new(format!("{}/slack/commands", server.url));
+    let urls: Arc<Vec<String>> = Arc::new(
+        servers
+            .iter()
+            .map(|server| format!("{}/slack/commands", server.url))
+            .collect(),
+    );
     let start = Instant::now() + Duration::from_millis(100);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         let scheduled = start + interval.mul_f64(i as f64);
         let client = client.clone();
-        let url = url.clone();
+        let urls = urls.clone();
         tasks.push(tokio::spawn(async move {
+            let url = &urls[i % urls.len()];
             tokio::time::sleep_until(scheduled.into()).await;
             let text = format!("request prod-db 1h load run {run} request {i}");
             let body = serde_urlencoded::to_string([
@@ -203,7 +237,7 @@ async fn run_rate(server: &Server, rate: u64, seconds: u64, run: usize) -> Outco
             let signature = sign(timestamp, body.as_bytes());
             let sent = Instant::now();
             let result = client
-                .post(url.as_str())
+                .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("x-slack-request-timestamp", timestamp.to_string())
                 .header("x-slack-signature", signature)
@@ -269,18 +303,92 @@ async fn start_fake_slack() -> String {
     url
 }
 
+/// The peak resident memory of process `pid` (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A database of one run's own on the server at `server_url`.
+struct BenchDatabase {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(server_url: &str, run: usize) -> BenchDatabase {
+        let (admin, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+            .await
+            .expect("the benchmark's PostgreSQL server answers");
+        tokio::spawn(connection);
+        let name = format!("jitbot_bench_{}_{run}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(server_url).unwrap();
+        url.set_path(&name);
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        BenchDatabase {
+            admin,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn drop_it(self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = parse_args();
     let slack_url = start_fake_slack().await;
-    println!("| rate (req/s) | sent | filed | busy | refused | errors | p50 | p99 | max |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let store = match &args.database_url {
+        Some(_) => format!("PostgreSQL, {} replica(s)", args.replicas),
+        None => "sled".to_string(),
+    };
+    println!("store: {store}");
+    println!("| rate (req/s) | sent | filed | busy | refused | errors | p50 | p99 | max | peak RSS per replica |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (run, rate) in args.rates.iter().enumerate() {
-        // A fresh server and store per rate, so runs do not inherit backlog.
-        let server = start_server(&slack_url).await;
-        let outcome = run_rate(&server, *rate, args.seconds, run).await;
+        // A fresh store (and servers) per rate, so runs do not inherit
+        // backlog.
+        let database = match &args.database_url {
+            Some(url) => Some(BenchDatabase::create(url, run).await),
+            None => None,
+        };
+        let mut servers = Vec::new();
+        for _ in 0..args.replicas {
+            servers.push(start_server(&slack_url, database.as_ref().map(|d| d.url.as_str())).await);
+        }
+        let outcome = run_rate(&servers, *rate, args.seconds, run).await;
+        let rss: Vec<String> = servers
+            .iter()
+            .map(|server| format!("{:.0} MiB", peak_rss_mib(server.child.id())))
+            .collect();
         println!(
-            "| {rate} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {rate} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             outcome.sent,
             outcome.filed,
             outcome.busy,
@@ -288,8 +396,12 @@ async fn main() {
             outcome.errors,
             ms(outcome.p50),
             ms(outcome.p99),
-            ms(outcome.max)
+            ms(outcome.max),
+            rss.join(", ")
         );
-        drop(server);
+        drop(servers);
+        if let Some(database) = database {
+            database.drop_it().await;
+        }
     }
 }

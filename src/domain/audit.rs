@@ -106,7 +106,37 @@ fn hash_of(hashed: &Hashed<'_>) -> String {
     hex::encode(Sha256::digest(&bytes))
 }
 
+/// The fields between `seq` and `prev_hash`, in the hashed order.
+#[derive(Serialize)]
+struct Unsealed<'a> {
+    at: &'a DateTime<Utc>,
+    action: AuditAction,
+    actor: &'a Option<Actor>,
+    request: &'a Option<RequestId>,
+    group: &'a Option<GroupName>,
+    detail: &'a str,
+}
+
 impl AuditRecord {
+    /// This record's fields as they stand between `"seq":N,` and
+    /// `,"prev_hash":…` in both the hashed text and the event's JSON:
+    /// what a store that chains events where they are written (the
+    /// PostgreSQL one, in SQL) needs to seal it exactly as [`Self::seal`]
+    /// would. Its hash: SHA-256 of `{"seq":N,` + this + `,"prev_hash":"P"}`.
+    pub fn unsealed_json(&self) -> String {
+        let whole = serde_json::to_string(&Unsealed {
+            at: &self.at,
+            action: self.action,
+            actor: &self.actor,
+            request: &self.request,
+            group: &self.group,
+            detail: &self.detail,
+        })
+        .unwrap_or_default();
+        // `{…}` without its braces.
+        whole[1..whole.len() - 1].to_string()
+    }
+
     /// Append this record after `head`, returning the sealed event and the new head.
     pub fn seal(self, head: &ChainHead) -> (AuditEvent, ChainHead) {
         let seq = head.seq + 1;
@@ -212,6 +242,35 @@ mod tests {
             group: None,
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn a_record_sealed_from_its_unsealed_text_is_the_record_sealed_here() {
+        // What a store that seals events elsewhere (in SQL) builds from
+        // unsealed_json must be byte for byte what seal() makes.
+        let mut record = record("say \"hi\" to ☃ \u{e000}");
+        record.actor = Some(Actor::new(
+            crate::domain::ids::Platform::Slack,
+            crate::domain::ids::UserId::new("U0ALICE"),
+            "alice",
+        ));
+        let head = ChainHead {
+            seq: 41,
+            hash: "ab".repeat(32),
+        };
+        let fields = record.unsealed_json();
+        let (event, next) = record.seal(&head);
+        let hashed = format!("{{\"seq\":42,{fields},\"prev_hash\":\"{}\"}}", head.hash);
+        assert_eq!(hex::encode(Sha256::digest(hashed.as_bytes())), event.hash);
+        let text = format!(
+            "{{\"seq\":42,{fields},\"prev_hash\":\"{}\",\"hash\":\"{}\"}}",
+            head.hash, event.hash
+        );
+        assert_eq!(text, serde_json::to_string(&event).unwrap());
+        assert_eq!(
+            serde_json::to_string(&next).unwrap(),
+            format!("{{\"seq\":42,\"hash\":\"{}\"}}", event.hash)
+        );
     }
 
     fn chain(n: usize) -> (Vec<AuditEvent>, ChainHead) {

@@ -50,6 +50,13 @@ impl Target {
         })
     }
 
+    /// The same server, with these session `options` (`-c name=value`).
+    pub fn with_options(&self, options: &str) -> Target {
+        let mut target = self.clone();
+        target.config.options(options);
+        target
+    }
+
     /// `host:port`, for messages.
     pub fn shown_server(&self) -> &str {
         &self.shown_server

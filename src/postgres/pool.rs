@@ -157,6 +157,12 @@ impl Conn {
         Ok(())
     }
 
+    /// The transaction was committed by a `COMMIT` sent some other way
+    /// (pipelined with the statement before it).
+    pub fn committed(&mut self) {
+        self.in_transaction = false;
+    }
+
     pub async fn rollback(&mut self) -> Result<(), tokio_postgres::Error> {
         self.client().batch_execute("ROLLBACK").await?;
         self.in_transaction = false;

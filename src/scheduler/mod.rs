@@ -6,7 +6,7 @@
 
 pub mod sweeps;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,11 +39,18 @@ struct Running {
     lanes: HashSet<String>,
 }
 
+/// With a store shared by replicas, jobs are claimed a batch at a time and
+/// started from here as room frees up: a claim is a transaction, too dear
+/// to pay once per job when thousands fall due together.
+const CLAIM_AHEAD: usize = MAX_CONCURRENT_JOBS;
+
 pub struct Scheduler {
     engine: Arc<Engine>,
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     running: Arc<Mutex<Running>>,
+    /// Jobs claimed and waiting for room (shared stores only).
+    claimed: Mutex<VecDeque<Claimed<Job>>>,
     finished: Arc<Notify>,
     tracker: TaskTracker,
 }
@@ -63,6 +70,7 @@ impl Scheduler {
             store,
             wake,
             running: Arc::new(Mutex::new(Running::default())),
+            claimed: Mutex::new(VecDeque::new()),
             finished: Arc::new(Notify::new()),
             tracker: TaskTracker::new(),
         }
@@ -72,57 +80,93 @@ impl Scheduler {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn claimed(&self) -> std::sync::MutexGuard<'_, VecDeque<Claimed<Job>>> {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start `claimed` if there is room and its lane is free; otherwise it
+    /// comes back.
+    fn try_start(&self, claimed: Claimed<Job>, cancel: &CancellationToken) -> Option<Claimed<Job>> {
+        {
+            let job = &claimed.item;
+            let mut running = self.running();
+            if running.ids.len() >= MAX_CONCURRENT_JOBS
+                || (!job.lane.is_empty() && running.lanes.contains(&job.lane))
+            {
+                return Some(claimed);
+            }
+            running.ids.insert(job.id);
+            running.lanes.insert(job.lane.clone());
+        }
+        self.spawn(claimed, cancel.clone());
+        None
+    }
+
     /// Start every due job there is room for.
     pub async fn dispatch(&self, cancel: &CancellationToken) -> Dispatched {
+        let mut started = 0;
+        // First what this process claimed already.
+        let waiting: Vec<Claimed<Job>> = self.claimed().drain(..).collect();
+        for claimed in waiting {
+            if claimed.lease.is_lost() {
+                continue;
+            }
+            match self.try_start(claimed, cancel) {
+                None => started += 1,
+                Some(claimed) => self.claimed().push_back(claimed),
+            }
+        }
         let room = MAX_CONCURRENT_JOBS.saturating_sub(self.running().ids.len());
-        if room == 0 {
+        let shared = self.store.watch_interval().is_some();
+        let ahead = self.claimed().len();
+        // Alone on the store, look past jobs blocked by a busy lane (but
+        // not unboundedly). A shared store claims what it returns and
+        // passes over busy lanes itself: claim for the room, and a batch
+        // ahead when the batch runs low.
+        let wanted = if shared {
+            if ahead >= CLAIM_AHEAD / 2 {
+                0
+            } else {
+                room + CLAIM_AHEAD - ahead
+            }
+        } else if room == 0 {
+            0
+        } else {
+            room + MAX_CONCURRENT_JOBS
+        };
+        if wanted == 0 {
             return Dispatched {
-                started: 0,
+                started,
                 next_due: None,
             };
         }
         let now = self.engine.now();
-        // A snapshot of what runs: no lock is held across the store's await.
-        let running_ids = self.running().ids.clone();
-        // Alone on the store, look past jobs blocked by a busy lane (but
-        // not unboundedly); a shared store claims what it returns and
-        // passes over busy lanes itself, so ask only for what can start.
-        let wanted = if self.store.watch_interval().is_some() {
-            room
-        } else {
-            room + MAX_CONCURRENT_JOBS
-        };
+        // A snapshot of what runs or waits: no lock is held across the
+        // store's await.
+        let mut passed_over = self.running().ids.clone();
+        passed_over.extend(self.claimed().iter().map(|c| c.item.id));
         let due = self
             .store
-            .due_jobs(now, wanted, &|id| running_ids.contains(&id))
+            .due_jobs(now, wanted, &|id| passed_over.contains(&id))
             .await;
         let due = match due {
             Ok(due) => due,
             Err(error) => {
                 tracing::error!(%error, "cannot read the due-index");
                 return Dispatched {
-                    started: 0,
+                    started,
                     next_due: Some(now + ERROR_COOLDOWN),
                 };
             }
         };
-        let mut started = 0;
-        // Jobs not started here give their claims back as they drop.
         for claimed in due.jobs {
-            if started >= room {
-                break;
+            match self.try_start(claimed, cancel) {
+                None => started += 1,
+                // Kept for when room frees up, where claims are dear;
+                // dropped (nothing to give back) otherwise.
+                Some(claimed) if shared => self.claimed().push_back(claimed),
+                Some(_) => {}
             }
-            {
-                let job = &claimed.item;
-                let mut running = self.running();
-                if !job.lane.is_empty() && running.lanes.contains(&job.lane) {
-                    continue;
-                }
-                running.ids.insert(job.id);
-                running.lanes.insert(job.lane.clone());
-            }
-            started += 1;
-            self.spawn(claimed, cancel.clone());
         }
         Dispatched {
             started,

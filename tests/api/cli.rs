@@ -124,6 +124,38 @@ fn the_server_refuses_to_start_without_a_provider_secret() {
     );
 }
 
+#[test]
+fn the_server_refuses_to_start_without_its_database_and_never_names_the_password() {
+    let data = tempfile::tempdir().unwrap();
+    let unused = data.path().join("never-created");
+    let started = std::time::Instant::now();
+    let output = jitbot()
+        .arg("serve")
+        .env(
+            "JITBOT_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"),
+        )
+        .env("JITBOT_WEBHOOK_SECRET", "a-webhook-secret-for-the-example")
+        .env("JITBOT_DATA_DIR", &unused)
+        // Nothing listens on port 1.
+        .env(
+            "JITBOT_DATABASE_URL",
+            "postgres://jitbot:Sup3r-s3cret@127.0.0.1:1/jitbot?sslmode=disable",
+        )
+        .env("JITBOT_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("Sup3r-s3cret"), "{stderr}");
+    assert!(
+        !unused.exists(),
+        "JITBOT_DATA_DIR is not used with a database"
+    );
+}
+
 mod over_the_api {
     //! The operator commands that talk to the running server's API.
 

@@ -14,7 +14,7 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
-        let texts: Vec<String> = with_conn!(self, Kind::Read, LONG_CALL, |conn| {
+        let texts: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
             let statement = conn.prepared(sql).await?;
             let rows = conn.client().query(&statement, &[&bound, &limit]).await?;
             Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
@@ -26,7 +26,7 @@ impl PgStore {
 #[async_trait]
 impl AuditStore for PgStore {
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
-        let head: String = with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        let head: String = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT head FROM audit_head WHERE singleton")
                 .await?;
@@ -64,7 +64,7 @@ impl AuditStore for PgStore {
         // The head and the events from one snapshot, so writers that run
         // meanwhile cannot make a sound chain look broken.
         let (head, texts): (String, Vec<String>) =
-            with_conn!(self, Kind::Read, LONG_CALL, |conn| {
+            with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
                 conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await?;
                 let head = conn

@@ -31,7 +31,7 @@ pub enum ImportError {
 impl PgStore {
     /// Copy everything in `export` into this (empty) database.
     pub async fn import(&self, export: &SledExport) -> Result<Imported, ImportError> {
-        let occupied: Option<String> = with_conn!(self, Kind::Read, LONG_CALL, |conn| {
+        let occupied: Option<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
             let row = conn
                 .client()
                 .query_one(
@@ -54,7 +54,7 @@ impl PgStore {
         if let Some(held) = occupied {
             return Err(ImportError::NotEmpty(held));
         }
-        with_conn!(self, Kind::Write, MIGRATION_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, MIGRATION_CALL, |conn| {
             conn.begin().await?;
             let client = conn.client();
             for request in &export.requests {

@@ -63,14 +63,12 @@ impl JobStore for PgStore {
             .collect();
         let limit = limit.min(i32::MAX as usize) as i64;
         let lease_ms = self.keeper.lease_ms();
-        let (bodies, next_due) = with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        // A claim lost in a database crash only delays a job by one lease:
+        // no need to wait for it to reach the disk.
+        let (bodies, next_due) = with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
-            // A claim lost in a crash only delays a job by one lease: no
-            // need to wait for it to reach the disk.
             conn.client()
-                .batch_execute(&format!(
-                    "SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock({CLAIM_LOCK})"
-                ))
+                .batch_execute(&format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))
                 .await?;
             let claim = conn.prepared(CLAIM_DUE).await?;
             let rows = conn
@@ -109,7 +107,7 @@ impl JobStore for PgStore {
         effects: &Effects,
     ) -> Result<Applied, StoreError> {
         let now = self.clock.now();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             if !self.consume_job(&mut conn, job).await? {
                 conn.rollback().await?;
@@ -117,8 +115,7 @@ impl JobStore for PgStore {
             }
             self.insert_jobs(&mut conn, std::slice::from_ref(next))
                 .await?;
-            self.write_effects(&mut conn, effects, now).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, effects, now).await?;
             Ok::<_, PgError>(Applied::Written)
         })
     }

@@ -65,7 +65,15 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 5;
 
 pub struct PgStore {
+    /// Connections whose commits wait for the disk: every change people
+    /// are told about.
     pool: Pool,
+    /// Connections whose commits do not wait for the disk
+    /// (`synchronous_commit = off`): claims, lease renewals and the
+    /// outbox's bookkeeping. A database crash can undo their last fraction
+    /// of a second — a claim lapses, a message is sent again — but never
+    /// loses anything owed, and a jitbot crash loses nothing at all.
+    bookkeeping: Pool,
     /// This replica's name in the claims it takes.
     me: String,
     clock: Arc<dyn Clock>,
@@ -151,18 +159,24 @@ impl PgStore {
         let opening = Pool::new(target.clone(), 1, OPEN_WAIT);
         let first = opening.get().await.map_err(StoreError::Unavailable)?;
         schema::migrate(first, &target).await?;
+        let bookkeeping = Pool::new(
+            target.with_options("-c synchronous_commit=off"),
+            POOL_SIZE / 2,
+            CONNECT_WAIT,
+        );
         let pool = Pool::new(target, POOL_SIZE, CONNECT_WAIT);
         let me = replica_name();
         let keeper = Arc::new(Keeper::new(me.clone(), lease));
         let stop_keeper = CancellationToken::new();
         tokio::spawn(leases::keep(
             keeper.clone(),
-            pool.clone(),
+            bookkeeping.clone(),
             stop_keeper.clone(),
         ));
         tracing::info!(replica = %me, ?lease, "store: PostgreSQL");
         Ok(PgStore {
             pool,
+            bookkeeping,
             me,
             clock,
             keeper,
@@ -170,9 +184,9 @@ impl PgStore {
         })
     }
 
-    /// A connection from the pool, or why there is none.
-    async fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().await.map_err(StoreError::Unavailable)
+    /// A connection from `pool`, or why there is none.
+    async fn conn(pool: &Pool) -> Result<Conn, StoreError> {
+        pool.get().await.map_err(StoreError::Unavailable)
     }
 
     /// The store's error for a failed attempt; `conn` is given back only
@@ -222,11 +236,11 @@ impl PgStore {
 /// deadline, on a pooled connection, again on a conflict; the connection
 /// goes back to the pool only if the work ended cleanly.
 macro_rules! with_conn {
-    ($store:expr, $kind:expr, $limit:expr, |$conn:ident| $body:expr) => {{
+    ($store:expr, $pool:ident, $kind:expr, $limit:expr, |$conn:ident| $body:expr) => {{
         let store = $store;
         let mut attempt = 1;
         loop {
-            let mut $conn = store.conn().await?;
+            let mut $conn = PgStore::conn(&store.$pool).await?;
             let outcome = tokio::time::timeout($limit, async { $body }).await;
             match outcome {
                 Err(_) => break Err(store.timed_out($kind, $limit)),
@@ -274,7 +288,7 @@ impl Coordination for PgStore {
 
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         let lease_ms = self.keeper.lease_ms();
-        let taken = with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        let taken = with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared(
                     "INSERT INTO leases (name, holder, lease_until)

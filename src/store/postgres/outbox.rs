@@ -105,24 +105,30 @@ impl OutboxStore for PgStore {
         let max_queues = max_queues.min(i32::MAX as usize) as i64;
         let per_queue = per_queue.min(i32::MAX as usize) as i64;
         let lease_ms = self.keeper.lease_ms();
-        let (claimed, rows, next_ready) = with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
-            let claim = conn.prepared(CLAIM_READY).await?;
-            let claimed = conn
-                .client()
-                .query(&claim, &[&self.me, &now_ms, &max_queues, &busy, &lease_ms])
-                .await?;
-            let mut queues: Vec<(String, i64)> =
-                claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
-            queues.sort_by_key(|(queue, ready)| (*ready, queue.clone()));
-            let names: Vec<&str> = queues.iter().map(|(queue, _)| queue.as_str()).collect();
-            let heads = conn.prepared(HEADS).await?;
-            let rows = conn.client().query(&heads, &[&names, &per_queue]).await?;
-            let next = conn
+        let (claimed, rows, next_ready) = with_conn!(
+            self,
+            bookkeeping,
+            Kind::Write,
+            SHORT_CALL,
+            |conn| {
+                let claim = conn.prepared(CLAIM_READY).await?;
+                let claimed = conn
+                    .client()
+                    .query(&claim, &[&self.me, &now_ms, &max_queues, &busy, &lease_ms])
+                    .await?;
+                let mut queues: Vec<(String, i64)> =
+                    claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
+                queues.sort_by_key(|(queue, ready)| (*ready, queue.clone()));
+                let names: Vec<&str> = queues.iter().map(|(queue, _)| queue.as_str()).collect();
+                let heads = conn.prepared(HEADS).await?;
+                let rows = conn.client().query(&heads, &[&names, &per_queue]).await?;
+                let next = conn
                 .prepared("SELECT ready_ms FROM outbox_queues WHERE ready_ms > $1 ORDER BY ready_ms LIMIT 1")
                 .await?;
-            let next_ready = conn.client().query_opt(&next, &[&now_ms]).await?;
-            Ok::<_, PgError>((queues, rows, next_ready.map(|row| row.get::<_, i64>(0))))
-        })?;
+                let next_ready = conn.client().query_opt(&next, &[&now_ms]).await?;
+                Ok::<_, PgError>((queues, rows, next_ready.map(|row| row.get::<_, i64>(0))))
+            }
+        )?;
         let mut entries: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
         for row in &rows {
             let entry = entry(row)?;
@@ -141,7 +147,7 @@ impl OutboxStore for PgStore {
                 }
                 // A queue row left without entries: tidy it away.
                 None => {
-                    with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+                    with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
                         conn.begin().await?;
                         self.settle_queue(&mut conn, &queue).await?;
                         conn.commit().await?;
@@ -154,7 +160,7 @@ impl OutboxStore for PgStore {
     }
 
     async fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             let delete = conn.prepared("DELETE FROM outbox WHERE seq = $1").await?;
             conn.client()
@@ -168,7 +174,7 @@ impl OutboxStore for PgStore {
 
     async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
         let next_ms = entry.next_attempt_at.timestamp_millis();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             let update = conn
                 .prepared(
@@ -197,7 +203,7 @@ impl OutboxStore for PgStore {
     }
 
     async fn outbox_stats(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
-        let (count, oldest) = with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        let (count, oldest) = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT count(*), min(created_ms) FROM outbox")
                 .await?;

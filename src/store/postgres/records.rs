@@ -15,7 +15,7 @@ impl PgStore {
         sql: &'static str,
         key: &str,
     ) -> Result<Option<String>, StoreError> {
-        with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn.prepared(sql).await?;
             let row = conn.client().query_opt(&statement, &[&key]).await?;
             Ok::<_, PgError>(row.map(|row| row.get(0)))
@@ -24,7 +24,7 @@ impl PgStore {
 
     /// Set a key to a text (insert or replace).
     async fn put_text(&self, sql: &'static str, key: &str, text: &str) -> Result<(), StoreError> {
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn.prepared(sql).await?;
             conn.client().execute(&statement, &[&key, &text]).await?;
             Ok::<_, PgError>(())
@@ -35,7 +35,7 @@ impl PgStore {
 #[async_trait]
 impl RecordStore for PgStore {
     async fn mappings(&self) -> Result<Vec<Mapping>, StoreError> {
-        let bodies: Vec<String> = with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        let bodies: Vec<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT body FROM mappings ORDER BY grp, platform, channel")
                 .await?;
@@ -53,7 +53,7 @@ impl RecordStore for PgStore {
         };
         let now = self.clock.now();
         let platform = mapping.destination.platform.to_string();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             let statement = conn
                 .prepared(
@@ -72,8 +72,7 @@ impl RecordStore for PgStore {
                     ],
                 )
                 .await?;
-            self.write_effects(&mut conn, &effects, now).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, &effects, now).await?;
             Ok::<_, PgError>(())
         })
     }
@@ -90,7 +89,7 @@ impl RecordStore for PgStore {
         };
         let now = self.clock.now();
         let platform = destination.platform.to_string();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             let statement = conn
                 .prepared("DELETE FROM mappings WHERE grp = $1 AND platform = $2 AND channel = $3")
@@ -106,8 +105,7 @@ impl RecordStore for PgStore {
                 conn.rollback().await?;
                 return Ok(false);
             }
-            self.write_effects(&mut conn, &effects, now).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, &effects, now).await?;
             Ok::<_, PgError>(true)
         })
     }
@@ -138,7 +136,7 @@ impl RecordStore for PgStore {
         service_url: &str,
     ) -> Result<(), StoreError> {
         let seen_ms = self.clock.now().timestamp_millis();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared(
                     "INSERT INTO teams_conversations (conversation, service_url, seen_ms)
@@ -188,7 +186,7 @@ impl RecordStore for PgStore {
         timestamp_secs: i64,
         signature: &[u8],
     ) -> Result<bool, StoreError> {
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared(
                     "INSERT INTO replay (signed_at, signature) VALUES ($1, $2)
@@ -204,7 +202,7 @@ impl RecordStore for PgStore {
     }
 
     async fn forget_deliveries_before(&self, timestamp_secs: i64) -> Result<usize, StoreError> {
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("DELETE FROM replay WHERE signed_at < $1")
                 .await?;

@@ -22,7 +22,7 @@ enum Filing {
 #[async_trait]
 impl RequestStore for PgStore {
     async fn next_id(&self) -> Result<u64, StoreError> {
-        with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn.prepared("SELECT nextval('ids')").await?;
             let row = conn.client().query_one(&statement, &[]).await?;
             Ok::<_, PgError>(row.get::<_, i64>(0) as u64)
@@ -30,7 +30,7 @@ impl RequestStore for PgStore {
     }
 
     async fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
-        let body: Option<String> = with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        let body: Option<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT body FROM requests WHERE id = $1")
                 .await?;
@@ -41,7 +41,7 @@ impl RequestStore for PgStore {
     }
 
     async fn requests_of(&self, user: &Actor) -> Result<Vec<AccessRequest>, StoreError> {
-        let bodies: Vec<String> = with_conn!(self, Kind::Read, LONG_CALL, |conn| {
+        let bodies: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT body FROM requests WHERE requester = $1 ORDER BY created_ms DESC")
                 .await?;
@@ -66,7 +66,7 @@ impl RequestStore for PgStore {
         change: &mut (dyn for<'r> FnMut(Option<&'r AccessRequest>) -> Option<Write> + Send),
     ) -> Result<Applied, StoreError> {
         let now = self.clock.now();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             if let Some(job) = consume_job {
                 if !self.consume_job(&mut conn, job).await? {
@@ -91,8 +91,8 @@ impl RequestStore for PgStore {
                 self.put_request(&mut conn, current.as_ref(), request)
                     .await?;
             }
-            self.write_effects(&mut conn, &write.effects, now).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, &write.effects, now)
+                .await?;
             Ok::<_, PgError>(Applied::Written)
         })
     }
@@ -106,7 +106,7 @@ impl RequestStore for PgStore {
     ) -> Result<Filed, StoreError> {
         let body = encode(request)?;
         let stamped = self.clock.now();
-        let filing = with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        let filing = with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
             let insert = conn
                 .prepared(
@@ -139,8 +139,8 @@ impl RequestStore for PgStore {
             }
             self.put_quota(&mut conn, &request.requester, &quota)
                 .await?;
-            self.write_effects(&mut conn, effects, stamped).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, effects, stamped)
+                .await?;
             Ok::<_, PgError>(Filing::Written)
         })?;
         Ok(match filing {
@@ -151,7 +151,7 @@ impl RequestStore for PgStore {
     }
 
     async fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        let bodies: Vec<String> = with_conn!(self, Kind::Read, LONG_CALL, |conn| {
+        let bodies: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT body FROM requests WHERE live")
                 .await?;
@@ -166,7 +166,7 @@ impl RequestStore for PgStore {
         group: &str,
         principal: &str,
     ) -> Result<Option<Actor>, StoreError> {
-        let owner: Option<String> = with_conn!(self, Kind::Read, SHORT_CALL, |conn| {
+        let owner: Option<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared("SELECT owner FROM principal_owners WHERE grp = $1 AND principal = $2")
                 .await?;
@@ -184,10 +184,9 @@ impl RequestStore for PgStore {
             return Ok(());
         }
         let now = self.clock.now();
-        with_conn!(self, Kind::Write, SHORT_CALL, |conn| {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
-            self.write_effects(&mut conn, effects, now).await?;
-            conn.commit().await?;
+            self.commit_with_effects(&mut conn, effects, now).await?;
             Ok::<_, PgError>(())
         })
     }

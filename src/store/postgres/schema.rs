@@ -12,7 +12,8 @@ use crate::postgres::{describe, Target};
 const MIGRATION_LOCK: i64 = 0x6a69_7462;
 
 /// Each migration, in order; the number of one is its position + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE requests (
     id text PRIMARY KEY,
     requester text NOT NULL,
@@ -111,13 +112,46 @@ CREATE TABLE leases (
 );
 
 CREATE SEQUENCE ids;
-"#];
+"#,
+    r#"
+-- Appends audit records after the chain's head, sealing each as
+-- AuditRecord::seal does: the hash is SHA-256 of
+-- {"seq":N,<fields>,"prev_hash":"P"}, the event {"seq":N,<fields>,"prev_hash":"P","hash":"H"}.
+-- <fields> come from AuditRecord::unsealed_json. Run where the records are
+-- written, so the head is held for this statement and the commit only.
+CREATE FUNCTION jitbot_append_audit(records text[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    head jsonb;
+    seq bigint;
+    prev text;
+    hash text;
+    fields text;
+BEGIN
+    SELECT audit_head.head::jsonb INTO head FROM audit_head WHERE singleton FOR UPDATE;
+    seq := (head->>'seq')::bigint;
+    prev := head->>'hash';
+    FOREACH fields IN ARRAY records LOOP
+        seq := seq + 1;
+        hash := encode(sha256(convert_to(
+            '{"seq":' || seq || ',' || fields || ',"prev_hash":"' || prev || '"}', 'UTF8')), 'hex');
+        INSERT INTO audit (seq, event) VALUES (seq,
+            '{"seq":' || seq || ',' || fields || ',"prev_hash":"' || prev || '","hash":"' || hash || '"}');
+        prev := hash;
+    END LOOP;
+    UPDATE audit_head SET head = '{"seq":' || seq || ',"hash":"' || prev || '"}' WHERE singleton;
+    RETURN seq;
+END
+$$;
+"#,
+];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {
     StoreError::Database(target.redact(&format!("{what}: {}", describe(error))))
 }
 
-/// Bring the schema up to date on `conn`.
+/// Bring the schema up to date on `conn`. The audit chain is hashed over
+/// UTF-8 text, so the database must store text as UTF-8.
 pub(super) async fn migrate(mut conn: Conn, target: &Target) -> Result<(), StoreError> {
     let client = conn.client();
     client
@@ -153,6 +187,17 @@ async fn apply_missing(conn: &mut Conn, target: &Target) -> Result<(), StoreErro
         .await
         .map_err(|e| failed(target, "cannot read the schema version", &e))?;
     let current: i32 = row.get(0);
+    let encoding: String = conn
+        .client()
+        .query_one("SELECT current_setting('server_encoding')", &[])
+        .await
+        .map_err(|e| failed(target, "cannot read the database's encoding", &e))?
+        .get(0);
+    if encoding != "UTF8" {
+        return Err(StoreError::Database(format!(
+            "the database's encoding is {encoding}; jitbot needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+        )));
+    }
     let known = MIGRATIONS.len() as i32;
     if current > known {
         return Err(StoreError::Database(format!(

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
 
 use super::{decode, encode, PgError, PgStore};
-use crate::domain::audit::ChainHead;
 use crate::domain::ids::Actor;
 use crate::domain::job::Job;
 use crate::domain::quota::Quota;
@@ -180,9 +179,13 @@ impl PgStore {
         Ok(())
     }
 
-    /// Write a change's effects inside the open transaction. The audit
-    /// head is taken last, so it is held for as short a time as possible.
-    pub(super) async fn write_effects(
+    /// Write a change's effects and commit the open transaction.
+    ///
+    /// The audit events are chained by the server (`jitbot_append_audit`),
+    /// in the same round trip as the `COMMIT`: the chain's head is the one
+    /// row every audited change takes, so it is held for the statement and
+    /// the commit only, never across a round trip to this process.
+    pub(super) async fn commit_with_effects(
         &self,
         conn: &mut Conn,
         effects: &Effects,
@@ -222,40 +225,31 @@ impl PgStore {
                 .execute(&insert, &[&queues, &messages, &now_ms])
                 .await?;
         }
-        if !effects.audit.is_empty() {
-            let head_statement = conn
-                .prepared("SELECT head FROM audit_head WHERE singleton FOR UPDATE")
-                .await?;
-            let row = conn.client().query_one(&head_statement, &[]).await?;
-            let mut head: ChainHead = decode(row.get(0))?;
-            let mut seqs = Vec::with_capacity(effects.audit.len());
-            let mut events = Vec::with_capacity(effects.audit.len());
-            for record in &effects.audit {
-                let (event, next) = record.clone().seal(&head);
-                seqs.push(event.seq as i64);
-                events.push(encode(&event)?);
-                head = next;
-            }
-            let insert = conn
-                .prepared(
-                    "INSERT INTO audit (seq, event) SELECT * FROM unnest($1::bigint[], $2::text[])",
-                )
-                .await?;
-            let update = conn
-                .prepared("UPDATE audit_head SET head = $1 WHERE singleton")
-                .await?;
-            let head = encode(&head)?;
-            // Sent together: one round trip while the head is held.
-            let client = conn.client();
-            let insert_params: [&(dyn ToSql + Sync); 2] = [&seqs, &events];
-            let update_params: [&(dyn ToSql + Sync); 1] = [&head];
-            let (inserted, updated) = tokio::join!(
-                client.execute(&insert, &insert_params),
-                client.execute(&update, &update_params)
-            );
-            inserted?;
-            updated?;
+        if effects.audit.is_empty() {
+            conn.commit().await?;
+            return Ok(());
         }
+        let sealed = effects
+            .audit
+            .iter()
+            .map(|record| record.unsealed_json())
+            .collect::<Vec<_>>();
+        let append = conn
+            .prepared("SELECT jitbot_append_audit($1::text[])")
+            .await?;
+        let params: [&(dyn ToSql + Sync); 1] = [&sealed];
+        // Sent together; should the append fail, the server turns the
+        // COMMIT into a rollback, and the append's error is what counts.
+        let (appended, committed) = {
+            let client = conn.client();
+            tokio::join!(
+                client.query_one(&append, &params),
+                client.batch_execute("COMMIT")
+            )
+        };
+        appended?;
+        committed?;
+        conn.committed();
         Ok(())
     }
 }
