@@ -145,6 +145,12 @@ impl Conn {
         self.begin_with("BEGIN").await
     }
 
+    /// A `BEGIN` is about to be sent together with the first statements
+    /// (pipelined): from now on the connection counts as in a transaction.
+    pub fn begin_pending(&mut self) {
+        self.in_transaction = true;
+    }
+
     /// Open a transaction with `statement` (`BEGIN ISOLATION LEVEL …`).
     pub async fn begin_with(&mut self, statement: &str) -> Result<(), tokio_postgres::Error> {
         self.in_transaction = true;

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::write::Pipeline;
 use super::{decode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
 use crate::domain::job::Job;
 use crate::store::{Applied, Claimed, DueJobs, Effects, JobStore, StoreError};
@@ -108,14 +109,21 @@ impl JobStore for PgStore {
     ) -> Result<Applied, StoreError> {
         let now = self.clock.now();
         with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
+            let consume = PgStore::consume_statement(&mut conn).await?;
             conn.begin().await?;
-            if !self.consume_job(&mut conn, job).await? {
+            let consumed = conn
+                .client()
+                .execute(&consume, &[&(job.id as i64), &self.me])
+                .await?;
+            if consumed == 0 {
                 conn.rollback().await?;
                 return Ok(Applied::JobGone);
             }
-            self.insert_jobs(&mut conn, std::slice::from_ref(next))
+            let mut pipeline = Pipeline::default();
+            self.insert_jobs(&mut conn, &mut pipeline, std::slice::from_ref(next))
                 .await?;
-            self.commit_with_effects(&mut conn, effects, now).await?;
+            self.commit_with_effects(&mut conn, pipeline, effects, now)
+                .await?;
             Ok::<_, PgError>(Applied::Written)
         })
     }

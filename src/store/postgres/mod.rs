@@ -76,6 +76,8 @@ pub struct PgStore {
     bookkeeping: Pool,
     /// This replica's name in the claims it takes.
     me: String,
+    /// Ids taken from the sequence and not yet handed out, highest first.
+    spare_ids: std::sync::Mutex<Vec<u64>>,
     clock: Arc<dyn Clock>,
     keeper: Arc<Keeper>,
     stop_keeper: CancellationToken,
@@ -178,10 +180,15 @@ impl PgStore {
             pool,
             bookkeeping,
             me,
+            spare_ids: std::sync::Mutex::new(Vec::new()),
             clock,
             keeper,
             stop_keeper,
         })
+    }
+
+    fn spare_ids(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.spare_ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A connection from `pool`, or why there is none.

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::write::Pipeline;
 use super::{decode, encode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
 use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{Destination, GroupName};
@@ -72,7 +73,8 @@ impl RecordStore for PgStore {
                     ],
                 )
                 .await?;
-            self.commit_with_effects(&mut conn, &effects, now).await?;
+            self.commit_with_effects(&mut conn, Pipeline::default(), &effects, now)
+                .await?;
             Ok::<_, PgError>(())
         })
     }
@@ -105,7 +107,8 @@ impl RecordStore for PgStore {
                 conn.rollback().await?;
                 return Ok(false);
             }
-            self.commit_with_effects(&mut conn, &effects, now).await?;
+            self.commit_with_effects(&mut conn, Pipeline::default(), &effects, now)
+                .await?;
             Ok::<_, PgError>(true)
         })
     }
@@ -186,7 +189,11 @@ impl RecordStore for PgStore {
         timestamp_secs: i64,
         signature: &[u8],
     ) -> Result<bool, StoreError> {
-        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
+        // On the connections that do not wait for the flush: whatever the
+        // delivery goes on to change is committed with a flush, which makes
+        // this row durable first (the log is written in order), and a
+        // delivery that changed nothing is harmless to accept twice.
+        with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
             let statement = conn
                 .prepared(
                     "INSERT INTO replay (signed_at, signature) VALUES ($1, $2)

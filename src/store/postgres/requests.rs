@@ -3,14 +3,19 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 use super::{decode, encode, with_conn, Kind, PgError, PgStore, LONG_CALL, SHORT_CALL};
 use crate::domain::ids::{Actor, RequestId};
 use crate::domain::job::Job;
 use crate::domain::quota::FilingLimits;
+use crate::domain::quota::Quota;
 use crate::domain::request::{AccessRequest, RequestState};
-use crate::store::postgres::write::requester_key;
+use crate::store::postgres::write::{requester_key, Pipeline};
 use crate::store::{Applied, Effects, Filed, RequestStore, StoreError, Write};
+
+/// Ids fetched from the sequence at once.
+const ID_BLOCK: i32 = 32;
 
 /// What one attempt at filing found.
 enum Filing {
@@ -22,11 +27,27 @@ enum Filing {
 #[async_trait]
 impl RequestStore for PgStore {
     async fn next_id(&self) -> Result<u64, StoreError> {
-        with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
-            let statement = conn.prepared("SELECT nextval('ids')").await?;
-            let row = conn.client().query_one(&statement, &[]).await?;
-            Ok::<_, PgError>(row.get::<_, i64>(0) as u64)
-        })
+        if let Some(id) = self.spare_ids().pop() {
+            return Ok(id);
+        }
+        // A block at a time: ids are unique across replicas (one
+        // sequence), and the round trip is paid once per block.
+        let mut block: Vec<u64> = with_conn!(self, bookkeeping, Kind::Read, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared("SELECT nextval('ids') FROM generate_series(1, $1::integer)")
+                .await?;
+            let rows = conn.client().query(&statement, &[&ID_BLOCK]).await?;
+            Ok::<_, PgError>(rows.iter().map(|row| row.get::<_, i64>(0) as u64).collect())
+        })?;
+        // Handed out in increasing order (a job id breaks ties between jobs
+        // due at the same millisecond), also when two callers fetched a
+        // block at the same time.
+        let mut spare = self.spare_ids();
+        spare.append(&mut block);
+        spare.sort_unstable_by(|a, b| b.cmp(a));
+        spare
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the id sequence gave nothing".into()))
     }
 
     async fn get_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
@@ -67,18 +88,39 @@ impl RequestStore for PgStore {
     ) -> Result<Applied, StoreError> {
         let now = self.clock.now();
         with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
-            conn.begin().await?;
-            if let Some(job) = consume_job {
-                if !self.consume_job(&mut conn, job).await? {
-                    conn.rollback().await?;
-                    return Ok(Applied::JobGone);
-                }
-            }
-            let statement = conn
+            // One round trip: open, take the job (if any), lock and read
+            // the request.
+            let consume = PgStore::consume_statement(&mut conn).await?;
+            let read = conn
                 .prepared("SELECT body FROM requests WHERE id = $1 FOR UPDATE")
                 .await?;
-            let row = conn.client().query_opt(&statement, &[&id.as_str()]).await?;
-            let current: Option<AccessRequest> = match row {
+            conn.begin_pending();
+            let job_id = consume_job.map(|job| job.id as i64);
+            let id_text = id.as_str();
+            let read_params: [&(dyn ToSql + Sync); 1] = [&id_text];
+            let (begun, consumed, row) = {
+                let client = conn.client();
+                let consuming = async {
+                    match job_id {
+                        Some(job_id) => client
+                            .execute(&consume, &[&job_id, &self.me])
+                            .await
+                            .map(Some),
+                        None => Ok(None),
+                    }
+                };
+                tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    consuming,
+                    client.query_opt(&read, &read_params)
+                )
+            };
+            begun?;
+            if consumed? == Some(0) {
+                conn.rollback().await?;
+                return Ok(Applied::JobGone);
+            }
+            let current: Option<AccessRequest> = match row? {
                 Some(row) => Some(decode(row.get(0))?),
                 None => None,
             };
@@ -87,11 +129,12 @@ impl RequestStore for PgStore {
                 conn.rollback().await?;
                 return Ok(Applied::Skipped);
             };
+            let mut pipeline = Pipeline::default();
             if let Some(request) = &write.request {
-                self.put_request(&mut conn, current.as_ref(), request)
+                self.put_request(&mut conn, &mut pipeline, current.as_ref(), request)
                     .await?;
             }
-            self.commit_with_effects(&mut conn, &write.effects, now)
+            self.commit_with_effects(&mut conn, pipeline, &write.effects, now)
                 .await?;
             Ok::<_, PgError>(Applied::Written)
         })
@@ -106,40 +149,50 @@ impl RequestStore for PgStore {
     ) -> Result<Filed, StoreError> {
         let body = encode(request)?;
         let stamped = self.clock.now();
+        let empty_quota = encode(&Quota::default())?;
+        let requester = requester_key(&request.requester);
         let filing = with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
-            conn.begin().await?;
+            // One round trip: open, insert the request unless its id is
+            // taken, lock and read the requester's quota.
             let insert = conn
                 .prepared(
                     "INSERT INTO requests (id, requester, created_ms, live, body)
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
                 )
                 .await?;
-            let inserted = conn
-                .client()
-                .execute(
-                    &insert,
-                    &[
-                        &request.id.as_str(),
-                        &requester_key(&request.requester),
-                        &request.created_at.timestamp_millis(),
-                        &request.may_hold_access(),
-                        &body,
-                    ],
+            let lock_quota = PgStore::lock_quota_statement(&mut conn).await?;
+            conn.begin_pending();
+            let (id_text, created_ms, live) = (
+                request.id.as_str(),
+                request.created_at.timestamp_millis(),
+                request.may_hold_access(),
+            );
+            let insert_params: [&(dyn ToSql + Sync); 5] =
+                [&id_text, &requester, &created_ms, &live, &body];
+            let quota_params: [&(dyn ToSql + Sync); 2] = [&requester, &empty_quota];
+            let (begun, inserted, quota) = {
+                let client = conn.client();
+                tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.execute(&insert, &insert_params),
+                    client.query_one(&lock_quota, &quota_params)
                 )
-                .await?;
-            if inserted == 0 {
+            };
+            begun?;
+            if inserted? == 0 {
                 conn.rollback().await?;
                 return Ok(Filing::IdTaken);
             }
-            let mut quota = self.lock_quota(&mut conn, &request.requester).await?;
+            let mut quota: Quota = decode(quota?.get(0))?;
             let pending = request.state == RequestState::Pending;
             if let Err(refusal) = quota.admit(&request.id, pending, limits, now) {
                 conn.rollback().await?;
                 return Ok(Filing::Refused(refusal));
             }
-            self.put_quota(&mut conn, &request.requester, &quota)
+            let mut pipeline = Pipeline::default();
+            self.put_quota(&mut conn, &mut pipeline, &request.requester, &quota)
                 .await?;
-            self.commit_with_effects(&mut conn, effects, stamped)
+            self.commit_with_effects(&mut conn, pipeline, effects, stamped)
                 .await?;
             Ok::<_, PgError>(Filing::Written)
         })?;
@@ -186,7 +239,8 @@ impl RequestStore for PgStore {
         let now = self.clock.now();
         with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
             conn.begin().await?;
-            self.commit_with_effects(&mut conn, effects, now).await?;
+            self.commit_with_effects(&mut conn, Pipeline::default(), effects, now)
+                .await?;
             Ok::<_, PgError>(())
         })
     }

@@ -1,8 +1,14 @@
 //! The writes every transaction shares: a request and the rows that follow
 //! it, and a change's effects — jobs, outbox messages, audit events.
+//!
+//! A change's writes do not depend on each other's answers, so they are
+//! queued in a [`Pipeline`] and sent together with the `COMMIT`: one round
+//! trip for all of them. Reads that decide what to write (the request, a
+//! quota) are the only other round trips.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use super::{decode, encode, PgError, PgStore};
 use crate::domain::ids::Actor;
@@ -25,29 +31,75 @@ pub(super) fn due_ms(job: &Job) -> i64 {
     job.due_at.timestamp_millis() + i64::from(sub_millisecond)
 }
 
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// Writes queued to be sent together, in order, ending with the `COMMIT`.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    steps: Vec<(Statement, Vec<Param>)>,
+}
+
+impl Pipeline {
+    pub(super) fn push(&mut self, statement: Statement, params: Vec<Param>) {
+        self.steps.push((statement, params));
+    }
+
+    /// Send every write and the `COMMIT` at once. Should one write fail,
+    /// the server turns the `COMMIT` into a rollback; the write's error is
+    /// what is returned.
+    pub(super) async fn commit(self, conn: &mut Conn) -> Result<(), PgError> {
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
+            .steps
+            .iter()
+            .map(|(_, params)| {
+                params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        let (written, committed) = {
+            let client = conn.client();
+            let writes = self
+                .steps
+                .iter()
+                .zip(&params)
+                .map(|((statement, _), params)| client.execute(statement, params));
+            tokio::join!(
+                futures_util::future::join_all(writes),
+                client.batch_execute("COMMIT")
+            )
+        };
+        for outcome in written {
+            outcome?;
+        }
+        committed?;
+        conn.committed();
+        Ok(())
+    }
+}
+
 impl PgStore {
-    /// Remove `job` if this replica may: it holds the claim, or nobody
-    /// does any longer. `false` if it is gone or another replica owns it.
-    pub(super) async fn consume_job(&self, conn: &mut Conn, job: &Job) -> Result<bool, PgError> {
-        let statement = conn
+    /// The statement removing `job` if this replica may: it holds the
+    /// claim, or nobody does any longer. Removes nothing if it is gone or
+    /// another replica owns it.
+    pub(super) async fn consume_statement(conn: &mut Conn) -> Result<Statement, PgError> {
+        Ok(conn
             .prepared(
                 "DELETE FROM jobs WHERE id = $1
                    AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until <= clock_timestamp())",
             )
-            .await?;
-        let removed = conn
-            .client()
-            .execute(&statement, &[&(job.id as i64), &self.me])
-            .await?;
-        Ok(removed == 1)
+            .await?)
     }
 
-    /// Write `request`, knowing what it was before (`current`), and the
-    /// rows that follow it: liveness, principal owner, the requester's
-    /// count of waiting requests.
+    /// Queue the writes of `request`, knowing what it was before
+    /// (`current`), and the rows that follow it: liveness, principal owner,
+    /// the requester's count of waiting requests (read and locked now, if
+    /// it changes).
     pub(super) async fn put_request(
         &self,
         conn: &mut Conn,
+        pipeline: &mut Pipeline,
         current: Option<&AccessRequest>,
         request: &AccessRequest,
     ) -> Result<(), PgError> {
@@ -60,25 +112,28 @@ impl PgStore {
                      VALUES ($1, $2, $3, $4, $5)",
                 )
                 .await?;
-            conn.client()
-                .execute(
-                    &statement,
-                    &[
-                        &request.id.as_str(),
-                        &requester_key(&request.requester),
-                        &request.created_at.timestamp_millis(),
-                        &live,
-                        &body,
-                    ],
-                )
-                .await?;
+            pipeline.push(
+                statement,
+                vec![
+                    Box::new(request.id.as_str().to_string()),
+                    Box::new(requester_key(&request.requester)),
+                    Box::new(request.created_at.timestamp_millis()),
+                    Box::new(live),
+                    Box::new(body),
+                ],
+            );
         } else {
             let statement = conn
                 .prepared("UPDATE requests SET live = $2, body = $3 WHERE id = $1")
                 .await?;
-            conn.client()
-                .execute(&statement, &[&request.id.as_str(), &live, &body])
-                .await?;
+            pipeline.push(
+                statement,
+                vec![
+                    Box::new(request.id.as_str().to_string()),
+                    Box::new(live),
+                    Box::new(body),
+                ],
+            );
         }
         let known_principal = current.and_then(|c| c.principal.as_ref());
         if let Some(principal) = request
@@ -92,16 +147,14 @@ impl PgStore {
                      ON CONFLICT (grp, principal) DO UPDATE SET owner = EXCLUDED.owner",
                 )
                 .await?;
-            conn.client()
-                .execute(
-                    &statement,
-                    &[
-                        &request.group.as_str(),
-                        principal,
-                        &encode(&request.requester)?,
-                    ],
-                )
-                .await?;
+            pipeline.push(
+                statement,
+                vec![
+                    Box::new(request.group.as_str().to_string()),
+                    Box::new(principal.clone()),
+                    Box::new(encode(&request.requester)?),
+                ],
+            );
         }
         let was = current.is_some_and(|c| c.state == RequestState::Pending);
         let is = request.state == RequestState::Pending;
@@ -112,26 +165,29 @@ impl PgStore {
             } else {
                 quota.decided(&request.id);
             }
-            self.put_quota(conn, &request.requester, &quota).await?;
+            self.put_quota(conn, pipeline, &request.requester, &quota)
+                .await?;
         }
         Ok(())
     }
 
-    /// The requester's quota, locked until the transaction ends. The row
-    /// is created first if need be, so that two first filings of one
-    /// person cannot both read "nothing filed yet".
-    pub(super) async fn lock_quota(
-        &self,
-        conn: &mut Conn,
-        requester: &Actor,
-    ) -> Result<Quota, PgError> {
-        let statement = conn
+    /// The statement reading the requester's quota and locking it until
+    /// the transaction ends. The row is created first if need be, so that
+    /// two first filings of one person cannot both read "nothing filed
+    /// yet". Parameters: the requester's key, an empty quota.
+    pub(super) async fn lock_quota_statement(conn: &mut Conn) -> Result<Statement, PgError> {
+        Ok(conn
             .prepared(
                 "INSERT INTO quotas (requester, body) VALUES ($1, $2)
                  ON CONFLICT (requester) DO UPDATE SET requester = EXCLUDED.requester
                  RETURNING body",
             )
-            .await?;
+            .await?)
+    }
+
+    /// The requester's quota, locked until the transaction ends.
+    async fn lock_quota(&self, conn: &mut Conn, requester: &Actor) -> Result<Quota, PgError> {
+        let statement = Self::lock_quota_statement(conn).await?;
         let empty = encode(&Quota::default())?;
         let row = conn
             .client()
@@ -143,29 +199,33 @@ impl PgStore {
     pub(super) async fn put_quota(
         &self,
         conn: &mut Conn,
+        pipeline: &mut Pipeline,
         requester: &Actor,
         quota: &Quota,
     ) -> Result<(), PgError> {
         let statement = conn
-            .prepared(
-                "INSERT INTO quotas (requester, body) VALUES ($1, $2)
-                 ON CONFLICT (requester) DO UPDATE SET body = EXCLUDED.body",
-            )
+            .prepared("UPDATE quotas SET body = $2 WHERE requester = $1")
             .await?;
-        conn.client()
-            .execute(&statement, &[&requester_key(requester), &encode(quota)?])
-            .await?;
+        pipeline.push(
+            statement,
+            vec![Box::new(requester_key(requester)), Box::new(encode(quota)?)],
+        );
         Ok(())
     }
 
-    /// Insert `jobs`, unclaimed.
-    pub(super) async fn insert_jobs(&self, conn: &mut Conn, jobs: &[Job]) -> Result<(), PgError> {
+    /// Queue `jobs`, unclaimed.
+    pub(super) async fn insert_jobs(
+        &self,
+        conn: &mut Conn,
+        pipeline: &mut Pipeline,
+        jobs: &[Job],
+    ) -> Result<(), PgError> {
         if jobs.is_empty() {
             return Ok(());
         }
         let ids: Vec<i64> = jobs.iter().map(|j| j.id as i64).collect();
         let due: Vec<i64> = jobs.iter().map(due_ms).collect();
-        let lanes: Vec<&str> = jobs.iter().map(|j| j.lane.as_str()).collect();
+        let lanes: Vec<String> = jobs.iter().map(|j| j.lane.clone()).collect();
         let bodies = jobs.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let statement = conn
             .prepared(
@@ -173,25 +233,33 @@ impl PgStore {
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
             )
             .await?;
-        conn.client()
-            .execute(&statement, &[&ids, &due, &lanes, &bodies])
-            .await?;
+        pipeline.push(
+            statement,
+            vec![
+                Box::new(ids),
+                Box::new(due),
+                Box::new(lanes),
+                Box::new(bodies),
+            ],
+        );
         Ok(())
     }
 
-    /// Write a change's effects and commit the open transaction.
+    /// Queue a change's effects after `pipeline`'s writes, and commit them
+    /// all in one round trip.
     ///
     /// The audit events are chained by the server (`jitbot_append_audit`),
-    /// in the same round trip as the `COMMIT`: the chain's head is the one
-    /// row every audited change takes, so it is held for the statement and
-    /// the commit only, never across a round trip to this process.
+    /// last before the `COMMIT`: the chain's head is the one row every
+    /// audited change takes, so it is held for that statement and the
+    /// commit only, never across a round trip to this process.
     pub(super) async fn commit_with_effects(
         &self,
         conn: &mut Conn,
+        mut pipeline: Pipeline,
         effects: &Effects,
         now: DateTime<Utc>,
     ) -> Result<(), PgError> {
-        self.insert_jobs(conn, &effects.jobs).await?;
+        self.insert_jobs(conn, &mut pipeline, &effects.jobs).await?;
         if !effects.outbox.is_empty() {
             let queues: Vec<String> = effects.outbox.iter().map(|m| m.queue_key()).collect();
             let messages = effects
@@ -210,9 +278,10 @@ impl PgStore {
                      ON CONFLICT (queue) DO UPDATE SET queue = EXCLUDED.queue",
                 )
                 .await?;
-            conn.client()
-                .execute(&lock_queues, &[&queues, &now_ms])
-                .await?;
+            pipeline.push(
+                lock_queues,
+                vec![Box::new(queues.clone()), Box::new(now_ms)],
+            );
             let insert = conn
                 .prepared(
                     "INSERT INTO outbox (queue, message, next_attempt_ms, created_ms)
@@ -221,35 +290,22 @@ impl PgStore {
                      ORDER BY n",
                 )
                 .await?;
-            conn.client()
-                .execute(&insert, &[&queues, &messages, &now_ms])
+            pipeline.push(
+                insert,
+                vec![Box::new(queues), Box::new(messages), Box::new(now_ms)],
+            );
+        }
+        if !effects.audit.is_empty() {
+            let records: Vec<String> = effects
+                .audit
+                .iter()
+                .map(|record| record.unsealed_json())
+                .collect();
+            let append = conn
+                .prepared("SELECT jitbot_append_audit($1::text[])")
                 .await?;
+            pipeline.push(append, vec![Box::new(records)]);
         }
-        if effects.audit.is_empty() {
-            conn.commit().await?;
-            return Ok(());
-        }
-        let sealed = effects
-            .audit
-            .iter()
-            .map(|record| record.unsealed_json())
-            .collect::<Vec<_>>();
-        let append = conn
-            .prepared("SELECT jitbot_append_audit($1::text[])")
-            .await?;
-        let params: [&(dyn ToSql + Sync); 1] = [&sealed];
-        // Sent together; should the append fail, the server turns the
-        // COMMIT into a rollback, and the append's error is what counts.
-        let (appended, committed) = {
-            let client = conn.client();
-            tokio::join!(
-                client.query_one(&append, &params),
-                client.batch_execute("COMMIT")
-            )
-        };
-        appended?;
-        committed?;
-        conn.committed();
-        Ok(())
+        pipeline.commit(conn).await
     }
 }
