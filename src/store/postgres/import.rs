@@ -35,7 +35,7 @@ impl PgStore {
             let row = conn
                 .client()
                 .query_one(
-                    "SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM audit),
+                    "SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_pending),
                             (SELECT count(*) FROM jobs), (SELECT count(*) FROM outbox),
                             (SELECT count(*) FROM mappings)",
                     &[],

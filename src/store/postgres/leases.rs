@@ -266,18 +266,25 @@ async fn release(keeper: &Keeper, pool: &Pool) -> Result<(), String> {
         let job_params: [&(dyn ToSql + Sync); 2] = [&jobs, me];
         let queue_params: [&(dyn ToSql + Sync); 2] = [&queues, me];
         let name_params: [&(dyn ToSql + Sync); 2] = [&names, me];
+        // Only the kinds of claim released are written to.
         let (a, b, c) = tokio::join!(
-            client.execute(
+            execute_unless_empty(
+                client,
+                jobs.is_empty(),
                 "UPDATE jobs SET claimed_by = NULL, lease_until = NULL
                  WHERE id = ANY($1) AND claimed_by = $2",
                 &job_params,
             ),
-            client.execute(
+            execute_unless_empty(
+                client,
+                queues.is_empty(),
                 "UPDATE outbox_queues SET claimed_by = NULL, lease_until = NULL
                  WHERE queue = ANY($1) AND claimed_by = $2",
                 &queue_params,
             ),
-            client.execute(
+            execute_unless_empty(
+                client,
+                names.is_empty(),
                 "DELETE FROM leases WHERE name = ANY($1) AND holder = $2",
                 &name_params,
             ),
@@ -293,6 +300,19 @@ async fn release(keeper: &Keeper, pool: &Pool) -> Result<(), String> {
     // Released or not (then they lapse), they may be claimed again.
     keeper.claims().releasing.clear();
     outcome
+}
+
+/// Run `sql` unless there is nothing to run it on.
+async fn execute_unless_empty(
+    client: &tokio_postgres::Client,
+    empty: bool,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if empty {
+        return Ok(0);
+    }
+    client.execute(sql, params).await
 }
 
 async fn renew(keeper: &Keeper, pool: &Pool) -> Result<(), String> {

@@ -175,6 +175,7 @@ impl PgStore {
             bookkeeping.clone(),
             stop_keeper.clone(),
         ));
+        tokio::spawn(audit::keep_sealing(pool.clone(), stop_keeper.clone()));
         tracing::info!(replica = %me, ?lease, "store: PostgreSQL");
         Ok(PgStore {
             pool,

@@ -144,6 +144,53 @@ BEGIN
 END
 $$;
 "#,
+    r#"
+-- Audit records are written unsealed with the change they describe, and
+-- sealed into the chain soon after by jitbot_seal_audit: a change then
+-- holds no row every other change needs until its commit is on disk, and
+-- commits of concurrent changes share their flushes again.
+CREATE TABLE audit_pending (
+    id bigserial PRIMARY KEY,
+    fields text NOT NULL
+);
+
+-- Seals every pending record visible now, in the order they were written
+-- (by id; one change's records keep their order), after the chain's head,
+-- as jitbot_append_audit does. Callers serialise on the head. Returns how
+-- many were sealed.
+CREATE FUNCTION jitbot_seal_audit() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    pending record;
+    sealed_ids bigint[] := '{}';
+    head jsonb;
+    seq bigint;
+    prev text;
+    hash text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM audit_pending) THEN
+        RETURN 0;
+    END IF;
+    SELECT audit_head.head::jsonb INTO head FROM audit_head WHERE singleton FOR UPDATE;
+    seq := (head->>'seq')::bigint;
+    prev := head->>'hash';
+    FOR pending IN SELECT id, fields FROM audit_pending ORDER BY id LOOP
+        seq := seq + 1;
+        hash := encode(sha256(convert_to(
+            '{"seq":' || seq || ',' || pending.fields || ',"prev_hash":"' || prev || '"}', 'UTF8')), 'hex');
+        INSERT INTO audit (seq, event) VALUES (seq,
+            '{"seq":' || seq || ',' || pending.fields || ',"prev_hash":"' || prev || '","hash":"' || hash || '"}');
+        prev := hash;
+        sealed_ids := sealed_ids || pending.id;
+    END LOOP;
+    -- Exactly what was sealed: a row committed meanwhile may have a lower
+    -- id (ids are taken before the commit); it waits for the next call.
+    DELETE FROM audit_pending WHERE id = ANY(sealed_ids);
+    UPDATE audit_head SET head = '{"seq":' || seq || ',"hash":"' || prev || '"}' WHERE singleton;
+    RETURN cardinality(sealed_ids);
+END
+$$;
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {

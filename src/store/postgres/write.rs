@@ -248,10 +248,10 @@ impl PgStore {
     /// Queue a change's effects after `pipeline`'s writes, and commit them
     /// all in one round trip.
     ///
-    /// The audit events are chained by the server (`jitbot_append_audit`),
-    /// last before the `COMMIT`: the chain's head is the one row every
-    /// audited change takes, so it is held for that statement and the
-    /// commit only, never across a round trip to this process.
+    /// The audit events are written unsealed, in order, and chained soon
+    /// after by the database (`jitbot_seal_audit`, see `audit.rs`): taking
+    /// the chain's head here would make every audited change wait for the
+    /// previous one's flush to disk.
     pub(super) async fn commit_with_effects(
         &self,
         conn: &mut Conn,
@@ -302,7 +302,11 @@ impl PgStore {
                 .map(|record| record.unsealed_json())
                 .collect();
             let append = conn
-                .prepared("SELECT jitbot_append_audit($1::text[])")
+                .prepared(
+                    "INSERT INTO audit_pending (fields)
+                     SELECT fields FROM unnest($1::text[]) WITH ORDINALITY AS r(fields, n)
+                     ORDER BY n",
+                )
                 .await?;
             pipeline.push(append, vec![Box::new(records)]);
         }
