@@ -360,7 +360,7 @@ impl Engine {
             };
             let applied = self.write_if_unchanged(&snapshot, None, &write).await?;
             if applied == Applied::Written {
-                self.commit_and_wake().await?;
+                self.commit_and_wake_for(&write.effects).await?;
                 return Ok(format!("Request {id} is cancelled."));
             }
         }

@@ -61,7 +61,7 @@ impl Engine {
                                 })
                             })
                             .await?;
-                        self.commit_and_wake().await?;
+                        self.commit_and_wake_for(&effects).await?;
                         return Ok(());
                     }
                 },
@@ -106,7 +106,7 @@ impl Engine {
                     if applied == Applied::Written {
                         Metrics::count(&self.metrics.decisions, counted);
                     }
-                    self.commit_and_wake().await?;
+                    self.commit_and_wake_for(&write.effects).await?;
                     return Ok(());
                 }
             }

@@ -68,7 +68,7 @@ impl Engine {
                 effects,
             };
             if self.write_if_unchanged(grant, None, &write).await? == Applied::Written {
-                self.commit_and_wake().await?;
+                self.commit_and_wake_for(&write.effects).await?;
             }
             // Loop: the next pass records the extension as applied.
         }

@@ -31,6 +31,9 @@ mod steps;
 mod submit;
 mod sweep;
 mod views;
+mod wakers;
+
+pub use wakers::{JobWaker, Wakers};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +41,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use tokio::sync::Notify;
 
 use crate::chat::directory::CachedDirectory;
 use crate::chat::ChatPlatform;
@@ -100,23 +102,6 @@ pub(super) struct Announce<'a> {
     pub detail: Option<String>,
     /// Further messages that go with it.
     pub extra: Vec<Outgoing>,
-}
-
-/// Wakes the background workers when there is new work for them.
-#[derive(Debug, Default, Clone)]
-pub struct Wakers {
-    pub scheduler: Arc<Notify>,
-    pub outbox: Arc<Notify>,
-    pub sweeps: Arc<Notify>,
-}
-
-impl Wakers {
-    /// Make every worker look again now (the clock moved, say).
-    pub fn wake_all(&self) {
-        self.scheduler.notify_one();
-        self.outbox.notify_one();
-        self.sweeps.notify_one();
-    }
 }
 
 pub struct Engine {

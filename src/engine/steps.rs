@@ -17,8 +17,19 @@ impl Engine {
     /// of a change before it is durable.
     pub(super) async fn commit_and_wake(&self) -> Result<(), EngineError> {
         self.store.sync().await?;
-        self.wakers.scheduler.notify_one();
+        self.wakers.scheduler.wake();
         self.wakers.outbox.notify_one();
+        Ok(())
+    }
+
+    /// [`Self::commit_and_wake`] after writing `effects`, waking only the
+    /// workers they give work to.
+    pub(super) async fn commit_and_wake_for(&self, effects: &Effects) -> Result<(), EngineError> {
+        self.store.sync().await?;
+        self.wakers.scheduler.wake_for(&effects.jobs);
+        if !effects.outbox.is_empty() {
+            self.wakers.outbox.notify_one();
+        }
         Ok(())
     }
 
@@ -62,7 +73,7 @@ impl Engine {
     /// Write effects that belong to no single request change, durably.
     pub(super) async fn record_effects(&self, effects: Effects) -> Result<(), EngineError> {
         self.store.record(&effects).await?;
-        self.commit_and_wake().await
+        self.commit_and_wake_for(&effects).await
     }
 
     /// Say `text` in a channel or conversation, durably.
@@ -122,7 +133,7 @@ impl Engine {
     ) -> Result<Applied, EngineError> {
         let applied = self.write_if_unchanged(snapshot, Some(job), &write).await?;
         if applied == Applied::Written {
-            self.commit_and_wake().await?;
+            self.commit_and_wake_for(&write.effects).await?;
         }
         Ok(applied)
     }
@@ -185,7 +196,11 @@ impl Engine {
             ..job.clone()
         };
         self.store.reschedule(job, &next, &effects).await?;
-        self.commit_and_wake().await?;
+        self.commit_and_wake_for(&Effects {
+            jobs: vec![next],
+            ..effects
+        })
+        .await?;
         Ok(())
     }
 
@@ -204,7 +219,11 @@ impl Engine {
         self.store
             .reschedule(job, &next, &Effects::default())
             .await?;
-        self.commit_and_wake().await?;
+        self.commit_and_wake_for(&Effects {
+            jobs: vec![next],
+            ..Effects::default()
+        })
+        .await?;
         Ok(())
     }
 }

@@ -251,7 +251,7 @@ impl Engine {
                 .map_err(EngineError::from)?
             {
                 Filed::Written => {
-                    self.commit_and_wake().await?;
+                    self.commit_and_wake_for(&effects).await?;
                     return Ok(Receipt {
                         request,
                         auto_approved,

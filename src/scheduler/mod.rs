@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::job::Job;
-use crate::engine::Engine;
+use crate::engine::{Engine, JobWaker};
 use crate::store::{Claimed, Store};
 
 /// Jobs that may run at once. Provider calls can be slow (an exec provider
@@ -47,7 +47,7 @@ const CLAIM_AHEAD: usize = MAX_CONCURRENT_JOBS;
 pub struct Scheduler {
     engine: Arc<Engine>,
     store: Arc<dyn Store>,
-    wake: Arc<Notify>,
+    wake: Arc<JobWaker>,
     running: Arc<Mutex<Running>>,
     /// Jobs claimed and waiting for room (shared stores only).
     claimed: Mutex<VecDeque<Claimed<Job>>>,
@@ -64,7 +64,7 @@ pub struct Dispatched {
 }
 
 impl Scheduler {
-    pub fn new(engine: Arc<Engine>, store: Arc<dyn Store>, wake: Arc<Notify>) -> Scheduler {
+    pub fn new(engine: Arc<Engine>, store: Arc<dyn Store>, wake: Arc<JobWaker>) -> Scheduler {
         Scheduler {
             engine,
             store,
@@ -216,6 +216,7 @@ impl Scheduler {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             self.engine.health().scheduler_alive();
+            self.wake.looking();
             let dispatched = self.dispatch(&cancel).await;
             // Other replicas add jobs and leave claims that lapse: with
             // them, look again at the watch interval.
@@ -230,6 +231,13 @@ impl Scheduler {
                 ?sleep,
                 running = self.running().ids.len(),
                 "scheduler sleeps"
+            );
+            let sleep_span = chrono::Duration::from_std(sleep).unwrap_or(chrono::Duration::MAX);
+            self.wake.will_look_at(
+                self.engine
+                    .now()
+                    .checked_add_signed(sleep_span)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             );
             tokio::select! {
                 _ = cancel.cancelled() => break,

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 
 use super::write::Pipeline;
 use super::{decode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
@@ -67,20 +68,31 @@ impl JobStore for PgStore {
         // A claim lost in a database crash only delays a job by one lease:
         // no need to wait for it to reach the disk.
         let (bodies, next_due) = with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
-            conn.begin().await?;
-            conn.client()
-                .batch_execute(&format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))
-                .await?;
             let claim = conn.prepared(CLAIM_DUE).await?;
-            let rows = conn
-                .client()
-                .query(&claim, &[&self.me, &now_ms, &limit, &running, &lease_ms])
-                .await?;
-            conn.commit().await?;
             let next = conn
                 .prepared("SELECT due_ms FROM jobs WHERE due_ms > $1 ORDER BY due_ms LIMIT 1")
                 .await?;
-            let next_due = conn.client().query_opt(&next, &[&now_ms]).await?;
+            let lock = format!("BEGIN; SELECT pg_advisory_xact_lock({CLAIM_LOCK})");
+            let claim_params: [&(dyn ToSql + Sync); 5] =
+                [&self.me, &now_ms, &limit, &running, &lease_ms];
+            let next_params: [&(dyn ToSql + Sync); 1] = [&now_ms];
+            // One round trip: should the claim fail, the server turns the
+            // COMMIT into a rollback and the claim's error is returned.
+            conn.begin_pending();
+            let (locked, rows, committed, next_due) = {
+                let client = conn.client();
+                tokio::join!(
+                    client.batch_execute(&lock),
+                    client.query(&claim, &claim_params),
+                    client.batch_execute("COMMIT"),
+                    client.query_opt(&next, &next_params)
+                )
+            };
+            locked?;
+            let rows = rows?;
+            committed?;
+            conn.committed();
+            let next_due = next_due?;
             let bodies: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
             Ok::<_, PgError>((bodies, next_due.map(|row| row.get::<_, i64>(0))))
         })?;

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{decode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
-use crate::postgres::pool::Conn;
 use crate::store::{Claimed, OutboxBatch, OutboxEntry, OutboxStore, StoreError};
 
 /// Claim up to $3 queues for $1 whose head may be tried at $2, not being
@@ -52,39 +52,6 @@ fn entry(row: &Row) -> Result<OutboxEntry, StoreError> {
     })
 }
 
-impl PgStore {
-    /// With `queue`'s row locked: drop it if the queue is empty, else make
-    /// it ready when its (new) head may be tried.
-    async fn settle_queue(&self, conn: &mut Conn, queue: &str) -> Result<(), PgError> {
-        let lock = conn
-            .prepared("SELECT 1 FROM outbox_queues WHERE queue = $1 FOR UPDATE")
-            .await?;
-        if conn.client().query_opt(&lock, &[&queue]).await?.is_none() {
-            return Ok(());
-        }
-        // A statement after the lock sees entries committed while waiting.
-        let head = conn
-            .prepared("SELECT next_attempt_ms FROM outbox WHERE queue = $1 ORDER BY seq LIMIT 1")
-            .await?;
-        match conn.client().query_opt(&head, &[&queue]).await? {
-            Some(row) => {
-                let ready_ms: i64 = row.get(0);
-                let update = conn
-                    .prepared("UPDATE outbox_queues SET ready_ms = $2 WHERE queue = $1")
-                    .await?;
-                conn.client().execute(&update, &[&queue, &ready_ms]).await?;
-            }
-            None => {
-                let delete = conn
-                    .prepared("DELETE FROM outbox_queues WHERE queue = $1")
-                    .await?;
-                conn.client().execute(&delete, &[&queue]).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn outbox_ready(
@@ -105,30 +72,36 @@ impl OutboxStore for PgStore {
         let max_queues = max_queues.min(i32::MAX as usize) as i64;
         let per_queue = per_queue.min(i32::MAX as usize) as i64;
         let lease_ms = self.keeper.lease_ms();
-        let (claimed, rows, next_ready) = with_conn!(
-            self,
-            bookkeeping,
-            Kind::Write,
-            SHORT_CALL,
-            |conn| {
+        let (claimed, rows, next_ready) =
+            with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
                 let claim = conn.prepared(CLAIM_READY).await?;
-                let claimed = conn
-                    .client()
-                    .query(&claim, &[&self.me, &now_ms, &max_queues, &busy, &lease_ms])
+                let next = conn
+                    .prepared(
+                        "SELECT ready_ms FROM outbox_queues WHERE ready_ms > $1
+                         ORDER BY ready_ms LIMIT 1",
+                    )
                     .await?;
+                // Sent together: what is not ready yet is not claimed.
+                let claim_params: [&(dyn ToSql + Sync); 5] =
+                    [&self.me, &now_ms, &max_queues, &busy, &lease_ms];
+                let next_params: [&(dyn ToSql + Sync); 1] = [&now_ms];
+                let (claimed, next_ready) = tokio::join!(
+                    conn.client().query(&claim, &claim_params),
+                    conn.client().query_opt(&next, &next_params)
+                );
+                let (claimed, next_ready) = (claimed?, next_ready?);
                 let mut queues: Vec<(String, i64)> =
                     claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
                 queues.sort_by_key(|(queue, ready)| (*ready, queue.clone()));
                 let names: Vec<&str> = queues.iter().map(|(queue, _)| queue.as_str()).collect();
-                let heads = conn.prepared(HEADS).await?;
-                let rows = conn.client().query(&heads, &[&names, &per_queue]).await?;
-                let next = conn
-                .prepared("SELECT ready_ms FROM outbox_queues WHERE ready_ms > $1 ORDER BY ready_ms LIMIT 1")
-                .await?;
-                let next_ready = conn.client().query_opt(&next, &[&now_ms]).await?;
+                let rows = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    let heads = conn.prepared(HEADS).await?;
+                    conn.client().query(&heads, &[&names, &per_queue]).await?
+                };
                 Ok::<_, PgError>((queues, rows, next_ready.map(|row| row.get::<_, i64>(0))))
-            }
-        )?;
+            })?;
         let mut entries: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
         for row in &rows {
             let entry = entry(row)?;
@@ -148,9 +121,8 @@ impl OutboxStore for PgStore {
                 // A queue row left without entries: tidy it away.
                 None => {
                     with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
-                        conn.begin().await?;
-                        self.settle_queue(&mut conn, &queue).await?;
-                        conn.commit().await?;
+                        let settle = conn.prepared("SELECT jitbot_settle_queue($1)").await?;
+                        conn.client().execute(&settle, &[&queue]).await?;
                         Ok::<_, PgError>(())
                     })?;
                 }
@@ -160,44 +132,27 @@ impl OutboxStore for PgStore {
     }
 
     async fn outbox_done(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let seq = entry.seq as i64;
         with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
-            conn.begin().await?;
-            let delete = conn.prepared("DELETE FROM outbox WHERE seq = $1").await?;
-            conn.client()
-                .execute(&delete, &[&(entry.seq as i64)])
-                .await?;
-            self.settle_queue(&mut conn, &entry.queue).await?;
-            conn.commit().await?;
+            let done = conn.prepared("SELECT jitbot_outbox_done($1, $2)").await?;
+            conn.client().execute(&done, &[&seq, &entry.queue]).await?;
             Ok::<_, PgError>(())
         })
     }
 
     async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let (seq, attempts) = (entry.seq as i64, entry.attempts as i32);
         let next_ms = entry.next_attempt_at.timestamp_millis();
         with_conn!(self, bookkeeping, Kind::Write, SHORT_CALL, |conn| {
-            conn.begin().await?;
-            let update = conn
-                .prepared(
-                    "UPDATE outbox SET attempts = $2, next_attempt_ms = $3, last_error = $4
-                     WHERE seq = $1",
-                )
+            let retry = conn
+                .prepared("SELECT jitbot_outbox_retry($1, $2, $3, $4, $5)")
                 .await?;
-            let kept = conn
-                .client()
+            conn.client()
                 .execute(
-                    &update,
-                    &[
-                        &(entry.seq as i64),
-                        &(entry.attempts as i32),
-                        &next_ms,
-                        &entry.last_error,
-                    ],
+                    &retry,
+                    &[&seq, &attempts, &next_ms, &entry.last_error, &entry.queue],
                 )
                 .await?;
-            if kept == 1 {
-                self.settle_queue(&mut conn, &entry.queue).await?;
-            }
-            conn.commit().await?;
             Ok::<_, PgError>(())
         })
     }

@@ -191,6 +191,52 @@ BEGIN
 END
 $$;
 "#,
+    r#"
+-- The outbox's bookkeeping, one call each (a round trip per message
+-- delivered instead of six).
+
+-- With the queue's row locked: drop it if the queue is empty, else make it
+-- ready when its (new) head may be tried. The statements after the lock
+-- see entries committed while it waited.
+CREATE FUNCTION jitbot_settle_queue(settled text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_ms bigint;
+BEGIN
+    PERFORM 1 FROM outbox_queues WHERE queue = settled FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT next_attempt_ms INTO head_ms FROM outbox WHERE queue = settled ORDER BY seq LIMIT 1;
+    IF FOUND THEN
+        UPDATE outbox_queues SET ready_ms = head_ms WHERE queue = settled;
+    ELSE
+        DELETE FROM outbox_queues WHERE queue = settled;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION jitbot_outbox_done(delivered bigint, settled text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM outbox WHERE seq = delivered;
+    PERFORM jitbot_settle_queue(settled);
+END
+$$;
+
+CREATE FUNCTION jitbot_outbox_retry(
+    retried bigint, tried integer, next_ms bigint, error text, settled text
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE outbox SET attempts = tried, next_attempt_ms = next_ms, last_error = error
+     WHERE seq = retried;
+    IF FOUND THEN
+        PERFORM jitbot_settle_queue(settled);
+    END IF;
+END
+$$;
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {
