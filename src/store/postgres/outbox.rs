@@ -21,7 +21,7 @@ WITH ready AS (
       AND (claimed_by IS NULL OR lease_until <= clock_timestamp())
     ORDER BY ready_ms
     LIMIT $3::bigint
-    FOR UPDATE SKIP LOCKED
+    FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE outbox_queues q SET claimed_by = $1, lease_until = clock_timestamp() + $5::bigint * interval '1 millisecond'
 FROM ready WHERE q.queue = ready.queue

@@ -237,6 +237,58 @@ BEGIN
 END
 $$;
 "#,
+    r#"
+-- A busy destination (the approval channel every card goes to) must not
+-- make its writers wait for each other: they hold its queue row with a
+-- key-share lock, which only a deletion of the row waits for. Claims,
+-- renewals and new ready times take no-key locks, which do not wait for
+-- writers; only dropping an empty queue does.
+
+-- Make sure each queue in `held` has its row, and hold it (key share)
+-- until the transaction ends, so it is not dropped under a message being
+-- added. Rows are taken in one order.
+CREATE FUNCTION jitbot_hold_queues(held text[], now_ms bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+BEGIN
+    FOREACH q IN ARRAY ARRAY(SELECT DISTINCT x FROM unnest(held) AS x ORDER BY x) LOOP
+        LOOP
+            PERFORM 1 FROM outbox_queues WHERE queue = q FOR KEY SHARE;
+            EXIT WHEN FOUND;
+            INSERT INTO outbox_queues (queue, ready_ms) VALUES (q, now_ms)
+                ON CONFLICT (queue) DO NOTHING;
+            -- Ours until the commit; otherwise another writer's row
+            -- appeared meanwhile (or went): look again.
+            EXIT WHEN FOUND;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jitbot_settle_queue(settled text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    head_ms bigint;
+BEGIN
+    PERFORM 1 FROM outbox_queues WHERE queue = settled FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT next_attempt_ms INTO head_ms FROM outbox WHERE queue = settled ORDER BY seq LIMIT 1;
+    IF NOT FOUND THEN
+        -- Looks empty: wait for writers adding to it, then look again.
+        PERFORM 1 FROM outbox_queues WHERE queue = settled FOR UPDATE;
+        SELECT next_attempt_ms INTO head_ms FROM outbox WHERE queue = settled ORDER BY seq LIMIT 1;
+        IF NOT FOUND THEN
+            DELETE FROM outbox_queues WHERE queue = settled;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE outbox_queues SET ready_ms = head_ms WHERE queue = settled;
+END
+$$;
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {

@@ -388,6 +388,160 @@ async fn an_outbox_queue_is_delivered_by_one_replica_at_a_time() {
     assert_eq!(first.outbox_stats().await.unwrap().0, 0);
 }
 
+/// Messages added to one queue while its deliverer keeps emptying it (the
+/// race between adding to a queue and dropping it when empty): every one
+/// is delivered once, and the queue is gone at the end.
+#[tokio::test]
+async fn messages_added_while_their_queue_is_emptied_are_all_delivered() {
+    const MESSAGES: usize = 150;
+    let db = Database::create().await;
+    let writer = Arc::new(db.replica(Duration::from_secs(5)).await);
+    let deliverer = db.replica(Duration::from_secs(5)).await;
+    let writing = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            for i in 0..MESSAGES {
+                // Writers in parallel, as requests are.
+                let batch: Vec<_> = (0..3)
+                    .map(|_| {
+                        let writer = writer.clone();
+                        let text = format!("{i}");
+                        tokio::spawn(async move {
+                            writer
+                                .record(&Effects {
+                                    outbox: vec![dm(&text)],
+                                    ..Effects::default()
+                                })
+                                .await
+                                .unwrap();
+                        })
+                    })
+                    .collect();
+                for task in batch {
+                    task.await.unwrap();
+                }
+            }
+        })
+    };
+    let mut delivered: Vec<u64> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while delivered.len() < MESSAGES * 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} delivered; the rest are stranded",
+            delivered.len(),
+            MESSAGES * 3
+        );
+        let later = Utc::now() + chrono::Duration::seconds(1);
+        let batch = deliverer
+            .outbox_ready(later, 10, 4, &|_| false)
+            .await
+            .unwrap();
+        if batch.queues.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for claimed in batch.queues {
+            for entry in &claimed.item {
+                deliverer.outbox_done(entry).await.unwrap();
+                delivered.push(entry.seq);
+            }
+        }
+    }
+    writing.await.unwrap();
+    let mut sorted = delivered.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), MESSAGES * 3, "a message was delivered twice");
+    assert_eq!(deliverer.outbox_stats().await.unwrap().0, 0);
+    let client = raw_client(&db).await;
+    let queues: i64 = client
+        .query_one("SELECT count(*) FROM outbox_queues", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queues, 0, "an empty queue was left behind");
+}
+
+async fn raw_client(db: &Database) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The race itself, held open: a writer adding to a queue that looks empty
+/// to its deliverer. Dropping the queue must wait for the writer, and then
+/// keep the queue.
+#[tokio::test]
+async fn an_empty_looking_queue_is_kept_for_a_message_being_added() {
+    let db = Database::create().await;
+    let _store = db.replica(Duration::from_secs(5)).await;
+    let writer = raw_client(&db).await;
+    let deliverer = raw_client(&db).await;
+    let watcher = raw_client(&db).await;
+    writer
+        .batch_execute("INSERT INTO outbox_queues (queue, ready_ms) VALUES ('q', 0)")
+        .await
+        .unwrap();
+    writer
+        .batch_execute(
+            "BEGIN;
+             SELECT jitbot_hold_queues(ARRAY['q'], 0);
+             INSERT INTO outbox (queue, message, next_attempt_ms, created_ms)
+                 VALUES ('q', '{}', 0, 0);",
+        )
+        .await
+        .unwrap();
+    let deliverer_pid: i32 = deliverer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let settling = tokio::spawn(async move {
+        deliverer
+            .batch_execute("SELECT jitbot_settle_queue('q')")
+            .await
+            .unwrap();
+    });
+    // Either the deliverer waits for the writer's lock, or it finished
+    // (and dropped the queue under the message).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: bool = watcher
+            .query_opt(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                &[&deliverer_pid],
+            )
+            .await
+            .unwrap()
+            .is_some_and(|row| row.get(0));
+        if waiting {
+            break;
+        }
+        assert!(
+            !settling.is_finished(),
+            "the queue was settled without waiting for the message being added"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deliverer neither waited nor finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.batch_execute("COMMIT").await.unwrap();
+    settling.await.unwrap();
+    let queued: i64 = watcher
+        .query_one(
+            "SELECT count(*) FROM outbox_queues q JOIN outbox o USING (queue) WHERE q.queue = 'q'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 1, "the message lost its queue");
+}
+
 #[tokio::test]
 async fn concurrent_writers_on_two_replicas_keep_one_audit_chain() {
     let db = Database::create().await;

@@ -272,11 +272,7 @@ impl PgStore {
             // deadlock): a delivery that is emptying the queue then sees
             // the new entry, or has dropped the row first.
             let lock_queues = conn
-                .prepared(
-                    "INSERT INTO outbox_queues (queue, ready_ms)
-                     SELECT DISTINCT queue, $2::bigint FROM unnest($1::text[]) AS q(queue) ORDER BY queue
-                     ON CONFLICT (queue) DO UPDATE SET queue = EXCLUDED.queue",
-                )
+                .prepared("SELECT jitbot_hold_queues($1::text[], $2::bigint)")
                 .await?;
             pipeline.push(
                 lock_queues,
