@@ -148,16 +148,18 @@ $$;
 -- Audit records are written unsealed with the change they describe, and
 -- sealed into the chain soon after by jitbot_seal_audit: a change then
 -- holds no row every other change needs until its commit is on disk, and
--- commits of concurrent changes share their flushes again.
+-- commits of concurrent changes share their flushes again. It replaces
+-- jitbot_append_audit, which chained them inside the change.
 CREATE TABLE audit_pending (
     id bigserial PRIMARY KEY,
     fields text NOT NULL
 );
+DROP FUNCTION jitbot_append_audit(text[]);
 
 -- Seals every pending record visible now, in the order they were written
 -- (by id; one change's records keep their order), after the chain's head,
--- as jitbot_append_audit does. Callers serialise on the head. Returns how
--- many were sealed.
+-- as AuditRecord::seal does (see migration 2 for the text hashed). Callers
+-- serialise on the head. Returns how many were sealed.
 CREATE FUNCTION jitbot_seal_audit() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -194,50 +196,7 @@ $$;
     r#"
 -- The outbox's bookkeeping, one call each (a round trip per message
 -- delivered instead of six).
-
--- With the queue's row locked: drop it if the queue is empty, else make it
--- ready when its (new) head may be tried. The statements after the lock
--- see entries committed while it waited.
-CREATE FUNCTION jitbot_settle_queue(settled text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    head_ms bigint;
-BEGIN
-    PERFORM 1 FROM outbox_queues WHERE queue = settled FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    SELECT next_attempt_ms INTO head_ms FROM outbox WHERE queue = settled ORDER BY seq LIMIT 1;
-    IF FOUND THEN
-        UPDATE outbox_queues SET ready_ms = head_ms WHERE queue = settled;
-    ELSE
-        DELETE FROM outbox_queues WHERE queue = settled;
-    END IF;
-END
-$$;
-
-CREATE FUNCTION jitbot_outbox_done(delivered bigint, settled text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM outbox WHERE seq = delivered;
-    PERFORM jitbot_settle_queue(settled);
-END
-$$;
-
-CREATE FUNCTION jitbot_outbox_retry(
-    retried bigint, tried integer, next_ms bigint, error text, settled text
-) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE outbox SET attempts = tried, next_attempt_ms = next_ms, last_error = error
-     WHERE seq = retried;
-    IF FOUND THEN
-        PERFORM jitbot_settle_queue(settled);
-    END IF;
-END
-$$;
-"#,
-    r#"
+--
 -- A busy destination (the approval channel every card goes to) must not
 -- make its writers wait for each other: they hold its queue row with a
 -- key-share lock, which only a deletion of the row waits for. Claims,
@@ -266,7 +225,10 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION jitbot_settle_queue(settled text) RETURNS void
+-- Drop the queue if it is empty, else make it ready when its (new) head
+-- may be tried. The statements after a lock see entries committed while it
+-- waited.
+CREATE FUNCTION jitbot_settle_queue(settled text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     head_ms bigint;
@@ -286,6 +248,27 @@ BEGIN
         END IF;
     END IF;
     UPDATE outbox_queues SET ready_ms = head_ms WHERE queue = settled;
+END
+$$;
+
+CREATE FUNCTION jitbot_outbox_done(delivered bigint, settled text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM outbox WHERE seq = delivered;
+    PERFORM jitbot_settle_queue(settled);
+END
+$$;
+
+CREATE FUNCTION jitbot_outbox_retry(
+    retried bigint, tried integer, next_ms bigint, error text, settled text
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE outbox SET attempts = tried, next_attempt_ms = next_ms, last_error = error
+     WHERE seq = retried;
+    IF FOUND THEN
+        PERFORM jitbot_settle_queue(settled);
+    END IF;
 END
 $$;
 "#,
