@@ -27,12 +27,16 @@
 //! - [`chat`]: the [`chat::ChatPlatform`] trait, the card model and the
 //!   platform wording; Slack and Teams adapters (stateless: Teams contacts
 //!   go through a [`chat::teams::ContactBook`] the server wires in).
+//! - [`email`]: the third way to approve — the SMTP mailer the outbox
+//!   sends through, the approval email and notices (plain text and HTML),
+//!   and the signed link tokens with the page's CSRF field.
 //! - [`slack_api`]: the Slack Web API calls shared by the chat adapter and
 //!   the `slack_usergroup` provider.
 //! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
 //!   `exec`, `postgres` and `slack_usergroup` providers.
 //! - [`http`]: routes → engine: Slack, Teams, the `/api/v1` API (its view
-//!   types shared with the CLI), health, readiness and metrics; admission
+//!   types shared with the CLI), the email approval page (`/approve/…`),
+//!   health, readiness and metrics; admission
 //!   control and timeouts for every connection.
 //! - [`console`]: the terminal as a chat platform (`jitbot console`).
 //! - [`telemetry`]: Prometheus metrics and worker heartbeats.
@@ -48,6 +52,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod domain;
+pub mod email;
 pub mod engine;
 pub mod http;
 pub mod outbound;

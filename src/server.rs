@@ -17,14 +17,17 @@ use crate::chat::teams::auth::BotAuthenticator;
 use crate::chat::teams::TeamsClient;
 use crate::chat::ChatPlatform;
 use crate::clock::Clock;
+use crate::config::email::EmailSettings;
 use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
 use crate::config::Secret;
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
 use crate::domain::quota::FilingLimits;
+use crate::email::token::TokenKey;
+use crate::email::Mailer;
 use crate::engine::{Engine, StoreContactBook, Wakers};
 use crate::http::api::ApiAuth;
-use crate::http::{self, Admission, AppState, SlackIngress, TeamsIngress};
+use crate::http::{self, Admission, AppState, ApprovalPages, SlackIngress, TeamsIngress};
 use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
@@ -38,6 +41,7 @@ pub fn spawn_workers(
     engine: &Arc<Engine>,
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    mailer: Option<Arc<Mailer>>,
     wakers: &Wakers,
     cancel: &CancellationToken,
 ) -> tokio_util::task::TaskTracker {
@@ -49,6 +53,8 @@ pub fn spawn_workers(
         store: store.clone(),
         policy,
         platforms,
+        mailer,
+        directories: engine.directories().clone(),
         clock: engine.clock().clone(),
         wake: wakers.outbox.clone(),
         metrics: engine.metrics().clone(),
@@ -76,6 +82,8 @@ pub enum ServerError {
     Slack(String),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot set up email: {0}")]
+    Email(String),
     #[error("a background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -96,6 +104,8 @@ pub struct ServerParts {
     pub max_in_flight: usize,
     /// Where "now" comes from: the wall clock, or one a test moves.
     pub clock: Arc<dyn Clock>,
+    /// Email approvals and notices, when `JITBOT_SMTP_URL` is set.
+    pub email: EmailSettings,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -182,20 +192,30 @@ pub async fn start(
         }
         None => None,
     };
-    let engine = Arc::new(
-        Engine::new(
-            parts.clock.clone(),
-            store.clone(),
-            policy.clone(),
-            parts.providers,
-            directories,
-            wakers.clone(),
-        )
-        .with_chat(platforms.clone())
-        .with_limits(parts.user_limits),
-    );
+    let mailer = Mailer::new(&parts.email)
+        .map_err(ServerError::Email)?
+        .map(Arc::new);
+    let mut engine = Engine::new(
+        parts.clock.clone(),
+        store.clone(),
+        policy.clone(),
+        parts.providers,
+        directories,
+        wakers.clone(),
+    )
+    .with_chat(platforms.clone())
+    .with_limits(parts.user_limits);
+    if mailer.is_some() {
+        engine = engine.with_email();
+    }
+    let engine = Arc::new(engine);
     let cancel = CancellationToken::new();
-    let workers = spawn_workers(&engine, policy, platforms, &wakers, &cancel);
+    let workers = spawn_workers(&engine, policy, platforms, mailer, &wakers, &cancel);
+    let approval_pages = parts
+        .email
+        .token_key
+        .clone()
+        .map(|key| ApprovalPages::new(TokenKey::new(key)));
 
     let app = http::router(Arc::new(AppState {
         engine,
@@ -204,6 +224,7 @@ pub async fn start(
         teams_webhook_secret: parts.teams_webhook_secret.clone(),
         api: ApiAuth::new(&parts.api_tokens),
         admission: Admission::new(parts.max_in_flight),
+        approval_pages,
     }));
     let addr = listener.local_addr()?;
     let http_cancel = CancellationToken::new();

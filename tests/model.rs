@@ -306,7 +306,7 @@ impl World {
             }),
         );
         let cancel = CancellationToken::new();
-        let tracker = jitbot::server::spawn_workers(&engine, policy, chat, &wakers, &cancel);
+        let tracker = jitbot::server::spawn_workers(&engine, policy, chat, None, &wakers, &cancel);
         self.engine = Some(engine);
         self.workers = Some((cancel, tracker));
     }

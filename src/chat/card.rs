@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::duration::HumanDuration;
-use crate::domain::ids::{Actor, GroupName};
+use crate::domain::ids::{Actor, GroupName, Platform};
 use crate::domain::policy::GroupPolicy;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::domain::text::literal;
@@ -96,6 +96,16 @@ fn theirs(text: impl Into<String>) -> CardText {
 /// The approval card for `request` in its current state: buttons while it
 /// is pending, the outcome (who, when) once decided. For an extension
 /// request, `extended` is the grant it extends.
+/// How a person is named where they cannot be mentioned: their name, and
+/// how they acted when it was not through chat ("lead@example.com (by
+/// email)").
+pub fn who(actor: &Actor) -> String {
+    match actor.platform {
+        Platform::Email => format!("{} (by email)", actor.name_or_id()),
+        _ => actor.name_or_id().to_string(),
+    }
+}
+
 pub fn approval_card(
     request: &AccessRequest,
     group: Option<&GroupPolicy>,

@@ -32,6 +32,11 @@ pub enum ChatError {
     /// May succeed later (network, 5xx, timeouts).
     #[error("chat API call failed: {0}")]
     Failed(String),
+    /// The destination refused this message (a mail server's 5xx): tried
+    /// a few times in case it was passing, then reported like
+    /// `Unreachable`.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Where a posted card lives, so it can be updated later.

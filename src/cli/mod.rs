@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> i32 {
         CliCommand::Serve => serve::serve(settings, env).await,
         CliCommand::Console { user, groups } => serve::console(settings, env, user, groups).await,
         CliCommand::CheckConfig { path } => {
-            offline::check_config(path.as_deref().unwrap_or(&settings.config_path))
+            offline::check_config(path.as_deref().unwrap_or(&settings.config_path), &settings)
         }
         CliCommand::Audit {
             command: AuditCommand::Verify,

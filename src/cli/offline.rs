@@ -18,8 +18,8 @@ use crate::domain::policy::{GroupPolicy, SweepMode};
 use crate::engine::{Engine, Wakers};
 use crate::store::{ImportError, PgStore, SledStore, Store};
 
-pub(super) fn check_config(path: &Path) -> i32 {
-    match policy::load(path) {
+pub(super) fn check_config(path: &Path, settings: &Settings) -> i32 {
+    match policy::load(path, settings.email.setup()) {
         Ok(policy) => {
             println!(
                 "{}: OK ({} group(s), {} provider(s))",

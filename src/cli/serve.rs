@@ -39,6 +39,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         user_limits: settings.user_limits,
         max_in_flight: settings.max_in_flight,
         clock: Arc::new(SystemClock),
+        email: settings.email.clone(),
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,
@@ -159,7 +160,7 @@ pub(super) fn policy_and_providers(
     settings: &Settings,
     env: &EnvSource,
 ) -> Result<(Policy, Providers), i32> {
-    let policy = match policy::load(&settings.config_path) {
+    let policy = match policy::load(&settings.config_path, settings.email.setup()) {
         Ok(policy) => policy,
         Err(error) => {
             report_policy_error(&error);

@@ -1,6 +1,7 @@
 //! Configuration: deployment settings and secrets from the environment
 //! ([`settings`]), and the policy file ([`policy`]) with line-precise errors.
 
+pub mod email;
 pub mod policy;
 pub mod secret;
 pub mod settings;

@@ -39,6 +39,8 @@ pub struct Settings {
     pub user_limits: FilingLimits,
     /// Chat and API requests worked on at once (`JITBOT_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
+    /// Email approvals and notifications (`JITBOT_SMTP_URL` and friends).
+    pub email: super::email::EmailSettings,
 }
 
 /// The shared PostgreSQL store.
@@ -126,6 +128,8 @@ pub enum SettingsError {
     BadLease(String),
     #[error("JITBOT_DATABASE_URL must start with postgres:// or postgresql://")]
     BadDatabaseUrl,
+    #[error("{0}")]
+    Email(String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -295,6 +299,7 @@ impl Settings {
                 pending: limit(env, "JITBOT_USER_PENDING", DEFAULT_PENDING)?,
             },
             max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
+            email: super::email::EmailSettings::from_env(env)?,
         })
     }
 }

@@ -86,7 +86,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         .with_chat(platforms.clone()),
     );
     let cancel = CancellationToken::new();
-    let workers = crate::server::spawn_workers(&engine, policy, platforms, &wakers, &cancel);
+    let workers = crate::server::spawn_workers(&engine, policy, platforms, None, &wakers, &cancel);
 
     terminal.say(&format!(
         "jitbot console — you are {me}, typing in #{DEFAULT_CHANNEL}. Try `/jit groups`.\n{HELP}"

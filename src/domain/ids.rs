@@ -5,6 +5,8 @@
 use std::fmt;
 
 use rand::Rng;
+
+use super::email::EmailAddress;
 use serde::{Deserialize, Serialize};
 
 /// Crockford's base32 alphabet: no I, L, O or U, so ids read aloud or typed
@@ -168,6 +170,9 @@ impl TryFrom<String> for GroupName {
 pub enum Platform {
     Slack,
     Teams,
+    /// Not a chat: people jitbot reaches by email (email approvers, API
+    /// requesters who gave an address); their user id is the address.
+    Email,
 }
 
 impl fmt::Display for Platform {
@@ -175,6 +180,7 @@ impl fmt::Display for Platform {
         f.write_str(match self {
             Platform::Slack => "slack",
             Platform::Teams => "teams",
+            Platform::Email => "email",
         })
     }
 }
@@ -245,6 +251,8 @@ impl ChannelId {
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
             }
             Platform::Teams => is_teams_channel(raw),
+            // Email has no channels.
+            Platform::Email => false,
         };
         if valid {
             Ok(ChannelId::new(raw))
@@ -269,6 +277,12 @@ pub struct Actor {
     /// used for a decision.
     #[serde(default)]
     pub name: String,
+    /// Their email address, where known: always for someone acting by
+    /// email; for a chat user, their profile's address, looked up where it
+    /// decides something (that a chat approver and an email approver are
+    /// one person); for an API requester, the address they gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailAddress>,
 }
 
 impl Actor {
@@ -277,7 +291,26 @@ impl Actor {
             platform,
             user,
             name: name.into(),
+            email: None,
         }
+    }
+
+    /// Someone acting by email, from the link in an email sent to them.
+    pub fn by_email(address: &EmailAddress) -> Self {
+        Self {
+            platform: Platform::Email,
+            user: UserId::new(address.as_str()),
+            name: address.to_string(),
+            email: Some(address.clone()),
+        }
+    }
+
+    /// This person, with their email address known.
+    pub fn with_email(mut self, email: Option<EmailAddress>) -> Self {
+        if self.email.is_none() {
+            self.email = email;
+        }
+        self
     }
 
     /// The display name, or the user id when there is none.
@@ -289,9 +322,13 @@ impl Actor {
         }
     }
 
-    /// Same person, regardless of the display name.
+    /// Same person, regardless of the display name: the same user of one
+    /// platform, or — across platforms — the same known email address (a
+    /// Slack user whose profile says lead@example.com is the email approver
+    /// lead@example.com).
     pub fn is(&self, other: &Actor) -> bool {
-        self.platform == other.platform && self.user == other.user
+        (self.platform == other.platform && self.user == other.user)
+            || matches!((&self.email, &other.email), (Some(a), Some(b)) if a == b)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod command;
 pub mod contact;
 pub mod duration;
+pub mod email;
 pub mod ids;
 pub mod job;
 pub mod mapping;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::command::MAX_REASON_CHARS;
 use super::duration::HumanDuration;
+use super::email::EmailAddress;
 use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,9 @@ pub enum Subject {
     SlackUserGroup(String),
     /// A Teams user by Azure AD object id.
     TeamsUser(UserId),
+    /// Someone reached by email (approvers and `escalate_to` only); a chat
+    /// user whose profile has this address is the same person.
+    Email(EmailAddress),
 }
 
 impl Subject {
@@ -113,6 +117,9 @@ impl Subject {
         let text = raw.trim();
         if text == "*" {
             return Some(Subject::Anyone);
+        }
+        if EmailAddress::looks_like(text) {
+            return EmailAddress::parse(text).ok().map(Subject::Email);
         }
         let slack_shaped = text.len() >= 2
             && text.len() <= 32
@@ -127,6 +134,14 @@ impl Subject {
             };
         }
         is_guid(text).then(|| Subject::TeamsUser(UserId::new(text.to_ascii_lowercase())))
+    }
+
+    /// The email address this entry names, if it is one.
+    pub fn email(&self) -> Option<&EmailAddress> {
+        match self {
+            Subject::Email(address) => Some(address),
+            _ => None,
+        }
     }
 
     /// The Slack user group this entry names, if it is one.
@@ -150,6 +165,7 @@ impl Subject {
                 actor.platform == Platform::Teams
                     && actor.user.as_str().eq_ignore_ascii_case(id.as_str())
             }
+            Subject::Email(address) => actor.email.as_ref() == Some(address),
         }
     }
 }
@@ -293,6 +309,11 @@ impl Policy {
         self.groups.iter().find(|g| &g.name == name)
     }
 
+    /// Whether any group is decided by email (then email must be set up).
+    pub fn uses_email(&self) -> bool {
+        self.groups.iter().any(GroupPolicy::decided_by_email)
+    }
+
     pub fn provider(&self, name: &str) -> Option<&ProviderSpec> {
         self.providers.get(name)
     }
@@ -307,6 +328,22 @@ impl Policy {
 }
 
 impl GroupPolicy {
+    /// The email approvers: each gets an email with a link for every
+    /// request, whatever channels the cards go to.
+    pub fn email_approvers(&self) -> impl Iterator<Item = &EmailAddress> {
+        self.approvers.iter().filter_map(Subject::email)
+    }
+
+    /// Whether anyone may decide this group's requests by email (then who
+    /// is who across chat and email matters: a chat user and an email
+    /// approver may be one person).
+    pub fn decided_by_email(&self) -> bool {
+        self.approvers
+            .iter()
+            .chain(&self.escalate_to)
+            .any(|s| s.email().is_some())
+    }
+
     /// The duration to grant, or why it is outside the group's limits.
     pub fn check_request(
         &self,

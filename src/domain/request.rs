@@ -43,6 +43,10 @@ pub struct AccessRequest {
     /// mapping has changed since.
     #[serde(default)]
     pub principal: Option<String>,
+    /// The requester has no chat jitbot can reach (an API request that gave
+    /// an `email`): what the requester is owed goes to their address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify_by_email: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +172,7 @@ impl AccessRequest {
         } else {
             RequestState::Pending
         };
+        let notify_by_email = requester.email.is_some();
         let request = AccessRequest {
             id,
             requester,
@@ -183,6 +188,8 @@ impl AccessRequest {
             extensions: Vec::new(),
             escalated_at: None,
             principal: None,
+            // Only the API files a requester with an address given.
+            notify_by_email,
         };
         (request, Happened::Requested { auto_approved })
     }

@@ -25,6 +25,7 @@ pub fn approval_destinations(
         let fallback = match platform {
             Platform::Slack => group.channel.clone(),
             Platform::Teams => group.teams_channel.clone(),
+            Platform::Email => None,
         };
         out.extend(fallback.map(|channel| Destination { platform, channel }));
     }

@@ -303,6 +303,6 @@ impl Engine {
 pub fn show_channel(destination: &Destination) -> String {
     match destination.platform {
         Platform::Slack => format!("<#{}>", destination.channel),
-        Platform::Teams => destination.channel.to_string(),
+        Platform::Teams | Platform::Email => destination.channel.to_string(),
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{show_time, Engine};
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::{Actor, Destination};
+use crate::domain::ids::{Actor, Destination, Platform};
 use crate::domain::job::JobKind;
 use crate::domain::message::Outgoing;
 use crate::domain::policy::GroupPolicy;
@@ -19,7 +19,8 @@ use crate::store::{Effects, StoreError};
 #[derive(Debug, Clone, Default)]
 pub(super) struct Audience {
     pub channels: Vec<Destination>,
-    /// Approvers who get the card directly, when there is no channel.
+    /// Approvers who get the card directly: chat approvers when there is
+    /// no channel, and email approvers always.
     pub direct: Vec<Actor>,
 }
 
@@ -42,12 +43,25 @@ impl Engine {
             return Ok(Audience::default());
         };
         let channels = self.destinations(group).await?;
-        let direct = if channels.is_empty() {
+        let mut direct = if channels.is_empty() {
             self.direct_approvers(group)
         } else {
             Vec::new()
         };
+        direct.extend(self.email_approvers(group));
         Ok(Audience { channels, direct })
+    }
+
+    /// Where the requester of `request` hears back: their address, when
+    /// they filed through the API with one (and email is set up); else
+    /// their chat.
+    pub(super) fn requester_inbox(&self, request: &AccessRequest) -> Actor {
+        match &request.requester.email {
+            Some(address) if request.notify_by_email && self.email_enabled => {
+                Actor::by_email(address)
+            }
+            _ => request.requester.clone(),
+        }
     }
 
     /// The jobs that end a grant at `expires_at`: the warning (if there is
@@ -101,19 +115,24 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Effects, StoreError> {
         let mut effects = Effects::default();
+        // A decision taken on the email page says so, with the address.
+        let by_email = actor
+            .filter(|a| a.platform == Platform::Email)
+            .map(|a| format!(" (by email, {})", a.user));
         let audit = |action: AuditAction, text: String| AuditRecord {
             at: now,
             action,
             actor: actor.cloned(),
             request: Some(request.id.clone()),
             group: Some(request.group.clone()),
-            detail: detail.clone().unwrap_or(text),
+            detail: detail.clone().unwrap_or(text) + by_email.as_deref().unwrap_or(""),
         };
         let refresh = Outgoing::RefreshCards {
             request: request.id.clone(),
         };
+        let requester = self.requester_inbox(request);
         let tell_requester = |text: String| Outgoing::Direct {
-            to: request.requester.clone(),
+            to: requester.clone(),
             text,
             about: Some(request.id.clone()),
         };

@@ -49,15 +49,20 @@ impl Engine {
         let Some(group) = self.policy.group(&request.group) else {
             return Ok(ClickOutcome::Missing);
         };
-        let is_approver = self
-            .may_approve_at_a_glance(&request, group, &click.by)
-            .await;
+        let glance = self.decider_at_a_glance(&request, group, &click.by).await;
         let now = self.now();
         let outcome = match &click.decision {
-            Decision::Approve => {
-                request.approve(&click.by, is_approver, group.approvals_required, now)
+            Decision::Approve => glance.request.approve(
+                &glance.by,
+                glance.is_approver,
+                group.approvals_required,
+                now,
+            ),
+            Decision::Deny { reason } => {
+                glance
+                    .request
+                    .deny(&glance.by, glance.is_approver, reason, now)
             }
-            Decision::Deny { reason } => request.deny(&click.by, is_approver, reason, now),
         };
         let next = match outcome {
             Ok((next, _)) => next,
@@ -111,13 +116,16 @@ impl Engine {
         let Some(request) = self.store.get_request(request_id).await? else {
             return Ok(false);
         };
-        let is_approver = match self.policy.group(&request.group) {
-            Some(group) => self.may_approve_at_a_glance(&request, group, by).await,
-            None => false,
+        let Some(group) = self.policy.group(&request.group) else {
+            return Ok(false);
         };
+        let glance = self.decider_at_a_glance(&request, group, by).await;
         // A trial denial answers every rule at once: pending, not one's own,
         // approver.
-        match request.deny(by, is_approver, "check", self.now()) {
+        match glance
+            .request
+            .deny(&glance.by, glance.is_approver, "check", self.now())
+        {
             Ok(_) => Ok(true),
             Err(refusal) => {
                 let effects = self.refusal_effects(&request, by, &refusal, reply_in.as_ref());

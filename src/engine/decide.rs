@@ -4,14 +4,25 @@
 
 use super::rights::Lookup;
 use super::{Engine, EngineError};
+use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::{Actor, Destination};
+use crate::domain::ids::{Actor, Destination, Platform};
 use crate::domain::job::{Decision, Job, JobKind};
 use crate::domain::message::Outgoing;
+use crate::domain::policy::GroupPolicy;
 use crate::domain::request::{AccessRequest, Refusal, RequestState};
 use crate::domain::text::literal;
 use crate::store::{Applied, Effects, Write};
 use crate::telemetry::Metrics;
+
+/// The parties to a decision, with what the rules need to know of them.
+pub(super) struct Decider {
+    /// The request, its requester's email address known where it matters.
+    pub request: AccessRequest,
+    /// The clicker, likewise.
+    pub by: Actor,
+    pub is_approver: bool,
+}
 
 /// Directory look-ups are retried this many times (about four minutes in
 /// all) before the clicker is told to try again.
@@ -36,42 +47,52 @@ impl Engine {
                 return Ok(());
             };
             let group = self.policy.group(&snapshot.group);
-            let is_approver = match group {
-                Some(group) => match self.may_approve(&snapshot, group, by, Lookup::Fresh).await {
-                    Ok(named) => named,
-                    Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
-                        tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
-                        return self.retry_later(job, Effects::default()).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(request = %id, %error, "giving up on resolving approver groups");
-                        let text = format!(
+            let checked = match group {
+                Some(group) => self.who_decides(&snapshot, group, by, Lookup::Fresh).await,
+                None => Ok(Decider {
+                    request: snapshot.clone(),
+                    by: by.clone(),
+                    is_approver: false,
+                }),
+            };
+            let Decider {
+                request: known,
+                by,
+                is_approver,
+            } = match checked {
+                Ok(decider) => decider,
+                Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
+                    tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
+                    return self.retry_later(job, Effects::default()).await;
+                }
+                Err(error) => {
+                    tracing::error!(request = %id, %error, "giving up on resolving approver groups");
+                    let text = format!(
                             "I could not check your approver rights for {id} ({}); your click was not counted. Please click again.",
                             literal(&error.to_string())
                         );
-                        let effects = Effects {
-                            outbox: vec![self.private_reply(by, reply_in.as_ref(), text)],
-                            ..Effects::default()
-                        };
-                        self.store
-                            .apply(id, Some(job), &mut |_| {
-                                Some(Write {
-                                    request: None,
-                                    effects: effects.clone(),
-                                })
+                    let effects = Effects {
+                        outbox: vec![self.private_reply(by, reply_in.as_ref(), text)],
+                        ..Effects::default()
+                    };
+                    self.store
+                        .apply(id, Some(job), &mut |_| {
+                            Some(Write {
+                                request: None,
+                                effects: effects.clone(),
                             })
-                            .await?;
-                        self.commit_and_wake_for(&effects).await?;
-                        return Ok(());
-                    }
-                },
-                None => false,
+                        })
+                        .await?;
+                    self.commit_and_wake_for(&effects).await?;
+                    return Ok(());
+                }
             };
+            let by = &by;
             let required = group.map_or(1, |g| g.approvals_required);
             let now = self.now();
             let outcome = match decision {
-                Decision::Approve => snapshot.approve(by, is_approver, required, now),
-                Decision::Deny { reason } => snapshot.deny(by, is_approver, reason, now),
+                Decision::Approve => known.approve(by, is_approver, required, now),
+                Decision::Deny { reason } => known.deny(by, is_approver, reason, now),
             };
             let counted = match &outcome {
                 Ok((next, _)) if matches!(next.state, RequestState::Approved { .. }) => "approved",
@@ -113,6 +134,29 @@ impl Engine {
         }
     }
 
+    /// Who is deciding `request`, as far as the rules need to know: the
+    /// clicker and the requester with their email addresses where the
+    /// group is decided by email (one person by chat and by email counts
+    /// once, and never approves their own request), and whether the
+    /// clicker may decide it.
+    pub(super) async fn who_decides(
+        &self,
+        request: &AccessRequest,
+        group: &GroupPolicy,
+        by: &Actor,
+        lookup: Lookup,
+    ) -> Result<Decider, ChatError> {
+        let by = self.known_by_email(by, group).await?;
+        let mut request = request.clone();
+        request.requester = self.known_by_email(&request.requester, group).await?;
+        let is_approver = self.may_approve(&request, group, &by, lookup).await?;
+        Ok(Decider {
+            request,
+            by,
+            is_approver,
+        })
+    }
+
     /// Tell the clicker why nothing changed; attempts that break a rule
     /// (not an approver, one's own request) are audited too.
     pub(super) fn refusal_effects(
@@ -122,8 +166,12 @@ impl Engine {
         refusal: &Refusal,
         reply_in: Option<&Destination>,
     ) -> Effects {
+        // Someone deciding by email reads the outcome on the page they
+        // decided on; an email saying it again would only be noise.
+        let reply = (by.platform != Platform::Email)
+            .then(|| self.private_reply(by, reply_in, refusal.to_string()));
         Effects {
-            outbox: vec![self.private_reply(by, reply_in, refusal.to_string())],
+            outbox: reply.into_iter().collect(),
             audit: self
                 .refusal_audit(request, by, refusal)
                 .into_iter()

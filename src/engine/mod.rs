@@ -17,6 +17,7 @@
 
 mod admin;
 mod announce;
+mod by_email;
 mod click;
 mod commands;
 mod contacts;
@@ -55,6 +56,7 @@ use crate::store::{Store, StoreError};
 use crate::telemetry::{Health, Metrics};
 
 pub use admin::{show_channel, AdminError, MappingView, Page};
+pub use by_email::{EmailApproval, EmailDecision};
 pub use click::{Click, ClickOutcome};
 pub use commands::Reply;
 pub use contacts::StoreContactBook;
@@ -119,6 +121,10 @@ pub struct Engine {
     health: Arc<Health>,
     /// How much one person may file.
     limits: FilingLimits,
+    /// Whether email is set up (`JITBOT_SMTP_URL`): then email approvers
+    /// are sent their links, and requesters who gave an address hear back
+    /// by email.
+    email_enabled: bool,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -150,7 +156,23 @@ impl Engine {
             wakers,
             metrics: Arc::new(Metrics::new()),
             limits: FilingLimits::default(),
+            email_enabled: false,
         }
+    }
+
+    /// Reach people by email too (the outbox has a mailer).
+    pub fn with_email(mut self) -> Engine {
+        self.email_enabled = true;
+        self
+    }
+
+    /// The chat directories (profiles, user groups), for the workers.
+    pub fn directories(&self) -> &HashMap<Platform, Arc<CachedDirectory>> {
+        &self.directories
+    }
+
+    pub fn email_enabled(&self) -> bool {
+        self.email_enabled
     }
 
     /// Set how much one person may file.

@@ -97,21 +97,28 @@ impl Engine {
         Ok(false)
     }
 
-    /// [`Engine::may_approve`] while someone waits for an answer, for a
-    /// preview only: a look-up that does not answer in time does not
-    /// refuse (the decision itself checks again, fresh, before it counts).
-    pub(super) async fn may_approve_at_a_glance(
+    /// [`Engine::who_decides`] while someone waits for an answer, for a
+    /// preview only: look-ups that do not answer in time do not refuse
+    /// (the decision itself checks again, fresh, before it counts).
+    pub(super) async fn decider_at_a_glance(
         &self,
         request: &AccessRequest,
         group: &GroupPolicy,
         by: &Actor,
-    ) -> bool {
-        tokio::time::timeout(
+    ) -> super::decide::Decider {
+        let checked = tokio::time::timeout(
             PROMPT_LOOKUP_TIMEOUT,
-            self.may_approve(request, group, by, Lookup::Cached),
+            self.who_decides(request, group, by, Lookup::Cached),
         )
-        .await
-        .map_or(true, |checked| checked.unwrap_or(true))
+        .await;
+        match checked {
+            Ok(Ok(decider)) => decider,
+            _ => super::decide::Decider {
+                request: request.clone(),
+                by: by.clone(),
+                is_approver: true,
+            },
+        }
     }
 
     /// The people `subjects` name, with user groups expanded.
@@ -131,16 +138,51 @@ impl Engine {
                         .collect(),
                     None => Vec::new(),
                 },
+                Subject::Email(address) => vec![Actor::by_email(address)],
                 Subject::Anyone => Vec::new(),
             };
             for person in found {
-                let reachable = self.directories.contains_key(&person.platform);
+                let reachable = match person.platform {
+                    Platform::Email => self.email_enabled,
+                    chat => self.directories.contains_key(&chat),
+                };
                 if reachable && seen.insert((person.platform, person.user.clone())) {
                     people.push(person);
                 }
             }
         }
         Ok(people)
+    }
+
+    /// The email approvers of `group`, who get an email with a link for
+    /// each request (when email is set up).
+    pub(super) fn email_approvers(&self, group: &GroupPolicy) -> Vec<Actor> {
+        if !self.email_enabled {
+            return Vec::new();
+        }
+        group.email_approvers().map(Actor::by_email).collect()
+    }
+
+    /// `actor` with their email address, when it may decide something: the
+    /// group is decided by email, so a chat user and an email approver may
+    /// be one person (who must count once, and never approve their own
+    /// request). The profile is asked fresh.
+    pub(super) async fn known_by_email(
+        &self,
+        actor: &Actor,
+        group: &GroupPolicy,
+    ) -> Result<Actor, ChatError> {
+        if actor.email.is_some() || !group.decided_by_email() {
+            return Ok(actor.clone());
+        }
+        let Some(directory) = self.directories.get(&actor.platform) else {
+            return Ok(actor.clone());
+        };
+        let email = directory
+            .email(&actor.user)
+            .await?
+            .and_then(|text| crate::domain::email::EmailAddress::parse(&text).ok());
+        Ok(actor.clone().with_email(email))
     }
 
     /// Approvers who get the card directly when the group has no channel.

@@ -3,6 +3,7 @@
 
 mod admission;
 pub mod api;
+mod approve;
 mod error;
 mod serve;
 mod slack;
@@ -20,6 +21,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 pub use admission::{Admission, BUSY_TEXT};
+pub use approve::ApprovalPages;
 pub use error::HttpError;
 pub use serve::{serve, HEADER_READ_TIMEOUT};
 pub use slack::SlackIngress;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub teams: Option<TeamsIngress>,
     pub teams_webhook_secret: Option<crate::config::Secret>,
     pub api: api::ApiAuth,
+    /// The email approval pages, when `JITBOT_EMAIL_TOKEN_KEY` is set.
+    pub approval_pages: Option<ApprovalPages>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -54,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/teams/messages", post(teams::messages))
         .route("/teams/webhook", post(teams::webhook))
         .merge(api::routes())
+        .merge(approve::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admission::admit,

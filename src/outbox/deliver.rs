@@ -13,6 +13,10 @@ use crate::domain::request::PostedCard;
 use crate::domain::routing::approval_destinations;
 use crate::store::{OutboxEntry, StoreError, Write};
 
+/// A message its destination refuses (a mail server's 5xx) is tried this
+/// many times in all, then reported as undeliverable.
+const REFUSED_ATTEMPTS: u32 = 3;
+
 /// How one attempt went.
 pub(super) enum Delivery {
     Done,
@@ -28,11 +32,18 @@ pub(super) enum Delivery {
 impl OutboxWorker {
     pub(super) async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
         let message = &entry.message;
-        let result = self.try_deliver(message).await;
+        let result = match self.try_deliver(entry).await {
+            // Refused again and again: it is not passing.
+            Err(ChatError::Refused(error)) if entry.attempts + 1 >= REFUSED_ATTEMPTS => {
+                Err(ChatError::Unreachable(error))
+            }
+            Err(ChatError::Refused(error)) => Err(ChatError::Failed(error)),
+            other => other,
+        };
         if let Err(error) = &result {
             let kind = match error {
                 ChatError::RateLimited(_) => "rate_limited",
-                ChatError::Unreachable(_) => "unreachable",
+                ChatError::Unreachable(_) | ChatError::Refused(_) => "unreachable",
                 ChatError::Failed(_) => "failed",
             };
             self.metrics
@@ -48,7 +59,7 @@ impl OutboxWorker {
                     rate_limited: true,
                 }
             }
-            Err(ChatError::Unreachable(error)) => {
+            Err(ChatError::Unreachable(error) | ChatError::Refused(error)) => {
                 tracing::error!(%error, ?message, "message cannot be delivered; dropping it");
                 self.report_undeliverable_card(message, &error).await;
                 self.report_unreachable_person(message, &error).await;
@@ -81,17 +92,32 @@ impl OutboxWorker {
             Ok(Some(request)) => request,
             _ => return,
         };
-        let where_to = match message {
-            Outgoing::PostCard { to, .. } => format!("channel {}", to.channel),
-            _ => "an approver".to_string(),
+        let text = match message {
+            Outgoing::DirectCard { to, .. } if to.platform == Platform::Email => format!(
+                "I could not send the approval email for your request {id} ({}) to {}: {}. Ask an admin to check that approver's address; your request stays pending meanwhile.",
+                request.group,
+                crate::domain::text::literal(to.user.as_str()),
+                crate::domain::text::literal(error)
+            ),
+            Outgoing::PostCard { to, .. } => format!(
+                "I could not send the approval card for your request {id} ({}) to channel {}: {error}. Ask an admin to invite jitbot to the approval channel; your request stays pending meanwhile.",
+                request.group, to.channel
+            ),
+            _ => format!(
+                "I could not send the approval card for your request {id} ({}) to an approver: {error}. Ask an admin to invite jitbot to the approval channel; your request stays pending meanwhile.",
+                request.group
+            ),
         };
-        let text = format!(
-            "I could not send the approval card for your request {id} ({}) to {where_to}: {error}. Ask an admin to invite jitbot to the approval channel; your request stays pending meanwhile.",
-            request.group
-        );
+        // A requester who filed with an address hears back there.
+        let requester = match &request.requester.email {
+            Some(address) if request.notify_by_email && self.mailer.is_some() => {
+                crate::domain::ids::Actor::by_email(address)
+            }
+            _ => request.requester,
+        };
         let effects = crate::store::Effects {
             outbox: vec![Outgoing::Direct {
-                to: request.requester,
+                to: requester,
                 text,
                 about: None,
             }],
@@ -138,14 +164,23 @@ impl OutboxWorker {
             to.platform,
             request.group
         );
+        let mut outbox: Vec<Outgoing> = channels
+            .into_iter()
+            .map(|to| Outgoing::ChannelNotice {
+                to,
+                text: text.clone(),
+            })
+            .collect();
+        // With email set up, they get it by email too.
+        if let Some(address) = self.address_of_chat_user(&to).await {
+            outbox.push(Outgoing::Direct {
+                to: crate::domain::ids::Actor::by_email(&address),
+                text: what,
+                about: None,
+            });
+        }
         let effects = crate::store::Effects {
-            outbox: channels
-                .into_iter()
-                .map(|to| Outgoing::ChannelNotice {
-                    to,
-                    text: text.clone(),
-                })
-                .collect(),
+            outbox,
             ..Default::default()
         };
         if let Err(error) = self.store.record(&effects).await {
@@ -159,8 +194,15 @@ impl OutboxWorker {
             .ok_or_else(|| ChatError::Unreachable(format!("{platform} is not configured")))
     }
 
-    async fn try_deliver(&self, message: &Outgoing) -> Result<(), ChatError> {
+    async fn try_deliver(&self, entry: &OutboxEntry) -> Result<(), ChatError> {
+        let message = &entry.message;
         match message {
+            Outgoing::DirectCard { request, to } if to.platform == Platform::Email => {
+                self.mail_approval(entry, request, to).await
+            }
+            Outgoing::Direct { to, text, .. } if to.platform == Platform::Email => {
+                self.mail_notice(entry, to, text).await
+            }
             Outgoing::PostCard { request, to } => {
                 self.post_card(request, to.platform, |platform, card| {
                     let channel = to.channel.clone();
@@ -223,6 +265,21 @@ impl OutboxWorker {
                     return Ok(());
                 };
                 let card = expiry_warning(&grant, *expires_at);
+                if let Some(address) = grant
+                    .requester
+                    .email
+                    .as_ref()
+                    .filter(|_| grant.notify_by_email)
+                {
+                    let mut text = card.fallback.clone();
+                    text.push_str(&format!(
+                        " To keep it longer, extend it before then (`/jit extend {} <duration> <reason>`); approvers decide as for a request.",
+                        request.grant_id()
+                    ));
+                    return self
+                        .mail_notice(entry, &crate::domain::ids::Actor::by_email(address), &text)
+                        .await;
+                }
                 self.platform(grant.requester.platform)?
                     .direct_message(&grant.requester.user, &card.fallback, Some(&card))
                     .await
@@ -339,6 +396,7 @@ impl OutboxWorker {
         match platform {
             Some(Platform::Slack) => "slack",
             Some(Platform::Teams) => "teams",
+            Some(Platform::Email) => "email",
             None => "unknown",
         }
     }

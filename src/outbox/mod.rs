@@ -14,6 +14,7 @@
 //! never loses them.
 
 mod deliver;
+mod mail;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::directory::CachedDirectory;
 use crate::chat::ChatPlatform;
 use crate::clock::Clock;
 use crate::domain::ids::Platform;
@@ -47,6 +49,10 @@ pub struct OutboxWorker {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    /// Email, when set up: approval emails and notices by email.
+    mailer: Option<Arc<crate::email::Mailer>>,
+    /// Chat profiles, for the address of someone chat cannot reach.
+    directories: HashMap<Platform, Arc<CachedDirectory>>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
@@ -72,6 +78,8 @@ pub struct OutboxParts {
     pub store: Arc<dyn Store>,
     pub policy: Arc<Policy>,
     pub platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    pub mailer: Option<Arc<crate::email::Mailer>>,
+    pub directories: HashMap<Platform, Arc<CachedDirectory>>,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
@@ -84,6 +92,8 @@ impl OutboxWorker {
             store: parts.store,
             policy: parts.policy,
             platforms: parts.platforms,
+            mailer: parts.mailer,
+            directories: parts.directories,
             clock: parts.clock,
             wake: parts.wake,
             metrics: parts.metrics,

@@ -306,3 +306,60 @@ mod over_the_api {
         );
     }
 }
+
+#[test]
+fn check_config_wants_email_set_up_for_email_approvers() {
+    let file = write_policy(
+        r#"[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "HOOK_SECRET"
+
+[[groups]]
+name = "records"
+provider = "hook"
+target = "records_ro"
+approvers = ["owner@example.com"]
+"#,
+    );
+    let path = file.path().display().to_string();
+    let bare = jitbot()
+        .arg("check-config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{path}:10:14: `owner@example.com` in `approvers` of group `records` is an email approver, but JITBOT_SMTP_URL is not set"
+        )),
+        "{stderr}"
+    );
+    let half = jitbot()
+        .arg("check-config")
+        .arg(file.path())
+        .env("JITBOT_SMTP_URL", "smtp://127.0.0.1:25")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(
+        stderr.contains("but JITBOT_PUBLIC_URL is not set"),
+        "{stderr}"
+    );
+    // Set up: a group decided only by email, without a channel, is valid.
+    let ready = jitbot()
+        .arg("check-config")
+        .arg(file.path())
+        .env("JITBOT_SMTP_URL", "smtp://127.0.0.1:25")
+        .env("JITBOT_PUBLIC_URL", "https://jit.example.com")
+        .env("JITBOT_EMAIL_TOKEN_KEY", "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap();
+    assert_eq!(
+        ready.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+}

@@ -26,6 +26,8 @@ pub(crate) const HOOK_SECRET: &str = "hook-secret-for-tests";
 pub(crate) const TEAMS_WEBHOOK_SECRET: &str = "dGVhbXMtb3V0Z29pbmctd2ViaG9vay1rZXk=";
 pub(crate) const USER_TOKEN: &str = "user-token-for-tests-0123456789";
 pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+/// Signs the links of approval emails in tests.
+pub(crate) const EMAIL_TOKEN_KEY: &str = "email-token-key-for-tests-0123456789abcdef";
 
 fn api_token(user: &str, admin: bool, token: &str) -> ApiTokenSpec {
     ApiTokenSpec {
@@ -260,6 +262,9 @@ pub(crate) struct TestApp {
     stopped_store: tokio::sync::Mutex<Option<Arc<dyn jitbot::store::Store>>>,
     /// The server's clock: the wall clock, moved forward by [`TestApp::advance`].
     pub(crate) clock: Arc<jitbot::clock::ShiftedClock>,
+    /// Email settings (none unless a test sends email); the public URL is
+    /// the server's own address, set when it starts.
+    pub(crate) email: jitbot::config::email::EmailSettings,
 }
 
 impl TestApp {
@@ -304,6 +309,45 @@ impl TestApp {
         user_limits: jitbot::domain::quota::FilingLimits,
         max_in_flight: usize,
     ) -> TestApp {
+        Self::spawn_full(
+            policy,
+            teams,
+            user_limits,
+            max_in_flight,
+            Default::default(),
+        )
+        .await
+    }
+
+    /// Start with `policy`, sending email through the SMTP server at
+    /// `smtp_port` (plain SMTP on loopback), links signed with a test key.
+    pub(crate) async fn spawn_with_email(policy: &str, smtp_port: u16) -> TestApp {
+        let email = jitbot::config::email::EmailSettings::from_env(&EnvSource::from_pairs([
+            (
+                "JITBOT_SMTP_URL",
+                format!("smtp://127.0.0.1:{smtp_port}").as_str(),
+            ),
+            ("JITBOT_EMAIL_FROM", "jitbot@jit.example.com"),
+            ("JITBOT_EMAIL_TOKEN_KEY", EMAIL_TOKEN_KEY),
+        ]))
+        .expect("test email settings are valid");
+        Self::spawn_full(
+            policy,
+            None,
+            Default::default(),
+            jitbot::http::Admission::MAX_IN_FLIGHT,
+            email,
+        )
+        .await
+    }
+
+    async fn spawn_full(
+        policy: &str,
+        teams: Option<jitbot::config::settings::TeamsSettings>,
+        user_limits: jitbot::domain::quota::FilingLimits,
+        max_in_flight: usize,
+        email: jitbot::config::email::EmailSettings,
+    ) -> TestApp {
         let slack = MockServer::start().await;
         let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([
             ("S0DBAS".to_string(), vec!["U0GROUPDBA".to_string()]),
@@ -341,6 +385,7 @@ impl TestApp {
             max_in_flight,
             stopped_store: tokio::sync::Mutex::new(None),
             clock: Arc::default(),
+            email,
         };
         app.teams = teams;
         app.start().await;
@@ -366,6 +411,9 @@ impl TestApp {
         )
         .expect("providers build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        if self.email.smtp.is_some() {
+            self.email.public_url = Some(format!("http://{}", listener.local_addr().unwrap()));
+        }
         let parts = ServerParts {
             store: self.store.location(),
             policy,
@@ -384,6 +432,7 @@ impl TestApp {
             user_limits: self.user_limits,
             max_in_flight: self.max_in_flight,
             clock: self.clock.clone(),
+            email: self.email.clone(),
         };
         let running = server::start(parts, listener).await.expect("server starts");
         self.addr = running.addr;
@@ -853,15 +902,17 @@ pub(crate) fn request_id_in(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Poll `check` until it returns `Some`, for at most ten seconds. The
+/// Poll `check` until it returns `Some`, for at most thirty seconds. The
 /// server works in the background (scheduler, outbox); this waits for an
-/// outcome, not for a fixed time.
+/// outcome, not for a fixed time. The patience is generous because a
+/// loaded two-core machine is slow; it costs nothing when the outcome
+/// comes, and only bounds a failure.
 pub(crate) async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    eventually_within(Duration::from_secs(10), what, check).await
+    eventually_within(Duration::from_secs(30), what, check).await
 }
 
 /// [`eventually`] with a longer patience, for outcomes behind retries with

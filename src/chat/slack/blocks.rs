@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::chat::{Card, CardActionKind, CardText};
+use crate::domain::ids::Platform;
 
 pub const REQUEST_FORM_CALLBACK: &str = "jit_request_form";
 pub const DENY_FORM_CALLBACK: &str = "jit_deny_form";
@@ -44,7 +45,12 @@ fn render_text(parts: &[CardText]) -> String {
         .iter()
         .map(|part| match part {
             CardText::Plain(text) | CardText::Literal(text) => escape(text),
-            CardText::User(actor) => format!("<@{}>", actor.user),
+            CardText::User(actor) if actor.platform == Platform::Slack => {
+                format!("<@{}>", actor.user)
+            }
+            // Someone outside Slack (an email approver): named, never
+            // mentioned.
+            CardText::User(actor) => escape(&crate::chat::card::who(actor)),
             CardText::Time(at) => format!(
                 "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
                 at.timestamp(),

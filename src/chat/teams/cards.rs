@@ -39,7 +39,7 @@ fn is_theirs(part: &CardText) -> bool {
 fn run_of(part: &CardText) -> Value {
     match part {
         CardText::Plain(text) | CardText::Literal(text) => run(text),
-        CardText::User(actor) => run(actor.name_or_id()),
+        CardText::User(actor) => run(&crate::chat::card::who(actor)),
         CardText::Time(at) => run(&at.format("%Y-%m-%d %H:%M UTC").to_string()),
     }
 }
@@ -51,7 +51,7 @@ fn markdown_of(parts: &[CardText]) -> String {
         .map(|part| match part {
             CardText::Time(at) => localized(at),
             CardText::Plain(text) | CardText::Literal(text) => text.clone(),
-            CardText::User(actor) => actor.name_or_id().to_string(),
+            CardText::User(actor) => crate::chat::card::who(actor),
         })
         .collect()
 }

@@ -161,9 +161,12 @@ impl Reader<'_> {
             .map(|(s, _)| s)
             .collect();
 
-        let direct_approvers = approvers
-            .iter()
-            .any(|s| matches!(s, Subject::SlackUser(_) | Subject::TeamsUser(_)));
+        let direct_approvers = approvers.iter().any(|s| {
+            matches!(
+                s,
+                Subject::SlackUser(_) | Subject::TeamsUser(_) | Subject::Email(_)
+            )
+        });
         if approvers.is_empty() && auto_approve.is_none() {
             self.problem(
                 at.clone(),

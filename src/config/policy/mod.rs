@@ -12,6 +12,7 @@ use std::path::Path;
 
 use toml_edit::{ImDocument, TableLike};
 
+use crate::config::email::EmailSetup;
 use crate::domain::policy::{Limits, Policy, ProviderSpec};
 use problems::line_col;
 use reader::{Reader, Span};
@@ -19,13 +20,14 @@ use reader::{Reader, Span};
 pub use problems::{PolicyError, Problem};
 pub use providers::{placeholders, EXEC_PLACEHOLDERS, PRINCIPAL_PLACEHOLDERS};
 
-/// Read and validate the policy file at `path`.
-pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+/// Read and validate the policy file at `path`, with the email settings
+/// present (`email`): an email approver needs them.
+pub fn load(path: &Path, email: EmailSetup) -> Result<Policy, PolicyError> {
     let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&source).map_err(|problems| PolicyError::Invalid {
+    parse_with(&source, email).map_err(|problems| PolicyError::Invalid {
         path: path.to_path_buf(),
         problems,
     })
@@ -41,8 +43,14 @@ const LIMIT_KEYS: &[&str] = &[
     "reason_required",
 ];
 
-/// Parse and validate policy text; on failure, every problem found.
+/// Parse and validate policy text, as if email were set up; on failure,
+/// every problem found.
 pub fn parse(source: &str) -> Result<Policy, Vec<Problem>> {
+    parse_with(source, EmailSetup::READY)
+}
+
+/// [`parse`], with the email settings present.
+pub fn parse_with(source: &str, email: EmailSetup) -> Result<Policy, Vec<Problem>> {
     let document = match ImDocument::parse(source) {
         Ok(document) => document,
         Err(error) => {
@@ -57,6 +65,7 @@ pub fn parse(source: &str) -> Result<Policy, Vec<Problem>> {
     let mut reader = Reader {
         source,
         problems: Vec::new(),
+        email,
     };
     let policy = reader.policy(document.as_table());
     if reader.problems.is_empty() {

@@ -6,13 +6,20 @@ use std::ops::Range;
 use toml_edit::{Item, TableLike};
 
 use super::problems::{line_col, Problem};
+use crate::config::email::EmailSetup;
 use crate::domain::duration::HumanDuration;
+use crate::domain::email::EmailAddress;
 use crate::domain::policy::Subject;
 
 pub(super) struct Reader<'s> {
     pub(super) source: &'s str,
     pub(super) problems: Vec<Problem>,
+    /// Which email settings are present: an email approver needs them.
+    pub(super) email: EmailSetup,
 }
+
+/// The lists that may name people by email address.
+const EMAIL_KEYS: &[&str] = &["approvers", "escalate_to"];
 
 pub(super) type Span = Option<Range<usize>>;
 
@@ -169,7 +176,17 @@ impl Reader<'_> {
         let mut subjects = Vec::new();
         for (text, span) in entries {
             match Subject::parse(&text) {
+                Some(Subject::Email(address)) => {
+                    self.email_subject(&address, span, key, context);
+                    subjects.push(Subject::Email(address));
+                }
                 Some(subject) => subjects.push(subject),
+                None if EmailAddress::looks_like(&text) => {
+                    let why = EmailAddress::parse(&text)
+                        .err()
+                        .map_or_else(String::new, |e| e.to_string());
+                    self.problem(span, format!("in `{key}` of {context}: {why}"));
+                }
                 None => self.problem(
                     span,
                     format!(
@@ -179,6 +196,28 @@ impl Reader<'_> {
             }
         }
         Some(subjects)
+    }
+
+    /// An email address in a list: only approvers may be one, and only
+    /// when jitbot can send them their link.
+    fn email_subject(&mut self, address: &EmailAddress, span: Span, key: &str, context: &str) {
+        if !EMAIL_KEYS.contains(&key) {
+            self.problem(
+                span,
+                format!("`{address}` in `{key}` of {context}: email addresses may only approve (in `approvers` or `escalate_to`); name a chat user here"),
+            );
+            return;
+        }
+        let missing = self.email.missing();
+        if let Some(first) = missing.first() {
+            self.problem(
+                span,
+                format!(
+                    "`{address}` in `{key}` of {context} is an email approver, but {first} is not set (email approvers need {})",
+                    missing.join(", ")
+                ),
+            );
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use super::groups::{DEFAULT_SWEEP_INTERVAL, GROUP_KEYS};
 use super::reader::closest;
 use super::*;
+use crate::config::email::EmailSetup;
 use crate::domain::duration::HumanDuration;
 use crate::domain::policy::{ProviderKind, Subject, SweepMode};
 
@@ -284,4 +285,90 @@ channel = "#approvals"
 fn edit_distance_suggestions() {
     assert_eq!(closest("aprovers", GROUP_KEYS), Some("approvers"));
     assert_eq!(closest("zzzzzz", GROUP_KEYS), None);
+}
+
+const EMAIL_GROUPS: &str = r#"
+[providers.hook]
+kind = "webhook"
+url = "https://iam.example.internal/jit"
+secret_env = "JITBOT_WEBHOOK_SECRET"
+
+[[groups]]
+name = "records"
+provider = "hook"
+target = "records_ro"
+approvers = ["Owner@Example.com"]
+
+[[groups]]
+name = "prod-db"
+provider = "hook"
+target = "prod_rw"
+approvers = ["U0LEAD", "lead@"]
+channel = "C0APPROVALS"
+escalate_after = "15m"
+escalate_to = ["head@example.com"]
+"#;
+
+fn problems_with(source: &str, email: EmailSetup) -> Vec<String> {
+    match parse_with(source, email) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn email_approvers_are_addresses_and_need_email_set_up() {
+    // Everything set: only the malformed address is refused.
+    assert_eq!(
+        problems_with(EMAIL_GROUPS, EmailSetup::READY),
+        vec!["17:24: in `approvers` of group `prod-db`: `lead@` is not an email address (expected something like lead@example.com)"]
+    );
+    let without_smtp = EmailSetup {
+        smtp_url: false,
+        ..EmailSetup::READY
+    };
+    let found = problems_with(EMAIL_GROUPS, without_smtp);
+    assert!(
+        found.contains(&"11:14: `owner@example.com` in `approvers` of group `records` is an email approver, but JITBOT_SMTP_URL is not set (email approvers need JITBOT_SMTP_URL)".to_string()),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("20:16: `head@example.com` in `escalate_to`")),
+        "{found:#?}"
+    );
+    let without_public_url = EmailSetup {
+        public_url: false,
+        token_key: false,
+        ..EmailSetup::READY
+    };
+    let found = problems_with(EMAIL_GROUPS, without_public_url);
+    assert!(
+        found.iter().any(|p| p.contains("but JITBOT_PUBLIC_URL is not set (email approvers need JITBOT_PUBLIC_URL, JITBOT_EMAIL_TOKEN_KEY)")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_group_decided_only_by_email_needs_no_channel_and_people_elsewhere_need_chat_ids() {
+    let policy = parse(&EMAIL_GROUPS.replace("\"lead@\"", "\"lead@example.com\"")).unwrap();
+    let records = &policy.groups[0];
+    assert_eq!(records.channel, None);
+    assert_eq!(
+        records
+            .email_approvers()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>(),
+        ["owner@example.com"]
+    );
+    assert!(policy.uses_email());
+    let found = problems(
+        r#"admins = ["admin@example.com"]
+"#,
+    );
+    assert_eq!(
+        found,
+        vec!["1:11: `admin@example.com` in `admins` of the policy: email addresses may only approve (in `approvers` or `escalate_to`); name a chat user here"]
+    );
 }

@@ -23,6 +23,7 @@ pub use auth::{ApiAuth, Caller};
 
 use super::{read_body, AppState};
 use crate::domain::duration::HumanDuration;
+use crate::domain::email::EmailAddress;
 use crate::domain::ids::{ChannelId, Destination, GrantId, GroupName, Platform, RequestId};
 use crate::domain::policy::RequestRefusal;
 use crate::engine::{AdminError, EndError, SubmitError};
@@ -179,6 +180,8 @@ struct NewRequest {
     group: String,
     duration: Option<String>,
     reason: String,
+    /// Where the requester hears back, when they have no chat.
+    email: Option<String>,
 }
 
 async fn create_request(
@@ -196,9 +199,21 @@ async fn create_request(
         .map(HumanDuration::parse)
         .transpose()
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let email = match asked.email.as_deref() {
+        None => None,
+        Some(_) if !state.engine.email_enabled() => {
+            return Err(ApiError::Unprocessable(
+                "`email` needs email to be set up on the server (JITBOT_SMTP_URL)".to_string(),
+            ))
+        }
+        Some(text) => {
+            Some(EmailAddress::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?)
+        }
+    };
+    let requester = caller.actor.clone().with_email(email);
     let receipt = state
         .engine
-        .submit(caller.actor.clone(), None, &group, duration, &asked.reason)
+        .submit(requester, None, &group, duration, &asked.reason)
         .await
         .map_err(|error| match error {
             SubmitError::Refused(RequestRefusal::NotARequester(group)) => {
