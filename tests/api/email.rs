@@ -179,7 +179,7 @@ async fn an_email_approver_gets_one_email_and_approves_in_a_real_browser() {
     ] {
         assert!(page.contains(needle), "{needle} not on the page:\n{page}");
     }
-    assert!(browser.text("#state").await.contains("Pending"));
+    assert!(browser.text("#state").await.contains("pending"));
     assert!(browser.has("#approve").await && browser.has("#deny").await);
     assert!(!browser.has("script").await);
     let png = browser.screenshot().await;
@@ -191,8 +191,8 @@ async fn an_email_approver_gets_one_email_and_approves_in_a_real_browser() {
     assert_eq!(state_of(&app, &id).await, "pending");
 
     browser.click("#approve").await;
-    let state = until_page_says(&browser, &link, "Approved").await;
-    assert!(!state.contains("Pending"), "{state}");
+    let state = until_page_says(&browser, &link, "approved").await;
+    assert!(!state.contains("pending"), "{state}");
     app.until_granted(&id).await;
     browser.open(&link).await;
     let state = browser.text("#state").await;
@@ -247,9 +247,9 @@ async fn an_email_approver_denies_with_a_reason_in_a_real_browser() {
     let reason = "<img src=x onerror=alert(1)> not during the freeze";
     browser.type_into("#reason", reason).await;
     browser.click("#deny").await;
-    let state = until_page_says(&browser, &link, "Denied").await;
+    let state = until_page_says(&browser, &link, "denied").await;
     assert!(
-        state.contains(&format!("Denied by lead@example.com (by email): {reason}")),
+        state.contains(&format!("denied by lead@example.com (by email): {reason}")),
         "{state}"
     );
     assert!(!browser.has("img").await, "the reason stayed text");
@@ -422,7 +422,7 @@ async fn a_link_is_dead_once_its_request_is_no_longer_pending() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Cancelled by the requester"), "{page}");
+    assert!(page.contains("cancelled by the requester"), "{page}");
     assert!(
         !page.contains("name=\"csrf\""),
         "no buttons on a cancelled request"
@@ -618,4 +618,34 @@ async fn a_recipient_the_mail_server_refuses_is_reported_not_retried_forever() {
     // The Slack approver is unaffected.
     app.approve("U0LEAD", &id).await;
     app.until_granted(&id).await;
+}
+
+#[tokio::test]
+async fn someone_chat_cannot_reach_gets_their_messages_by_email_too() {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::spawn_with_email(POLICY, sink.port).await;
+    // Slack cannot open a DM with U0GONE (the app is not installed for
+    // them); their profile says u0gone@example.com.
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/api/conversations.open"))
+        .and(wiremock::matchers::body_string_contains("U0GONE"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "user_not_found" })),
+        )
+        .with_priority(1)
+        .mount(&app.slack)
+        .await;
+    let id = app
+        .request("U0GONE", "request prod-db 1h fixing INC-6")
+        .await;
+    app.approve("U0LEAD", &id).await;
+    app.until_granted(&id).await;
+
+    let email = sink.wait_for("u0gone@example.com", "was approved by").await;
+    assert!(email["text"].as_str().unwrap().contains(&id));
+    sink.wait_for("u0gone@example.com", "is live until").await;
+    // The approval channel is still told.
+    app.wait_for_notice("C0APPROVALS", "the unreachable notice", "I cannot reach")
+        .await;
 }

@@ -116,54 +116,64 @@ fn details(view: &EmailApproval) -> String {
 /// Where the request stands, in words, and whether that is good news.
 fn standing(view: &EmailApproval) -> (String, &'static str) {
     let request = &view.request;
+    let more = (view.approvals_required as usize).saturating_sub(request.approvals.len());
     match &request.state {
-        RequestState::Pending if view.approved_by_them() => {
-            let more = (view.approvals_required as usize).saturating_sub(request.approvals.len());
-            (
-                format!(
-                    "You approved this request. It is pending: {more} more approval(s) needed."
-                ),
-                "good",
-            )
-        }
-        RequestState::Pending => {
-            let more = (view.approvals_required as usize).saturating_sub(request.approvals.len());
-            (format!("Pending: {more} more approval(s) needed."), "")
-        }
-        RequestState::Approved { .. } => ("Approved. Access is being granted.".to_string(), "good"),
+        RequestState::Pending if view.approved_by_them() => (
+            format!("You approved this request. It is pending: {more} more approval(s) needed."),
+            "good",
+        ),
+        RequestState::Pending => (
+            format!("This request is pending: {more} more approval(s) needed."),
+            "",
+        ),
+        RequestState::Approved { .. } => (
+            "This request was approved; access is being granted.".to_string(),
+            "good",
+        ),
         RequestState::Active { expires_at, .. } => (
             format!(
-                "Approved and granted: access is active until {}.",
+                "This request was approved and access is granted: active until {}.",
                 time(*expires_at)
             ),
             "good",
         ),
         RequestState::Denied { by, reason, .. } => (
-            format!("Denied by {}: {}", crate::chat::card::who(by), reason),
+            format!(
+                "This request was denied by {}: {reason}",
+                crate::chat::card::who(by)
+            ),
             "bad",
         ),
-        RequestState::Cancelled { .. } => ("Cancelled by the requester.".to_string(), "bad"),
-        RequestState::TimedOut { .. } => {
-            ("Timed out: nobody decided it in time.".to_string(), "bad")
-        }
+        RequestState::Cancelled { .. } => (
+            "This request was cancelled by the requester.".to_string(),
+            "bad",
+        ),
+        RequestState::TimedOut { .. } => (
+            "This request timed out: nobody decided it in time.".to_string(),
+            "bad",
+        ),
         RequestState::Failed { error, .. } => (
-            format!("Approved, but granting the access failed: {error}"),
+            format!("This request was approved, but granting the access failed: {error}"),
             "bad",
         ),
         RequestState::Expired { .. } => (
-            "Approved and granted; the access has since expired.".to_string(),
+            "This request was approved and granted; the access has expired.".to_string(),
             "",
         ),
         RequestState::Released { .. } => (
-            "Approved and granted; the requester has since released the access.".to_string(),
+            "This request was approved and granted; the requester has released the access."
+                .to_string(),
             "",
         ),
         RequestState::Revoked { .. } => (
-            "Approved and granted; an admin has since revoked the access.".to_string(),
+            "This request was approved and granted; an admin has revoked the access.".to_string(),
             "",
         ),
         RequestState::Extended { until, .. } => (
-            format!("Approved: the grant was extended until {}.", time(*until)),
+            format!(
+                "This extension was approved: the grant is extended until {}.",
+                time(*until)
+            ),
             "good",
         ),
     }
