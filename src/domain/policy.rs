@@ -236,6 +236,23 @@ pub enum ProviderKind {
         /// to edit user groups (`usergroups:write`).
         token_env: String,
     },
+    /// Okta group membership.
+    Okta {
+        /// The org's base URL (`https://example.okta.com`).
+        org_url: String,
+        /// Name of the environment variable holding the API token.
+        api_token_env: String,
+    },
+    /// Microsoft Entra ID group membership, through Microsoft Graph.
+    Entra {
+        client_id: String,
+        /// Name of the environment variable holding the client secret.
+        client_secret_env: String,
+        /// Graph's base URL, with its version.
+        graph_url: String,
+        /// The token endpoint (from `tenant_id` unless given).
+        token_url: String,
+    },
 }
 
 impl ProviderKind {
@@ -245,6 +262,8 @@ impl ProviderKind {
             ProviderKind::Exec { .. } => "exec",
             ProviderKind::Postgres { .. } => "postgres",
             ProviderKind::SlackUsergroup { .. } => "slack_usergroup",
+            ProviderKind::Okta { .. } => "okta",
+            ProviderKind::Entra { .. } => "entra",
         }
     }
 
@@ -254,7 +273,10 @@ impl ProviderKind {
         match self {
             ProviderKind::Webhook { holders_url, .. } => holders_url.is_some(),
             ProviderKind::Exec { holders, .. } => holders.is_some(),
-            ProviderKind::Postgres { .. } | ProviderKind::SlackUsergroup { .. } => true,
+            ProviderKind::Postgres { .. }
+            | ProviderKind::SlackUsergroup { .. }
+            | ProviderKind::Okta { .. }
+            | ProviderKind::Entra { .. } => true,
         }
     }
 }

@@ -159,7 +159,7 @@ impl Engine {
                 .grant(&access)
                 .await
                 .map(|()| access.principal)
-                .map_err(|e| (e.to_string(), true)),
+                .map_err(|e| (e.to_string(), !e.permanent)),
         };
         let now = self.now();
         match outcome {

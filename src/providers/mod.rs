@@ -4,10 +4,13 @@
 //! message is safe to show (no secrets, no credentials in URLs); `holders`
 //! lists who holds a target now, for the sweep. Every call has a deadline.
 
+pub mod entra;
 pub mod exclusive;
 pub mod exec;
+pub mod okta;
 pub mod postgres;
 pub mod principal;
+mod rest;
 pub mod slack_usergroup;
 pub mod webhook;
 
@@ -49,13 +52,27 @@ pub struct AccessUser {
 pub struct ProviderError {
     pub provider: String,
     pub message: String,
+    /// Retrying cannot help (the system refused the call: no such user, no
+    /// permission): a grant fails at once, with this explanation. A revoke
+    /// is retried whatever the error — access must end.
+    pub permanent: bool,
 }
 
 impl ProviderError {
+    /// A failure that may pass (an outage, throttling, a 5xx).
     pub fn new(provider: &str, message: impl Into<String>) -> Self {
         Self {
             provider: provider.to_string(),
             message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A refusal that retrying cannot change (a 4xx).
+    pub fn permanent(provider: &str, message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::new(provider, message)
         }
     }
 }
@@ -153,6 +170,33 @@ pub fn build(
                     .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 })
             }
+            ProviderKind::Okta {
+                org_url,
+                api_token_env,
+            } => required_env(env, name, api_token_env, "api_token_env").and_then(|token| {
+                okta::OktaProvider::new(name, org_url, token, spec.timeout.as_std())
+                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            }),
+            ProviderKind::Entra {
+                client_id,
+                client_secret_env,
+                graph_url,
+                token_url,
+            } => required_env(env, name, client_secret_env, "client_secret_env").and_then(
+                |client_secret| {
+                    entra::EntraProvider::new(
+                        name,
+                        entra::EntraSettings {
+                            graph_url,
+                            token_url,
+                            client_id,
+                            client_secret,
+                        },
+                        spec.timeout.as_std(),
+                    )
+                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                },
+            ),
         };
         match built {
             Ok(provider) => {

@@ -16,6 +16,7 @@ mod hardening;
 mod helpers;
 mod http_api;
 mod identity;
+mod idp;
 mod mailbox;
 mod manifests;
 mod openapi;

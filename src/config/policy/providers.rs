@@ -26,7 +26,25 @@ const POSTGRES_KEYS: &[&str] = &[
     "timeout",
 ];
 const SLACK_USERGROUP_KEYS: &[&str] = &["kind", "token_env", "principal", "timeout"];
-const PROVIDER_KINDS: &[&str] = &["webhook", "exec", "postgres", "slack_usergroup"];
+const OKTA_KEYS: &[&str] = &["kind", "org_url", "api_token_env", "principal", "timeout"];
+const ENTRA_KEYS: &[&str] = &[
+    "kind",
+    "tenant_id",
+    "client_id",
+    "client_secret_env",
+    "graph_url",
+    "token_url",
+    "principal",
+    "timeout",
+];
+const PROVIDER_KINDS: &[&str] = &[
+    "webhook",
+    "exec",
+    "postgres",
+    "slack_usergroup",
+    "okta",
+    "entra",
+];
 
 /// Placeholders a principal template may use.
 pub const PRINCIPAL_PLACEHOLDERS: &[&str] = &[
@@ -88,10 +106,11 @@ impl Reader<'_> {
     ) -> Option<ProviderSpec> {
         let kind = self.required_string(table, "kind", context, at.clone())?;
         // A Slack user group holds Slack user ids, whatever else a user is.
-        let default_principal = if kind == "slack_usergroup" {
-            "{slack_user_id}"
-        } else {
-            DEFAULT_PRINCIPAL
+        let default_principal = match kind.as_str() {
+            "slack_usergroup" => "{slack_user_id}",
+            // An identity provider knows people by their login: the email.
+            "okta" | "entra" => "{email}",
+            _ => DEFAULT_PRINCIPAL,
         };
         let principal = self
             .string(table, "principal", context)
@@ -166,6 +185,50 @@ impl Reader<'_> {
                     .unwrap_or_else(|| DEFAULT_SLACK_TOKEN_ENV.to_string());
                 ProviderKind::SlackUsergroup { token_env }
             }
+            "okta" => {
+                self.check_keys(table, OKTA_KEYS, context);
+                let org_url = self.http_url(table, "org_url", context, at.clone());
+                let api_token_env = self.required_string(table, "api_token_env", context, at);
+                ProviderKind::Okta {
+                    org_url: org_url?,
+                    api_token_env: api_token_env?,
+                }
+            }
+            "entra" => {
+                self.check_keys(table, ENTRA_KEYS, context);
+                let tenant_id = self.required_string(table, "tenant_id", context, at.clone());
+                let client_id = self.required_string(table, "client_id", context, at.clone());
+                let client_secret_env =
+                    self.required_string(table, "client_secret_env", context, at);
+                let graph_url = match table.get("graph_url") {
+                    Some(_) => self.http_url(table, "graph_url", context, None)?,
+                    None => crate::providers::entra::DEFAULT_GRAPH_URL.to_string(),
+                };
+                let tenant_id = tenant_id?;
+                let tenant_ok = !tenant_id.is_empty()
+                    && tenant_id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if !tenant_ok {
+                    self.problem(
+                        Reader::value_span(table, "tenant_id"),
+                        format!("`tenant_id` in {context} must be the tenant's id (a GUID) or its domain"),
+                    );
+                    return None;
+                }
+                let token_url = match table.get("token_url") {
+                    Some(_) => self.http_url(table, "token_url", context, None)?,
+                    None => {
+                        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token")
+                    }
+                };
+                ProviderKind::Entra {
+                    client_id: client_id?,
+                    client_secret_env: client_secret_env?,
+                    graph_url,
+                    token_url,
+                }
+            }
             other => {
                 self.problem(
                     Reader::value_span(table, "kind"),
@@ -183,6 +246,26 @@ impl Reader<'_> {
             timeout,
             kind,
         })
+    }
+
+    /// A required http(s) URL.
+    fn http_url(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        at: Span,
+    ) -> Option<String> {
+        let url = self.required_string(table, key, context, at)?;
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Some(url)
+        } else {
+            self.problem(
+                Reader::value_span(table, key),
+                format!("`{key}` in {context} must be an http(s) URL"),
+            );
+            None
+        }
     }
 
     pub(super) fn command(
