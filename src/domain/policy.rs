@@ -236,6 +236,15 @@ pub enum ProviderKind {
         /// to edit user groups (`usergroups:write`).
         token_env: String,
     },
+    /// MySQL / MariaDB role membership.
+    Mysql {
+        /// Name of the environment variable holding the `mysql://` URL.
+        url_env: String,
+        /// Also make the role the account's default role.
+        default_role: bool,
+        /// Also end the account's open connections when access is revoked.
+        kill_sessions: bool,
+    },
     /// Okta group membership.
     Okta {
         /// The org's base URL (`https://example.okta.com`).
@@ -262,6 +271,7 @@ impl ProviderKind {
             ProviderKind::Exec { .. } => "exec",
             ProviderKind::Postgres { .. } => "postgres",
             ProviderKind::SlackUsergroup { .. } => "slack_usergroup",
+            ProviderKind::Mysql { .. } => "mysql",
             ProviderKind::Okta { .. } => "okta",
             ProviderKind::Entra { .. } => "entra",
         }
@@ -275,6 +285,7 @@ impl ProviderKind {
             ProviderKind::Exec { holders, .. } => holders.is_some(),
             ProviderKind::Postgres { .. }
             | ProviderKind::SlackUsergroup { .. }
+            | ProviderKind::Mysql { .. }
             | ProviderKind::Okta { .. }
             | ProviderKind::Entra { .. } => true,
         }

@@ -7,6 +7,7 @@
 pub mod entra;
 pub mod exclusive;
 pub mod exec;
+pub mod mysql;
 pub mod okta;
 pub mod postgres;
 pub mod principal;
@@ -170,6 +171,20 @@ pub fn build(
                     .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 })
             }
+            ProviderKind::Mysql {
+                url_env,
+                default_role,
+                kill_sessions,
+            } => required_env(env, name, url_env, "url_env").and_then(|url| {
+                mysql::MysqlProvider::new(
+                    name,
+                    &url,
+                    *default_role,
+                    *kill_sessions,
+                    spec.timeout.as_std(),
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            }),
             ProviderKind::Okta {
                 org_url,
                 api_token_env,

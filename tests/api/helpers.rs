@@ -403,6 +403,7 @@ impl TestApp {
             ("SLACK_BOT_TOKEN", BOT_TOKEN),
             ("SLACK_API_URL", slack_api.as_str()),
             ("TEST_PG_URL", crate::pg::url().as_str()),
+            ("TEST_MYSQL_URL", crate::mariadb::url().as_str()),
             ("TEST_OKTA_TOKEN", crate::idp::OKTA_TOKEN),
             ("TEST_ENTRA_SECRET", crate::idp::ENTRA_SECRET),
         ]);

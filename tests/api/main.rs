@@ -19,6 +19,8 @@ mod identity;
 mod idp;
 mod mailbox;
 mod manifests;
+mod mariadb;
+mod mysql;
 mod openapi;
 mod operations;
 mod pg;

@@ -26,6 +26,14 @@ const POSTGRES_KEYS: &[&str] = &[
     "timeout",
 ];
 const SLACK_USERGROUP_KEYS: &[&str] = &["kind", "token_env", "principal", "timeout"];
+const MYSQL_KEYS: &[&str] = &[
+    "kind",
+    "url_env",
+    "default_role",
+    "kill_sessions",
+    "principal",
+    "timeout",
+];
 const OKTA_KEYS: &[&str] = &["kind", "org_url", "api_token_env", "principal", "timeout"];
 const ENTRA_KEYS: &[&str] = &[
     "kind",
@@ -42,6 +50,7 @@ const PROVIDER_KINDS: &[&str] = &[
     "exec",
     "postgres",
     "slack_usergroup",
+    "mysql",
     "okta",
     "entra",
 ];
@@ -184,6 +193,19 @@ impl Reader<'_> {
                     .string(table, "token_env", context)
                     .unwrap_or_else(|| DEFAULT_SLACK_TOKEN_ENV.to_string());
                 ProviderKind::SlackUsergroup { token_env }
+            }
+            "mysql" => {
+                self.check_keys(table, MYSQL_KEYS, context);
+                let url_env = self.required_string(table, "url_env", context, at);
+                ProviderKind::Mysql {
+                    url_env: url_env?,
+                    default_role: self
+                        .boolean(table, "default_role", context)
+                        .unwrap_or(false),
+                    kill_sessions: self
+                        .boolean(table, "kill_sessions", context)
+                        .unwrap_or(false),
+                }
             }
             "okta" => {
                 self.check_keys(table, OKTA_KEYS, context);
