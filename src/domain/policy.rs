@@ -245,6 +245,14 @@ pub enum ProviderKind {
         /// Also end the account's open connections when access is revoked.
         kill_sessions: bool,
     },
+    /// A Kubernetes RBAC binding per grant.
+    Kubernetes {
+        /// Name of the environment variable holding a kubeconfig file's
+        /// path; in-cluster configuration when unset.
+        kubeconfig_env: Option<String>,
+        /// `User` or `Group`.
+        subject_kind: String,
+    },
     /// Okta group membership.
     Okta {
         /// The org's base URL (`https://example.okta.com`).
@@ -272,6 +280,7 @@ impl ProviderKind {
             ProviderKind::Postgres { .. } => "postgres",
             ProviderKind::SlackUsergroup { .. } => "slack_usergroup",
             ProviderKind::Mysql { .. } => "mysql",
+            ProviderKind::Kubernetes { .. } => "kubernetes",
             ProviderKind::Okta { .. } => "okta",
             ProviderKind::Entra { .. } => "entra",
         }
@@ -286,6 +295,7 @@ impl ProviderKind {
             ProviderKind::Postgres { .. }
             | ProviderKind::SlackUsergroup { .. }
             | ProviderKind::Mysql { .. }
+            | ProviderKind::Kubernetes { .. }
             | ProviderKind::Okta { .. }
             | ProviderKind::Entra { .. } => true,
         }

@@ -7,6 +7,7 @@
 pub mod entra;
 pub mod exclusive;
 pub mod exec;
+pub mod kubernetes;
 pub mod mysql;
 pub mod okta;
 pub mod postgres;
@@ -185,6 +186,28 @@ pub fn build(
                 )
                 .map(|p| Arc::new(p) as Arc<dyn Provider>)
             }),
+            ProviderKind::Kubernetes {
+                kubeconfig_env,
+                subject_kind,
+            } => {
+                let cluster = match kubeconfig_env {
+                    Some(var) => required_env(env, name, var, "kubeconfig_env").and_then(|path| {
+                        kubernetes::Cluster::from_kubeconfig(&path)
+                            .map_err(|why| format!("provider {name}: {why}"))
+                    }),
+                    None => kubernetes::Cluster::in_cluster()
+                        .map_err(|why| format!("provider {name}: {why}")),
+                };
+                cluster.and_then(|cluster| {
+                    kubernetes::KubernetesProvider::new(
+                        name,
+                        cluster,
+                        subject_kind,
+                        spec.timeout.as_std(),
+                    )
+                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                })
+            }
             ProviderKind::Okta {
                 org_url,
                 api_token_env,

@@ -265,6 +265,8 @@ pub(crate) struct TestApp {
     /// Email settings (none unless a test sends email); the public URL is
     /// the server's own address, set when it starts.
     pub(crate) email: jitbot::config::email::EmailSettings,
+    /// More environment for the providers (a kubeconfig's path, …).
+    pub(crate) extra_env: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -315,6 +317,22 @@ impl TestApp {
             user_limits,
             max_in_flight,
             Default::default(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Start with `policy` and more environment for its providers.
+    pub(crate) async fn spawn_with_env(policy: &str, env: &[(&str, &str)]) -> TestApp {
+        Self::spawn_full(
+            policy,
+            None,
+            Default::default(),
+            jitbot::http::Admission::MAX_IN_FLIGHT,
+            Default::default(),
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         )
         .await
     }
@@ -337,6 +355,7 @@ impl TestApp {
             Default::default(),
             jitbot::http::Admission::MAX_IN_FLIGHT,
             email,
+            Vec::new(),
         )
         .await
     }
@@ -347,6 +366,7 @@ impl TestApp {
         user_limits: jitbot::domain::quota::FilingLimits,
         max_in_flight: usize,
         email: jitbot::config::email::EmailSettings,
+        extra_env: Vec<(String, String)>,
     ) -> TestApp {
         let slack = MockServer::start().await;
         let user_groups: UserGroups = Arc::new(Mutex::new(HashMap::from([
@@ -386,6 +406,7 @@ impl TestApp {
             stopped_store: tokio::sync::Mutex::new(None),
             clock: Arc::default(),
             email,
+            extra_env,
         };
         app.teams = teams;
         app.start().await;
@@ -398,15 +419,18 @@ impl TestApp {
         let policy =
             jitbot::config::policy::parse(&self.policy_text).expect("test policy is valid");
         let slack_api = format!("{}/api", self.slack.uri());
-        let env = EnvSource::from_pairs([
+        let (pg_url, mysql_url) = (crate::pg::url(), crate::mariadb::url());
+        let mut pairs: Vec<(&str, &str)> = vec![
             ("TEST_HOOK_SECRET", HOOK_SECRET),
             ("SLACK_BOT_TOKEN", BOT_TOKEN),
             ("SLACK_API_URL", slack_api.as_str()),
-            ("TEST_PG_URL", crate::pg::url().as_str()),
-            ("TEST_MYSQL_URL", crate::mariadb::url().as_str()),
+            ("TEST_PG_URL", pg_url.as_str()),
+            ("TEST_MYSQL_URL", mysql_url.as_str()),
             ("TEST_OKTA_TOKEN", crate::idp::OKTA_TOKEN),
             ("TEST_ENTRA_SECRET", crate::idp::ENTRA_SECRET),
-        ]);
+        ];
+        pairs.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let env = EnvSource::from_pairs(pairs);
         let providers = jitbot::providers::build(
             &policy,
             &env,

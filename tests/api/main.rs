@@ -17,6 +17,7 @@ mod helpers;
 mod http_api;
 mod identity;
 mod idp;
+mod kubernetes;
 mod mailbox;
 mod manifests;
 mod mariadb;

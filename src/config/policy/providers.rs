@@ -34,6 +34,13 @@ const MYSQL_KEYS: &[&str] = &[
     "principal",
     "timeout",
 ];
+const KUBERNETES_KEYS: &[&str] = &[
+    "kind",
+    "kubeconfig_env",
+    "subject_kind",
+    "principal",
+    "timeout",
+];
 const OKTA_KEYS: &[&str] = &["kind", "org_url", "api_token_env", "principal", "timeout"];
 const ENTRA_KEYS: &[&str] = &[
     "kind",
@@ -51,6 +58,7 @@ const PROVIDER_KINDS: &[&str] = &[
     "postgres",
     "slack_usergroup",
     "mysql",
+    "kubernetes",
     "okta",
     "entra",
 ];
@@ -118,7 +126,7 @@ impl Reader<'_> {
         let default_principal = match kind.as_str() {
             "slack_usergroup" => "{slack_user_id}",
             // An identity provider knows people by their login: the email.
-            "okta" | "entra" => "{email}",
+            "okta" | "entra" | "kubernetes" => "{email}",
             _ => DEFAULT_PRINCIPAL,
         };
         let principal = self
@@ -205,6 +213,23 @@ impl Reader<'_> {
                     kill_sessions: self
                         .boolean(table, "kill_sessions", context)
                         .unwrap_or(false),
+                }
+            }
+            "kubernetes" => {
+                self.check_keys(table, KUBERNETES_KEYS, context);
+                let subject_kind = self
+                    .string(table, "subject_kind", context)
+                    .unwrap_or_else(|| "User".to_string());
+                if subject_kind != "User" && subject_kind != "Group" {
+                    self.problem(
+                        Reader::value_span(table, "subject_kind"),
+                        format!("`subject_kind` in {context} must be \"User\" or \"Group\""),
+                    );
+                    return None;
+                }
+                ProviderKind::Kubernetes {
+                    kubeconfig_env: self.string(table, "kubeconfig_env", context),
+                    subject_kind,
                 }
             }
             "okta" => {
