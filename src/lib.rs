@@ -33,7 +33,9 @@
 //! - [`slack_api`]: the Slack Web API calls shared by the chat adapter and
 //!   the `slack_usergroup` provider.
 //! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
-//!   `exec`, `postgres` and `slack_usergroup` providers.
+//!   `exec`, `postgres`, `mysql`, `slack_usergroup`, `kubernetes`,
+//!   `aws_identity_center`, `okta` and `entra` providers (the REST ones
+//!   share `providers/rest.rs`).
 //! - [`http`]: routes → engine: Slack, Teams, the `/api/v1` API (its view
 //!   types shared with the CLI), the email approval page (`/approve/…`),
 //!   health, readiness and metrics; admission

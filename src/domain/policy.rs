@@ -253,6 +253,13 @@ pub enum ProviderKind {
         /// `User` or `Group`.
         subject_kind: String,
     },
+    /// AWS IAM Identity Center account assignments.
+    AwsIdentityCenter {
+        instance_arn: String,
+        identity_store_id: String,
+        /// Overrides the SSO Admin and Identity Store endpoints.
+        endpoint_url: Option<String>,
+    },
     /// Okta group membership.
     Okta {
         /// The org's base URL (`https://example.okta.com`).
@@ -281,6 +288,7 @@ impl ProviderKind {
             ProviderKind::SlackUsergroup { .. } => "slack_usergroup",
             ProviderKind::Mysql { .. } => "mysql",
             ProviderKind::Kubernetes { .. } => "kubernetes",
+            ProviderKind::AwsIdentityCenter { .. } => "aws_identity_center",
             ProviderKind::Okta { .. } => "okta",
             ProviderKind::Entra { .. } => "entra",
         }
@@ -296,6 +304,7 @@ impl ProviderKind {
             | ProviderKind::SlackUsergroup { .. }
             | ProviderKind::Mysql { .. }
             | ProviderKind::Kubernetes { .. }
+            | ProviderKind::AwsIdentityCenter { .. }
             | ProviderKind::Okta { .. }
             | ProviderKind::Entra { .. } => true,
         }

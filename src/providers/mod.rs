@@ -4,6 +4,7 @@
 //! message is safe to show (no secrets, no credentials in URLs); `holders`
 //! lists who holds a target now, for the sweep. Every call has a deadline.
 
+pub mod aws;
 pub mod entra;
 pub mod exclusive;
 pub mod exec;
@@ -208,6 +209,24 @@ pub fn build(
                     .map(|p| Arc::new(p) as Arc<dyn Provider>)
                 })
             }
+            ProviderKind::AwsIdentityCenter {
+                instance_arn,
+                identity_store_id,
+                endpoint_url,
+            } => aws_environment(env, name).and_then(|(region, credentials)| {
+                aws::IdentityCenterProvider::new(
+                    name,
+                    aws::AwsSettings {
+                        instance_arn,
+                        identity_store_id,
+                        endpoint_url: endpoint_url.as_deref(),
+                        region,
+                        credentials,
+                    },
+                    spec.timeout.as_std(),
+                )
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+            }),
             ProviderKind::Okta {
                 org_url,
                 api_token_env,
@@ -248,6 +267,27 @@ pub fn build(
     } else {
         Err(problems)
     }
+}
+
+/// The region and credentials of the standard AWS environment variables.
+fn aws_environment(
+    env: &EnvSource,
+    provider: &str,
+) -> Result<(String, aws::sigv4::Credentials), String> {
+    let region = env
+        .get("AWS_REGION")
+        .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        .ok_or_else(|| format!("provider {provider}: set AWS_REGION (or AWS_DEFAULT_REGION)"))?;
+    let access_key_id = required_env(env, provider, "AWS_ACCESS_KEY_ID", "AWS credentials")?;
+    let secret = required_env(env, provider, "AWS_SECRET_ACCESS_KEY", "AWS credentials")?;
+    Ok((
+        region,
+        aws::sigv4::Credentials {
+            access_key_id,
+            secret_access_key: crate::config::Secret::new(secret),
+            session_token: env.get("AWS_SESSION_TOKEN").map(crate::config::Secret::new),
+        },
+    ))
 }
 
 fn required_env(env: &EnvSource, provider: &str, var: &str, key: &str) -> Result<String, String> {

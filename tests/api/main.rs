@@ -3,6 +3,7 @@
 
 mod admin;
 mod approvals;
+mod aws;
 mod backend;
 mod browser;
 mod cli;

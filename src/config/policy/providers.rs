@@ -41,6 +41,14 @@ const KUBERNETES_KEYS: &[&str] = &[
     "principal",
     "timeout",
 ];
+const AWS_KEYS: &[&str] = &[
+    "kind",
+    "instance_arn",
+    "identity_store_id",
+    "endpoint_url",
+    "principal",
+    "timeout",
+];
 const OKTA_KEYS: &[&str] = &["kind", "org_url", "api_token_env", "principal", "timeout"];
 const ENTRA_KEYS: &[&str] = &[
     "kind",
@@ -59,6 +67,7 @@ const PROVIDER_KINDS: &[&str] = &[
     "slack_usergroup",
     "mysql",
     "kubernetes",
+    "aws_identity_center",
     "okta",
     "entra",
 ];
@@ -126,7 +135,7 @@ impl Reader<'_> {
         let default_principal = match kind.as_str() {
             "slack_usergroup" => "{slack_user_id}",
             // An identity provider knows people by their login: the email.
-            "okta" | "entra" | "kubernetes" => "{email}",
+            "okta" | "entra" | "kubernetes" | "aws_identity_center" => "{email}",
             _ => DEFAULT_PRINCIPAL,
         };
         let principal = self
@@ -230,6 +239,29 @@ impl Reader<'_> {
                 ProviderKind::Kubernetes {
                     kubeconfig_env: self.string(table, "kubeconfig_env", context),
                     subject_kind,
+                }
+            }
+            "aws_identity_center" => {
+                self.check_keys(table, AWS_KEYS, context);
+                let instance_arn = self.required_string(table, "instance_arn", context, at.clone());
+                let identity_store_id =
+                    self.required_string(table, "identity_store_id", context, at);
+                let endpoint_url = match table.get("endpoint_url") {
+                    Some(_) => Some(self.http_url(table, "endpoint_url", context, None)?),
+                    None => None,
+                };
+                if let Some(arn) = &instance_arn {
+                    if !arn.starts_with("arn:") {
+                        self.problem(
+                            Reader::value_span(table, "instance_arn"),
+                            format!("`instance_arn` in {context} must be the Identity Center instance's ARN (arn:aws:sso:::instance/ssoins-…)"),
+                        );
+                    }
+                }
+                ProviderKind::AwsIdentityCenter {
+                    instance_arn: instance_arn?,
+                    identity_store_id: identity_store_id?,
+                    endpoint_url,
                 }
             }
             "okta" => {
