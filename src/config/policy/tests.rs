@@ -155,7 +155,7 @@ revoke = ["/bin/r"]
     );
     assert!(
         found.iter().any(|p| p.starts_with(
-            "2:8: unknown provider kind `ldap` in [providers.ad] (this build supports: webhook, exec, postgres, slack_usergroup)"
+            "2:8: unknown provider kind `ldap` in [providers.ad] (this build supports: webhook, exec, postgres, slack_usergroup, mysql, kubernetes, aws_identity_center, okta, entra)"
         )),
         "{found:?}"
     );
@@ -370,5 +370,97 @@ fn a_group_decided_only_by_email_needs_no_channel_and_people_elsewhere_need_chat
     assert_eq!(
         found,
         vec!["1:11: `admin@example.com` in `admins` of the policy: email addresses may only approve (in `approvers` or `escalate_to`); name a chat user here"]
+    );
+}
+
+#[test]
+fn the_idp_cloud_database_and_cluster_providers_parse_with_their_keys() {
+    let policy = parse(
+        r#"
+[providers.db]
+kind = "mysql"
+url_env = "DB_URL"
+kill_sessions = true
+
+[providers.k8s]
+kind = "kubernetes"
+subject_kind = "Group"
+
+[providers.aws]
+kind = "aws_identity_center"
+instance_arn = "arn:aws:sso:::instance/ssoins-1"
+identity_store_id = "d-1234567890"
+
+[providers.okta]
+kind = "okta"
+org_url = "https://example.okta.com"
+api_token_env = "OKTA_TOKEN"
+
+[providers.entra]
+kind = "entra"
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "app"
+client_secret_env = "ENTRA_SECRET"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policy.providers["db"].kind,
+        ProviderKind::Mysql {
+            url_env: "DB_URL".into(),
+            default_role: false,
+            kill_sessions: true
+        }
+    );
+    assert_eq!(policy.providers["okta"].principal, "{email}");
+    assert_eq!(
+        policy.providers["entra"].kind,
+        ProviderKind::Entra {
+            client_id: "app".into(),
+            client_secret_env: "ENTRA_SECRET".into(),
+            graph_url: "https://graph.microsoft.com/v1.0".into(),
+            token_url:
+                "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token".into(),
+        }
+    );
+    assert!(policy.providers.values().all(|p| p.kind.lists_holders()));
+
+    let found = problems(
+        r#"[providers.k8s]
+kind = "kubernetes"
+subject_kind = "ServiceAccount"
+
+[providers.okta]
+kind = "okta"
+org_url = "example.okta.com"
+api_token_env = "T"
+colour = "blue"
+
+[providers.aws]
+kind = "aws_identity_center"
+instance_arn = "ssoins-1"
+"#,
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with("3:16: `subject_kind`")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with("7:11: `org_url`")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("unknown key `colour`")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("missing `identity_store_id`") || p.contains("identity_store_id")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with("13:16: `instance_arn`")),
+        "{found:#?}"
     );
 }
