@@ -348,3 +348,51 @@ channel = "C0APPROVALS"
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sweep_reports_an_identity_center_assignment_without_a_grant() {
+    let (server, state) = fake_aws().await;
+    state.lock().unwrap().assigned.insert("9067-bob".into());
+    let policy = format!(
+        r#"
+admins = ["U0ADMIN"]
+
+[providers.aws]
+kind = "aws_identity_center"
+instance_arn = "{INSTANCE}"
+identity_store_id = "{STORE}"
+endpoint_url = "{}"
+
+[[groups]]
+name = "aws-prod"
+provider = "aws"
+target = "{ACCOUNT}/{PERMISSION_SET}"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+sweep = "report"
+sweep_interval = "1h"
+"#,
+        server.uri()
+    );
+    let app = TestApp::spawn_with_env(
+        &policy,
+        &[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
+        ],
+    )
+    .await;
+    let notice = app
+        .wait_for_notice(
+            "C0APPROVALS",
+            "the sweep report",
+            "Standing access to `aws-prod`",
+        )
+        .await;
+    assert!(notice.contains("`bob@example.com`"), "{notice}");
+    assert!(
+        state.lock().unwrap().assigned.contains("9067-bob"),
+        "report only"
+    );
+}

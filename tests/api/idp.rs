@@ -754,3 +754,26 @@ async fn an_enforcing_sweep_removes_okta_members_without_a_grant_and_keeps_the_s
         "{ran:?}"
     );
 }
+
+#[tokio::test]
+async fn a_sweep_reports_entra_members_without_a_grant() {
+    let (okta, graph) = (Okta::start().await, Graph::start().await);
+    let policy = POLICY
+        .replace("{OKTA}", &okta.server.uri())
+        .replace("{GRAPH}", &graph.server.uri())
+        .replace("{SWEEP}", "off")
+        .replace(
+            "target = \"5e2a0c1d-0000-4000-8000-00000000beef\"",
+            "target = \"5e2a0c1d-0000-4000-8000-00000000beef\"\nsweep = \"report\"\nsweep_interval = \"1h\"",
+        );
+    let app = TestApp::spawn_with(&policy).await;
+    let notice = app
+        .wait_for_notice(
+            "C0APPROVALS",
+            "the sweep report",
+            "Standing access to `entra-admins`",
+        )
+        .await;
+    assert!(notice.contains("`svc@example.com`"), "{notice}");
+    assert_eq!(graph.members().len(), 1, "report only");
+}

@@ -380,3 +380,47 @@ channel = "C0APPROVALS"
     .await;
     drop(kube.server);
 }
+
+#[tokio::test]
+async fn an_enforcing_sweep_takes_a_standing_user_out_of_the_role_s_bindings() {
+    let kube = Kube::start().await;
+    kube.add_by_hand(
+        PAYMENTS,
+        "by-hand",
+        "Role",
+        "debugger",
+        &["bob@example.com", "svc@example.com"],
+    );
+    let policy = r#"
+admins = ["U0ADMIN"]
+
+[providers.k8s]
+kind = "kubernetes"
+kubeconfig_env = "TEST_KUBECONFIG"
+
+[[groups]]
+name = "payments-debug"
+provider = "k8s"
+target = "payments/debugger"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+sweep = "enforce"
+sweep_interval = "1h"
+standing = ["svc@example.com"]
+"#;
+    let app = TestApp::spawn_with_env(policy, &[("TEST_KUBECONFIG", &kube.kubeconfig)]).await;
+    eventually("bob to be taken out of the binding", || async {
+        let binding = kube.binding(PAYMENTS, "by-hand")?;
+        (binding["subjects"].as_array()?.len() == 1).then_some(binding)
+    })
+    .await;
+    assert_eq!(
+        kube.binding(PAYMENTS, "by-hand").unwrap()["subjects"][0]["name"],
+        "svc@example.com"
+    );
+    let revoked = app.audit_details("StandingRevoked").await;
+    assert!(
+        revoked.iter().any(|d| d.contains("bob@example.com")),
+        "{revoked:?}"
+    );
+}
