@@ -12,10 +12,12 @@ use crate::domain::job::Decision;
 use crate::domain::request::{AccessRequest, Refusal, RequestState};
 use crate::email::token::ApprovalLink;
 
-/// How long the page waits for the decision it posted to be taken.
-const DECISION_WAIT: Duration = Duration::from_secs(6);
+/// How long the page waits for the decision it posted to be taken. With
+/// the wait for the grant and the click's own look-ups, the answer stays
+/// inside the server's ten-second request timeout.
+const DECISION_WAIT: Duration = Duration::from_secs(5);
 /// How long it then waits for an approved grant to go live.
-const GRANT_WAIT: Duration = Duration::from_secs(2);
+const GRANT_WAIT: Duration = Duration::from_millis(1500);
 const POLL: Duration = Duration::from_millis(50);
 
 /// What the approval page needs.
