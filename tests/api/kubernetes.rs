@@ -418,9 +418,13 @@ standing = ["svc@example.com"]
         kube.binding(PAYMENTS, "by-hand").unwrap()["subjects"][0]["name"],
         "svc@example.com"
     );
-    let revoked = app.audit_details("StandingRevoked").await;
-    assert!(
-        revoked.iter().any(|d| d.contains("bob@example.com")),
-        "{revoked:?}"
-    );
+    // The audit event follows the removal.
+    eventually("the audit event of the removal", || async {
+        let revoked = app.audit_details("StandingRevoked").await;
+        revoked
+            .iter()
+            .any(|d| d.contains("bob@example.com"))
+            .then_some(())
+    })
+    .await;
 }

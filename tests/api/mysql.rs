@@ -241,7 +241,12 @@ async fn mysql_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allowed
     // A DBA grants the role by hand; the next sweep removes it alone.
     db.run(&format!("GRANT `{rw}` TO '{bob}'@'%'")).await;
     until_members(&mut db, &rw, &both).await;
-    let revoked = app.audit_details("StandingRevoked").await;
+    // The audit event follows the removal.
+    let revoked = crate::helpers::eventually("the audit event of the removal", || async {
+        let revoked = app.audit_details("StandingRevoked").await;
+        (!revoked.is_empty()).then_some(revoked)
+    })
+    .await;
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert!(revoked[0].contains(&bob), "{revoked:?}");
 }
