@@ -355,6 +355,11 @@ async fn the_page_never_decides_by_itself_and_every_bad_link_or_form_changes_not
         .await;
         assert_eq!(status, 404, "POST {bad}");
     }
+    for empty in ["/approve/", "/approve"] {
+        let response = app.http.get(app.url(empty)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{empty}");
+        bodies.push(response.text().await.unwrap());
+    }
     assert!(
         bodies.windows(2).all(|pair| pair[0] == pair[1]),
         "the 404 says nothing of why"

@@ -39,7 +39,16 @@ impl ApprovalPages {
 }
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/approve/{token}", get(show).post(decide))
+    Router::new()
+        .route("/approve/{token}", get(show).post(decide))
+        // An empty token is a bad token too: the same page, not the
+        // router's bare 404.
+        .route("/approve", get(nothing).post(nothing))
+        .route("/approve/", get(nothing).post(nothing))
+}
+
+async fn nothing(State(state): State<Arc<AppState>>) -> Response {
+    not_found(&state)
 }
 
 /// An HTML answer with the headers every approval page carries.
