@@ -35,11 +35,16 @@ pub fn failure(error: &reqwest::Error) -> String {
 
 /// How long a 429 asks to wait (`Retry-After` in seconds), or `default`.
 pub fn retry_after(headers: &reqwest::header::HeaderMap, default: Duration) -> Duration {
+    asked_wait(headers).unwrap_or(default)
+}
+
+/// How long `Retry-After` (in seconds) asks to wait, if it says.
+pub fn asked_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(default, Duration::from_secs)
+        .map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -170,7 +170,8 @@ impl Subject {
     }
 }
 
-fn is_guid(text: &str) -> bool {
+/// Whether `text` is a GUID (an Azure AD / Entra object id).
+pub fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
         && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
@@ -359,11 +360,6 @@ pub fn check_reason_length(reason: &str) -> Result<(), RequestRefusal> {
 impl Policy {
     pub fn group(&self, name: &GroupName) -> Option<&GroupPolicy> {
         self.groups.iter().find(|g| &g.name == name)
-    }
-
-    /// Whether any group is decided by email (then email must be set up).
-    pub fn uses_email(&self) -> bool {
-        self.groups.iter().any(GroupPolicy::decided_by_email)
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderSpec> {

@@ -363,6 +363,15 @@ impl AccessRequest {
         ))
     }
 
+    /// Where the requester hears back: their address, when they filed
+    /// through the API with one and jitbot can send email; else their chat.
+    pub fn requester_inbox(&self, email_enabled: bool) -> Actor {
+        match &self.requester.email {
+            Some(address) if self.notify_by_email && email_enabled => Actor::by_email(address),
+            _ => self.requester.clone(),
+        }
+    }
+
     /// The requester withdraws a pending request.
     pub fn cancel(
         &self,

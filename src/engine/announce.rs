@@ -52,18 +52,6 @@ impl Engine {
         Ok(Audience { channels, direct })
     }
 
-    /// Where the requester of `request` hears back: their address, when
-    /// they filed through the API with one (and email is set up); else
-    /// their chat.
-    pub(super) fn requester_inbox(&self, request: &AccessRequest) -> Actor {
-        match &request.requester.email {
-            Some(address) if request.notify_by_email && self.email_enabled => {
-                Actor::by_email(address)
-            }
-            _ => request.requester.clone(),
-        }
-    }
-
     /// The jobs that end a grant at `expires_at`: the warning (if there is
     /// still time for one) and the expiry.
     async fn end_jobs(
@@ -130,7 +118,7 @@ impl Engine {
         let refresh = Outgoing::RefreshCards {
             request: request.id.clone(),
         };
-        let requester = self.requester_inbox(request);
+        let requester = request.requester_inbox(self.email_enabled);
         let tell_requester = |text: String| Outgoing::Direct {
             to: requester.clone(),
             text,

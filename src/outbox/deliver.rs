@@ -108,13 +108,7 @@ impl OutboxWorker {
                 request.group
             ),
         };
-        // A requester who filed with an address hears back there.
-        let requester = match &request.requester.email {
-            Some(address) if request.notify_by_email && self.mailer.is_some() => {
-                crate::domain::ids::Actor::by_email(address)
-            }
-            _ => request.requester,
-        };
+        let requester = request.requester_inbox(self.mailer.is_some());
         let effects = crate::store::Effects {
             outbox: vec![Outgoing::Direct {
                 to: requester,
@@ -265,20 +259,14 @@ impl OutboxWorker {
                     return Ok(());
                 };
                 let card = expiry_warning(&grant, *expires_at);
-                if let Some(address) = grant
-                    .requester
-                    .email
-                    .as_ref()
-                    .filter(|_| grant.notify_by_email)
-                {
+                let inbox = grant.requester_inbox(self.mailer.is_some());
+                if inbox.platform == Platform::Email {
                     let mut text = card.fallback.clone();
                     text.push_str(&format!(
                         " To keep it longer, extend it before then (`/jit extend {} <duration> <reason>`); approvers decide as for a request.",
                         request.grant_id()
                     ));
-                    return self
-                        .mail_notice(entry, &crate::domain::ids::Actor::by_email(address), &text)
-                        .await;
+                    return self.mail_notice(entry, &inbox, &text).await;
                 }
                 self.platform(grant.requester.platform)?
                     .direct_message(&grant.requester.user, &card.fallback, Some(&card))

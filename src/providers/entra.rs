@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::rest::{retry_after, Rest};
 use super::{Access, Provider, ProviderError};
 use crate::config::Secret;
+use crate::domain::policy::is_guid;
 
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
@@ -68,16 +69,6 @@ struct DirectoryObject {
     user_principal_name: Option<String>,
     #[serde(default)]
     mail: Option<String>,
-}
-
-/// An Entra object id (a GUID).
-fn is_object_id(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups
-            .iter()
-            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 impl EntraProvider {
@@ -174,7 +165,7 @@ impl EntraProvider {
     }
 
     fn group<'a>(&self, target: &'a str) -> Result<&'a str, ProviderError> {
-        if is_object_id(target) {
+        if is_guid(target) {
             Ok(target)
         } else {
             Err(self.rest.refused(
@@ -190,7 +181,7 @@ impl EntraProvider {
         principal: &str,
         deadline: Instant,
     ) -> Result<Option<String>, ProviderError> {
-        if is_object_id(principal) {
+        if is_guid(principal) {
             return Ok(Some(principal.to_ascii_lowercase()));
         }
         let what = "looking up the user";
@@ -244,21 +235,7 @@ impl EntraProvider {
             }
             let page: Page<DirectoryObject> = self.rest.json(what, response).await?;
             objects.extend(page.value);
-            if let Some(link) = page.next {
-                let url = reqwest::Url::parse(&link)
-                    .map_err(|_| self.rest.passing(what, "a next link that is not a URL"))?;
-                // The token must not travel anywhere but Graph.
-                if url.origin() != self.graph_url.origin() {
-                    return Err(self.rest.refused(
-                        what,
-                        format!(
-                            "a next link off Microsoft Graph ({}); not followed",
-                            url.origin().ascii_serialization()
-                        ),
-                    ));
-                }
-                next = Some(url);
-            }
+            next = self.rest.next_page(what, page.next, &self.graph_url)?;
         }
         Ok(objects)
     }

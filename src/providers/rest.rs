@@ -98,6 +98,32 @@ impl Rest {
         })
     }
 
+    /// The next page of a listing, at `link`: followed only on `origin`,
+    /// where the credentials belong (a link elsewhere would carry them
+    /// away).
+    pub(super) fn next_page(
+        &self,
+        what: &str,
+        link: Option<String>,
+        origin: &reqwest::Url,
+    ) -> Result<Option<reqwest::Url>, ProviderError> {
+        let Some(link) = link else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(&link)
+            .map_err(|_| self.passing(what, "a next link that is not a URL"))?;
+        if url.origin() != origin.origin() {
+            return Err(self.refused(
+                what,
+                format!(
+                    "a next link to {}, off the service; not followed",
+                    url.origin().ascii_serialization()
+                ),
+            ));
+        }
+        Ok(Some(url))
+    }
+
     /// A 4xx explained: what the status means for this call.
     pub(super) fn explain(
         &self,
@@ -116,16 +142,7 @@ impl Rest {
 }
 
 /// `Retry-After` in seconds.
-pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
+pub(super) use crate::outbound::asked_wait as retry_after;
 
 /// The URL of the `rel="next"` link of a `Link` header, if any.
 pub(super) fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {

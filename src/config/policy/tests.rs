@@ -362,7 +362,7 @@ fn a_group_decided_only_by_email_needs_no_channel_and_people_elsewhere_need_chat
             .collect::<Vec<_>>(),
         ["owner@example.com"]
     );
-    assert!(policy.uses_email());
+    assert!(records.decided_by_email());
     let found = problems(
         r#"admins = ["admin@example.com"]
 "#,
