@@ -67,6 +67,11 @@ pub fn spawn_workers(
         wakers.sweeps.clone(),
         cancel.clone(),
     ));
+    workers.spawn(crate::scheduler::activity::run(
+        engine.clone(),
+        wakers.activity.clone(),
+        cancel.clone(),
+    ));
     workers.close();
     workers
 }

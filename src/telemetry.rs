@@ -30,6 +30,11 @@ pub struct ChatFailure {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Source {
     pub source: &'static str,
 }
@@ -59,6 +64,14 @@ pub struct Metrics {
     /// Requests answered "busy, try again" because more came in than the
     /// server could take on, by route family (`slack`, `teams`, `api`).
     pub busy: Family<Source, Counter>,
+    /// Activity samples: `in_use`, `unused`, `unknown` (the provider
+    /// failed or answered in the wrong shape).
+    pub activity_samples: Family<Outcome, Counter>,
+    /// Grants released early because nobody used them.
+    pub idle_releases: Counter,
+    /// Standing holders (no grant, not allowed) unused for the group's
+    /// `sweep_unused`, as last sampled.
+    pub unused_holders: Family<GroupLabel, Gauge>,
     active_grants: Gauge,
     expiring_soon: Gauge,
     outbox_depth: Gauge,
@@ -82,6 +95,9 @@ impl Metrics {
         let chat_errors = Family::<ChatFailure, Counter>::default();
         let auth_failures = Family::<Source, Counter>::default();
         let busy = Family::<Source, Counter>::default();
+        let activity_samples = Family::<Outcome, Counter>::default();
+        let idle_releases = Counter::default();
+        let unused_holders = Family::<GroupLabel, Gauge>::default();
         let active_grants = Gauge::default();
         let expiring_soon = Gauge::default();
         let outbox_depth = Gauge::default();
@@ -117,6 +133,21 @@ impl Metrics {
             "Requests answered busy (try again) under overload",
             busy.clone(),
         );
+        registry.register(
+            "activity_samples",
+            "Samples of whether watched access is used, by outcome (unknown: the provider could not say)",
+            activity_samples.clone(),
+        );
+        registry.register(
+            "idle_releases",
+            "Grants released early because nobody used them for the group's idle_release",
+            idle_releases.clone(),
+        );
+        registry.register(
+            "unused_holders",
+            "Standing holders unused for the group's sweep_unused, as last sampled",
+            unused_holders.clone(),
+        );
         registry.register("active_grants", "Grants active now", active_grants.clone());
         registry.register(
             "grants_expiring_soon",
@@ -142,6 +173,9 @@ impl Metrics {
             chat_errors,
             auth_failures,
             busy,
+            activity_samples,
+            idle_releases,
+            unused_holders,
             active_grants,
             expiring_soon,
             outbox_depth,

@@ -63,6 +63,9 @@ pub enum CardActionKind {
     Deny,
     /// Ask for more time on a grant (the value is the grant id).
     Extend,
+    /// Keep a grant nobody used lately from its idle release (the value
+    /// is the grant id); the click counts as use.
+    KeepIt,
 }
 
 impl CardActionKind {
@@ -72,6 +75,7 @@ impl CardActionKind {
             CardActionKind::Approve => "jit_approve",
             CardActionKind::Deny => "jit_deny",
             CardActionKind::Extend => "jit_extend",
+            CardActionKind::KeepIt => "jit_keep",
         }
     }
 
@@ -80,6 +84,7 @@ impl CardActionKind {
             "jit_approve" => Some(CardActionKind::Approve),
             "jit_deny" => Some(CardActionKind::Deny),
             "jit_extend" => Some(CardActionKind::Extend),
+            "jit_keep" => Some(CardActionKind::KeepIt),
             _ => None,
         }
     }
@@ -275,6 +280,39 @@ pub fn expiry_warning(request: &AccessRequest, expires_at: chrono::DateTime<chro
             "Your access to {} ({grant}) ends at {}.",
             request.group,
             expires_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+    }
+}
+
+/// The DM before an unused grant is released early, with a Keep it button.
+pub fn idle_warning(
+    request: &AccessRequest,
+    release_at: chrono::DateTime<chrono::Utc>,
+    idle_release: Option<HumanDuration>,
+) -> Card {
+    let grant = request.id.grant_id();
+    let unused = idle_release
+        .map(|idle| format!(" for {idle}"))
+        .unwrap_or_default();
+    Card {
+        title: format!("Your access to {} is about to be released", request.group),
+        fields: vec![
+            ("Grant".to_string(), plain(grant.as_str())),
+            ("Released at".to_string(), CardText::Time(release_at)),
+        ],
+        body: None,
+        status: vec![plain(format!(
+            "Nobody has used it{unused}, so it is released early unless you use it or press Keep it."
+        ))],
+        actions: vec![CardAction {
+            kind: CardActionKind::KeepIt,
+            label: "Keep it".into(),
+            value: grant.to_string(),
+        }],
+        fallback: format!(
+            "Your access to {} ({grant}) has not been used{unused}; it is released at {} unless you use it or keep it.",
+            request.group,
+            release_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
     }
 }

@@ -60,10 +60,14 @@ fn findings_text(
         "{mag} Standing access to `{}` (`{}` via {}):",
         report.group, report.target, report.provider
     )];
+    let unused = report
+        .unused_after
+        .map(|period| format!(", unused for {period}"))
+        .unwrap_or_default();
     let reported = with(|a| matches!(a, FindingAction::Reported));
     if !reported.is_empty() {
         parts.push(format!(
-            "{} without an active grant: {}.",
+            "{} without an active grant{unused}: {}.",
             plural(reported.len(), "holder"),
             reported.join(", ")
         ));
@@ -77,7 +81,7 @@ fn findings_text(
     }
     let revoked = with(|a| matches!(a, FindingAction::Revoked));
     if !revoked.is_empty() {
-        parts.push(format!("Removed: {}.", revoked.join(", ")));
+        parts.push(format!("Removed{unused}: {}.", revoked.join(", ")));
     }
     let failed: Vec<String> = findings
         .iter()
@@ -118,6 +122,7 @@ mod tests {
                 mode: SweepMode::Report,
                 dry_run: false,
                 outcome,
+                unused_after: None,
             },
             interval: HumanDuration::parse("15m").unwrap(),
         }
@@ -138,6 +143,7 @@ mod tests {
             allowed: vec![],
             findings: vec![],
             held_back: None,
+            kept_in_use: vec![],
         });
         assert_eq!(sweep_notice_text(&clean, Platform::Slack), None);
     }

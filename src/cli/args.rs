@@ -43,6 +43,14 @@ pub enum CliCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Watched grants and standing holders with the last use jitbot saw
+    /// (groups with `idle_release` or `sweep_unused`; admin token).
+    Unused {
+        /// Only this group.
+        group: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a grant now, telling the holder why (admin token).
     Revoke {
         /// The grant, like G-7K3Q9X.

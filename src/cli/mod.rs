@@ -1,5 +1,5 @@
 //! The `jitbot` command line. `serve` (the default) runs the bot; `grants`,
-//! `revoke`, `mappings` and `audit export` ask the running server through
+//! `unused`, `revoke`, `mappings` and `audit export` ask the running server through
 //! its HTTP API; `check-config`, `audit verify`, `sweep` and `store
 //! migrate` work offline (they open the store: a sled store only while the
 //! server is stopped, a PostgreSQL one while replicas run). Each subcommand
@@ -52,6 +52,10 @@ pub async fn run(cli: Cli) -> i32 {
         } => offline::migrate_from_sled(&settings, &from_sled).await,
         CliCommand::Grants { json } => match remote::Remote::from_env(&env, &settings) {
             Ok(api) => remote::run(remote::grants(&api, json)).await,
+            Err(failure) => report(failure),
+        },
+        CliCommand::Unused { group, json } => match remote::Remote::from_env(&env, &settings) {
+            Ok(api) => remote::run(remote::unused(&api, group.as_deref(), json)).await,
             Err(failure) => report(failure),
         },
         CliCommand::Revoke {

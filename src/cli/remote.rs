@@ -184,6 +184,47 @@ pub(super) async fn grants(remote: &Remote, json: bool) -> Result<String, Failur
     ))
 }
 
+/// `jitbot unused [group]`: watched access and its last seen use.
+pub(super) async fn unused(
+    remote: &Remote,
+    group: Option<&str>,
+    json: bool,
+) -> Result<String, Failure> {
+    let path = match group {
+        Some(group) => format!(
+            "/api/v1/unused?{}",
+            serde_urlencoded::to_string([("group", group)]).unwrap_or_default()
+        ),
+        None => "/api/v1/unused".to_string(),
+    };
+    let answer = remote.json(reqwest::Method::GET, &path, None).await?;
+    if json {
+        return Ok(pretty(&answer));
+    }
+    let entries: Vec<crate::engine::UnusedEntry> = read(answer)?;
+    if entries.is_empty() {
+        return Ok("nothing watched\n".into());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            vec![
+                entry.group.clone(),
+                entry.principal.clone(),
+                entry
+                    .grant_id
+                    .clone()
+                    .unwrap_or_else(|| "(standing)".into()),
+                entry
+                    .last_used
+                    .map(timestamp)
+                    .unwrap_or_else(|| "never seen".into()),
+            ]
+        })
+        .collect();
+    Ok(table(&["GROUP", "PRINCIPAL", "GRANT", "LAST USED"], &rows))
+}
+
 /// `jitbot revoke <grant> <reason>` (admin token).
 pub(super) async fn revoke(
     remote: &Remote,

@@ -295,6 +295,17 @@ impl Session<'_> {
                     Err(error) => self.reply(me, &format!("That did not work: {error}")),
                 }
             }
+            CardActionKind::KeepIt => {
+                let Ok(grant) = GrantId::parse(&button.value) else {
+                    return;
+                };
+                self.terminal
+                    .say(&format!("({} pressed Keep it on {grant})", me.user));
+                match self.engine.keep_grant(me, &grant).await {
+                    Ok(outcome) => self.reply(me, outcome.text()),
+                    Err(error) => self.reply(me, &format!("That did not work: {error}")),
+                }
+            }
             CardActionKind::Extend => {
                 let Ok(grant) = GrantId::parse(&button.value) else {
                     return;

@@ -43,6 +43,11 @@ pub enum AuditAction {
     /// An admin routed a group's cards to another channel, or stopped.
     MappingAdded,
     MappingRemoved,
+    /// The requester was warned that an unused grant is about to be
+    /// released (with a Keep it button).
+    IdleWarned,
+    /// The requester pressed Keep it: that counts as use.
+    KeptInUse,
 }
 
 /// An event before it joins the chain.

@@ -6,6 +6,7 @@
 //! cancel <request-id>    release <grant-id|group>    extend <grant-id> <duration> <reason…>
 //! help   admin map|unmap <#channel> <group>   admin mappings   admin grants
 //! admin revoke <grant-id> <reason…>     admin audit [@user|group] [since]
+//! admin unused [group]
 //! ```
 
 use std::fmt;
@@ -72,6 +73,10 @@ pub enum AdminCommand {
         since: Option<HumanDuration>,
         page: usize,
     },
+    /// Watched grants and standing holders with their last seen use.
+    Unused {
+        group: Option<GroupName>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +106,7 @@ pub const USAGE_CANCEL: &str = "/jit cancel <request-id>, e.g. /jit cancel R-7K3
 pub const USAGE_RELEASE: &str = "/jit release <grant-id|group>, e.g. /jit release G-7K3Q9X";
 pub const USAGE_EXTEND: &str =
     "/jit extend <grant-id> <duration> <reason>, e.g. /jit extend G-7K3Q9X 1h still on INC-123";
-pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants [page], /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since] [page]";
+pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants [page], /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since] [page], /jit admin unused [group]";
 pub const USAGE_HELP: &str = "/jit help";
 
 /// Parse the text after the command word. Leading `jit` (Teams) or `/jit` is
@@ -268,6 +273,10 @@ fn parse_admin(rest: &[&str]) -> Result<AdminCommand, CommandError> {
         }),
         ("revoke", []) => Err(bad("Name the grant to revoke and why.")),
         ("audit", args) if args.len() <= 3 => parse_audit(args),
+        ("unused", []) => Ok(AdminCommand::Unused { group: None }),
+        ("unused", [group]) => Ok(AdminCommand::Unused {
+            group: Some(parse_group(group, USAGE_ADMIN)?),
+        }),
         _ => Err(bad(&format!(
             "I don't know `admin {}` with those arguments.",
             literal(verb)
@@ -527,6 +536,17 @@ mod tests {
             parse("admin grants 2").unwrap(),
             Command::Admin(AdminCommand::Grants { page: 2 })
         );
+        assert_eq!(
+            parse("admin unused prod-db").unwrap(),
+            Command::Admin(AdminCommand::Unused {
+                group: Some(GroupName::parse("prod-db").unwrap())
+            })
+        );
+        assert_eq!(
+            parse("admin unused").unwrap(),
+            Command::Admin(AdminCommand::Unused { group: None })
+        );
+        assert!(parse("admin unused a b").is_err());
         assert!(parse("admin grants 0").is_err());
         assert!(parse("admin grants two").is_err());
         assert!(parse("admin map #lowercase prod-db").is_err());

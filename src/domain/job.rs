@@ -59,6 +59,13 @@ pub enum JobKind {
     /// After a grant failed for good, revoke anyway: a provider that timed
     /// out may have granted after all, and access must not linger.
     RevokeAfterFailedGrant { request: RequestId },
+    /// Nobody used an active grant since `quiet_since`, for longer than
+    /// its group's `idle_release`: release it — unless it was used (or
+    /// kept) since this was scheduled.
+    ReleaseIdle {
+        request: RequestId,
+        quiet_since: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +85,8 @@ impl JobKind {
             | JobKind::End { request, .. }
             | JobKind::TimeOut { request }
             | JobKind::Warn { request, .. }
-            | JobKind::Escalate { request } => request,
+            | JobKind::Escalate { request }
+            | JobKind::ReleaseIdle { request, .. } => request,
         }
     }
 
@@ -92,6 +100,7 @@ impl JobKind {
             JobKind::TimeOut { .. } => "time_out",
             JobKind::Warn { .. } => "warn",
             JobKind::Escalate { .. } => "escalate",
+            JobKind::ReleaseIdle { .. } => "release_idle",
         }
     }
 }

@@ -46,6 +46,12 @@ pub enum Outgoing {
         request: RequestId,
         expires_at: chrono::DateTime<chrono::Utc>,
     },
+    /// The DM warning a requester that their unused grant is released at
+    /// `release_at`, with a Keep it button.
+    IdleWarning {
+        request: RequestId,
+        release_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl Outgoing {
@@ -60,7 +66,9 @@ impl Outgoing {
             | Outgoing::DirectCard { request, .. }
             | Outgoing::RefreshCards { request } => format!("card:{request}"),
             Outgoing::Direct { to, .. } => format!("dm:{}:{}", to.platform, to.user),
-            Outgoing::ExpiryWarning { request, .. } => format!("warning:{request}"),
+            Outgoing::ExpiryWarning { request, .. } | Outgoing::IdleWarning { request, .. } => {
+                format!("warning:{request}")
+            }
             Outgoing::Ephemeral {
                 platform,
                 channel,
@@ -87,7 +95,9 @@ impl Outgoing {
             Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => {
                 Some(format!("{}:dm:{}", to.platform, to.user))
             }
-            Outgoing::RefreshCards { .. } | Outgoing::ExpiryWarning { .. } => None,
+            Outgoing::RefreshCards { .. }
+            | Outgoing::ExpiryWarning { .. }
+            | Outgoing::IdleWarning { .. } => None,
         }
     }
 }

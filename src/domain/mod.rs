@@ -19,3 +19,4 @@ pub mod routing;
 pub mod sweep;
 pub mod template;
 pub mod text;
+pub mod usage;

@@ -28,6 +28,9 @@ pub struct Limits {
     pub warn_before: HumanDuration,
     pub pending_timeout: HumanDuration,
     pub reason_required: bool,
+    /// How often the provider is asked whether watched access is used
+    /// (for `idle_release` and `sweep_unused`).
+    pub activity_interval: HumanDuration,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             warn_before: HumanDuration::from_secs(600),
             pending_timeout: HumanDuration::from_secs(3600),
             reason_required: true,
+            activity_interval: HumanDuration::from_secs(60),
         }
     }
 }
@@ -66,6 +70,18 @@ pub struct GroupPolicy {
     /// Principals allowed to hold the target without a grant (service
     /// accounts, break-glass logins); the sweep leaves them alone.
     pub standing: Vec<String>,
+    /// Release an active grant early once nobody has used it for this long.
+    pub idle_release: Option<HumanDuration>,
+    /// With `sweep` on, act only on standing holders unused for this long
+    /// (watched by jitbot for at least as long).
+    pub sweep_unused: Option<HumanDuration>,
+}
+
+impl GroupPolicy {
+    /// Whether jitbot samples this group's use of its target.
+    pub fn watches_activity(&self) -> bool {
+        self.idle_release.is_some() || self.sweep_unused.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,12 +233,16 @@ pub enum ProviderKind {
         secret_env: String,
         /// Where to GET the current holders of a target, if the IAM can say.
         holders_url: Option<String>,
+        /// Where to GET whether a principal uses a target, if the IAM can say.
+        activity_url: Option<String>,
     },
     Exec {
         grant: Vec<String>,
         revoke: Vec<String>,
         /// A command printing the target's holders, one principal per line.
         holders: Option<Vec<String>>,
+        /// A command printing `in_use`, a last-used time, or `never`.
+        activity: Option<Vec<String>>,
     },
     Postgres {
         /// Name of the environment variable holding the connection URL
@@ -308,6 +328,35 @@ impl ProviderKind {
             | ProviderKind::AwsIdentityCenter { .. }
             | ProviderKind::Okta { .. }
             | ProviderKind::Entra { .. } => true,
+        }
+    }
+}
+
+impl ProviderKind {
+    /// Why this provider, as configured, cannot tell whether a principal
+    /// uses a target (which `idle_release` and `sweep_unused` need); `None`
+    /// when it can.
+    pub fn cannot_tell_activity(&self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Webhook { activity_url, .. } => activity_url
+                .is_none()
+                .then_some("give it an `activity_url`"),
+            ProviderKind::Exec { activity, .. } => activity
+                .is_none()
+                .then_some("give it an `activity` command"),
+            ProviderKind::Postgres { .. } | ProviderKind::Mysql { .. } => None,
+            ProviderKind::SlackUsergroup { .. } => {
+                Some("Slack does not say when a user group's membership is used")
+            }
+            ProviderKind::Kubernetes { .. } => {
+                Some("the Kubernetes API does not say when a binding is used")
+            }
+            ProviderKind::AwsIdentityCenter { .. } => {
+                Some("Identity Center does not say when an account assignment is used")
+            }
+            ProviderKind::Okta { .. } | ProviderKind::Entra { .. } => {
+                Some("the identity provider does not say when a group membership is used")
+            }
         }
     }
 }

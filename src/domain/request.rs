@@ -509,6 +509,30 @@ impl AccessRequest {
         Some((next, happened))
     }
 
+    /// Nobody used the grant for `unused_for` (the group's `idle_release`
+    /// or more), and the provider confirmed the revocation: it ends as
+    /// released.
+    pub fn release_idle(
+        &self,
+        unused_for: HumanDuration,
+        now: DateTime<Utc>,
+    ) -> Option<(AccessRequest, Happened)> {
+        if !matches!(self.state, RequestState::Active { .. }) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.state = RequestState::Released { at: now };
+        Some((next, Happened::ReleasedIdle { unused_for }))
+    }
+
+    /// When the grant became live, if it is active.
+    pub fn activated_at(&self) -> Option<DateTime<Utc>> {
+        match self.state {
+            RequestState::Active { activated_at, .. } => Some(activated_at),
+            _ => None,
+        }
+    }
+
     /// Still undecided: escalate (once) to `to`.
     pub fn escalate(
         &self,

@@ -27,6 +27,9 @@ pub struct SweepReport {
     pub mode: SweepMode,
     pub dry_run: bool,
     pub outcome: SweepOutcome,
+    /// The group's `sweep_unused`: only holders unused this long count.
+    #[serde(default)]
+    pub unused_after: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +44,11 @@ pub enum SweepOutcome {
         findings: Vec<Finding>,
         /// Why nothing was revoked this time, if enforcement was held back.
         held_back: Option<String>,
+        /// With `sweep_unused`: holders without a grant that are kept,
+        /// because they were used within the period (or jitbot has not
+        /// watched them that long yet).
+        #[serde(default)]
+        kept_in_use: Vec<String>,
     },
 }
 
@@ -93,7 +101,7 @@ impl SweepReport {
             self.mode.label(),
             if self.dry_run { ", dry run" } else { "" }
         );
-        let (holders, allowed, findings, held_back) = match &self.outcome {
+        let (holders, allowed, findings, held_back, kept_in_use) = match &self.outcome {
             SweepOutcome::ListingFailed(error) => {
                 return vec![format!("{head}: could not list holders: {error}")]
             }
@@ -102,13 +110,24 @@ impl SweepReport {
                 allowed,
                 findings,
                 held_back,
-            } => (holders, allowed, findings, held_back),
+                kept_in_use,
+            } => (holders, allowed, findings, held_back, kept_in_use),
         };
+        let unused = self
+            .unused_after
+            .map(|period| format!(" and unused for {period}"))
+            .unwrap_or_default();
         let mut lines = vec![format!(
-            "{head}: {holders} holder(s), {} allowed standing, {} without a grant",
+            "{head}: {holders} holder(s), {} allowed standing, {} without a grant{unused}",
             allowed.len(),
             findings.len()
         )];
+        if let (Some(period), false) = (self.unused_after, kept_in_use.is_empty()) {
+            lines.push(format!(
+                "  kept (used within {period}, or not watched that long yet): {}",
+                kept_in_use.join(", ")
+            ));
+        }
         for finding in findings {
             let what = match &finding.action {
                 FindingAction::Reported => "reported".to_string(),
@@ -151,7 +170,9 @@ mod tests {
                     action: FindingAction::WouldRevoke,
                 }],
                 held_back: None,
+                kept_in_use: vec![],
             },
+            unused_after: None,
         };
         assert_eq!(
             report.lines(),

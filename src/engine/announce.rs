@@ -294,6 +294,17 @@ impl Engine {
                     id.grant_id()
                 )));
             }
+            Happened::ReleasedIdle { unused_for } => {
+                effects.audit.push(audit(
+                    AuditAction::Released,
+                    format!("idle: not used for {unused_for}; released and access revoked"),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) was released because it was not used for {unused_for}; the access is revoked. Ask again with `/jit request {group} <duration> <reason>` when you need it.",
+                    id.grant_id()
+                )));
+            }
             Happened::Revoked { by, reason } => {
                 effects
                     .audit

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::domain::command::{self, AdminCommand, AuditFilter, Command};
 use crate::domain::duration::HumanDuration;
-use crate::domain::ids::{Actor, Destination, RequestId};
+use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
 use crate::domain::request::RequestState;
 use crate::domain::text::literal;
 use crate::store::Applied;
@@ -31,7 +31,7 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit cancel <request-id>` — withdraw a pending request
 • `/jit release <grant-id|group>` — give access back before it ends
 • `/jit extend <grant-id> <duration> <reason>` — ask for more time on a grant
-• `/jit admin …` — for jitbot admins: map channels to groups, list grants, revoke, read the audit log
+• `/jit admin …` — for jitbot admins: map channels to groups, list grants, revoke, read the audit log, see unused access
 Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
 /// Lines per page of `/jit admin grants` and `/jit admin audit`: well within
@@ -119,6 +119,7 @@ impl Engine {
             AdminCommand::Grants { .. } => "grants",
             AdminCommand::Revoke { .. } => "revoke",
             AdminCommand::Audit { .. } => "audit",
+            AdminCommand::Unused { .. } => "unused",
         };
         if let Some(refusal) = self.check_admin(actor, name).await? {
             return Ok(refusal);
@@ -160,7 +161,43 @@ impl Engine {
                 since,
                 page,
             } => self.audit_text(filter, since, page).await,
+            AdminCommand::Unused { group } => self.unused_text(group).await,
         }
+    }
+
+    async fn unused_text(&self, group: Option<GroupName>) -> Result<String, EngineError> {
+        if let Some(name) = &group {
+            match self.policy.group(name) {
+                None => return Ok(format!("There is no group `{name}`.")),
+                Some(g) if !g.watches_activity() => {
+                    return Ok(format!(
+                        "`{name}` has neither `idle_release` nor `sweep_unused`, so jitbot does not watch whether it is used."
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let entries = self.unused(group.as_ref().map(|g| g.as_str())).await?;
+        if entries.is_empty() {
+            return Ok("No watched grant or standing holder right now.".into());
+        }
+        let mut lines = vec!["Last seen use of watched access:".to_string()];
+        for entry in entries {
+            let what = match &entry.grant_id {
+                Some(grant) => format!("grant {grant}"),
+                None => "standing access".to_string(),
+            };
+            let last = entry
+                .last_used
+                .map(|at| format!("last used {}", show_time(at)))
+                .unwrap_or_else(|| "never seen in use".into());
+            lines.push(format!(
+                "• `{}` — `{}` ({what}): {last}",
+                entry.group,
+                literal(&entry.principal)
+            ));
+        }
+        Ok(lines.join("\n"))
     }
 
     async fn mappings_text(&self) -> Result<String, EngineError> {

@@ -1,14 +1,17 @@
 //! Ending access early — `/jit release` by the requester, `/jit admin
-//! revoke` by an admin. Ending is a durable job: the command records it and
-//! answers; the scheduler revokes through the provider (retrying like an
-//! expiry) and then records the end.
+//! revoke` by an admin, an idle release when nobody used it. Ending is a
+//! durable job: the command (or the activity sampler) records it; the
+//! scheduler revokes through the provider (retrying like an expiry) and
+//! then records the end.
+
+use chrono::{DateTime, Utc};
 
 use super::{Announce, Engine, EngineError};
 use crate::domain::audit::{AuditAction, AuditRecord};
 use crate::domain::command::ReleaseTarget;
 use crate::domain::ids::{Actor, GrantId};
 use crate::domain::job::{Job, JobKind};
-use crate::domain::request::{AccessRequest, Refusal, RequestState};
+use crate::domain::request::{AccessRequest, Happened, Refusal, RequestState};
 use crate::domain::text::literal;
 use crate::store::Effects;
 
@@ -169,25 +172,87 @@ impl Engine {
             // Expired or ended meanwhile: nothing left to do.
             return self.consume(job).await;
         }
+        self.revoke_and_end(job, &request, Some(by), "grant ended", |now| {
+            request.end_early(by, admin_reason.as_deref(), now)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Revoke `request`'s access (unless another grant covers it) and
+    /// record `step` as its end; on a failed revoke, retry the job later.
+    /// Whether it ended.
+    async fn revoke_and_end(
+        &self,
+        job: &Job,
+        request: &AccessRequest,
+        by: Option<&Actor>,
+        what: &str,
+        step: impl FnOnce(DateTime<Utc>) -> Option<(AccessRequest, Happened)>,
+    ) -> Result<bool, EngineError> {
         let now = self.now();
-        match self.revoke_unless_covered(&request, now).await? {
+        match self.revoke_unless_covered(request, now).await? {
             Ok(covering) => {
                 let detail = covering.map(|(other, _)| {
                     format!(
-                        "grant ended; provider revoke skipped because {} keeps the access",
+                        "{what}; provider revoke skipped because {} keeps the access",
                         other.grant_id()
                     )
                 });
                 let announce = Announce {
-                    by: Some(by),
+                    by,
                     detail,
-                    extra: self.resolved_notices(job, &request).await?,
+                    extra: self.resolved_notices(job, request).await?,
                 };
-                let step = request.end_early(by, admin_reason.as_deref(), now);
-                self.record_step(job, &request, step, announce, now).await?;
-                Ok(())
+                self.record_step(job, request, step(now), announce, now)
+                    .await?;
+                Ok(true)
             }
-            Err(error) => self.revoke_failed(job, &request, &error, now).await,
+            Err(error) => {
+                self.revoke_failed(job, request, &error, now).await?;
+                Ok(false)
+            }
         }
+    }
+
+    /// Release a grant nobody used for its group's `idle_release` — unless
+    /// it was used or kept since the release was decided.
+    pub(super) async fn run_release_idle(&self, job: &Job) -> Result<(), EngineError> {
+        let JobKind::ReleaseIdle {
+            request: id,
+            quiet_since,
+        } = &job.kind
+        else {
+            return Ok(());
+        };
+        let Some(request) = self.store.get_request(id).await? else {
+            return self.consume(job).await;
+        };
+        let idle_release = self
+            .policy
+            .group(&request.group)
+            .and_then(|group| group.idle_release);
+        let (Some(activated_at), Some(principal), Some(idle_release)) = (
+            request.activated_at(),
+            request.principal.clone(),
+            idle_release,
+        ) else {
+            // Ended meanwhile, or the policy no longer releases idle grants.
+            return self.consume(job).await;
+        };
+        let usage = self.store.usage(request.group.as_str(), &principal).await?;
+        if usage.is_some_and(|usage| usage.quiet_since(activated_at) > *quiet_since) {
+            return self.consume(job).await;
+        }
+        let what = format!("idle: not used for {idle_release}; released");
+        let ended = self
+            .revoke_and_end(job, &request, None, &what, |now| {
+                request.release_idle(idle_release, now)
+            })
+            .await?;
+        if ended {
+            self.metrics.idle_releases.inc();
+        }
+        Ok(())
     }
 }

@@ -13,8 +13,9 @@
 //! - `rights`: who may request, approve, administer; user groups resolved.
 //! - `announce`: what each step owes (audit, messages, jobs).
 //! - `submit`, `click` + `decide`, `grant`, `end`, `extend`, `pending`,
-//!   `sweep`, `admin`, `commands`: the use cases.
+//!   `sweep`, `activity`, `admin`, `commands`: the use cases.
 
+mod activity;
 mod admin;
 mod announce;
 mod by_email;
@@ -55,6 +56,7 @@ use crate::providers::Providers;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Health, Metrics};
 
+pub use activity::{KeepOutcome, UnusedEntry};
 pub use admin::{show_channel, AdminError, MappingView, Page};
 pub use by_email::{EmailApproval, EmailDecision};
 pub use click::{Click, ClickOutcome};
@@ -125,6 +127,9 @@ pub struct Engine {
     /// are sent their links, and requesters who gave an address hear back
     /// by email.
     email_enabled: bool,
+    /// Groups and principals whose activity the provider cannot tell now
+    /// (logged once when it starts failing).
+    activity_failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -157,6 +162,7 @@ impl Engine {
             metrics: Arc::new(Metrics::new()),
             limits: FilingLimits::default(),
             email_enabled: false,
+            activity_failing: Default::default(),
         }
     }
 
@@ -232,6 +238,7 @@ impl Engine {
             JobKind::TimeOut { .. } => self.run_time_out(job).await,
             JobKind::Warn { .. } => self.run_warn(job).await,
             JobKind::Escalate { .. } => self.run_escalate(job).await,
+            JobKind::ReleaseIdle { .. } => self.run_release_idle(job).await,
         }
     }
 }

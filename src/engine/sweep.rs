@@ -26,9 +26,9 @@ use crate::telemetry::Metrics;
 
 /// Principals that jitbot grants explain; `unknown` says why the list may
 /// be incomplete (a grant in progress whose principal cannot be resolved).
-struct Covered {
-    principals: BTreeSet<String>,
-    unknown: Option<String>,
+pub(super) struct Covered {
+    pub principals: BTreeSet<String>,
+    pub unknown: Option<String>,
 }
 
 impl Engine {
@@ -48,6 +48,7 @@ impl Engine {
             mode: group.sweep,
             dry_run,
             outcome: SweepOutcome::ListingFailed(String::new()),
+            unused_after: group.sweep_unused,
         };
         let Some(provider) = self.providers.get(&group.provider) else {
             report.outcome = SweepOutcome::ListingFailed(format!(
@@ -72,6 +73,11 @@ impl Engine {
             } else if !covered.principals.contains(holder) {
                 standing.push(holder.clone());
             }
+        }
+        // With `sweep_unused`, only holders nobody used for that long count.
+        let mut kept_in_use = Vec::new();
+        if let Some(period) = group.sweep_unused {
+            (standing, kept_in_use) = self.split_unused(group, standing, period).await?;
         }
         // Without knowing every grant's principal, a holder might be a grant
         // in progress: report, but revoke nothing this time.
@@ -99,6 +105,7 @@ impl Engine {
             allowed,
             findings,
             held_back,
+            kept_in_use,
         };
         self.finish_sweep(group, report, now).await
     }
@@ -106,7 +113,10 @@ impl Engine {
     /// The principals of grants that may hold `group`'s target: active
     /// grants (their recorded principal) and approved ones being granted
     /// (resolved now), across every group with the same provider and target.
-    async fn covered_principals(&self, group: &GroupPolicy) -> Result<Covered, EngineError> {
+    pub(super) async fn covered_principals(
+        &self,
+        group: &GroupPolicy,
+    ) -> Result<Covered, EngineError> {
         let mut covered = Covered {
             principals: BTreeSet::new(),
             unknown: None,
@@ -261,10 +271,14 @@ impl Engine {
             } => {
                 let without_grant: Vec<&str> =
                     findings.iter().map(|f| f.principal.as_str()).collect();
+                let unused = report
+                    .unused_after
+                    .map(|period| format!(" and unused for {period}"))
+                    .unwrap_or_default();
                 effects.audit.push(audit(
                     AuditAction::SweepRan,
                     format!(
-                        "sweep = {}: {holders} holder(s) of {}; allowed standing: [{}]; without a grant: [{}]",
+                        "sweep = {}: {holders} holder(s) of {}; allowed standing: [{}]; without a grant{unused}: [{}]",
                         group.sweep.label(),
                         group.target,
                         allowed.join(", "),
@@ -278,15 +292,19 @@ impl Engine {
                             effects.audit.push(audit(
                                 AuditAction::StandingRevoked,
                                 format!(
-                                    "{}{who} held {} without a grant; revoked",
+                                    "{}{who} held {} without a grant{unused}; revoked",
                                     finding.principal, group.target
                                 ),
                             ));
+                            let why = match report.unused_after {
+                                Some(period) => format!("jitbot saw no use of it for {period}"),
+                                None => "it is granted just in time now".to_string(),
+                            };
                             if let Some(owner) = &finding.owner {
                                 effects.outbox.push(Outgoing::Direct {
                                     to: owner.clone(),
                                     text: format!(
-                                        "Your standing access to `{}` ({}) was removed: it is granted just in time now. Ask for it when you need it with `/jit request {} <duration> <reason>`.",
+                                        "Your standing access to `{}` ({}) was removed: {why}. Ask for it when you need it with `/jit request {} <duration> <reason>`.",
                                         group.name, group.target, group.name
                                     ),
                                     about: None,
@@ -317,7 +335,14 @@ impl Engine {
         }
         self.store.record(&effects).await?;
         self.store
-            .put_last_sweep(group.name.as_str(), &SweepRun { at: now, listed })
+            .put_last_sweep(
+                group.name.as_str(),
+                &SweepRun {
+                    at: now,
+                    listed,
+                    next_at: None,
+                },
+            )
             .await?;
         self.commit_and_wake().await?;
         tracing::info!(group = %group.name, report = ?report.lines(), "sweep finished");

@@ -16,6 +16,7 @@ pub struct Wakers {
     pub scheduler: Arc<JobWaker>,
     pub outbox: Arc<Notify>,
     pub sweeps: Arc<Notify>,
+    pub activity: Arc<Notify>,
 }
 
 impl Wakers {
@@ -24,6 +25,7 @@ impl Wakers {
         self.scheduler.wake();
         self.outbox.notify_one();
         self.sweeps.notify_one();
+        self.activity.notify_one();
     }
 }
 

@@ -222,6 +222,16 @@ async fn block_actions(
                     }
                 });
             }
+            CardActionKind::KeepIt => {
+                let grant = GrantId::parse(&action.value)
+                    .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
+                // Recorded before the click is answered; the outcome is DMed.
+                let outcome = state.engine.keep_grant(&actor, &grant).await?;
+                state
+                    .engine
+                    .tell(&actor, outcome.text().to_string())
+                    .await?;
+            }
             CardActionKind::Extend => {
                 let grant = GrantId::parse(&action.value)
                     .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;

@@ -380,6 +380,14 @@ async fn card_action(
                 }
             })
         }
+        Some(CardActionKind::KeepIt) => {
+            let Ok(grant) = GrantId::parse(value) else {
+                return Ok(ActionAnswer::Error(format!("`{value}` is not a grant id.")));
+            };
+            Ok(ActionAnswer::Message(
+                engine.keep_grant(&actor, &grant).await?.text().to_string(),
+            ))
+        }
         Some(CardActionKind::Extend) => {
             let Ok(grant) = GrantId::parse(value) else {
                 return Ok(ActionAnswer::Error(format!("`{value}` is not a grant id.")));

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::OutboxWorker;
-use crate::chat::card::{approval_card, expiry_warning};
+use crate::chat::card::{approval_card, expiry_warning, idle_warning};
 use crate::chat::{Card, ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{Platform, RequestId};
 use crate::domain::message::Outgoing;
-use crate::domain::request::PostedCard;
+use crate::domain::request::{AccessRequest, PostedCard};
 use crate::domain::routing::approval_destinations;
 use crate::store::{OutboxEntry, StoreError, Write};
 
@@ -142,6 +142,21 @@ impl OutboxWorker {
                     _ => return,
                 }
             }
+            Outgoing::IdleWarning {
+                request,
+                release_at,
+            } => match self.store.get_request(request).await {
+                Ok(Some(r)) => (
+                    r.requester,
+                    request,
+                    format!(
+                        "the warning that {} is released at {} because nobody uses it",
+                        request.grant_id(),
+                        release_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    ),
+                ),
+                _ => return,
+            },
             _ => return,
         };
         let Ok(Some(request)) = self.store.get_request(id).await else {
@@ -259,21 +274,50 @@ impl OutboxWorker {
                     return Ok(());
                 };
                 let card = expiry_warning(&grant, *expires_at);
-                let inbox = grant.requester_inbox(self.mailer.is_some());
-                if inbox.platform == Platform::Email {
-                    let mut text = card.fallback.clone();
-                    text.push_str(&format!(
-                        " To keep it longer, extend it before then (`/jit extend {} <duration> <reason>`); approvers decide as for a request.",
-                        request.grant_id()
-                    ));
-                    return self.mail_notice(entry, &inbox, &text).await;
-                }
-                self.platform(grant.requester.platform)?
-                    .direct_message(&grant.requester.user, &card.fallback, Some(&card))
+                let email_text = format!(
+                    "{} To keep it longer, extend it before then (`/jit extend {} <duration> <reason>`); approvers decide as for a request.",
+                    card.fallback,
+                    request.grant_id()
+                );
+                self.warn_requester(entry, &grant, &card, email_text).await
+            }
+            Outgoing::IdleWarning {
+                request,
+                release_at,
+            } => {
+                let grant = self
+                    .store
+                    .get_request(request)
                     .await
-                    .map(drop)
+                    .map_err(|e| ChatError::Failed(e.to_string()))?;
+                let Some(grant) = grant else {
+                    return Ok(());
+                };
+                let idle_release = self.policy.group(&grant.group).and_then(|g| g.idle_release);
+                let card = idle_warning(&grant, *release_at, idle_release);
+                let email_text = format!("{} Using it before then keeps it.", card.fallback);
+                self.warn_requester(entry, &grant, &card, email_text).await
             }
         }
+    }
+
+    /// DM a grant's requester a warning card — or, when they hear back by
+    /// email, `email_text`.
+    async fn warn_requester(
+        &self,
+        entry: &OutboxEntry,
+        grant: &AccessRequest,
+        card: &Card,
+        email_text: String,
+    ) -> Result<(), ChatError> {
+        let inbox = grant.requester_inbox(self.mailer.is_some());
+        if inbox.platform == Platform::Email {
+            return self.mail_notice(entry, &inbox, &email_text).await;
+        }
+        self.platform(grant.requester.platform)?
+            .direct_message(&grant.requester.user, &card.fallback, Some(card))
+            .await
+            .map(drop)
     }
 
     /// Post a request's card once, record where it went, and bring it up to
@@ -373,7 +417,9 @@ impl OutboxWorker {
             | Outgoing::SweepNotice { to, .. } => Some(to.platform),
             Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => Some(to.platform),
             Outgoing::Ephemeral { platform, .. } => Some(*platform),
-            Outgoing::RefreshCards { request } | Outgoing::ExpiryWarning { request, .. } => self
+            Outgoing::RefreshCards { request }
+            | Outgoing::ExpiryWarning { request, .. }
+            | Outgoing::IdleWarning { request, .. } => self
                 .store
                 .get_request(request)
                 .await

@@ -1,6 +1,8 @@
 //! The `exec` provider: runs a program with an argument vector (never through
 //! a shell), with a timeout. Exit status 0 is success. The optional
-//! `holders` command prints the target's holders, one principal per line.
+//! `holders` command prints the target's holders, one principal per line;
+//! the optional `activity` command prints `in_use`, the RFC 3339 time of
+//! the last use, or `never` (or nothing) when it was not used.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::{Access, Provider, ProviderError};
+use super::{Access, Activity, Provider, ProviderError};
 
 /// How much of the program's stderr goes into the error message.
 const STDERR_EXCERPT_CHARS: usize = 300;
@@ -25,6 +27,7 @@ pub struct Commands {
     pub grant: Vec<String>,
     pub revoke: Vec<String>,
     pub holders: Option<Vec<String>>,
+    pub activity: Option<Vec<String>>,
 }
 
 pub struct ExecProvider {
@@ -168,6 +171,33 @@ fn parse_holders(stdout: &[u8]) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// What the activity command printed: `in_use`, a last-used time, or
+/// `never`/nothing. Anything else is not an answer.
+fn parse_activity(stdout: &[u8]) -> Result<Activity, String> {
+    let text = std::str::from_utf8(stdout)
+        .map_err(|_| "activity: output is not UTF-8".to_string())?
+        .trim();
+    match text {
+        "in_use" => Ok(Activity {
+            in_use: true,
+            last_used: None,
+        }),
+        "" | "never" => Ok(Activity {
+            in_use: false,
+            last_used: None,
+        }),
+        other => chrono::DateTime::parse_from_rfc3339(other)
+            .map(|at| Activity {
+                in_use: false,
+                last_used: Some(at.with_timezone(&chrono::Utc)),
+            })
+            .map_err(|_| {
+                let shown: String = other.chars().take(80).collect();
+                format!("activity: expected `in_use`, an RFC 3339 time or `never`, got {shown:?}")
+            }),
+    }
+}
+
 #[async_trait]
 impl Provider for ExecProvider {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
@@ -197,6 +227,25 @@ impl Provider for ExecProvider {
             .execute("holders", &argv, &listing, Stdio::piped())
             .await?;
         parse_holders(&stdout).map_err(|message| ProviderError::new(&self.name, message))
+    }
+
+    async fn activity(&self, principal: &str, target: &str) -> Result<Activity, ProviderError> {
+        let Some(template) = &self.commands.activity else {
+            return Err(ProviderError::new(
+                &self.name,
+                "no `activity` command is configured",
+            ));
+        };
+        let asked = Access {
+            principal: principal.to_string(),
+            target: target.to_string(),
+            ..Access::default()
+        };
+        let argv: Vec<String> = template.iter().map(|arg| substitute(arg, &asked)).collect();
+        let stdout = self
+            .execute("activity", &argv, &asked, Stdio::piped())
+            .await?;
+        parse_activity(&stdout).map_err(|message| ProviderError::new(&self.name, message))
     }
 }
 
@@ -233,6 +282,7 @@ mod tests {
                 grant: argv(grant),
                 revoke: argv(&["/bin/true"]),
                 holders: None,
+                activity: None,
             },
             Duration::from_secs(5),
         )
@@ -245,6 +295,7 @@ mod tests {
                 grant: argv(&["/bin/true"]),
                 revoke: argv(&["/bin/true"]),
                 holders: Some(argv(holders)),
+                activity: None,
             },
             Duration::from_secs(5),
         )
@@ -347,6 +398,7 @@ mod tests {
                 grant: argv(&["/bin/sh", "-c", &script]),
                 revoke: vec![],
                 holders: None,
+                activity: None,
             },
             Duration::from_millis(500),
         );
@@ -384,5 +436,39 @@ mod tests {
             err.message.contains("cannot run /nonexistent/grant"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn activity_is_asked_with_the_principal_and_target_and_read_as_documented() {
+        let p = ExecProvider::new(
+            "shell",
+            Commands {
+                grant: argv(&["/bin/true"]),
+                revoke: argv(&["/bin/true"]),
+                holders: None,
+                activity: Some(argv(&[
+                    "/bin/sh",
+                    "-c",
+                    "case \"$1:$2\" in alice:prod_rw) echo in_use;; bob:prod_rw) echo 2026-11-01T10:00:00Z;; carol:prod_rw) echo never;; *) echo perhaps;; esac",
+                    "activity",
+                    "{principal}",
+                    "{target}",
+                ])),
+            },
+            Duration::from_secs(5),
+        );
+        let alice = p.activity("alice", "prod_rw").await.unwrap();
+        assert!(alice.in_use);
+        let bob = p.activity("bob", "prod_rw").await.unwrap();
+        assert!(!bob.in_use);
+        assert_eq!(
+            bob.last_used.unwrap().to_rfc3339(),
+            "2026-11-01T10:00:00+00:00"
+        );
+        let carol = p.activity("carol", "prod_rw").await.unwrap();
+        assert_eq!((carol.in_use, carol.last_used), (false, None));
+        // An answer that is none of the three is an error, never "unused".
+        let error = p.activity("dave", "prod_rw").await.unwrap_err();
+        assert!(error.message.contains("perhaps"), "{error}");
     }
 }

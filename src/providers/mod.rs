@@ -80,6 +80,15 @@ impl ProviderError {
     }
 }
 
+/// What a provider can tell of a principal's use of a target now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// In use right now (an open session, a live connection).
+    pub in_use: bool,
+    /// When it was last used, if the system keeps that.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
 /// Remove every occurrence of each secret from a message that is about to
 /// be shown, logged or audited — a last line of defence for errors that
 /// echo what they were given (a connection string, a token).
@@ -100,6 +109,16 @@ pub trait Provider: Send + Sync {
     /// a way to list them answers with an error saying so (check-config
     /// refuses a sweep on such a provider, so the sweep never asks).
     async fn holders(&self, target: &str) -> Result<Vec<String>, ProviderError>;
+    /// Whether `principal` uses `target`. Providers that cannot tell keep
+    /// this answer (check-config refuses `idle_release` and `sweep_unused`
+    /// on them, so nothing asks).
+    async fn activity(&self, principal: &str, target: &str) -> Result<Activity, ProviderError> {
+        let _ = (principal, target);
+        Err(ProviderError::permanent(
+            "provider",
+            "this provider cannot tell whether access is used",
+        ))
+    }
 }
 
 /// The providers of a policy, by name.
@@ -123,11 +142,15 @@ pub fn build(
                 url,
                 secret_env,
                 holders_url,
+                activity_url,
             } => required_env(env, name, secret_env, "secret_env").and_then(|secret| {
                 webhook::WebhookProvider::new(
                     name,
-                    url,
-                    holders_url.as_deref(),
+                    webhook::Urls {
+                        call: url,
+                        holders: holders_url.as_deref(),
+                        activity: activity_url.as_deref(),
+                    },
                     secret,
                     spec.timeout.as_std(),
                 )
@@ -137,12 +160,14 @@ pub fn build(
                 grant,
                 revoke,
                 holders,
+                activity,
             } => Ok(Arc::new(exec::ExecProvider::new(
                 name,
                 exec::Commands {
                     grant: grant.clone(),
                     revoke: revoke.clone(),
                     holders: holders.clone(),
+                    activity: activity.clone(),
                 },
                 spec.timeout.as_std(),
             ))),

@@ -20,7 +20,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio::sync::Mutex;
 
-use super::{Access, Provider, ProviderError};
+use super::{Access, Activity, Provider, ProviderError};
 
 /// MariaDB's limit on user names (MySQL's is 32: it refuses longer ones).
 const MAX_USER_CHARS: usize = 80;
@@ -413,6 +413,27 @@ impl Provider for MysqlProvider {
                     .filter(|account| Some(account) != own.as_ref())
                     .map(|account| account.shown())
                     .collect())
+            })
+        })
+        .await
+    }
+
+    async fn activity(&self, principal: &str, _target: &str) -> Result<Activity, ProviderError> {
+        let principal = principal.to_string();
+        self.with_connection("reading the account's connections", move |conn, _| {
+            Box::pin(async move {
+                let account = Account::parse(&principal)?;
+                let own: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await?;
+                let sessions: Vec<u64> = conn
+                    .exec(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+                        (&account.user,),
+                    )
+                    .await?;
+                Ok(Activity {
+                    in_use: sessions.into_iter().any(|id| Some(id) != own),
+                    last_used: None,
+                })
             })
         })
         .await

@@ -1,7 +1,9 @@
 //! The `webhook` provider: POSTs the grant or revoke as signed JSON to any
 //! IAM endpoint. 2xx is success; anything else is a failure to retry. With
 //! a `holders_url`, a signed `GET <holders_url>?target=<target>` answers
-//! the target's holders as a JSON list of principals.
+//! the target's holders as a JSON list of principals. With an
+//! `activity_url`, a signed `GET <activity_url>?principal=<p>&target=<t>`
+//! answers `{"in_use": bool, "last_used": RFC 3339 or null}`.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::{Access, AccessUser, Provider, ProviderError};
+use super::{Access, AccessUser, Activity, Provider, ProviderError};
 use crate::config::Secret;
 
 pub const TIMESTAMP_HEADER: &str = "X-Jitbot-Timestamp";
@@ -20,6 +22,7 @@ pub struct WebhookProvider {
     name: String,
     url: reqwest::Url,
     holders_url: Option<reqwest::Url>,
+    activity_url: Option<reqwest::Url>,
     secret: Secret,
     http: reqwest::Client,
 }
@@ -44,20 +47,38 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Where the provider's calls go.
+pub struct Urls<'a> {
+    /// Grants and revokes are POSTed here.
+    pub call: &'a str,
+    pub holders: Option<&'a str>,
+    pub activity: Option<&'a str>,
+}
+
+/// The activity answer, as documented.
+#[derive(serde::Deserialize)]
+struct ActivityAnswer {
+    in_use: bool,
+    last_used: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 impl WebhookProvider {
     pub fn new(
         name: &str,
-        url: &str,
-        holders_url: Option<&str>,
+        urls: Urls<'_>,
         secret: String,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url)
-            .map_err(|e| format!("provider {name}: url is not valid: {e}"))?;
-        let holders_url = holders_url
-            .map(reqwest::Url::parse)
-            .transpose()
-            .map_err(|e| format!("provider {name}: holders_url is not valid: {e}"))?;
+        let parse = |key: &str, url: &str| {
+            reqwest::Url::parse(url)
+                .map_err(|e| format!("provider {name}: {key} is not valid: {e}"))
+        };
+        let url = parse("url", urls.call)?;
+        let holders_url = urls.holders.map(|u| parse("holders_url", u)).transpose()?;
+        let activity_url = urls
+            .activity
+            .map(|u| parse("activity_url", u))
+            .transpose()?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -66,6 +87,7 @@ impl WebhookProvider {
             name: name.to_string(),
             url,
             holders_url,
+            activity_url,
             secret: Secret::new(secret),
             http,
         })
@@ -167,6 +189,36 @@ impl Provider for WebhookProvider {
                 "the answer is not a JSON list of strings"
             };
             self.failure("holders", &url, why)
+        })
+    }
+
+    async fn activity(&self, principal: &str, target: &str) -> Result<Activity, ProviderError> {
+        let Some(url) = &self.activity_url else {
+            return Err(ProviderError::new(
+                &self.name,
+                "no `activity_url` is configured",
+            ));
+        };
+        let mut url = url.clone();
+        url.query_pairs_mut()
+            .append_pair("principal", principal)
+            .append_pair("target", target);
+        let request = self.signed(self.http.get(url.clone()), b"");
+        let response = self.send("activity", &url, request).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.failure("activity", &url, &crate::outbound::failure(&e)))?;
+        let answer: ActivityAnswer = serde_json::from_slice(&body).map_err(|_| {
+            self.failure(
+                "activity",
+                &url,
+                "the answer is not {\"in_use\": bool, \"last_used\": RFC 3339 or null}",
+            )
+        })?;
+        Ok(Activity {
+            in_use: answer.in_use,
+            last_used: answer.last_used,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! same lane — and sleeps until the next one is due, a job finishes, or the
 //! engine wakes it for a new job.
 
+pub mod activity;
 pub mod sweeps;
 
 use std::collections::{HashSet, VecDeque};

@@ -20,6 +20,8 @@
 //! - `meta`: the audit chain head
 //! - `replay`: signed timestamp ++ signature → (), the replay cache
 //! - `mappings`: group ++ platform ++ channel → mapping
+//! - `meta` also holds sweep times and what jitbot saw of access being
+//!   used (`usage:` group ++ 0 ++ principal → usage)
 //!
 //! A state change, its audit events, its follow-up jobs and its outbox
 //! messages are written in one transaction ([`RequestStore::apply`]).
@@ -39,6 +41,7 @@ use crate::domain::job::Job;
 use crate::domain::message::Outgoing;
 use crate::domain::quota::{FilingLimits, QuotaRefusal};
 use crate::domain::request::AccessRequest;
+use crate::domain::usage::Usage;
 
 pub use self::lease::{Claimed, Lease};
 pub use self::location::{open, StoreLocation};
@@ -156,12 +159,16 @@ pub use crate::domain::mapping::Mapping;
 
 pub use crate::domain::contact::TeamsContact;
 
-/// The latest sweep of one group.
+/// The latest sweep of one group (or round of its activity sampling).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SweepRun {
     pub at: DateTime<Utc>,
     /// False when the provider could not list the target's holders.
     pub listed: bool,
+    /// When the next round is due, if not one interval after `at` (an idle
+    /// warning or release due sooner).
+    #[serde(default)]
+    pub next_at: Option<DateTime<Utc>>,
 }
 
 /// Requests and the changes of their lifecycle.
@@ -281,7 +288,8 @@ pub trait AuditStore {
 }
 
 /// What jitbot remembers beside requests: mappings, Teams contacts, sweep
-/// times, the replay cache.
+/// times (a group's activity sampling is recorded beside them, as
+/// `activity:<group>`), what it saw of access being used, the replay cache.
 #[async_trait]
 pub trait RecordStore {
     async fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
@@ -310,6 +318,14 @@ pub trait RecordStore {
     /// When the sweep of `group` last ran, and whether it could list holders.
     async fn last_sweep(&self, group: &str) -> Result<Option<SweepRun>, StoreError>;
     async fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError>;
+
+    /// What jitbot saw of each principal's use of `group`'s target.
+    async fn usages(&self, group: &str) -> Result<Vec<Usage>, StoreError>;
+    async fn usage(&self, group: &str, principal: &str) -> Result<Option<Usage>, StoreError>;
+    /// Record `usage` (replacing what was recorded for its principal).
+    async fn put_usage(&self, group: &str, usage: &Usage) -> Result<(), StoreError>;
+    /// Stop watching `principal` in `group` (it no longer holds the target).
+    async fn forget_usage(&self, group: &str, principal: &str) -> Result<(), StoreError>;
 
     /// Remember a signed delivery; `false` if it was seen before (a replay).
     async fn remember_delivery(

@@ -466,6 +466,14 @@ impl TestApp {
         self.server = Some(running);
     }
 
+    /// Stop, and start again on the same store under `policy` (an admin
+    /// editing the policy file and restarting jitbot).
+    pub(crate) async fn restart_with_policy(&mut self, policy: &str) {
+        self.stop().await;
+        self.policy_text = policy.replace("{IAM}", &self.iam.uri());
+        self.start().await;
+    }
+
     /// Stop gracefully and start again on the same store.
     pub(crate) async fn restart(&mut self) {
         self.stop().await;

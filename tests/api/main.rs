@@ -33,4 +33,5 @@ mod requests;
 mod slack_ingress;
 mod sweeps;
 mod teams;
+mod unused;
 mod usergroups;

@@ -250,3 +250,32 @@ async fn mysql_sweep_removes_a_role_granted_by_hand_and_keeps_grants_and_allowed
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert!(revoked[0].contains(&bob), "{revoked:?}");
 }
+
+#[tokio::test]
+async fn mysql_activity_is_an_open_connection_of_the_account() {
+    let mut db = MariaFixture::new().await;
+    let (rw, alice) = (db.name("rw"), db.name("alice"));
+    db.create_role(&rw).await;
+    db.create_user(&alice, "%").await;
+    let p = provider(false, false);
+    let idle = p.activity(&alice, &rw).await.unwrap();
+    assert!(!idle.in_use, "no connection yet");
+
+    let session = mariadb::connect(&format!("mysql://{alice}:pw-{alice}@127.0.0.1:3306"))
+        .await
+        .unwrap();
+    assert!(p.activity(&alice, &rw).await.unwrap().in_use);
+
+    session.disconnect().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while p.activity(&alice, &rw).await.unwrap().in_use {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed connection is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A hostile principal is refused, never run as SQL.
+    let error = p.activity("x' OR '1'='1", &rw).await.unwrap_err();
+    assert!(error.message.contains("quote"), "{error}");
+}

@@ -39,6 +39,7 @@ fn policy() -> String {
 [providers.aad]
 kind = "webhook"
 url = "{{IAM}}/jit"
+activity_url = "{{IAM}}/activity"
 secret_env = "TEST_HOOK_SECRET"
 principal = "{{teams_aad_id}}"
 
@@ -60,6 +61,17 @@ max_duration = "10m"
 default_duration = "5m"
 warn_before = "3s"
 auto_approve = {{ requesters = ["{ALICE}"], max_duration = "10m" }}
+
+[[groups]]
+name = "quiet"
+provider = "aad"
+target = "reader"
+approvers = ["{LEAD}"]
+teams_channel = "{APPROVALS}"
+min_duration = "1s"
+activity_interval = "1m"
+idle_release = "10m"
+auto_approve = {{ requesters = ["{ALICE}"], max_duration = "1h" }}
 
 [[groups]]
 name = "dual"
@@ -966,6 +978,61 @@ async fn the_expiry_warning_card_extends_a_grant_from_teams() {
         )
         .await;
     assert_eq!(missing["statusCode"], 400, "{missing}");
+}
+
+#[tokio::test]
+async fn keep_it_on_the_idle_warning_card_works_from_teams() {
+    let teams = Teams::start(&[]).await;
+    Mock::given(method("GET"))
+        .and(path("/activity"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "in_use": false, "last_used": null })),
+        )
+        .mount(&teams.app.iam)
+        .await;
+    teams.say(ALICE, "jit request quiet 1h reading logs").await;
+    let personal = format!("a:personal-{ALICE}");
+    let live = teams
+        .wait_for_post(&personal, "the access to be live", "is live until")
+        .await;
+    let id = request_id(&live.replace("G-", "R-"));
+    teams.app.until_active(&id).await;
+
+    // Unused for six minutes: the warning card, with Keep it.
+    teams.app.advance(std::time::Duration::from_secs(6 * 60));
+    let warning = teams
+        .wait_for_post(&personal, "the idle warning card", "jit_keep")
+        .await;
+    let warning: Value = serde_json::from_str(&warning).unwrap();
+    let keep = &warning["attachments"][0]["content"]["actions"][0];
+    assert_eq!(keep["title"], "Keep it");
+    let grant = keep["data"]["jit_value"].as_str().unwrap().to_string();
+
+    let refused = teams
+        .execute(
+            BOB,
+            "jit_keep",
+            json!({ "jit_action": "jit_keep", "jit_value": grant }),
+        )
+        .await;
+    assert!(
+        refused["value"]
+            .as_str()
+            .unwrap()
+            .contains("Only the requester"),
+        "{refused}"
+    );
+    let kept = teams
+        .execute(
+            ALICE,
+            "jit_keep",
+            json!({ "jit_action": "jit_keep", "jit_value": grant }),
+        )
+        .await;
+    let text = kept["value"].as_str().unwrap();
+    assert!(text.starts_with(&format!("Kept: {grant}")), "{text}");
+    assert_eq!(teams.app.audit_details("KeptInUse").await.len(), 1);
+    assert_eq!(teams.app.request_json(&id).await["state"], "active");
 }
 
 #[tokio::test]

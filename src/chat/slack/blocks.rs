@@ -95,7 +95,9 @@ pub fn card_blocks(card: &Card) -> Value {
             .iter()
             .map(|action| {
                 let style = match action.kind {
-                    CardActionKind::Approve | CardActionKind::Extend => "primary",
+                    CardActionKind::Approve | CardActionKind::Extend | CardActionKind::KeepIt => {
+                        "primary"
+                    }
                     CardActionKind::Deny => "danger",
                 };
                 json!({

@@ -141,6 +141,12 @@ pub fn adaptive_card(card: &Card) -> Value {
                     Some("destructive"),
                 ));
             }
+            CardActionKind::KeepIt => actions.push(button(
+                action.kind.action_id(),
+                &action.label,
+                &action.value,
+                Some("positive"),
+            )),
             CardActionKind::Extend => {
                 body.push(json!({ "type": "Input.Text", "id": DURATION_INPUT, "placeholder": "How much longer, e.g. 30m" }));
                 body.push(

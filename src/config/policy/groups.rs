@@ -34,6 +34,9 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "sweep",
     "sweep_interval",
     "standing",
+    "activity_interval",
+    "idle_release",
+    "sweep_unused",
 ];
 const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
@@ -161,6 +164,18 @@ impl Reader<'_> {
             .map(|(s, _)| s)
             .collect();
 
+        let idle_release = self.duration(table, "idle_release", context);
+        let sweep_unused = self.duration(table, "sweep_unused", context);
+        self.check_activity(
+            table,
+            context,
+            providers,
+            &limits,
+            idle_release,
+            sweep,
+            sweep_unused,
+        );
+
         let direct_approvers = approvers.iter().any(|s| {
             matches!(
                 s,
@@ -206,7 +221,91 @@ impl Reader<'_> {
             sweep,
             sweep_interval,
             standing,
+            idle_release,
+            sweep_unused,
         })
+    }
+
+    /// `idle_release` and `sweep_unused` need a provider that can tell
+    /// whether access is used, and sane durations.
+    #[allow(clippy::too_many_arguments)]
+    fn check_activity(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        providers: &BTreeMap<String, ProviderSpec>,
+        limits: &Limits,
+        idle_release: Option<HumanDuration>,
+        sweep: SweepMode,
+        sweep_unused: Option<HumanDuration>,
+    ) {
+        let interval = limits.activity_interval;
+        if interval.as_secs() == 0 {
+            self.problem(
+                Reader::value_span(table, "activity_interval"),
+                format!("{context}: activity_interval must be at least 1s"),
+            );
+        }
+        if let Some(idle) = idle_release {
+            let span = Reader::value_span(table, "idle_release");
+            if idle.as_secs() < interval.as_secs().saturating_mul(2) {
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: idle_release ({idle}) must be at least twice activity_interval ({interval}): use is sampled every activity_interval"
+                    ),
+                );
+            } else if idle > limits.max_duration {
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: idle_release ({idle}) is longer than the group's max_duration ({}), so it could never apply",
+                        limits.max_duration
+                    ),
+                );
+            }
+        }
+        if let Some(unused) = sweep_unused {
+            let span = Reader::value_span(table, "sweep_unused");
+            if sweep == SweepMode::Off {
+                self.problem(
+                    span.clone(),
+                    format!("{context}: sweep_unused needs sweep = \"report\" or \"enforce\""),
+                );
+            }
+            if unused.as_secs() < interval.as_secs().saturating_mul(2) {
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: sweep_unused ({unused}) must be at least twice activity_interval ({interval})"
+                    ),
+                );
+            }
+        }
+        let Some(key) = [
+            ("idle_release", idle_release),
+            ("sweep_unused", sweep_unused),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| value.map(|_| key)) else {
+            return;
+        };
+        let provider = table
+            .get("provider")
+            .and_then(|item| item.as_str())
+            .and_then(|name| providers.get(name));
+        if let Some(spec) = provider {
+            if let Some(why) = spec.kind.cannot_tell_activity() {
+                self.problem(
+                    Reader::value_span(table, key),
+                    format!(
+                        "{context}: {key} needs a provider that can tell whether access is used, and provider `{}` ({}) cannot: {why}",
+                        spec.name,
+                        spec.kind.label()
+                    ),
+                );
+            }
+        }
     }
 
     pub(super) fn approvals_required(

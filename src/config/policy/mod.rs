@@ -41,6 +41,7 @@ const LIMIT_KEYS: &[&str] = &[
     "warn_before",
     "pending_timeout",
     "reason_required",
+    "activity_interval",
 ];
 
 /// Parse and validate policy text, as if email were set up; on failure,
@@ -138,6 +139,9 @@ impl Reader<'_> {
         }
         if let Some(b) = self.boolean(table, "reason_required", context) {
             limits.reason_required = b;
+        }
+        if let Some(d) = self.duration(table, "activity_interval", context) {
+            limits.activity_interval = d;
         }
         let span_of = |key: &str| Reader::value_span(table, key).or_else(|| at.clone());
         if limits.max_duration < limits.min_duration {

@@ -14,10 +14,19 @@ const WEBHOOK_KEYS: &[&str] = &[
     "url",
     "secret_env",
     "holders_url",
+    "activity_url",
     "principal",
     "timeout",
 ];
-const EXEC_KEYS: &[&str] = &["kind", "grant", "revoke", "holders", "principal", "timeout"];
+const EXEC_KEYS: &[&str] = &[
+    "kind",
+    "grant",
+    "revoke",
+    "holders",
+    "activity",
+    "principal",
+    "timeout",
+];
 const POSTGRES_KEYS: &[&str] = &[
     "kind",
     "url_env",
@@ -163,20 +172,13 @@ impl Reader<'_> {
                     }
                 }
                 let secret_env = self.required_string(table, "secret_env", context, at);
-                let holders_url = self.string(table, "holders_url", context);
-                if let Some(holders_url) = &holders_url {
-                    if !(holders_url.starts_with("https://") || holders_url.starts_with("http://"))
-                    {
-                        self.problem(
-                            Reader::value_span(table, "holders_url"),
-                            format!("`holders_url` in {context} must be an http(s) URL"),
-                        );
-                    }
-                }
+                let holders_url = self.optional_http_url(table, "holders_url", context);
+                let activity_url = self.optional_http_url(table, "activity_url", context);
                 ProviderKind::Webhook {
                     url: url?,
                     secret_env: secret_env?,
                     holders_url,
+                    activity_url,
                 }
             }
             "exec" => {
@@ -184,13 +186,18 @@ impl Reader<'_> {
                 let grant = self.command(table, "grant", context, at.clone());
                 let revoke = self.command(table, "revoke", context, at.clone());
                 let holders = match table.get("holders") {
-                    Some(_) => Some(self.command(table, "holders", context, at)?),
+                    Some(_) => Some(self.command(table, "holders", context, at.clone())?),
+                    None => None,
+                };
+                let activity = match table.get("activity") {
+                    Some(_) => Some(self.command(table, "activity", context, at)?),
                     None => None,
                 };
                 ProviderKind::Exec {
                     grant: grant?,
                     revoke: revoke?,
                     holders,
+                    activity,
                 }
             }
             "postgres" => {
@@ -345,6 +352,23 @@ impl Reader<'_> {
             );
             None
         }
+    }
+
+    /// An optional key that, when given, must be an http(s) URL.
+    fn optional_http_url(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<String> {
+        let url = self.string(table, key, context)?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            self.problem(
+                Reader::value_span(table, key),
+                format!("`{key}` in {context} must be an http(s) URL"),
+            );
+        }
+        Some(url)
     }
 
     pub(super) fn command(

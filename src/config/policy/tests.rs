@@ -464,3 +464,120 @@ instance_arn = "ssoins-1"
         "{found:#?}"
     );
 }
+
+#[test]
+fn idle_release_and_sweep_unused_are_checked_where_they_are_written() {
+    let found = problems(
+        r#"[defaults]
+activity_interval = "1m"
+[providers.hook]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+holders_url = "https://x/holders"
+[providers.shell]
+kind = "exec"
+grant = ["/bin/true"]
+revoke = ["/bin/true"]
+[providers.slack]
+kind = "slack_usergroup"
+[[groups]]
+name = "short"
+provider = "hook"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+idle_release = "90s"
+[[groups]]
+name = "long"
+provider = "shell"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+max_duration = "1h"
+idle_release = "2h"
+[[groups]]
+name = "untold"
+provider = "slack"
+target = "S0TEAM"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+sweep = "report"
+sweep_unused = "30d"
+[[groups]]
+name = "unswept"
+provider = "pg"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+sweep_unused = "30d"
+[providers.pg]
+kind = "postgres"
+url_env = "PG"
+"#,
+    );
+    assert_eq!(
+        found,
+        vec![
+            "20:16: group `short`: idle_release (1m30s) must be at least twice activity_interval (1m): use is sampled every activity_interval",
+            "20:16: group `short`: idle_release needs a provider that can tell whether access is used, and provider `hook` (webhook) cannot: give it an `activity_url`",
+            "28:16: group `long`: idle_release (2h) is longer than the group's max_duration (1h), so it could never apply",
+            "28:16: group `long`: idle_release needs a provider that can tell whether access is used, and provider `shell` (exec) cannot: give it an `activity` command",
+            "36:16: group `untold`: sweep_unused needs a provider that can tell whether access is used, and provider `slack` (slack_usergroup) cannot: Slack does not say when a user group's membership is used",
+            "43:16: group `unswept`: sweep_unused needs sweep = \"report\" or \"enforce\"",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn activity_keys_parse_and_are_inherited() {
+    let policy = parse(
+        r#"[defaults]
+activity_interval = "2s"
+[providers.hook]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+holders_url = "https://x/holders"
+activity_url = "https://x/activity"
+[providers.shell]
+kind = "exec"
+grant = ["/bin/true"]
+revoke = ["/bin/true"]
+activity = ["/usr/local/bin/last-login", "{principal}", "{target}"]
+[[groups]]
+name = "a"
+provider = "hook"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+idle_release = "4s"
+sweep = "enforce"
+sweep_unused = "30d"
+[[groups]]
+name = "b"
+provider = "shell"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+activity_interval = "1m"
+idle_release = "30m"
+"#,
+    )
+    .unwrap();
+    let (a, b) = (&policy.groups[0], &policy.groups[1]);
+    assert_eq!(a.limits.activity_interval.to_string(), "2s");
+    assert_eq!(a.idle_release.map(|d| d.to_string()).as_deref(), Some("4s"));
+    assert_eq!(
+        a.sweep_unused.map(|d| d.to_string()).as_deref(),
+        Some("30d")
+    );
+    assert_eq!(b.limits.activity_interval.to_string(), "1m");
+    assert!(a.watches_activity() && b.watches_activity());
+    assert!(!parse(VALID).unwrap().groups[0].watches_activity());
+    assert!(policy.providers["shell"]
+        .kind
+        .cannot_tell_activity()
+        .is_none());
+}

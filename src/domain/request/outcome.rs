@@ -33,6 +33,10 @@ pub enum Happened {
     Expired,
     /// The requester gave the access back before its end.
     Released,
+    /// Nobody used the access for the group's `idle_release`: released early.
+    ReleasedIdle {
+        unused_for: HumanDuration,
+    },
     /// An admin took the access away.
     Revoked {
         by: Actor,

@@ -46,6 +46,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/v1/audit", get(export_audit))
         .route("/api/v1/sweeps/{group}", post(run_sweep))
+        .route("/api/v1/unused", get(list_unused))
 }
 
 /// Every API failure: a status and `{"error": "<what to do>"}`.
@@ -463,6 +464,32 @@ async fn run_sweep(
     }
     let report = state.engine.sweep(&policy_group, query.dry_run).await?;
     Ok(Json(SweepJson::from(&report)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnusedQuery {
+    group: Option<String>,
+}
+
+/// Watched grants and standing holders with the last use jitbot saw.
+async fn list_unused(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(query): Query<UnusedQuery>,
+) -> Result<Json<Vec<crate::engine::UnusedEntry>>, ApiError> {
+    require_admin(&caller)?;
+    if let Some(group) = &query.group {
+        let known = GroupName::parse(group)
+            .ok()
+            .and_then(|name| state.engine.policy().group(&name).cloned());
+        if known.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "there is no group `{group}` in the policy"
+            )));
+        }
+    }
+    Ok(Json(state.engine.unused(query.group.as_deref()).await?))
 }
 
 #[derive(Deserialize)]

@@ -133,6 +133,10 @@ pub struct SweepJson {
     pub findings: Vec<FindingJson>,
     /// Why nothing was revoked this time, if enforcement was held back.
     pub held_back: Option<String>,
+    /// With `sweep_unused`: holders without a grant kept because they were
+    /// used within the period (or not watched that long yet).
+    #[serde(default)]
+    pub kept_in_use: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +161,7 @@ impl From<&SweepReport> for SweepJson {
             allowed: Vec::new(),
             findings: Vec::new(),
             held_back: None,
+            kept_in_use: Vec::new(),
         };
         match &report.outcome {
             SweepOutcome::ListingFailed(error) => json.error = Some(error.clone()),
@@ -165,7 +170,9 @@ impl From<&SweepReport> for SweepJson {
                 allowed,
                 findings,
                 held_back,
+                kept_in_use,
             } => {
+                json.kept_in_use = kept_in_use.clone();
                 json.holders = Some(*holders);
                 json.allowed = allowed.clone();
                 json.held_back = held_back.clone();

@@ -3,7 +3,8 @@
 //! `pg_auth_members`, including memberships someone else granted — and,
 //! with `terminate_sessions`, the principal's open sessions are ended,
 //! because revoking a role does not take it away from a session that
-//! already uses it. Holders are the role's direct members.
+//! already uses it. Holders are the role's direct members. Activity is
+//! whether the principal's login has a session open (`pg_stat_activity`).
 //!
 //! Identifiers cannot be bound as query parameters, so they are quoted
 //! (`"` doubled) and checked first: no NUL, at most 63 bytes, because
@@ -18,7 +19,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
-use super::{Access, Provider, ProviderError};
+use super::{Access, Activity, Provider, ProviderError};
 use crate::postgres::{describe, Target};
 
 /// PostgreSQL's NAMEDATALEN - 1: longer identifiers are cut, not refused.
@@ -243,6 +244,20 @@ async fn role_members(client: &Client, target: &str) -> Result<Vec<String>, Fail
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// How many client sessions `login` has open now.
+async fn open_sessions(client: &Client, login: &str) -> Result<i64, Failure> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE usename = $1 AND backend_type = 'client backend'
+                AND pid <> pg_backend_pid()",
+            &[&login],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(row.get(0))
+}
+
 #[async_trait]
 impl Provider for PostgresProvider {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
@@ -266,6 +281,18 @@ impl Provider for PostgresProvider {
         let target = target.to_string();
         self.with_connection("holders", |client| async move {
             role_members(&client, &target).await
+        })
+        .await
+    }
+
+    async fn activity(&self, principal: &str, _target: &str) -> Result<Activity, ProviderError> {
+        let login = principal.to_string();
+        self.with_connection("activity", |client| async move {
+            let sessions = open_sessions(&client, &login).await?;
+            Ok(Activity {
+                in_use: sessions > 0,
+                last_used: None,
+            })
         })
         .await
     }

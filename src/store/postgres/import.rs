@@ -175,6 +175,14 @@ impl PgStore {
                     )
                     .await?;
             }
+            for (group, usage) in &export.usages {
+                client
+                    .execute(
+                        "INSERT INTO access_usage (grp, principal, body) VALUES ($1, $2, $3)",
+                        &[group, &usage.principal, &encode(usage)?],
+                    )
+                    .await?;
+            }
             let next_id = export.next_id.min(i64::MAX as u64) as i64;
             client
                 .execute("SELECT setval('ids', $1)", &[&next_id.max(1)])

@@ -7,6 +7,7 @@ use super::write::Pipeline;
 use super::{decode, encode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
 use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{Destination, GroupName};
+use crate::domain::usage::Usage;
 use crate::store::{Effects, Mapping, RecordStore, StoreError, SweepRun, TeamsContact};
 
 impl PgStore {
@@ -182,6 +183,59 @@ impl RecordStore for PgStore {
             &encode(run)?,
         )
         .await
+    }
+
+    async fn usages(&self, group: &str) -> Result<Vec<Usage>, StoreError> {
+        let bodies: Vec<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared("SELECT body FROM access_usage WHERE grp = $1 ORDER BY principal")
+                .await?;
+            let rows = conn.client().query(&statement, &[&group]).await?;
+            Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
+        })?;
+        bodies.iter().map(|body| decode(body)).collect()
+    }
+
+    async fn usage(&self, group: &str, principal: &str) -> Result<Option<Usage>, StoreError> {
+        let body: Option<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared("SELECT body FROM access_usage WHERE grp = $1 AND principal = $2")
+                .await?;
+            let row = conn
+                .client()
+                .query_opt(&statement, &[&group, &principal])
+                .await?;
+            Ok::<_, PgError>(row.map(|row| row.get(0)))
+        })?;
+        body.map(|body| decode(&body)).transpose()
+    }
+
+    async fn put_usage(&self, group: &str, usage: &Usage) -> Result<(), StoreError> {
+        let body = encode(usage)?;
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared(
+                    "INSERT INTO access_usage (grp, principal, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (grp, principal) DO UPDATE SET body = EXCLUDED.body",
+                )
+                .await?;
+            conn.client()
+                .execute(&statement, &[&group, &usage.principal, &body])
+                .await?;
+            Ok::<_, PgError>(())
+        })
+    }
+
+    async fn forget_usage(&self, group: &str, principal: &str) -> Result<(), StoreError> {
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared("DELETE FROM access_usage WHERE grp = $1 AND principal = $2")
+                .await?;
+            conn.client()
+                .execute(&statement, &[&group, &principal])
+                .await?;
+            Ok::<_, PgError>(())
+        })
     }
 
     async fn remember_delivery(

@@ -272,6 +272,16 @@ BEGIN
 END
 $$;
 "#,
+    r#"
+-- What jitbot saw of each watched principal's use of a group's target
+-- (domain::usage::Usage as JSON).
+CREATE TABLE access_usage (
+    grp text NOT NULL,
+    principal text NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (grp, principal)
+);
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {

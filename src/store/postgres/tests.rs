@@ -633,9 +633,21 @@ async fn mappings_contacts_sweeps_and_replays_are_shared() {
     let run = crate::store::SweepRun {
         at: Utc::now(),
         listed: true,
+        next_at: None,
     };
     first.put_last_sweep("prod-db", &run).await.unwrap();
     assert_eq!(second.last_sweep("prod-db").await.unwrap(), Some(run));
+    // What one replica saw of access being used, the other reads.
+    let mut usage = crate::domain::usage::Usage::new("alice", Utc::now());
+    usage.keep(Utc::now());
+    first.put_usage("prod-db", &usage).await.unwrap();
+    assert_eq!(
+        second.usage("prod-db", "alice").await.unwrap(),
+        Some(usage.clone())
+    );
+    assert_eq!(second.usages("prod-db").await.unwrap(), vec![usage]);
+    second.forget_usage("prod-db", "alice").await.unwrap();
+    assert!(first.usages("prod-db").await.unwrap().is_empty());
     assert_eq!(first.verify_audit().await.unwrap(), Ok(2));
 }
 

@@ -9,6 +9,7 @@ use crate::domain::ids::Actor;
 use crate::domain::job::Job;
 use crate::domain::quota::Quota;
 use crate::domain::request::AccessRequest;
+use crate::domain::usage::Usage;
 use crate::store::{Mapping, OutboxEntry, StoreError, SweepRun, TeamsContact};
 
 /// Everything a sled store remembers.
@@ -34,6 +35,8 @@ pub struct SledExport {
     pub latest_service_url: Option<String>,
     /// Group and its last sweep.
     pub sweeps: Vec<(String, SweepRun)>,
+    /// Group and what jitbot saw of one principal's use of its target.
+    pub usages: Vec<(String, Usage)>,
     /// Above every id the store has handed out.
     pub next_id: u64,
 }
@@ -59,6 +62,7 @@ impl SledStore {
             teams_conversations: Vec::new(),
             latest_service_url: None,
             sweeps: Vec::new(),
+            usages: Vec::new(),
             next_id: self.db.generate_id()?,
         };
         for item in self.requests.iter() {
@@ -120,6 +124,12 @@ impl SledStore {
             export
                 .sweeps
                 .push((text(&key[b"\x01sweep:".len()..]), decode(&value)?));
+        }
+        for item in self.meta.scan_prefix(b"\x01usage:") {
+            let (key, value) = item?;
+            let body = &key[b"\x01usage:".len()..];
+            let group = body.split(|b| *b == 0).next().unwrap_or_default();
+            export.usages.push((text(group), decode(&value)?));
         }
         Ok(export)
     }

@@ -84,6 +84,20 @@ pub(super) fn principal_owner(group: &str, principal: &str) -> Vec<u8> {
     key
 }
 
+/// Every usage record of `group` starts with this.
+pub(super) fn usage_prefix(group: &str) -> Vec<u8> {
+    let mut key = b"\x01usage:".to_vec();
+    key.extend_from_slice(group.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(super) fn usage(group: &str, principal: &str) -> Vec<u8> {
+    let mut key = usage_prefix(group);
+    key.extend_from_slice(principal.as_bytes());
+    key
+}
+
 pub(super) fn last_sweep(group: &str) -> Vec<u8> {
     let mut key = b"\x01sweep:".to_vec();
     key.extend_from_slice(group.as_bytes());

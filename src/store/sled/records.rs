@@ -8,6 +8,7 @@ use super::tx::{decode, encode, finish, Abort, Prepared};
 use super::{keys, SledStore, MAPPINGS};
 use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{Destination, GroupName};
+use crate::domain::usage::Usage;
 use crate::store::{Applied, Effects, Mapping, RecordStore, StoreError, SweepRun, TeamsContact};
 
 #[async_trait]
@@ -112,6 +113,31 @@ impl RecordStore for SledStore {
 
     async fn put_last_sweep(&self, group: &str, run: &SweepRun) -> Result<(), StoreError> {
         self.meta.insert(keys::last_sweep(group), encode(run)?)?;
+        Ok(())
+    }
+
+    async fn usages(&self, group: &str) -> Result<Vec<Usage>, StoreError> {
+        self.meta
+            .scan_prefix(keys::usage_prefix(group))
+            .map(|item| decode(&item?.1))
+            .collect()
+    }
+
+    async fn usage(&self, group: &str, principal: &str) -> Result<Option<Usage>, StoreError> {
+        self.meta
+            .get(keys::usage(group, principal))?
+            .map(|bytes| decode(&bytes))
+            .transpose()
+    }
+
+    async fn put_usage(&self, group: &str, usage: &Usage) -> Result<(), StoreError> {
+        self.meta
+            .insert(keys::usage(group, &usage.principal), encode(usage)?)?;
+        Ok(())
+    }
+
+    async fn forget_usage(&self, group: &str, principal: &str) -> Result<(), StoreError> {
+        self.meta.remove(keys::usage(group, principal))?;
         Ok(())
     }
 
