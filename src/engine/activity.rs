@@ -147,6 +147,8 @@ impl Engine {
         if let Some(period) = group.sweep_unused {
             self.sample_standing(group, &*provider, period).await?;
         }
+        // What was seen is durable before the round counts as done.
+        self.store.sync().await?;
         Ok(next)
     }
 

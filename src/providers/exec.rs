@@ -2,7 +2,7 @@
 //! a shell), with a timeout. Exit status 0 is success. The optional
 //! `holders` command prints the target's holders, one principal per line;
 //! the optional `activity` command prints `in_use`, the RFC 3339 time of
-//! the last use, or `never` (or nothing) when it was not used.
+//! the last use, or `never` / `unused` (or nothing) when it was not used.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -182,7 +182,7 @@ fn parse_activity(stdout: &[u8]) -> Result<Activity, String> {
             in_use: true,
             last_used: None,
         }),
-        "" | "never" => Ok(Activity {
+        "" | "never" | "unused" | "not_in_use" => Ok(Activity {
             in_use: false,
             last_used: None,
         }),

@@ -265,22 +265,12 @@ impl Reader<'_> {
                 );
             }
         }
-        if let Some(unused) = sweep_unused {
-            let span = Reader::value_span(table, "sweep_unused");
-            if sweep == SweepMode::Off {
-                self.problem(
-                    span.clone(),
-                    format!("{context}: sweep_unused needs sweep = \"report\" or \"enforce\""),
-                );
-            }
-            if unused.as_secs() < interval.as_secs().saturating_mul(2) {
-                self.problem(
-                    span,
-                    format!(
-                        "{context}: sweep_unused ({unused}) must be at least twice activity_interval ({interval})"
-                    ),
-                );
-            }
+        // A sweep samples its holders afresh, so sweep_unused may be any length.
+        if sweep_unused.is_some() && sweep == SweepMode::Off {
+            self.problem(
+                Reader::value_span(table, "sweep_unused"),
+                format!("{context}: sweep_unused needs sweep = \"report\" or \"enforce\""),
+            );
         }
         let Some(key) = [
             ("idle_release", idle_release),
