@@ -184,9 +184,9 @@ impl Engine {
         match usage.idle_step(activated_at, idle_release, now) {
             IdleStep::Wait { next_look } => Ok((usage, Some(next_look))),
             IdleStep::Releasing => Ok((usage, None)),
+            // The message or job is written first: a crash in between
+            // sends a warning twice rather than none.
             IdleStep::Warn { release_at } => {
-                usage.warned(activated_at, now);
-                self.store.put_usage(group.name.as_str(), &usage).await?;
                 let last_use = match usage.used_since(activated_at) {
                     Some(at) => format!("last seen in use {}", at.to_rfc3339()),
                     None => "not seen in use since it was granted".to_string(),
@@ -210,11 +210,11 @@ impl Engine {
                     ..Effects::default()
                 })
                 .await?;
+                usage.warned(activated_at, now);
+                self.store.put_usage(group.name.as_str(), &usage).await?;
                 Ok((usage, Some(release_at)))
             }
             IdleStep::Release { quiet_since } => {
-                usage.release_scheduled_for = Some(quiet_since);
-                self.store.put_usage(group.name.as_str(), &usage).await?;
                 let job = self
                     .new_job(
                         JobKind::ReleaseIdle {
@@ -230,6 +230,8 @@ impl Engine {
                     ..Effects::default()
                 })
                 .await?;
+                usage.release_scheduled_for = Some(quiet_since);
+                self.store.put_usage(group.name.as_str(), &usage).await?;
                 Ok((usage, None))
             }
         }

@@ -290,7 +290,8 @@ impl OutboxWorker {
                     .get_request(request)
                     .await
                     .map_err(|e| ChatError::Failed(e.to_string()))?;
-                let Some(grant) = grant else {
+                // Released or ended meanwhile: there is nothing to warn about.
+                let Some(grant) = grant.filter(|g| g.activated_at().is_some()) else {
                     return Ok(());
                 };
                 let idle_release = self.policy.group(&grant.group).and_then(|g| g.idle_release);
