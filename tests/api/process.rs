@@ -603,3 +603,156 @@ async fn a_request_acknowledged_just_before_a_kill_is_there_after_the_restart() 
     })
     .await;
 }
+
+/// Answers the activity calls with whether the principal is in use now,
+/// noting when it last said so.
+#[derive(Clone, Default)]
+struct Activity {
+    in_use: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_in_use: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl wiremock::Respond for Activity {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let in_use = self.in_use.load(std::sync::atomic::Ordering::SeqCst);
+        if in_use {
+            *self.last_in_use.lock().unwrap() = Some(Instant::now());
+        }
+        ResponseTemplate::new(200).set_body_json(json!({ "in_use": in_use, "last_used": null }))
+    }
+}
+
+#[tokio::test]
+async fn an_idle_grant_is_released_counted_from_its_last_use_across_a_kill() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": { "id": "D0ALICE" } })),
+        )
+        .with_priority(1)
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": true, "channel": "D0ALICE", "ts": "1.1" })),
+        )
+        .mount(&slack)
+        .await;
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    let activity = Activity::default();
+    activity
+        .in_use
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    Mock::given(method("GET"))
+        .and(path("/activity"))
+        .respond_with(activity.clone())
+        .mount(&iam)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = TestStore::new().await;
+    let policy = POLICY
+        .replace(
+            "timeout = \"5s\"",
+            "timeout = \"5s\"\nactivity_url = \"{IAM}/activity\"",
+        )
+        .replace(
+            "default_duration = \"5m\"",
+            "default_duration = \"5m\"\nactivity_interval = \"1s\"\nidle_release = \"20s\"",
+        )
+        .replace("{IAM}", &iam.uri());
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
+    let command = serde_urlencoded::to_string([
+        ("user_id", "U0ALICE"),
+        ("user_name", "alice"),
+        ("channel_id", "C0GENERAL"),
+        ("text", "request quick 5m idle test"),
+    ])
+    .unwrap();
+    let answer: serde_json::Value = bot
+        .post("/slack/commands", command)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
+    let click = json!({
+        "type": "block_actions",
+        "user": { "id": "U0LEAD", "username": "lead" },
+        "channel": { "id": "C0APPROVALS" },
+        "actions": [{ "action_id": "jit_approve", "value": id }],
+    });
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    let calls = |wanted: &'static str| {
+        let iam = &iam;
+        async move {
+            iam.received_requests()
+                .await
+                .expect("the fake records the requests it gets")
+                .into_iter()
+                .filter(|r| match wanted {
+                    "activity" => r.url.path() == "/activity",
+                    action => {
+                        r.url.path() == "/jit"
+                            && serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()
+                                ["action"]
+                                == action
+                    }
+                })
+                .count()
+        }
+    };
+    // In use for a few samples, then no longer; killed soon after, and
+    // down for ten seconds.
+    eventually("a few samples in use", || async {
+        (calls("activity").await >= 3).then_some(())
+    })
+    .await;
+    activity
+        .in_use
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let last_use = activity.last_in_use.lock().unwrap().expect("seen in use");
+    drop(bot);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restarted = Instant::now();
+    let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
+
+    eventually_within(Duration::from_secs(60), "the idle release", || async {
+        (calls("revoke").await == 1).then_some(())
+    })
+    .await;
+    let released = Instant::now();
+    // Counted from the last use seen before the kill, not from the restart;
+    // and never before idle_release has passed since that use.
+    assert!(
+        released >= last_use + Duration::from_secs(20),
+        "released {:?} after the last use",
+        released - last_use
+    );
+    assert!(
+        released < restarted + Duration::from_secs(18),
+        "released {:?} after the restart: counted from the restart",
+        released - restarted
+    );
+    // The Keep it warning came first.
+    let warned = slack
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| String::from_utf8_lossy(&r.body).contains("jit_keep"));
+    assert!(warned, "no Keep it DM before the release");
+    eventually("the request to be released", || async {
+        (request_state(&bot, &id).await["state"] == "released").then_some(())
+    })
+    .await;
+}
