@@ -126,6 +126,10 @@ pub fn approval_card(
         ("Duration".to_string(), plain(request.duration.to_string())),
         ("Request".to_string(), plain(request.id.as_str())),
     ];
+    if let Some(ticket) = &request.ticket {
+        // Part of what the requester wrote: shown literally.
+        fields.push(("Ticket".to_string(), theirs(ticket.as_str())));
+    }
     if let Some(grant) = extended {
         fields.push(("Extends".to_string(), plain(grant.id.grant_id().as_str())));
         // While pending, what the total would become; once applied, the

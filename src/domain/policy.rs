@@ -75,6 +75,56 @@ pub struct GroupPolicy {
     /// With `sweep` on, act only on standing holders unused for this long
     /// (watched by jitbot for at least as long).
     pub sweep_unused: Option<HumanDuration>,
+    /// Every reason (of a request or an extension) must contain a match,
+    /// a ticket id; the match is kept on the request.
+    pub reason_pattern: Option<ReasonPattern>,
+}
+
+/// A group's `reason_pattern`: a regular expression a reason must contain
+/// a match of (a ticket id like `INC-123`).
+#[derive(Clone)]
+pub struct ReasonPattern {
+    source: String,
+    regex: regex_lite::Regex,
+}
+
+impl ReasonPattern {
+    /// Compile `source`; why not, when it is not a usable pattern.
+    pub fn parse(source: &str) -> Result<ReasonPattern, String> {
+        let regex = regex_lite::Regex::new(source)
+            .map_err(|e| format!("it is not a valid regular expression: {e}"))?;
+        if regex.is_match("") {
+            return Err("it matches an empty reason, so it would let any reason through".into());
+        }
+        Ok(ReasonPattern {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    /// The pattern as written in the policy.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The first match in `reason`: the ticket id.
+    pub fn ticket_in(&self, reason: &str) -> Option<String> {
+        self.regex.find(reason).map(|m| m.as_str().to_string())
+    }
+}
+
+impl PartialEq for ReasonPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for ReasonPattern {}
+
+impl std::fmt::Debug for ReasonPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReasonPattern({:?})", self.source)
+    }
 }
 
 impl GroupPolicy {
@@ -384,6 +434,8 @@ pub enum RequestRefusal {
     ReasonMissing(String),
     #[error("The reason is longer than {max} characters; say it in fewer words.")]
     ReasonTooLong { max: usize },
+    #[error("The reason for `{group}` must name a ticket matching `{pattern}`; nothing was filed. Add the ticket id to the reason and try again.")]
+    TicketMissing { group: String, pattern: String },
     #[error("There is no grant {0}. `/jit list` shows yours.")]
     NoSuchGrant(String),
     #[error("{0} is not your grant; only its holder can extend it.")]
@@ -467,7 +519,22 @@ impl GroupPolicy {
             return Err(RequestRefusal::ReasonMissing(group));
         }
         check_reason_length(reason)?;
+        if let Some(pattern) = &self.reason_pattern {
+            if pattern.ticket_in(reason).is_none() {
+                return Err(RequestRefusal::TicketMissing {
+                    group,
+                    pattern: pattern.as_str().to_string(),
+                });
+            }
+        }
         Ok(duration)
+    }
+
+    /// The ticket id `reason` names, under the group's `reason_pattern`.
+    pub fn ticket_in(&self, reason: &str) -> Option<String> {
+        self.reason_pattern
+            .as_ref()
+            .and_then(|pattern| pattern.ticket_in(reason))
     }
 }
 

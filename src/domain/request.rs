@@ -47,6 +47,9 @@ pub struct AccessRequest {
     /// an `email`): what the requester is owed goes to their address.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub notify_by_email: bool,
+    /// The ticket id its reason names, under the group's `reason_pattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +193,7 @@ impl AccessRequest {
             principal: None,
             // Only the API files a requester with an address given.
             notify_by_email,
+            ticket: None,
         };
         (request, Happened::Requested { auto_approved })
     }

@@ -128,9 +128,17 @@ impl Engine {
         let id = &request.id;
         match happened {
             Happened::Requested { auto_approved } => {
+                let ticket = request
+                    .ticket
+                    .as_ref()
+                    .map(|ticket| format!(" (ticket {ticket})"))
+                    .unwrap_or_default();
                 effects.audit.push(audit(
                     AuditAction::Requested,
-                    format!("{group} for {}: {}", request.duration, request.reason),
+                    format!(
+                        "{group} for {}{ticket}: {}",
+                        request.duration, request.reason
+                    ),
                 ));
                 for destination in &audience.channels {
                     effects.outbox.push(Outgoing::PostCard {

@@ -239,6 +239,7 @@ impl Engine {
             if let Some(grant) = extends {
                 request = request.extending(grant);
             }
+            request.ticket = group.ticket_in(&request.reason);
             let audience = self.audience(&request).await.map_err(EngineError::from)?;
             let effects = self
                 .effects_of(&request, &happened, Some(&requester), &audience, None, now)

@@ -319,9 +319,9 @@ async fn view_submission(
                         RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => {
                             DURATION_BLOCK
                         }
-                        RequestRefusal::ReasonMissing(_) | RequestRefusal::ReasonTooLong { .. } => {
-                            REASON_BLOCK
-                        }
+                        RequestRefusal::ReasonMissing(_)
+                        | RequestRefusal::ReasonTooLong { .. }
+                        | RequestRefusal::TicketMissing { .. } => REASON_BLOCK,
                     };
                     Ok(field_errors(vec![(block, refusal.to_string())]))
                 }
@@ -348,9 +348,9 @@ async fn view_submission(
                 }
                 Err(SubmitError::Refused(refusal)) => {
                     let block = match refusal {
-                        RequestRefusal::ReasonMissing(_) | RequestRefusal::ReasonTooLong { .. } => {
-                            REASON_BLOCK
-                        }
+                        RequestRefusal::ReasonMissing(_)
+                        | RequestRefusal::ReasonTooLong { .. }
+                        | RequestRefusal::TicketMissing { .. } => REASON_BLOCK,
                         _ => DURATION_BLOCK,
                     };
                     Ok(field_errors(vec![(block, refusal.to_string())]))

@@ -33,5 +33,6 @@ mod requests;
 mod slack_ingress;
 mod sweeps;
 mod teams;
+mod tickets;
 mod unused;
 mod usergroups;

@@ -9,7 +9,7 @@ use super::reader::{Reader, Span};
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{ChannelId, GroupName};
 use crate::domain::policy::{
-    AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, Subject, SweepMode,
+    AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern, Subject, SweepMode,
 };
 
 pub(super) const GROUP_KEYS: &[&str] = &[
@@ -37,6 +37,7 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "activity_interval",
     "idle_release",
     "sweep_unused",
+    "reason_pattern",
 ];
 const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
@@ -164,6 +165,18 @@ impl Reader<'_> {
             .map(|(s, _)| s)
             .collect();
 
+        let reason_pattern = self
+            .string(table, "reason_pattern", context)
+            .and_then(|source| match ReasonPattern::parse(&source) {
+                Ok(pattern) => Some(pattern),
+                Err(why) => {
+                    self.problem(
+                        Reader::value_span(table, "reason_pattern"),
+                        format!("`reason_pattern` in {context}: {why}"),
+                    );
+                    None
+                }
+            });
         let idle_release = self.duration(table, "idle_release", context);
         let sweep_unused = self.duration(table, "sweep_unused", context);
         self.check_activity(
@@ -223,6 +236,7 @@ impl Reader<'_> {
             standing,
             idle_release,
             sweep_unused,
+            reason_pattern,
         })
     }
 

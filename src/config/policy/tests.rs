@@ -581,3 +581,52 @@ idle_release = "30m"
         .cannot_tell_activity()
         .is_none());
 }
+
+#[test]
+fn a_reason_pattern_must_compile_and_must_not_match_an_empty_reason() {
+    let group = |pattern: &str| {
+        format!(
+            r#"[providers.h]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+[[groups]]
+name = "g"
+provider = "h"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+reason_pattern = '{pattern}'
+"#
+        )
+    };
+    let broken = problems(&group("(INC|CHG-[0-9]+"));
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(
+        broken[0].starts_with(
+            "11:18: `reason_pattern` in group `g`: it is not a valid regular expression"
+        ),
+        "{broken:?}"
+    );
+    assert_eq!(
+        problems(&group("[A-Z]*")),
+        vec!["11:18: `reason_pattern` in group `g`: it matches an empty reason, so it would let any reason through"]
+    );
+    let policy = parse(&group("(INC|CHG)-[0-9]+")).unwrap();
+    let g = &policy.groups[0];
+    assert_eq!(
+        g.ticket_in("rolling back CHG-42 now").as_deref(),
+        Some("CHG-42")
+    );
+    assert_eq!(g.ticket_in("no ticket"), None);
+    let refused = g
+        .check_request(Some(HumanDuration::parse("1h").unwrap()), "fixing it")
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "The reason for `g` must name a ticket matching `(INC|CHG)-[0-9]+`; nothing was filed. Add the ticket id to the reason and try again."
+    );
+    assert!(g
+        .check_request(Some(HumanDuration::parse("1h").unwrap()), "INC-7 fix")
+        .is_ok());
+}

@@ -8,6 +8,7 @@
 mod auth;
 pub mod views;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -499,6 +500,8 @@ struct AuditQuery {
     since: Option<String>,
     /// Only events after this sequence number (to resume an export).
     after: Option<u64>,
+    /// Only events about requests whose reason names this ticket.
+    ticket: Option<String>,
 }
 
 /// The audit log as JSON lines, oldest first, streamed in chunks so a long
@@ -515,8 +518,13 @@ async fn export_audit(
     };
     let engine = state.engine.clone();
     let start = query.after.unwrap_or(0);
+    let ticket = query.ticket.map(|t| t.trim().to_string());
+    // Whether each request seen so far names the ticket.
+    let about_ticket: Arc<tokio::sync::Mutex<HashMap<RequestId, bool>>> = Arc::default();
     let chunks = futures_util::stream::unfold(Some(start), move |after| {
         let engine = engine.clone();
+        let ticket = ticket.clone();
+        let about_ticket = about_ticket.clone();
         async move {
             let after = after?;
             let batch = match engine.audit_after(after, AUDIT_EXPORT_BATCH).await {
@@ -529,6 +537,26 @@ async fn export_audit(
             let last = batch.last().map(|e| e.seq)?;
             let mut text = String::new();
             for event in batch.iter().filter(|e| since.map_or(true, |s| e.at >= s)) {
+                if let Some(ticket) = &ticket {
+                    let Some(id) = &event.request else {
+                        continue;
+                    };
+                    let mut known = about_ticket.lock().await;
+                    let names_it = match known.get(id) {
+                        Some(names_it) => *names_it,
+                        None => {
+                            let request = engine.get_request(id).await.ok().flatten();
+                            let names_it = request
+                                .and_then(|r| r.ticket)
+                                .is_some_and(|t| t.eq_ignore_ascii_case(ticket));
+                            known.insert(id.clone(), names_it);
+                            names_it
+                        }
+                    };
+                    if !names_it {
+                        continue;
+                    }
+                }
                 match serde_json::to_string(event) {
                     Ok(line) => {
                         text.push_str(&line);

@@ -39,6 +39,9 @@ pub struct RequestJson {
     pub extends: Option<String>,
     /// The principal the provider granted, once granted.
     pub principal: Option<String>,
+    /// The ticket id the reason names (groups with a `reason_pattern`).
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 impl From<&AccessRequest> for RequestJson {
@@ -50,6 +53,7 @@ impl From<&AccessRequest> for RequestJson {
             group: request.group.to_string(),
             duration: request.duration.to_string(),
             reason: request.reason.clone(),
+            ticket: request.ticket.clone(),
             created_at: request.created_at,
             state: state_name(&request.state).to_string(),
             approvals: request.approvals.clone(),
