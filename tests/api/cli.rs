@@ -284,6 +284,76 @@ mod over_the_api {
     }
 
     #[tokio::test]
+    async fn unused_lists_watched_access_and_its_last_use() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, ResponseTemplate};
+        let app = TestApp::spawn_with(
+            r#"
+admins = ["U0ADMIN"]
+
+[providers.hook]
+kind = "webhook"
+url = "{IAM}/jit"
+activity_url = "{IAM}/activity"
+secret_env = "TEST_HOOK_SECRET"
+
+[[groups]]
+name = "watched"
+provider = "hook"
+target = "reader"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+activity_interval = "1m"
+idle_release = "30m"
+"#,
+        )
+        .await;
+        Mock::given(method("GET"))
+            .and(path("/activity"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({ "in_use": true, "last_used": null })),
+            )
+            .mount(&app.iam)
+            .await;
+        let id = app.request("U0ALICE", "request watched 1h reading").await;
+        app.approve("U0LEAD", &id).await;
+        app.until_active(&id).await;
+        let grant = format!("G-{}", &id[2..]);
+        let (code, table, _) = jitbot(&app, Some(ADMIN_TOKEN), &["unused"]).await;
+        assert_eq!(code, 0);
+        assert!(table.contains("never seen"), "{table}");
+
+        app.advance(std::time::Duration::from_secs(120));
+        let table = eventually("a use to be listed", || async {
+            let (_, table, _) = jitbot(&app, Some(ADMIN_TOKEN), &["unused", "watched"]).await;
+            (!table.contains("never seen")).then_some(table)
+        })
+        .await;
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("GROUP    PRINCIPAL  GRANT     LAST USED"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("watched  U0ALICE    {grant}  20")),
+            "{table}"
+        );
+        let (code, json, _) = jitbot(&app, Some(ADMIN_TOKEN), &["unused", "--json"]).await;
+        assert_eq!(code, 0);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["grant_id"], grant.as_str());
+        assert!(parsed[0]["last_used"].is_string(), "{parsed}");
+
+        let (code, _, stderr) = jitbot(&app, Some(ADMIN_TOKEN), &["unused", "nosuch"]).await;
+        assert_eq!(code, 1);
+        assert!(stderr.contains("no group `nosuch`"), "{stderr}");
+        let (code, _, stderr) = jitbot(&app, Some(USER_TOKEN), &["unused"]).await;
+        assert_eq!(code, 1);
+        assert!(stderr.contains("HTTP 403"), "{stderr}");
+    }
+
+    #[tokio::test]
     async fn without_a_token_or_a_server_the_cli_says_what_is_missing() {
         let app = TestApp::spawn().await;
         let (code, _, stderr) = jitbot(&app, None, &["grants"]).await;
