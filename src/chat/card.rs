@@ -161,7 +161,14 @@ pub fn approval_card(
     match &request.state {
         RequestState::Pending => {}
         RequestState::Approved { auto: true, .. } => {
-            status.push(plain("Auto-approved by policy; granting access…"))
+            let why = group
+                .and_then(|g| g.auto_approve.as_ref())
+                .and_then(|rule| rule.hours.as_ref())
+                .map(|hours| format!(" (within {})", hours.as_str()))
+                .unwrap_or_default();
+            status.push(plain(format!(
+                "Auto-approved by policy{why}; granting access…"
+            )))
         }
         RequestState::Approved { .. } => status.push(plain("Granting access…")),
         RequestState::Active { expires_at, .. } => {

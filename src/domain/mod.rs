@@ -8,6 +8,7 @@ pub mod command;
 pub mod contact;
 pub mod duration;
 pub mod email;
+pub mod hours;
 pub mod ids;
 pub mod job;
 pub mod mapping;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::command::MAX_REASON_CHARS;
 use super::duration::HumanDuration;
 use super::email::EmailAddress;
+use super::hours::Hours;
 use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +137,29 @@ impl GroupPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoApprove {
-    pub requesters: Vec<Subject>,
+    /// Only these requesters (none given: anyone who may request).
+    pub requesters: Option<Vec<Subject>>,
+    /// Only inside these hours.
+    pub hours: Option<Hours>,
     /// Requests up to this long are approved without a card; longer ones go
     /// through the normal approval.
     pub max_duration: HumanDuration,
+}
+
+impl AutoApprove {
+    /// Why a request this rule approved was approved, for the card and
+    /// the audit.
+    pub fn why(&self) -> String {
+        let mut conditions = Vec::new();
+        if self.requesters.is_some() {
+            conditions.push("the requester is listed".to_string());
+        }
+        if let Some(hours) = &self.hours {
+            conditions.push(format!("within {}", hours.as_str()));
+        }
+        conditions.push(format!("at most {}", self.max_duration));
+        format!("auto_approve: {}", conditions.join(", "))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -151,7 +151,13 @@ impl Engine {
                         actor: None,
                         ..audit(
                             AuditAction::AutoApproved,
-                            "auto_approve rule of the policy".into(),
+                            self.policy
+                                .group(&request.group)
+                                .and_then(|g| g.auto_approve.as_ref())
+                                .map_or_else(
+                                    || "auto_approve rule of the policy".into(),
+                                    |rule| rule.why(),
+                                ),
                         )
                     });
                     effects.jobs.push(self.activate_job(request, now).await?);

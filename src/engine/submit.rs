@@ -202,12 +202,24 @@ impl Engine {
         requester: &Actor,
         duration: HumanDuration,
     ) -> Result<bool, SubmitError> {
-        match &group.auto_approve {
-            Some(rule) if duration <= rule.max_duration => self
-                .is_named_promptly(&rule.requesters, requester, Lookup::Fresh)
+        let Some(rule) = &group.auto_approve else {
+            return Ok(false);
+        };
+        // Every condition given must hold.
+        if duration > rule.max_duration
+            || rule
+                .hours
+                .as_ref()
+                .is_some_and(|hours| !hours.contains(self.now()))
+        {
+            return Ok(false);
+        }
+        match &rule.requesters {
+            Some(requesters) => self
+                .is_named_promptly(requesters, requester, Lookup::Fresh)
                 .await
                 .map_err(SubmitError::Directory),
-            _ => Ok(false),
+            None => Ok(true),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, has_buttons, request_id_in, TestApp, HOOK_SECRET};
+use crate::helpers::{eventually, has_buttons, request_id_in, TestApp, BASE_POLICY, HOOK_SECRET};
 
 #[tokio::test]
 async fn request_approve_grant_and_tell_everyone() {
@@ -231,6 +231,55 @@ async fn auto_approved_requests_skip_the_card_buttons_but_are_posted_as_a_notice
     // Longer than the rule allows: a normal request with buttons.
     let answer = app
         .command_text("U0ONCALL", "C0GENERAL", "request sandbox 1h longer fix")
+        .await;
+    assert!(answer.contains("waiting for approval"), "{answer}");
+    let id = request_id_in(&answer).unwrap();
+    let card = eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
+    assert!(has_buttons(&card));
+}
+
+#[tokio::test]
+async fn inside_business_hours_anyone_is_auto_approved_and_outside_them_the_card_waits() {
+    use chrono::{Datelike, Timelike};
+    let app = TestApp::spawn_with(&format!(
+        r#"{BASE_POLICY}
+[[groups]]
+name = "office"
+provider = "iam"
+target = "office_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+auto_approve = {{ hours = "Mon-Fri 09:00-18:00 UTC", max_duration = "2h" }}
+"#
+    ))
+    .await;
+    // The next Monday, 10:00 UTC, then the Saturday after it.
+    let now = jitbot::clock::Clock::now(&*app.clock);
+    let days_to_monday = (7 - now.weekday().num_days_from_monday()) % 7 + 7;
+    let monday_ten = (now + chrono::Duration::days(days_to_monday.into()))
+        .with_hour(10)
+        .and_then(|t| t.with_minute(0))
+        .unwrap();
+    app.advance_to(monday_ten);
+    let answer = app
+        .command_text("U0ALICE", "C0GENERAL", "request office 1h quarterly report")
+        .await;
+    assert!(
+        answer.contains("approved automatically by policy"),
+        "{answer}"
+    );
+    let id = request_id_in(&answer).unwrap();
+    app.until_granted(&id).await;
+    let why = app.audit_details("AutoApproved").await;
+    assert!(
+        why.iter()
+            .any(|d| d.contains("within Mon-Fri 09:00-18:00 UTC")),
+        "{why:?}"
+    );
+
+    app.advance_to(monday_ten + chrono::Duration::days(5));
+    let answer = app
+        .command_text("U0ALICE", "C0GENERAL", "request office 1h weekend report")
         .await;
     assert!(answer.contains("waiting for approval"), "{answer}");
     let id = request_id_in(&answer).unwrap();

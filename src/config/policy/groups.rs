@@ -7,6 +7,7 @@ use toml_edit::{Item, TableLike, Value};
 
 use super::reader::{Reader, Span};
 use crate::domain::duration::HumanDuration;
+use crate::domain::hours::Hours;
 use crate::domain::ids::{ChannelId, GroupName};
 use crate::domain::policy::{
     AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern, Subject, SweepMode,
@@ -39,7 +40,7 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "sweep_unused",
     "reason_pattern",
 ];
-const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "max_duration"];
+const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "hours", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
 
 impl Reader<'_> {
@@ -382,11 +383,24 @@ impl Reader<'_> {
         };
         self.check_keys(rule, AUTO_APPROVE_KEYS, &inner_context);
         let requesters = self.subjects(rule, "requesters", &inner_context);
-        if requesters.is_none() {
+        let hours = self
+            .string(rule, "hours", &inner_context)
+            .and_then(|text| match Hours::parse(&text) {
+                Ok(hours) => Some(hours),
+                Err(why) => {
+                    self.problem(
+                        Reader::value_span(rule, "hours"),
+                        format!("`hours` in {inner_context}: {why}"),
+                    );
+                    None
+                }
+            });
+        if rule.get("requesters").is_none() && rule.get("hours").is_none() {
             self.problem(
                 item.span(),
-                format!("{inner_context} is missing `requesters`"),
+                format!("{inner_context} needs a condition: `requesters`, `hours`, or both"),
             );
+            return None;
         }
         let max_duration = self
             .duration(rule, "max_duration", &inner_context)
@@ -401,7 +415,8 @@ impl Reader<'_> {
             );
         }
         Some(AutoApprove {
-            requesters: requesters?,
+            requesters,
+            hours,
             max_duration,
         })
     }

@@ -630,3 +630,38 @@ reason_pattern = '{pattern}'
         .check_request(Some(HumanDuration::parse("1h").unwrap()), "INC-7 fix")
         .is_ok());
 }
+
+#[test]
+fn auto_approve_hours_are_checked_and_any_condition_may_stand_alone() {
+    let group = |rule: &str| {
+        format!(
+            r#"[providers.h]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+[[groups]]
+name = "g"
+provider = "h"
+target = "t"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+auto_approve = {rule}
+"#
+        )
+    };
+    let policy = parse(&group(r#"{ hours = "Mon-Fri 09:00-18:00 Europe/Berlin" }"#)).unwrap();
+    let rule = policy.groups[0].auto_approve.as_ref().unwrap();
+    assert!(rule.requesters.is_none());
+    assert_eq!(
+        rule.hours.as_ref().unwrap().as_str(),
+        "Mon-Fri 09:00-18:00 Europe/Berlin"
+    );
+    assert_eq!(
+        problems(&group(r#"{ hours = "Mon-Fri 09:00-18:00 Europe/Berlinn" }"#)),
+        vec!["11:26: `hours` in auto_approve of group `g`: `Europe/Berlinn` is not an IANA time zone (like Europe/Berlin or America/New_York)"]
+    );
+    assert_eq!(
+        problems(&group(r#"{ max_duration = "30m" }"#)),
+        vec!["11:16: auto_approve of group `g` needs a condition: `requesters`, `hours`, or both"]
+    );
+}
