@@ -265,12 +265,7 @@ impl OutboxWorker {
                 request,
                 expires_at,
             } => {
-                let grant = self
-                    .store
-                    .get_request(request)
-                    .await
-                    .map_err(|e| ChatError::Failed(e.to_string()))?;
-                let Some(grant) = grant else {
+                let Some(grant) = self.read_request(request).await? else {
                     return Ok(());
                 };
                 let card = expiry_warning(&grant, *expires_at);
@@ -285,11 +280,7 @@ impl OutboxWorker {
                 request,
                 release_at,
             } => {
-                let grant = self
-                    .store
-                    .get_request(request)
-                    .await
-                    .map_err(|e| ChatError::Failed(e.to_string()))?;
+                let grant = self.read_request(request).await?;
                 // Released or ended meanwhile: there is nothing to warn about.
                 let Some(grant) = grant.filter(|g| g.activated_at().is_some()) else {
                     return Ok(());
@@ -300,6 +291,14 @@ impl OutboxWorker {
                 self.warn_requester(entry, &grant, &card, email_text).await
             }
         }
+    }
+
+    /// The request a message is about, as it is now.
+    async fn read_request(&self, id: &RequestId) -> Result<Option<AccessRequest>, ChatError> {
+        self.store
+            .get_request(id)
+            .await
+            .map_err(|e| ChatError::Failed(e.to_string()))
     }
 
     /// DM a grant's requester a warning card — or, when they hear back by

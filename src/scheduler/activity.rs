@@ -41,13 +41,10 @@ async fn due(engine: &Engine, group: &GroupPolicy) -> DateTime<Utc> {
 /// Sample `group` — unless another replica is sampling it now, or did
 /// since this one looked.
 async fn sample_unless_another_does(engine: &Engine, group: &GroupPolicy) {
-    let lease = match engine.store().try_lease(&run_name(group)).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(group = %group.name, %error, "cannot claim the activity sampling");
-            return;
-        }
+    let Some(lease) =
+        super::claim_periodic(engine, &run_name(group), group, "activity sampling").await
+    else {
+        return;
     };
     if due(engine, group).await > engine.now() {
         return;

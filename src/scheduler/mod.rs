@@ -56,6 +56,24 @@ pub struct Scheduler {
     tracker: TaskTracker,
 }
 
+/// Claim the periodic task `name` of `group` (a sweep, an activity
+/// round) for this process; `None` when another replica holds it or the
+/// store cannot say (logged as the failure to claim `what`).
+async fn claim_periodic(
+    engine: &Engine,
+    name: &str,
+    group: &crate::domain::policy::GroupPolicy,
+    what: &str,
+) -> Option<crate::store::Lease> {
+    match engine.store().try_lease(name).await {
+        Ok(lease) => lease,
+        Err(error) => {
+            tracing::error!(group = %group.name, %error, "cannot claim the {what}");
+            None
+        }
+    }
+}
+
 /// What one pass over the due-index found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dispatched {

@@ -20,17 +20,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Sweep `group` — unless another replica sharing the store is sweeping it
 /// now, or did since this one looked.
 async fn sweep_unless_another_does(engine: &Engine, group: &GroupPolicy) {
-    let lease = match engine
-        .store()
-        .try_lease(&format!("sweep:{}", group.name))
-        .await
-    {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(group = %group.name, %error, "cannot claim the sweep");
-            return;
-        }
+    let name = format!("sweep:{}", group.name);
+    let Some(lease) = super::claim_periodic(engine, &name, group, "sweep").await else {
+        return;
     };
     let interval = group.sweep_interval.as_chrono();
     if let Ok(Some(run)) = engine.store().last_sweep(group.name.as_str()).await {

@@ -209,15 +209,7 @@ async fn more_traffic_than_the_server_takes_on_is_answered_busy_at_once() {
         1,
         "only the admitted one: {list}"
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("jitbot_busy_answers_total{source=\"slack\"}"),
         "{metrics}"

@@ -760,6 +760,18 @@ impl TestApp {
         .await;
     }
 
+    /// The server's Prometheus metrics, as scraped.
+    pub(crate) async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Request `id` as the API shows it to an admin.
     pub(crate) async fn request_json(&self, id: &str) -> Value {
         self.http

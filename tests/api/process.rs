@@ -142,19 +142,8 @@ impl Drop for Bot {
     }
 }
 
-async fn revokes(iam: &MockServer) -> usize {
-    iam.received_requests()
-        .await
-        .expect("the fake records the requests it gets")
-        .iter()
-        .filter(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["action"] == "revoke"
-        })
-        .count()
-}
-
-#[tokio::test]
-async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
+/// A fake Slack that opens Alice's DM and accepts every post.
+async fn fake_slack() -> MockServer {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/conversations.open"))
@@ -172,6 +161,53 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
         )
         .mount(&slack)
         .await;
+    slack
+}
+
+impl Bot {
+    /// Alice files `text` (a `request …` command) and the lead approves it;
+    /// the request id.
+    async fn request_and_approve(&self, text: &str) -> String {
+        let command = serde_urlencoded::to_string([
+            ("user_id", "U0ALICE"),
+            ("user_name", "alice"),
+            ("channel_id", "C0GENERAL"),
+            ("text", text),
+        ])
+        .unwrap();
+        let answer: serde_json::Value = self
+            .post("/slack/commands", command)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
+        let click = json!({
+            "type": "block_actions",
+            "user": { "id": "U0LEAD", "username": "lead" },
+            "channel": { "id": "C0APPROVALS" },
+            "actions": [{ "action_id": "jit_approve", "value": id }],
+        });
+        let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+        assert_eq!(self.post("/slack/interactions", body).await.status(), 200);
+        id
+    }
+}
+
+async fn revokes(iam: &MockServer) -> usize {
+    iam.received_requests()
+        .await
+        .expect("the fake records the requests it gets")
+        .iter()
+        .filter(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["action"] == "revoke"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
+    let slack = fake_slack().await;
     let iam = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/jit"))
@@ -186,28 +222,9 @@ async fn a_revocation_owed_across_a_kill_is_done_right_after_restart() {
     )
     .unwrap();
     let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
-    let command = serde_urlencoded::to_string([
-        ("user_id", "U0ALICE"),
-        ("user_name", "alice"),
-        ("channel_id", "C0GENERAL"),
-        ("text", "request quick 10s crash test"),
-    ])
-    .unwrap();
-    let answer: serde_json::Value = bot
-        .post("/slack/commands", command)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
-    let click = json!({
-        "type": "block_actions",
-        "user": { "id": "U0LEAD", "username": "lead" },
-        "channel": { "id": "C0APPROVALS" },
-        "actions": [{ "action_id": "jit_approve", "value": id }],
-    });
-    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
-    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    let id = bot
+        .request_and_approve("request quick 10s crash test")
+        .await;
     // The "access is live" DM goes out only once the activation is durable.
     eventually("the access to be live", || async {
         slack
@@ -624,23 +641,7 @@ impl wiremock::Respond for Activity {
 
 #[tokio::test]
 async fn an_idle_grant_is_released_counted_from_its_last_use_across_a_kill() {
-    let slack = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/conversations.open"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "ok": true, "channel": { "id": "D0ALICE" } })),
-        )
-        .with_priority(1)
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "ok": true, "channel": "D0ALICE", "ts": "1.1" })),
-        )
-        .mount(&slack)
-        .await;
+    let slack = fake_slack().await;
     let iam = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/jit"))
@@ -670,28 +671,7 @@ async fn an_idle_grant_is_released_counted_from_its_last_use_across_a_kill() {
         .replace("{IAM}", &iam.uri());
     std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
     let bot = Bot::start(dir.path(), &store, &slack.uri()).await;
-    let command = serde_urlencoded::to_string([
-        ("user_id", "U0ALICE"),
-        ("user_name", "alice"),
-        ("channel_id", "C0GENERAL"),
-        ("text", "request quick 5m idle test"),
-    ])
-    .unwrap();
-    let answer: serde_json::Value = bot
-        .post("/slack/commands", command)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = request_id_in(answer["text"].as_str().unwrap()).unwrap();
-    let click = json!({
-        "type": "block_actions",
-        "user": { "id": "U0LEAD", "username": "lead" },
-        "channel": { "id": "C0APPROVALS" },
-        "actions": [{ "action_id": "jit_approve", "value": id }],
-    });
-    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
-    assert_eq!(bot.post("/slack/interactions", body).await.status(), 200);
+    let id = bot.request_and_approve("request quick 5m idle test").await;
     let calls = |wanted: &'static str| {
         let iam = &iam;
         async move {

@@ -143,16 +143,9 @@ async fn keep_it_dm(app: &TestApp, user: &str) -> Value {
 }
 
 async fn metric(app: &TestApp, line_start: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix(line_start))
         .and_then(|rest| rest.trim().parse().ok())
         .unwrap_or(0.0)

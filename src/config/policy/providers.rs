@@ -164,12 +164,7 @@ impl Reader<'_> {
                 self.check_keys(table, WEBHOOK_KEYS, context);
                 let url = self.required_string(table, "url", context, at.clone());
                 if let Some(url) = &url {
-                    if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        self.problem(
-                            Reader::value_span(table, "url"),
-                            format!("`url` in {context} must be an http(s) URL"),
-                        );
-                    }
+                    self.check_http_scheme(table, "url", context, url);
                 }
                 let secret_env = self.required_string(table, "secret_env", context, at);
                 let holders_url = self.optional_http_url(table, "holders_url", context);
@@ -343,15 +338,26 @@ impl Reader<'_> {
         at: Span,
     ) -> Option<String> {
         let url = self.required_string(table, key, context, at)?;
-        if url.starts_with("https://") || url.starts_with("http://") {
-            Some(url)
-        } else {
+        self.check_http_scheme(table, key, context, &url)
+            .then_some(url)
+    }
+
+    /// Whether `url` (the value of `key`) is http(s); if not, says so.
+    fn check_http_scheme(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+        url: &str,
+    ) -> bool {
+        let http = url.starts_with("https://") || url.starts_with("http://");
+        if !http {
             self.problem(
                 Reader::value_span(table, key),
                 format!("`{key}` in {context} must be an http(s) URL"),
             );
-            None
         }
+        http
     }
 
     /// An optional key that, when given, must be an http(s) URL.
@@ -362,12 +368,7 @@ impl Reader<'_> {
         context: &str,
     ) -> Option<String> {
         let url = self.string(table, key, context)?;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            self.problem(
-                Reader::value_span(table, key),
-                format!("`{key}` in {context} must be an http(s) URL"),
-            );
-        }
+        self.check_http_scheme(table, key, context, &url);
         Some(url)
     }
 
