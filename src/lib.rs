@@ -30,6 +30,8 @@
 //! - [`email`]: the third way to approve — the SMTP mailer the outbox
 //!   sends through, the approval email and notices (plain text and HTML),
 //!   and the signed link tokens with the page's CSRF field.
+//! - [`on_call`]: who is on call now, asked of PagerDuty or Opsgenie
+//!   (for `auto_approve.on_call` and on-call approvers), cached briefly.
 //! - [`slack_api`]: the Slack Web API calls shared by the chat adapter and
 //!   the `slack_usergroup` provider.
 //! - [`providers`]: the [`providers::Provider`] trait and the `webhook`,
@@ -57,6 +59,7 @@ pub mod domain;
 pub mod email;
 pub mod engine;
 pub mod http;
+pub mod on_call;
 pub mod outbound;
 pub mod outbox;
 pub mod postgres;

@@ -111,6 +111,8 @@ pub struct ServerParts {
     pub clock: Arc<dyn Clock>,
     /// Email approvals and notices, when `JITBOT_SMTP_URL` is set.
     pub email: EmailSettings,
+    /// Paging services asked who is on call.
+    pub paging: crate::config::paging::PagingSettings,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -209,7 +211,14 @@ pub async fn start(
         wakers.clone(),
     )
     .with_chat(platforms.clone())
-    .with_limits(parts.user_limits);
+    .with_limits(parts.user_limits)
+    .with_paging(parts.paging.clone());
+    for variable in crate::on_call::missing_credentials(&policy, &parts.paging) {
+        tracing::error!(
+            variable,
+            "the policy names on-call schedules but {variable} is not set; nobody counts as on call for them"
+        );
+    }
     if mailer.is_some() {
         engine = engine.with_email();
     }

@@ -182,6 +182,22 @@ impl SlackApi {
             .map(str::to_string))
     }
 
+    /// The user whose profile has this address (`users.lookupByEmail`);
+    /// `None` when Slack knows nobody by it.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserId>, SlackApiError> {
+        match self
+            .call_form("users.lookupByEmail", &[("email", email)])
+            .await
+        {
+            Ok(answer) => Ok(answer
+                .pointer("/user/id")
+                .and_then(Value::as_str)
+                .map(UserId::new)),
+            Err(SlackApiError::Refused(code)) if code.ends_with("users_not_found") => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// `conversations.open`: the DM channel with `user`.
     pub async fn open_dm(&self, user: &UserId) -> Result<String, SlackApiError> {
         let answer = self

@@ -72,6 +72,10 @@ pub struct Metrics {
     /// Standing holders (no grant, not allowed) unused for the group's
     /// `sweep_unused`, as last sampled.
     pub unused_holders: Family<GroupLabel, Gauge>,
+    /// Who-is-on-call look-ups: `ok`, `unknown_schedule` (a 404: the
+    /// policy names a schedule the service does not have), `failed`,
+    /// `timed_out`, `not_configured`.
+    pub on_call_lookups: Family<Outcome, Counter>,
     active_grants: Gauge,
     expiring_soon: Gauge,
     outbox_depth: Gauge,
@@ -98,6 +102,7 @@ impl Metrics {
         let activity_samples = Family::<Outcome, Counter>::default();
         let idle_releases = Counter::default();
         let unused_holders = Family::<GroupLabel, Gauge>::default();
+        let on_call_lookups = Family::<Outcome, Counter>::default();
         let active_grants = Gauge::default();
         let expiring_soon = Gauge::default();
         let outbox_depth = Gauge::default();
@@ -148,6 +153,11 @@ impl Metrics {
             "Standing holders unused for the group's sweep_unused, as last sampled",
             unused_holders.clone(),
         );
+        registry.register(
+            "on_call_lookups",
+            "Who-is-on-call look-ups by outcome (unknown_schedule: the paging service has no such schedule)",
+            on_call_lookups.clone(),
+        );
         registry.register("active_grants", "Grants active now", active_grants.clone());
         registry.register(
             "grants_expiring_soon",
@@ -176,6 +186,7 @@ impl Metrics {
             activity_samples,
             idle_releases,
             unused_holders,
+            on_call_lookups,
             active_grants,
             expiring_soon,
             outbox_depth,

@@ -149,6 +149,17 @@ pub fn approval_card(
         ));
     }
     let mut status = Vec::new();
+    if request.state == RequestState::Pending {
+        for asked in &request.on_call {
+            status.extend([
+                plain("Asked "),
+                CardText::User(asked.person.clone()),
+                plain(" (on call for "),
+                theirs(asked.schedule.to_string()),
+                plain("). "),
+            ]);
+        }
+    }
     for approval in &request.approvals {
         status.extend([
             plain("Approved by "),
@@ -161,10 +172,10 @@ pub fn approval_card(
     match &request.state {
         RequestState::Pending => {}
         RequestState::Approved { auto: true, .. } => {
-            let why = group
-                .and_then(|g| g.auto_approve.as_ref())
-                .and_then(|rule| rule.hours.as_ref())
-                .map(|hours| format!(" (within {})", hours.as_str()))
+            let why = request
+                .auto_approval
+                .as_ref()
+                .map(|conditions| format!(" ({conditions})"))
                 .unwrap_or_default();
             status.push(plain(format!(
                 "Auto-approved by policy{why}; granting access…"

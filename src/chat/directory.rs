@@ -16,6 +16,11 @@ use crate::domain::ids::UserId;
 pub trait Directory: Send + Sync {
     async fn user_group_members(&self, group: &str) -> Result<Vec<UserId>, ChatError>;
     async fn user_email(&self, user: &UserId) -> Result<Option<String>, ChatError>;
+    /// The user whose profile has this address (to DM whoever is on
+    /// call); platforms that cannot say answer `None`.
+    async fn user_by_email(&self, _email: &str) -> Result<Option<UserId>, ChatError> {
+        Ok(None)
+    }
 }
 
 /// Membership changes (someone leaves the DBA group) must take effect
@@ -30,6 +35,7 @@ pub struct CachedDirectory {
     inner: Arc<dyn Directory>,
     groups: Cached<Arc<HashSet<UserId>>>,
     emails: Cached<Option<String>>,
+    users_by_email: Cached<Option<UserId>>,
 }
 
 impl CachedDirectory {
@@ -38,6 +44,7 @@ impl CachedDirectory {
             inner,
             groups: Mutex::new(HashMap::new()),
             emails: Mutex::new(HashMap::new()),
+            users_by_email: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,6 +92,16 @@ impl CachedDirectory {
         let email = self.inner.user_email(user).await?;
         Self::keep(&self.emails, user.as_str(), email.clone());
         Ok(email)
+    }
+
+    /// The user with this address in their profile.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserId>, ChatError> {
+        if let Some(user) = Self::fresh(&self.users_by_email, email, EMAIL_TTL) {
+            return Ok(user);
+        }
+        let user = self.inner.user_by_email(email).await?;
+        Self::keep(&self.users_by_email, email, user.clone());
+        Ok(user)
     }
 }
 

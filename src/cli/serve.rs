@@ -40,6 +40,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         max_in_flight: settings.max_in_flight,
         clock: Arc::new(SystemClock),
         email: settings.email.clone(),
+        paging: settings.paging.clone(),
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,

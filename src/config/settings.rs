@@ -41,6 +41,9 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Email approvals and notifications (`JITBOT_SMTP_URL` and friends).
     pub email: super::email::EmailSettings,
+    /// Paging services asked who is on call (`PAGERDUTY_API_TOKEN`,
+    /// `OPSGENIE_API_KEY` and their URLs).
+    pub paging: super::paging::PagingSettings,
 }
 
 /// The shared PostgreSQL store.
@@ -130,6 +133,8 @@ pub enum SettingsError {
     BadDatabaseUrl,
     #[error("{0}")]
     Email(String),
+    #[error("{0}")]
+    Paging(String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -300,6 +305,7 @@ impl Settings {
             },
             max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
             email: super::email::EmailSettings::from_env(env)?,
+            paging: super::paging::PagingSettings::from_env(env)?,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod job;
 pub mod mapping;
 pub mod message;
+pub mod on_call;
 pub mod policy;
 pub mod quota;
 pub mod request;

@@ -9,6 +9,7 @@ use super::duration::HumanDuration;
 use super::email::EmailAddress;
 use super::hours::Hours;
 use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
+use super::on_call::Schedule;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -141,16 +142,22 @@ pub struct AutoApprove {
     pub requesters: Option<Vec<Subject>>,
     /// Only inside these hours.
     pub hours: Option<Hours>,
+    /// Only while the requester is on call for one of these schedules.
+    pub on_call: Option<Vec<Schedule>>,
     /// Requests up to this long are approved without a card; longer ones go
     /// through the normal approval.
     pub max_duration: HumanDuration,
 }
 
 impl AutoApprove {
-    /// Why a request this rule approved was approved, for the card and
-    /// the audit.
-    pub fn why(&self) -> String {
+    /// The conditions that held for a request this rule approved, for the
+    /// card and the audit; `on_call_for` is the schedule the requester was
+    /// found on call for, when the rule asks for one.
+    pub fn conditions(&self, on_call_for: Option<&Schedule>) -> String {
         let mut conditions = Vec::new();
+        if let Some(schedule) = on_call_for {
+            conditions.push(format!("the requester is on call for schedule {schedule}"));
+        }
         if self.requesters.is_some() {
             conditions.push("the requester is listed".to_string());
         }
@@ -158,7 +165,7 @@ impl AutoApprove {
             conditions.push(format!("within {}", hours.as_str()));
         }
         conditions.push(format!("at most {}", self.max_duration));
-        format!("auto_approve: {}", conditions.join(", "))
+        conditions.join(", ")
     }
 }
 
@@ -195,6 +202,10 @@ pub enum Subject {
     /// Someone reached by email (approvers and `escalate_to` only); a chat
     /// user whose profile has this address is the same person.
     Email(EmailAddress),
+    /// Whoever is on call for this schedule when a request is filed
+    /// (approvers only): they are asked by DM, and recorded on the request
+    /// as the one who may decide for it.
+    OnCall(Schedule),
 }
 
 impl Subject {
@@ -206,6 +217,9 @@ impl Subject {
         }
         if EmailAddress::looks_like(text) {
             return EmailAddress::parse(text).ok().map(Subject::Email);
+        }
+        if Schedule::looks_like(text) {
+            return Schedule::parse(text).ok().map(Subject::OnCall);
         }
         let slack_shaped = text.len() >= 2
             && text.len() <= 32
@@ -226,6 +240,14 @@ impl Subject {
     pub fn email(&self) -> Option<&EmailAddress> {
         match self {
             Subject::Email(address) => Some(address),
+            _ => None,
+        }
+    }
+
+    /// The on-call schedule this entry names, if it is one.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        match self {
+            Subject::OnCall(schedule) => Some(schedule),
             _ => None,
         }
     }
@@ -252,6 +274,8 @@ impl Subject {
                     && actor.user.as_str().eq_ignore_ascii_case(id.as_str())
             }
             Subject::Email(address) => actor.email.as_ref() == Some(address),
+            // Who may decide for a schedule is recorded on each request.
+            Subject::OnCall(_) => false,
         }
     }
 }
@@ -494,7 +518,21 @@ impl Policy {
             .and_then(|per_provider| per_provider.get(provider))
             .map(String::as_str)
     }
+
+    /// The email address `[identities]` gives this user (the `email` key),
+    /// for matching them against on-call schedules.
+    pub fn identity_email(&self, user: &UserId) -> Option<EmailAddress> {
+        let text = self
+            .identities
+            .get(user.as_str())?
+            .get(IDENTITY_EMAIL_KEY)?;
+        EmailAddress::parse(text).ok()
+    }
 }
+
+/// The key of `[identities]` entries that gives a user's email address
+/// rather than a provider's principal.
+pub const IDENTITY_EMAIL_KEY: &str = "email";
 
 impl GroupPolicy {
     /// The email approvers: each gets an email with a link for every

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
 use super::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
+use super::on_call::OnCallApprover;
 
 mod outcome;
 pub use outcome::{Happened, Refusal};
@@ -50,6 +51,14 @@ pub struct AccessRequest {
     /// The ticket id its reason names, under the group's `reason_pattern`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// Why the policy approved it without a person (which `auto_approve`
+    /// conditions held, the on-call schedule found), as filed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approval: Option<String>,
+    /// Who was on call for the group's approver schedules when it was
+    /// filed: they were asked, and they may decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_call: Vec<OnCallApprover>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +203,8 @@ impl AccessRequest {
             // Only the API files a requester with an address given.
             notify_by_email,
             ticket: None,
+            auto_approval: None,
+            on_call: Vec::new(),
         };
         (request, Happened::Requested { auto_approved })
     }

@@ -49,6 +49,11 @@ impl Engine {
             Vec::new()
         };
         direct.extend(self.email_approvers(group));
+        for asked in &request.on_call {
+            if !direct.iter().any(|person| person.is(&asked.person)) {
+                direct.push(asked.person.clone());
+            }
+        }
         Ok(Audience { channels, direct })
     }
 
@@ -151,13 +156,10 @@ impl Engine {
                         actor: None,
                         ..audit(
                             AuditAction::AutoApproved,
-                            self.policy
-                                .group(&request.group)
-                                .and_then(|g| g.auto_approve.as_ref())
-                                .map_or_else(
-                                    || "auto_approve rule of the policy".into(),
-                                    |rule| rule.why(),
-                                ),
+                            match &request.auto_approval {
+                                Some(conditions) => format!("auto_approve: {conditions}"),
+                                None => "auto_approve rule of the policy".into(),
+                            },
                         )
                     });
                     effects.jobs.push(self.activate_job(request, now).await?);

@@ -27,6 +27,7 @@ mod end;
 mod extend;
 mod grant;
 mod ingress;
+mod on_call;
 mod pending;
 mod rights;
 mod steps;
@@ -130,6 +131,8 @@ pub struct Engine {
     /// Groups and principals whose activity the provider cannot tell now
     /// (logged once when it starts failing).
     activity_failing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Who is on call, for `auto_approve.on_call` and on-call approvers.
+    on_call: crate::on_call::OnCall,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -150,8 +153,10 @@ impl Engine {
         directories: HashMap<Platform, Arc<CachedDirectory>>,
         wakers: Wakers,
     ) -> Engine {
+        let metrics = Arc::new(Metrics::new());
         Engine {
             health: Arc::new(Health::new(clock.clone())),
+            on_call: crate::on_call::OnCall::new(Default::default(), metrics.clone()),
             clock,
             store,
             policy,
@@ -159,7 +164,7 @@ impl Engine {
             directories,
             chat: HashMap::new(),
             wakers,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             limits: FilingLimits::default(),
             email_enabled: false,
             activity_failing: Default::default(),
@@ -169,6 +174,12 @@ impl Engine {
     /// Reach people by email too (the outbox has a mailer).
     pub fn with_email(mut self) -> Engine {
         self.email_enabled = true;
+        self
+    }
+
+    /// Ask these paging services who is on call.
+    pub fn with_paging(mut self, settings: crate::config::paging::PagingSettings) -> Engine {
+        self.on_call = crate::on_call::OnCall::new(settings, self.metrics.clone());
         self
     }
 

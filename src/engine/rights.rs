@@ -91,6 +91,10 @@ impl Engine {
         if self.is_named(&group.approvers, by, lookup).await? {
             return Ok(true);
         }
+        // On-call approvers: only the people asked when it was filed.
+        if request.on_call.iter().any(|asked| asked.person.is(by)) {
+            return Ok(true);
+        }
         if request.escalated_at.is_some() {
             return self.is_named(&group.escalate_to, by, lookup).await;
         }
@@ -139,7 +143,8 @@ impl Engine {
                     None => Vec::new(),
                 },
                 Subject::Email(address) => vec![Actor::by_email(address)],
-                Subject::Anyone => Vec::new(),
+                // Who is on call is known per request, not per group.
+                Subject::Anyone | Subject::OnCall(_) => Vec::new(),
             };
             for person in found {
                 let reachable = match person.platform {

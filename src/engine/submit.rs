@@ -35,8 +35,15 @@ impl Receipt {
                 if auto { " and approved by policy" } else { " and waiting for approval" }
             ),
             (None, true) => format!(
-                "Request {} for {} ({}) was approved automatically by policy. Granting access now; I'll DM you when it is live.",
-                request.id, request.group, request.duration
+                "Request {} for {} ({}) was approved automatically by policy{}. Granting access now; I'll DM you when it is live.",
+                request.id,
+                request.group,
+                request.duration,
+                request
+                    .auto_approval
+                    .as_ref()
+                    .map(|conditions| format!(" ({conditions})"))
+                    .unwrap_or_default()
             ),
             (None, false) => format!(
                 "Request {} for {} ({}) is filed and waiting for approval. I'll DM you when it is decided. `/jit cancel {}` withdraws it.",
@@ -114,14 +121,14 @@ impl Engine {
         }
         let duration = group.check_request(duration, reason)?;
         self.check_principal(group, &requester).await?;
-        let auto_approved = self.auto_approved(group, &requester, duration).await?;
+        let auto_approval = self.auto_approval(group, &requester, duration).await?;
         self.file(
             requester,
             origin,
             group,
             duration,
             reason,
-            auto_approved,
+            auto_approval,
             None,
         )
         .await
@@ -182,45 +189,56 @@ impl Engine {
             .group(&grant.group)
             .ok_or_else(|| RequestRefusal::UnknownGroup(grant.group.to_string()))?;
         let duration = group.check_request(Some(duration), reason)?;
-        let auto_approved = self.auto_approved(group, &requester, duration).await?;
+        let auto_approval = self.auto_approval(group, &requester, duration).await?;
         self.file(
             requester,
             origin,
             group,
             duration,
             reason,
-            auto_approved,
+            auto_approval,
             Some(&grant),
         )
         .await
     }
 
-    /// Whether an auto-approve rule of `group` covers this request.
-    async fn auto_approved(
+    /// Why an auto-approve rule of `group` covers this request, if it does.
+    async fn auto_approval(
         &self,
         group: &GroupPolicy,
         requester: &Actor,
         duration: HumanDuration,
-    ) -> Result<bool, SubmitError> {
+    ) -> Result<Option<String>, SubmitError> {
         let Some(rule) = &group.auto_approve else {
-            return Ok(false);
+            return Ok(None);
         };
-        // Every condition given must hold.
+        // Every condition given must hold; the cheap ones first, the
+        // paging service last.
         if duration > rule.max_duration
             || rule
                 .hours
                 .as_ref()
                 .is_some_and(|hours| !hours.contains(self.now()))
         {
-            return Ok(false);
+            return Ok(None);
         }
-        match &rule.requesters {
-            Some(requesters) => self
+        if let Some(requesters) = &rule.requesters {
+            let listed = self
                 .is_named_promptly(requesters, requester, Lookup::Fresh)
                 .await
-                .map_err(SubmitError::Directory),
-            None => Ok(true),
+                .map_err(SubmitError::Directory)?;
+            if !listed {
+                return Ok(None);
+            }
         }
+        let on_call_for = match &rule.on_call {
+            Some(schedules) => match self.on_call_schedule_of(schedules, requester).await {
+                Some(schedule) => Some(schedule),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(rule.conditions(on_call_for.as_ref())))
     }
 
     /// Write a new request (an extension of `extends`, if given) with its
@@ -233,9 +251,15 @@ impl Engine {
         group: &GroupPolicy,
         duration: HumanDuration,
         reason: &str,
-        auto_approved: bool,
+        auto_approval: Option<String>,
         extends: Option<&AccessRequest>,
     ) -> Result<Receipt, SubmitError> {
+        let auto_approved = auto_approval.is_some();
+        let on_call = if auto_approved {
+            Vec::new()
+        } else {
+            self.on_call_approvers(group).await
+        };
         let now = self.now();
         for _ in 0..ID_ATTEMPTS {
             let (mut request, happened) = AccessRequest::file(
@@ -252,6 +276,8 @@ impl Engine {
                 request = request.extending(grant);
             }
             request.ticket = group.ticket_in(&request.reason);
+            request.auto_approval = auto_approval.clone();
+            request.on_call = on_call.clone();
             let audience = self.audience(&request).await.map_err(EngineError::from)?;
             let effects = self
                 .effects_of(&request, &happened, Some(&requester), &audience, None, now)

@@ -225,6 +225,17 @@ impl Respond for FakeSlack {
                     None => json!({ "ok": false, "error": "no_such_subteam" }),
                 }
             }
+            "/api/users.lookupByEmail" => {
+                // The reverse of users.info: u0lead@example.com is U0LEAD;
+                // addresses elsewhere belong to nobody Slack knows.
+                let email = body["email"].as_str().unwrap_or("").to_lowercase();
+                match email.strip_suffix("@example.com") {
+                    Some(local) if !local.is_empty() => {
+                        json!({ "ok": true, "user": { "id": local.to_uppercase() } })
+                    }
+                    _ => json!({ "ok": false, "error": "users_not_found" }),
+                }
+            }
             "/api/users.info" => {
                 let user = body["user"].as_str().unwrap_or("").to_lowercase();
                 // Users whose id says so have no email in their profile.
@@ -460,6 +471,8 @@ impl TestApp {
             max_in_flight: self.max_in_flight,
             clock: self.clock.clone(),
             email: self.email.clone(),
+            paging: jitbot::config::paging::PagingSettings::from_env(&env)
+                .expect("test paging settings are valid"),
         };
         let running = server::start(parts, listener).await.expect("server starts");
         self.addr = running.addr;

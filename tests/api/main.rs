@@ -23,6 +23,7 @@ mod mailbox;
 mod manifests;
 mod mariadb;
 mod mysql;
+mod on_call;
 mod openapi;
 mod operations;
 mod pg;

@@ -154,4 +154,8 @@ impl Directory for SlackClient {
     async fn user_email(&self, user: &UserId) -> Result<Option<String>, ChatError> {
         Ok(self.api.user_email(user).await?)
     }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserId>, ChatError> {
+        Ok(self.api.user_by_email(email).await?)
+    }
 }

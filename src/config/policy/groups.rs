@@ -9,6 +9,7 @@ use super::reader::{Reader, Span};
 use crate::domain::duration::HumanDuration;
 use crate::domain::hours::Hours;
 use crate::domain::ids::{ChannelId, GroupName};
+use crate::domain::on_call::Schedule;
 use crate::domain::policy::{
     AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern, Subject, SweepMode,
 };
@@ -40,7 +41,7 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "sweep_unused",
     "reason_pattern",
 ];
-const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "hours", "max_duration"];
+const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "on_call", "hours", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
 
 impl Reader<'_> {
@@ -193,7 +194,10 @@ impl Reader<'_> {
         let direct_approvers = approvers.iter().any(|s| {
             matches!(
                 s,
-                Subject::SlackUser(_) | Subject::TeamsUser(_) | Subject::Email(_)
+                Subject::SlackUser(_)
+                    | Subject::TeamsUser(_)
+                    | Subject::Email(_)
+                    | Subject::OnCall(_)
             )
         });
         if approvers.is_empty() && auto_approve.is_none() {
@@ -395,10 +399,14 @@ impl Reader<'_> {
                     None
                 }
             });
-        if rule.get("requesters").is_none() && rule.get("hours").is_none() {
+        let on_call = self.schedules(rule, "on_call", &inner_context);
+        if ["requesters", "on_call", "hours"]
+            .iter()
+            .all(|key| rule.get(key).is_none())
+        {
             self.problem(
                 item.span(),
-                format!("{inner_context} needs a condition: `requesters`, `hours`, or both"),
+                format!("{inner_context} needs a condition: `requesters`, `on_call`, `hours`, or several"),
             );
             return None;
         }
@@ -417,8 +425,35 @@ impl Reader<'_> {
         Some(AutoApprove {
             requesters,
             hours,
+            on_call,
             max_duration,
         })
+    }
+
+    /// A list of on-call schedules (`auto_approve.on_call`); an empty list
+    /// would approve nobody and is refused.
+    fn schedules(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<Schedule>> {
+        let entries = self.string_list(table, key, context)?;
+        if entries.is_empty() {
+            self.problem(
+                Reader::value_span(table, key),
+                format!("`{key}` in {context} is empty; name schedules like \"pagerduty:PABC123\" or \"opsgenie:Platform\""),
+            );
+            return None;
+        }
+        let mut schedules = Vec::new();
+        for (text, span) in entries {
+            match Schedule::parse(&text) {
+                Ok(schedule) => schedules.push(schedule),
+                Err(why) => self.problem(span, format!("in `{key}` of {context}: {why}")),
+            }
+        }
+        Some(schedules)
     }
 
     pub(super) fn sweep(

@@ -13,7 +13,8 @@ use std::path::Path;
 use toml_edit::{ImDocument, TableLike};
 
 use crate::config::email::EmailSetup;
-use crate::domain::policy::{Limits, Policy, ProviderSpec};
+use crate::domain::email::EmailAddress;
+use crate::domain::policy::{Limits, Policy, ProviderSpec, IDENTITY_EMAIL_KEY};
 use problems::line_col;
 use reader::{Reader, Span};
 
@@ -194,6 +195,23 @@ impl Reader<'_> {
             let mut overrides = BTreeMap::new();
             for (provider, value) in per_provider.iter() {
                 let span = Reader::key_span(per_provider, provider);
+                if provider == IDENTITY_EMAIL_KEY && !providers.contains_key(provider) {
+                    match value.as_str().map(EmailAddress::parse) {
+                        Some(Ok(address)) => {
+                            overrides.insert(provider.to_string(), address.to_string());
+                        }
+                        Some(Err(why)) => {
+                            self.problem(span, format!("identities.{user}.email: {why}"))
+                        }
+                        None => self.problem(
+                            span,
+                            format!(
+                                "identities.{user}.email must be an address like lead@example.com"
+                            ),
+                        ),
+                    }
+                    continue;
+                }
                 if !providers.contains_key(provider) {
                     self.problem(
                         span.clone(),

@@ -9,6 +9,7 @@ use super::problems::{line_col, Problem};
 use crate::config::email::EmailSetup;
 use crate::domain::duration::HumanDuration;
 use crate::domain::email::EmailAddress;
+use crate::domain::on_call::Schedule;
 use crate::domain::policy::Subject;
 
 pub(super) struct Reader<'s> {
@@ -180,7 +181,15 @@ impl Reader<'_> {
                     self.email_subject(&address, span, key, context);
                     subjects.push(Subject::Email(address));
                 }
+                Some(Subject::OnCall(schedule)) if key != "approvers" => self.problem(
+                    span,
+                    format!("`{schedule}` in `{key}` of {context}: on-call schedules may only approve (in `approvers`); to auto-approve whoever is on call, use auto_approve.on_call"),
+                ),
                 Some(subject) => subjects.push(subject),
+                None if Schedule::looks_like(&text) => {
+                    let why = Schedule::parse(&text).err().unwrap_or_default();
+                    self.problem(span, format!("in `{key}` of {context}: {why}"));
+                }
                 None if EmailAddress::looks_like(&text) => {
                     let why = EmailAddress::parse(&text)
                         .err()
@@ -190,7 +199,7 @@ impl Reader<'_> {
                 None => self.problem(
                     span,
                     format!(
-                        "`{text}` in `{key}` of {context} is not a Slack user id (U…/W…), a Slack user group id (S…), a Teams AAD object id, or \"*\""
+                        "`{text}` in `{key}` of {context} is not a Slack user id (U…/W…), a Slack user group id (S…), a Teams AAD object id, an on-call schedule (pagerduty:<id>, opsgenie:<name>), or \"*\""
                     ),
                 ),
             }

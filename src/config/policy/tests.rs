@@ -662,6 +662,83 @@ auto_approve = {rule}
     );
     assert_eq!(
         problems(&group(r#"{ max_duration = "30m" }"#)),
-        vec!["11:16: auto_approve of group `g` needs a condition: `requesters`, `hours`, or both"]
+        vec!["11:16: auto_approve of group `g` needs a condition: `requesters`, `on_call`, `hours`, or several"]
+    );
+}
+
+const ON_CALL_GROUP: &str = r#"[providers.h]
+kind = "webhook"
+url = "https://x"
+secret_env = "S"
+[[groups]]
+name = "g"
+provider = "h"
+target = "t"
+channel = "C0APPROVALS"
+"#;
+
+#[test]
+fn on_call_schedules_auto_approve_and_approve_but_request_nothing() {
+    let policy = parse(&format!(
+        "{ON_CALL_GROUP}approvers = [\"pagerduty:PAPPROVE\", \"U0LEAD\"]\nauto_approve = {{ on_call = [\"pagerduty:PABC\", \"opsgenie:Platform Team\"] }}\n"
+    ))
+    .unwrap();
+    let group = &policy.groups[0];
+    let on_call: Vec<String> = group
+        .auto_approve
+        .as_ref()
+        .unwrap()
+        .on_call
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(on_call, ["pagerduty:PABC", "opsgenie:Platform Team"]);
+    assert_eq!(
+        group.approvers[0]
+            .schedule()
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("pagerduty:PAPPROVE")
+    );
+    // Only approvers may be a schedule; a bad or empty one is named.
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nrequesters = [\"opsgenie:Ops\"]\n")),
+        vec!["11:15: `opsgenie:Ops` in `requesters` of group `g`: on-call schedules may only approve (in `approvers`); to auto-approve whoever is on call, use auto_approve.on_call"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ON_CALL_GROUP}approvers = [\"U0LEAD\", \"pagerduty:\"]\n"
+        )),
+        vec![
+            "10:24: in `approvers` of group `g`: `pagerduty:` names no schedule after `pagerduty:`"
+        ]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nauto_approve = {{ on_call = [] }}\n")),
+        vec!["11:28: `on_call` in auto_approve of group `g` is empty; name schedules like \"pagerduty:PABC123\" or \"opsgenie:Platform\""]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nauto_approve = {{ on_call = [\"victorops:x\"] }}\n")),
+        vec!["11:29: in `on_call` of auto_approve of group `g`: `victorops:x` is not an on-call schedule (expected pagerduty:<schedule id> or opsgenie:<schedule name>)"]
+    );
+}
+
+#[test]
+fn identities_may_give_a_users_email_for_on_call_matching() {
+    let policy = parse(&format!(
+        "{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\n[identities]\nU0PAGER = {{ email = \"Pager@Corp.Example\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        policy
+            .identity_email(&crate::domain::ids::UserId::new("U0PAGER"))
+            .map(|e| e.to_string()),
+        Some("pager@corp.example".to_string())
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\n[identities]\nU0PAGER = {{ email = \"pager@\" }}\n")),
+        vec!["12:13: identities.U0PAGER.email: `pager@` is not an email address (expected something like lead@example.com)"]
     );
 }
