@@ -66,6 +66,11 @@ pub enum CardActionKind {
     /// Keep a grant nobody used lately from its idle release (the value
     /// is the grant id); the click counts as use.
     KeepIt,
+    /// Review a break-glass use and let it stand (the value is the
+    /// request id).
+    Acknowledge,
+    /// Review a break-glass use and take the access away now.
+    RevokeNow,
 }
 
 impl CardActionKind {
@@ -76,6 +81,8 @@ impl CardActionKind {
             CardActionKind::Deny => "jit_deny",
             CardActionKind::Extend => "jit_extend",
             CardActionKind::KeepIt => "jit_keep",
+            CardActionKind::Acknowledge => "jit_bg_ack",
+            CardActionKind::RevokeNow => "jit_bg_revoke",
         }
     }
 
@@ -85,6 +92,8 @@ impl CardActionKind {
             "jit_deny" => Some(CardActionKind::Deny),
             "jit_extend" => Some(CardActionKind::Extend),
             "jit_keep" => Some(CardActionKind::KeepIt),
+            "jit_bg_ack" => Some(CardActionKind::Acknowledge),
+            "jit_bg_revoke" => Some(CardActionKind::RevokeNow),
             _ => None,
         }
     }
@@ -171,6 +180,9 @@ pub fn approval_card(
     }
     match &request.state {
         RequestState::Pending => {}
+        RequestState::Approved { .. } if request.break_glass.is_some() => status.push(plain(
+            "Taken at once by break-glass, without approval; granting access…",
+        )),
         RequestState::Approved { auto: true, .. } => {
             let why = request
                 .auto_approval
@@ -234,7 +246,34 @@ pub fn approval_card(
             theirs(reason),
         ]),
     }
-    let actions = if request.state == RequestState::Pending {
+    if let Some(used) = &request.break_glass {
+        match &used.review {
+            None => status.push(plain(
+                " Break-glass use: an approver must review it — Acknowledge, or Revoke now.",
+            )),
+            Some(review) => status.extend([
+                plain(format!(" Break-glass use {} by ", review.verdict.label())),
+                CardText::User(review.by.clone()),
+                plain(" at "),
+                CardText::Time(review.at),
+                plain("."),
+            ]),
+        }
+    }
+    let actions = if request.awaits_break_glass_review() {
+        vec![
+            CardAction {
+                kind: CardActionKind::Acknowledge,
+                label: "Acknowledge".into(),
+                value: request.id.to_string(),
+            },
+            CardAction {
+                kind: CardActionKind::RevokeNow,
+                label: "Revoke now".into(),
+                value: request.id.to_string(),
+            },
+        ]
+    } else if request.state == RequestState::Pending {
         vec![
             CardAction {
                 kind: CardActionKind::Approve,
@@ -255,6 +294,8 @@ pub fn approval_card(
         .filter(|d| !d.is_empty());
     let kind = if extended.is_some() {
         "Extension request"
+    } else if request.break_glass.is_some() {
+        "Break-glass access"
     } else {
         "Access request"
     };

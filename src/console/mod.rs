@@ -24,6 +24,7 @@ use crate::domain::ids::{
 };
 use crate::domain::job::Decision;
 use crate::domain::policy::{user_actor, Policy};
+use crate::domain::request::Verdict;
 use crate::engine::{Click, ClickOutcome, Engine, FormChoice, Reply, Wakers};
 use crate::providers::Providers;
 use crate::store::{Store, StoreError, StoreLocation};
@@ -292,6 +293,22 @@ impl Session<'_> {
                     Ok(ClickOutcome::Missing) => {
                         self.reply(me, &format!("There is no request {id}."))
                     }
+                    Err(error) => self.reply(me, &format!("That did not work: {error}")),
+                }
+            }
+            CardActionKind::Acknowledge | CardActionKind::RevokeNow => {
+                let Ok(id) = RequestId::parse(&button.value) else {
+                    return;
+                };
+                let (verdict, pressed) = if button.kind == CardActionKind::Acknowledge {
+                    (Verdict::Acknowledged, "Acknowledge")
+                } else {
+                    (Verdict::Revoked, "Revoke now")
+                };
+                self.terminal
+                    .say(&format!("({} pressed {pressed} on {id})", me.user));
+                match self.engine.review_break_glass(me, &id, verdict).await {
+                    Ok(text) => self.reply(me, &text),
                     Err(error) => self.reply(me, &format!("That did not work: {error}")),
                 }
             }

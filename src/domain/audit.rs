@@ -48,6 +48,28 @@ pub enum AuditAction {
     IdleWarned,
     /// The requester pressed Keep it: that counts as use.
     KeptInUse,
+    /// Access taken at once under the group's `break_glass`, unapproved.
+    BreakGlassUsed,
+    /// Someone not listed in `break_glass` tried it; nothing was filed.
+    BreakGlassRefused,
+    /// An approver reviewed a break-glass use and let it stand.
+    BreakGlassAcknowledged,
+    /// An approver reviewed a break-glass use and revoked the access.
+    BreakGlassRevoked,
+}
+
+impl AuditAction {
+    /// Whether the event is part of a break-glass use: taken, refused or
+    /// reviewed.
+    pub fn is_break_glass(&self) -> bool {
+        matches!(
+            self,
+            AuditAction::BreakGlassUsed
+                | AuditAction::BreakGlassRefused
+                | AuditAction::BreakGlassAcknowledged
+                | AuditAction::BreakGlassRevoked
+        )
+    }
 }
 
 /// An event before it joins the chain.

@@ -5,7 +5,8 @@
 //! request <group> [duration] <reason…>   request            list    groups
 //! cancel <request-id>    release <grant-id|group>    extend <grant-id> <duration> <reason…>
 //! help   admin map|unmap <#channel> <group>   admin mappings   admin grants
-//! admin revoke <grant-id> <reason…>     admin audit [@user|group] [since]
+//! breakglass <group> <duration> <reason…>
+//! admin revoke <grant-id> <reason…>     admin audit [@user|group|break-glass] [since]
 //! admin unused [group]
 //! ```
 
@@ -26,6 +27,13 @@ pub enum Command {
     Request {
         group: GroupName,
         duration: Option<HumanDuration>,
+        reason: String,
+    },
+    /// `breakglass <group> <duration> <reason…>`: access at once, without
+    /// approval, reviewed afterwards.
+    BreakGlass {
+        group: GroupName,
+        duration: HumanDuration,
         reason: String,
     },
     /// `request` alone: open the request form.
@@ -83,6 +91,8 @@ pub enum AdminCommand {
 pub enum AuditFilter {
     User(UserId),
     Group(GroupName),
+    /// `break-glass`: every break-glass use and its review.
+    BreakGlass,
 }
 
 /// Why a command could not be understood, and what to type instead.
@@ -102,11 +112,13 @@ impl std::error::Error for CommandError {}
 
 pub const USAGE_REQUEST: &str =
     "/jit request <group> <duration> <reason>, e.g. /jit request prod-db 2h fixing INC-123";
+pub const USAGE_BREAK_GLASS: &str =
+    "/jit breakglass <group> <duration> <reason>, e.g. /jit breakglass prod-db 30m INC-123 outage, paging did not answer";
 pub const USAGE_CANCEL: &str = "/jit cancel <request-id>, e.g. /jit cancel R-7K3Q9X";
 pub const USAGE_RELEASE: &str = "/jit release <grant-id|group>, e.g. /jit release G-7K3Q9X";
 pub const USAGE_EXTEND: &str =
     "/jit extend <grant-id> <duration> <reason>, e.g. /jit extend G-7K3Q9X 1h still on INC-123";
-pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants [page], /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group] [since] [page], /jit admin unused [group]";
+pub const USAGE_ADMIN: &str = "/jit admin map|unmap <#channel> <group>, /jit admin mappings, /jit admin grants [page], /jit admin revoke <grant-id> <reason>, /jit admin audit [@user|group|break-glass] [since] [page], /jit admin unused [group]";
 pub const USAGE_HELP: &str = "/jit help";
 
 /// Parse the text after the command word. Leading `jit` (Teams) or `/jit` is
@@ -123,6 +135,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     let rest: Vec<&str> = words.collect();
     match verb.to_ascii_lowercase().as_str() {
         "request" | "req" => parse_request(&rest),
+        "breakglass" | "break-glass" => parse_break_glass(&rest),
         "list" | "ls" => no_arguments(&rest, Command::List, "/jit list"),
         "groups" => no_arguments(&rest, Command::Groups, "/jit groups"),
         "cancel" => parse_cancel(&rest),
@@ -179,6 +192,28 @@ fn parse_request(rest: &[&str]) -> Result<Command, CommandError> {
     };
     let reason = parse_reason(reason_words, USAGE_REQUEST)?;
     Ok(Command::Request {
+        group,
+        duration,
+        reason,
+    })
+}
+
+fn parse_break_glass(rest: &[&str]) -> Result<Command, CommandError> {
+    let bad = |problem: String| CommandError {
+        problem,
+        usage: USAGE_BREAK_GLASS,
+    };
+    let [group_word, duration_word, reason_words @ ..] = rest else {
+        return Err(bad("Name the group, how long, and why.".into()));
+    };
+    let group = parse_group(group_word, USAGE_BREAK_GLASS)?;
+    let duration =
+        HumanDuration::parse(duration_word).map_err(|e| bad(echoed(&e, duration_word)))?;
+    let reason = parse_reason(reason_words, USAGE_BREAK_GLASS)?;
+    if reason.is_empty() {
+        return Err(bad("Say why you break the glass.".into()));
+    }
+    Ok(Command::BreakGlass {
         group,
         duration,
         reason,
@@ -299,6 +334,10 @@ fn parse_audit(args: &[&str]) -> Result<AdminCommand, CommandError> {
                 problem: echoed(&e, word),
                 usage: USAGE_ADMIN,
             })?);
+        } else if filter.is_none()
+            && (word.eq_ignore_ascii_case("break-glass") || word.eq_ignore_ascii_case("breakglass"))
+        {
+            filter = Some(AuditFilter::BreakGlass);
         } else if filter.is_none() {
             filter = Some(match parse_user_ref(word) {
                 Some(user) => AuditFilter::User(user),

@@ -80,6 +80,17 @@ pub struct GroupPolicy {
     /// Every reason (of a request or an extension) must contain a match,
     /// a ticket id; the match is kept on the request.
     pub reason_pattern: Option<ReasonPattern>,
+    /// Who may take access at once, without approval, reviewed afterwards.
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// A group's `break_glass`: these requesters may take access for up to
+/// `max_duration` without waiting for approval; every use is announced
+/// loudly and reviewed by an approver afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlass {
+    pub requesters: Vec<Subject>,
+    pub max_duration: HumanDuration,
 }
 
 /// A group's `reason_pattern`: a regular expression a reason must contain
@@ -480,6 +491,20 @@ pub enum RequestRefusal {
     ReasonTooLong { max: usize },
     #[error("The reason for `{group}` must name a ticket matching `{pattern}`; nothing was filed. Add the ticket id to the reason and try again.")]
     TicketMissing { group: String, pattern: String },
+    #[error(
+        "`{0}` has no break-glass access; ask for it with `/jit request {0} <duration> <reason>`."
+    )]
+    NoBreakGlass(String),
+    #[error("You may not use break-glass for `{0}`; only the people its policy lists may. Ask for it with `/jit request {0} <duration> <reason>`.")]
+    NotABreakGlassRequester(String),
+    #[error("{duration} is longer than break-glass allows for `{group}` ({max}). Ask for {max} or less, e.g. `/jit breakglass {group} {max} <reason>`.")]
+    BreakGlassTooLong {
+        group: String,
+        duration: HumanDuration,
+        max: HumanDuration,
+    },
+    #[error("Break-glass for `{0}` needs a reason: `/jit breakglass {0} <duration> <reason>`.")]
+    BreakGlassReasonMissing(String),
     #[error("There is no grant {0}. `/jit list` shows yours.")]
     NoSuchGrant(String),
     #[error("{0} is not your grant; only its holder can extend it.")]
@@ -558,22 +583,31 @@ impl GroupPolicy {
         reason: &str,
     ) -> Result<HumanDuration, RequestRefusal> {
         let duration = duration.unwrap_or(self.limits.default_duration);
+        self.check_within(&self.limits, duration, reason)
+    }
+
+    fn check_within(
+        &self,
+        limits: &Limits,
+        duration: HumanDuration,
+        reason: &str,
+    ) -> Result<HumanDuration, RequestRefusal> {
         let group = self.name.to_string();
-        if duration < self.limits.min_duration {
+        if duration < limits.min_duration {
             return Err(RequestRefusal::TooShort {
                 group,
                 duration,
-                min: self.limits.min_duration,
+                min: limits.min_duration,
             });
         }
-        if duration > self.limits.max_duration {
+        if duration > limits.max_duration {
             return Err(RequestRefusal::TooLong {
                 group,
                 duration,
-                max: self.limits.max_duration,
+                max: limits.max_duration,
             });
         }
-        if self.limits.reason_required && reason.trim().is_empty() {
+        if limits.reason_required && reason.trim().is_empty() {
             return Err(RequestRefusal::ReasonMissing(group));
         }
         check_reason_length(reason)?;
@@ -586,6 +620,36 @@ impl GroupPolicy {
             }
         }
         Ok(duration)
+    }
+
+    /// The duration of a break-glass use, or why it cannot be one. The
+    /// group's minimum and ticket pattern still apply; its maximum is the
+    /// break-glass one, and a reason is always needed.
+    pub fn check_break_glass(
+        &self,
+        duration: HumanDuration,
+        reason: &str,
+    ) -> Result<HumanDuration, RequestRefusal> {
+        let group = self.name.to_string();
+        let Some(rule) = &self.break_glass else {
+            return Err(RequestRefusal::NoBreakGlass(group));
+        };
+        if duration > rule.max_duration {
+            return Err(RequestRefusal::BreakGlassTooLong {
+                group,
+                duration,
+                max: rule.max_duration,
+            });
+        }
+        if reason.trim().is_empty() {
+            return Err(RequestRefusal::BreakGlassReasonMissing(group));
+        }
+        let limits = Limits {
+            max_duration: rule.max_duration,
+            reason_required: true,
+            ..self.limits
+        };
+        self.check_within(&limits, duration, reason)
     }
 
     /// The ticket id `reason` names, under the group's `reason_pattern`.

@@ -9,7 +9,9 @@ use super::duration::HumanDuration;
 use super::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
 use super::on_call::OnCallApprover;
 
+mod break_glass;
 mod outcome;
+pub use break_glass::{BreakGlassReview, BreakGlassUse, Verdict};
 pub use outcome::{Happened, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +61,9 @@ pub struct AccessRequest {
     /// filed: they were asked, and they may decide.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_call: Vec<OnCallApprover>,
+    /// Filed as break-glass: granted without approval, reviewed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +210,7 @@ impl AccessRequest {
             ticket: None,
             auto_approval: None,
             on_call: Vec::new(),
+            break_glass: None,
         };
         (request, Happened::Requested { auto_approved })
     }
@@ -576,7 +582,9 @@ impl AccessRequest {
     /// Where its cards were posted is left out: the outbox records that
     /// concurrently, and it never changes a decision.
     pub fn same_point(&self, other: &AccessRequest) -> bool {
-        self.state == other.state && self.approvals == other.approvals
+        self.state == other.state
+            && self.approvals == other.approvals
+            && self.break_glass == other.break_glass
     }
 
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {

@@ -282,6 +282,7 @@ impl Engine {
         Ok(match filter {
             None => true,
             Some(AuditFilter::Group(group)) => event.group.as_ref() == Some(group),
+            Some(AuditFilter::BreakGlass) => event.action.is_break_glass(),
             Some(AuditFilter::User(user)) => {
                 if event.actor.as_ref().is_some_and(|a| &a.user == user) {
                     return Ok(true);

@@ -151,7 +151,25 @@ impl Engine {
                         to: destination.clone(),
                     });
                 }
-                if *auto_approved {
+                if *auto_approved && request.break_glass.is_some() {
+                    effects.audit.push(audit(
+                        AuditAction::BreakGlassUsed,
+                        format!(
+                            "break-glass: {group} for {} without approval",
+                            request.duration
+                        ),
+                    ));
+                    effects
+                        .outbox
+                        .extend(self.break_glass_alarm(request, &audience.channels).await);
+                    for approver in &audience.direct {
+                        effects.outbox.push(Outgoing::DirectCard {
+                            request: id.clone(),
+                            to: approver.clone(),
+                        });
+                    }
+                    effects.jobs.push(self.activate_job(request, now).await?);
+                } else if *auto_approved {
                     effects.audit.push(AuditRecord {
                         actor: None,
                         ..audit(

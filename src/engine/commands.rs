@@ -31,6 +31,7 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit cancel <request-id>` — withdraw a pending request
 • `/jit release <grant-id|group>` — give access back before it ends
 • `/jit extend <grant-id> <duration> <reason>` — ask for more time on a grant
+• `/jit breakglass <group> <duration> <reason>` — in an emergency, where the policy lets you: access at once, announced loudly and reviewed afterwards
 • `/jit admin …` — for jitbot admins: map channels to groups, list grants, revoke, read the audit log, see unused access
 Durations look like `90s`, `30m`, `2h`, `1h30m`, `1d`.";
 
@@ -79,6 +80,16 @@ impl Engine {
                 duration,
                 reason,
             } => return receipt_reply(self.submit(actor, origin, &group, duration, &reason).await),
+            Command::BreakGlass {
+                group,
+                duration,
+                reason,
+            } => {
+                return receipt_reply(
+                    self.break_glass(actor, origin, &group, duration, &reason)
+                        .await,
+                )
+            }
             Command::OpenRequestForm => {
                 return match self.requestable_groups(&actor, origin.as_ref()).await {
                     Ok(choices) if choices.is_empty() => {
@@ -306,6 +317,7 @@ impl Engine {
             next.extend(filter.map(|f| match f {
                 AuditFilter::User(user) => format!("<@{user}>"),
                 AuditFilter::Group(group) => group.to_string(),
+                AuditFilter::BreakGlass => "break-glass".to_string(),
             }));
             next.extend(since.map(|s| s.to_string()));
             next.push((found.number + 1).to_string());

@@ -18,6 +18,7 @@
 mod activity;
 mod admin;
 mod announce;
+mod break_glass;
 mod by_email;
 mod click;
 mod commands;

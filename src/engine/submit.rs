@@ -34,6 +34,10 @@ impl Receipt {
                 request.duration,
                 if auto { " and approved by policy" } else { " and waiting for approval" }
             ),
+            (None, true) if request.break_glass.is_some() => format!(
+                "break-glass: access to {} ({}) is being granted now, without approval ({}). The group's approval channels and the admins are told, and an approver will review this use. I'll DM you when it is live.",
+                request.group, request.duration, request.id
+            ),
             (None, true) => format!(
                 "Request {} for {} ({}) was approved automatically by policy{}. Granting access now; I'll DM you when it is live.",
                 request.id,
@@ -69,6 +73,35 @@ pub enum SubmitError {
 
 pub use crate::chat::card::FormChoice;
 
+/// How a request is filed: for approval (auto-approved when the policy's
+/// conditions held), as an extension of a grant, or as break-glass.
+pub(super) enum Filing<'a> {
+    ForApproval {
+        auto_approval: Option<String>,
+    },
+    Extension {
+        auto_approval: Option<String>,
+        grant: &'a AccessRequest,
+    },
+    BreakGlass,
+}
+
+impl Filing<'_> {
+    fn auto_approval(&self) -> Option<&String> {
+        match self {
+            Filing::ForApproval { auto_approval } | Filing::Extension { auto_approval, .. } => {
+                auto_approval.as_ref()
+            }
+            Filing::BreakGlass => None,
+        }
+    }
+
+    /// Whether it is approved as it is filed: nobody is asked.
+    fn approved_at_once(&self) -> bool {
+        matches!(self, Filing::BreakGlass) || self.auto_approval().is_some()
+    }
+}
+
 /// A random id clashes about once in a billion draws; a handful of tries is
 /// more than enough.
 const ID_ATTEMPTS: usize = 5;
@@ -89,7 +122,7 @@ impl Engine {
         result
     }
 
-    fn count_submission(&self, result: &Result<Receipt, SubmitError>) {
+    pub(super) fn count_submission(&self, result: &Result<Receipt, SubmitError>) {
         let outcome = match result {
             Ok(receipt) if receipt.auto_approved => "auto_approved",
             Ok(_) => "filed",
@@ -128,8 +161,7 @@ impl Engine {
             group,
             duration,
             reason,
-            auto_approval,
-            None,
+            Filing::ForApproval { auto_approval },
         )
         .await
     }
@@ -137,7 +169,7 @@ impl Engine {
     /// Refuse up front a requester the group's provider has no principal
     /// for — approvers should not approve what cannot be granted. A look-up
     /// that does not answer in time is not a refusal: activation decides.
-    async fn check_principal(
+    pub(super) async fn check_principal(
         &self,
         group: &GroupPolicy,
         requester: &Actor,
@@ -196,8 +228,10 @@ impl Engine {
             group,
             duration,
             reason,
-            auto_approval,
-            Some(&grant),
+            Filing::Extension {
+                auto_approval,
+                grant: &grant,
+            },
         )
         .await
     }
@@ -241,20 +275,18 @@ impl Engine {
         Ok(Some(rule.conditions(on_call_for.as_ref())))
     }
 
-    /// Write a new request (an extension of `extends`, if given) with its
-    /// effects, under a fresh id, and make it durable.
-    #[allow(clippy::too_many_arguments)]
-    async fn file(
+    /// Write a new request, filed as `filing` says, with its effects,
+    /// under a fresh id, and make it durable.
+    pub(super) async fn file(
         &self,
         requester: Actor,
         origin: Option<Destination>,
         group: &GroupPolicy,
         duration: HumanDuration,
         reason: &str,
-        auto_approval: Option<String>,
-        extends: Option<&AccessRequest>,
+        filing: Filing<'_>,
     ) -> Result<Receipt, SubmitError> {
-        let auto_approved = auto_approval.is_some();
+        let auto_approved = filing.approved_at_once();
         let on_call = if auto_approved {
             Vec::new()
         } else {
@@ -272,11 +304,13 @@ impl Engine {
                 auto_approved,
                 now,
             );
-            if let Some(grant) = extends {
-                request = request.extending(grant);
+            match &filing {
+                Filing::Extension { grant, .. } => request = request.extending(grant),
+                Filing::BreakGlass => request.break_glass = Some(Default::default()),
+                Filing::ForApproval { .. } => {}
             }
             request.ticket = group.ticket_in(&request.reason);
-            request.auto_approval = auto_approval.clone();
+            request.auto_approval = filing.auto_approval().cloned();
             request.on_call = on_call.clone();
             let audience = self.audience(&request).await.map_err(EngineError::from)?;
             let effects = self

@@ -30,6 +30,7 @@ use crate::domain::ids::{
 };
 use crate::domain::job::Decision;
 use crate::domain::policy::RequestRefusal;
+use crate::domain::request::Verdict;
 use crate::engine::{Click, ClickOutcome, Reply, SubmitError};
 use crate::telemetry::Metrics;
 
@@ -222,6 +223,19 @@ async fn block_actions(
                     }
                 });
             }
+            CardActionKind::Acknowledge | CardActionKind::RevokeNow => {
+                let verdict = if kind == CardActionKind::Acknowledge {
+                    Verdict::Acknowledged
+                } else {
+                    Verdict::Revoked
+                };
+                // Recorded before the click is answered; the outcome is DMed.
+                let text = state
+                    .engine
+                    .review_break_glass(&actor, &request_id_of(&action.value)?, verdict)
+                    .await?;
+                state.engine.tell(&actor, text).await?;
+            }
             CardActionKind::KeepIt => {
                 let grant = GrantId::parse(&action.value)
                     .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
@@ -315,11 +329,14 @@ async fn view_submission(
                         | RequestRefusal::NotARequester(_)
                         | RequestRefusal::NoSuchGrant(_)
                         | RequestRefusal::NotYourGrant(_)
-                        | RequestRefusal::GrantNotActive(..) => GROUP_BLOCK,
-                        RequestRefusal::TooShort { .. } | RequestRefusal::TooLong { .. } => {
-                            DURATION_BLOCK
-                        }
-                        RequestRefusal::ReasonMissing(_)
+                        | RequestRefusal::GrantNotActive(..)
+                        | RequestRefusal::NoBreakGlass(_)
+                        | RequestRefusal::NotABreakGlassRequester(_) => GROUP_BLOCK,
+                        RequestRefusal::TooShort { .. }
+                        | RequestRefusal::TooLong { .. }
+                        | RequestRefusal::BreakGlassTooLong { .. } => DURATION_BLOCK,
+                        RequestRefusal::BreakGlassReasonMissing(_)
+                        | RequestRefusal::ReasonMissing(_)
                         | RequestRefusal::ReasonTooLong { .. }
                         | RequestRefusal::TicketMissing { .. } => REASON_BLOCK,
                     };

@@ -32,7 +32,7 @@ use crate::domain::ids::{
     Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
 };
 use crate::domain::job::Decision;
-use crate::domain::request::Refusal;
+use crate::domain::request::{Refusal, Verdict};
 use crate::engine::{Click, ClickOutcome, Reply, TeamsSighting};
 use crate::telemetry::Metrics;
 
@@ -379,6 +379,21 @@ async fn card_action(
                     )))
                 }
             })
+        }
+        Some(kind @ (CardActionKind::Acknowledge | CardActionKind::RevokeNow)) => {
+            let Ok(id) = RequestId::parse(value) else {
+                return Ok(ActionAnswer::Error(format!(
+                    "`{value}` is not a request id."
+                )));
+            };
+            let verdict = if kind == CardActionKind::Acknowledge {
+                Verdict::Acknowledged
+            } else {
+                Verdict::Revoked
+            };
+            Ok(ActionAnswer::Message(
+                engine.review_break_glass(&actor, &id, verdict).await?,
+            ))
         }
         Some(CardActionKind::KeepIt) => {
             let Ok(grant) = GrantId::parse(value) else {

@@ -5,6 +5,7 @@ mod admin;
 mod approvals;
 mod aws;
 mod backend;
+mod break_glass;
 mod browser;
 mod cli;
 mod console;

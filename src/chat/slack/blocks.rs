@@ -95,10 +95,11 @@ pub fn card_blocks(card: &Card) -> Value {
             .iter()
             .map(|action| {
                 let style = match action.kind {
-                    CardActionKind::Approve | CardActionKind::Extend | CardActionKind::KeepIt => {
-                        "primary"
-                    }
-                    CardActionKind::Deny => "danger",
+                    CardActionKind::Approve
+                    | CardActionKind::Extend
+                    | CardActionKind::KeepIt
+                    | CardActionKind::Acknowledge => "primary",
+                    CardActionKind::Deny | CardActionKind::RevokeNow => "danger",
                 };
                 json!({
                     "type": "button",

@@ -141,11 +141,17 @@ pub fn adaptive_card(card: &Card) -> Value {
                     Some("destructive"),
                 ));
             }
-            CardActionKind::KeepIt => actions.push(button(
+            CardActionKind::KeepIt | CardActionKind::Acknowledge => actions.push(button(
                 action.kind.action_id(),
                 &action.label,
                 &action.value,
                 Some("positive"),
+            )),
+            CardActionKind::RevokeNow => actions.push(button(
+                action.kind.action_id(),
+                &action.label,
+                &action.value,
+                Some("destructive"),
             )),
             CardActionKind::Extend => {
                 body.push(json!({ "type": "Input.Text", "id": DURATION_INPUT, "placeholder": "How much longer, e.g. 30m" }));

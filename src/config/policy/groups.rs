@@ -11,7 +11,8 @@ use crate::domain::hours::Hours;
 use crate::domain::ids::{ChannelId, GroupName};
 use crate::domain::on_call::Schedule;
 use crate::domain::policy::{
-    AutoApprove, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern, Subject, SweepMode,
+    AutoApprove, BreakGlass, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern,
+    Subject, SweepMode,
 };
 
 pub(super) const GROUP_KEYS: &[&str] = &[
@@ -40,7 +41,9 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "idle_release",
     "sweep_unused",
     "reason_pattern",
+    "break_glass",
 ];
+const BREAK_GLASS_KEYS: &[&str] = &["requesters", "max_duration"];
 const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "on_call", "hours", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
 
@@ -143,6 +146,7 @@ impl Reader<'_> {
             .map(ChannelId::new);
         let limits = self.limits(table, *defaults, context, at.clone());
         let auto_approve = self.auto_approve(table, context, &limits);
+        let break_glass = self.break_glass(table, context, &limits);
         let escalate_after = self.duration(table, "escalate_after", context);
         let escalate_to = self
             .subjects(table, "escalate_to", context)
@@ -242,6 +246,57 @@ impl Reader<'_> {
             idle_release,
             sweep_unused,
             reason_pattern,
+            break_glass,
+        })
+    }
+
+    /// `break_glass = { requesters = [...], max_duration = "1h" }`: the
+    /// people must be named (not `"*"`), and the time stays within the
+    /// group's maximum.
+    fn break_glass(
+        &mut self,
+        table: &dyn TableLike,
+        context: &str,
+        limits: &Limits,
+    ) -> Option<BreakGlass> {
+        let item = table.get("break_glass")?;
+        let inner_context = format!("break_glass of {context}");
+        let Some(rule) = item.as_table_like() else {
+            self.problem(item.span(), format!("{inner_context} must be a table like {{ requesters = [\"U0ONCALL\"], max_duration = \"1h\" }}"));
+            return None;
+        };
+        self.check_keys(rule, BREAK_GLASS_KEYS, &inner_context);
+        let requesters = self
+            .subjects(rule, "requesters", &inner_context)
+            .unwrap_or_default();
+        if requesters.is_empty() {
+            self.problem(
+                item.span(),
+                format!("{inner_context} needs `requesters`: the people who may take access without approval"),
+            );
+            return None;
+        }
+        if requesters.contains(&Subject::Anyone) {
+            self.problem(
+                Reader::value_span(rule, "requesters"),
+                format!("{inner_context}: \"*\" is not allowed in `requesters`; name the people who may break the glass"),
+            );
+        }
+        let max_duration = self
+            .duration(rule, "max_duration", &inner_context)
+            .unwrap_or(limits.max_duration);
+        if max_duration > limits.max_duration || max_duration < limits.min_duration {
+            self.problem(
+                Reader::value_span(rule, "max_duration"),
+                format!(
+                    "{inner_context}: max_duration ({max_duration}) is outside the group's min_duration..max_duration ({}..{})",
+                    limits.min_duration, limits.max_duration
+                ),
+            );
+        }
+        Some(BreakGlass {
+            requesters,
+            max_duration,
         })
     }
 

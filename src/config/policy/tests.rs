@@ -742,3 +742,29 @@ fn identities_may_give_a_users_email_for_on_call_matching() {
         vec!["12:13: identities.U0PAGER.email: `pager@` is not an email address (expected something like lead@example.com)"]
     );
 }
+
+#[test]
+fn break_glass_names_its_people_and_stays_within_the_group() {
+    let policy = parse(&format!(
+        "{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nbreak_glass = {{ requesters = [\"U0ONCALL\"], max_duration = \"1h\" }}\n"
+    ))
+    .unwrap();
+    let rule = policy.groups[0].break_glass.as_ref().unwrap();
+    assert_eq!(rule.max_duration.to_string(), "1h");
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nbreak_glass = {{ max_duration = \"1h\" }}\n")),
+        vec!["11:15: break_glass of group `g` needs `requesters`: the people who may take access without approval"]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nbreak_glass = {{ requesters = [\"*\"] }}\n")),
+        vec!["11:30: break_glass of group `g`: \"*\" is not allowed in `requesters`; name the people who may break the glass"]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nbreak_glass = {{ requesters = [\"U0ONCALL\"], max_duration = \"1d\" }}\n")),
+        vec!["11:59: break_glass of group `g`: max_duration (1d) is outside the group's min_duration..max_duration (1m..8h)"]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nbreak_glass = {{ requesters = [\"U0ONCALL\"], max = \"1h\" }}\n")),
+        vec!["11:44: unknown key `max` in break_glass of group `g` (expected one of: requesters, max_duration)"]
+    );
+}

@@ -84,4 +84,20 @@ pub enum Refusal {
     NotYourGrant(GrantId),
     #[error("{id} is {state}, not active; there is nothing to end.")]
     NotActive { id: GrantId, state: &'static str },
+    #[error("{0} was not a break-glass use; there is nothing to review.")]
+    NotBreakGlass(RequestId),
+    #[error("The break-glass use {id} was already {verdict} by {by}; nothing changed.")]
+    AlreadyReviewed {
+        id: RequestId,
+        verdict: &'static str,
+        by: String,
+    },
+    #[error("You cannot review your own break-glass use {0}; another approver must.")]
+    OwnBreakGlass(RequestId),
+    #[error(
+        "You are not an approver for `{group}`, so you cannot review the break-glass use {id}."
+    )]
+    NotAReviewer { id: RequestId, group: GroupName },
+    #[error("{0} is still being granted; try Revoke now again in a moment.")]
+    StillGranting(GrantId),
 }

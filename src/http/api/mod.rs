@@ -23,6 +23,7 @@ use serde::Deserialize;
 pub use auth::{ApiAuth, Caller};
 
 use super::{read_body, AppState};
+use crate::domain::audit::AuditEvent;
 use crate::domain::duration::HumanDuration;
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::{ChannelId, Destination, GrantId, GroupName, Platform, RequestId};
@@ -184,6 +185,9 @@ struct NewRequest {
     reason: String,
     /// Where the requester hears back, when they have no chat.
     email: Option<String>,
+    /// Take access at once under the group's `break_glass` rule.
+    #[serde(default)]
+    break_glass: bool,
 }
 
 async fn create_request(
@@ -213,25 +217,37 @@ async fn create_request(
         }
     };
     let requester = caller.actor.clone().with_email(email);
-    let receipt = state
-        .engine
-        .submit(requester, None, &group, duration, &asked.reason)
-        .await
-        .map_err(|error| match error {
-            SubmitError::Refused(RequestRefusal::NotARequester(group)) => {
-                ApiError::Forbidden(RequestRefusal::NotARequester(group).to_string())
-            }
-            SubmitError::Refused(refusal) => ApiError::Unprocessable(refusal.to_string()),
-            refusal @ SubmitError::NoPrincipal { .. } => {
-                ApiError::Unprocessable(refusal.to_string())
-            }
-            refusal @ SubmitError::Directory(_) => ApiError::Unavailable(refusal.to_string()),
-            SubmitError::Limited(refusal) => ApiError::TooMany {
-                retry_after: refusal.retry_in().map(|wait| wait.num_seconds().max(1)),
-                message: refusal.to_string(),
-            },
-            SubmitError::Engine(error) => error.into(),
-        })?;
+    let filed = if asked.break_glass {
+        let Some(duration) = duration else {
+            return Err(ApiError::Unprocessable(
+                "break-glass needs a `duration` (at most the group's break_glass max_duration)"
+                    .into(),
+            ));
+        };
+        state
+            .engine
+            .break_glass(requester, None, &group, duration, &asked.reason)
+            .await
+    } else {
+        state
+            .engine
+            .submit(requester, None, &group, duration, &asked.reason)
+            .await
+    };
+    let receipt = filed.map_err(|error| match error {
+        SubmitError::Refused(
+            refusal @ (RequestRefusal::NotARequester(_)
+            | RequestRefusal::NotABreakGlassRequester(_)),
+        ) => ApiError::Forbidden(refusal.to_string()),
+        SubmitError::Refused(refusal) => ApiError::Unprocessable(refusal.to_string()),
+        refusal @ SubmitError::NoPrincipal { .. } => ApiError::Unprocessable(refusal.to_string()),
+        refusal @ SubmitError::Directory(_) => ApiError::Unavailable(refusal.to_string()),
+        SubmitError::Limited(refusal) => ApiError::TooMany {
+            retry_after: refusal.retry_in().map(|wait| wait.num_seconds().max(1)),
+            message: refusal.to_string(),
+        },
+        SubmitError::Engine(error) => error.into(),
+    })?;
     let location = format!("/api/v1/requests/{}", receipt.request.id);
     let mut response = (
         StatusCode::CREATED,
@@ -502,6 +518,9 @@ struct AuditQuery {
     after: Option<u64>,
     /// Only events about requests whose reason names this ticket.
     ticket: Option<String>,
+    /// Only break-glass events: uses, refused attempts, reviews.
+    #[serde(default)]
+    break_glass: bool,
 }
 
 /// The audit log as JSON lines, oldest first, streamed in chunks so a long
@@ -519,6 +538,7 @@ async fn export_audit(
     let engine = state.engine.clone();
     let start = query.after.unwrap_or(0);
     let ticket = query.ticket.map(|t| t.trim().to_string());
+    let break_glass = query.break_glass;
     // Whether each request seen so far names the ticket.
     let about_ticket: Arc<tokio::sync::Mutex<HashMap<RequestId, bool>>> = Arc::default();
     let chunks = futures_util::stream::unfold(Some(start), move |after| {
@@ -536,7 +556,10 @@ async fn export_audit(
             };
             let last = batch.last().map(|e| e.seq)?;
             let mut text = String::new();
-            for event in batch.iter().filter(|e| since.map_or(true, |s| e.at >= s)) {
+            let wanted = |e: &&AuditEvent| {
+                since.map_or(true, |s| e.at >= s) && (!break_glass || e.action.is_break_glass())
+            };
+            for event in batch.iter().filter(wanted) {
                 if let Some(ticket) = &ticket {
                     let Some(id) = &event.request else {
                         continue;

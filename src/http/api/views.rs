@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{Actor, Platform};
-use crate::domain::request::{AccessRequest, Approval, RequestState};
+use crate::domain::request::{AccessRequest, Approval, RequestState, Verdict};
 use crate::domain::sweep::{FindingAction, SweepOutcome, SweepReport};
 use crate::engine::MappingView;
 
@@ -42,6 +42,20 @@ pub struct RequestJson {
     /// The ticket id the reason names (groups with a `reason_pattern`).
     #[serde(default)]
     pub ticket: Option<String>,
+    /// The `auto_approve` conditions that held, when the policy approved it.
+    #[serde(default)]
+    pub auto_approval: Option<String>,
+    /// For a break-glass use: its review so far.
+    #[serde(default)]
+    pub break_glass: Option<BreakGlassJson>,
+}
+
+/// A break-glass use's review: all null until an approver acts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BreakGlassJson {
+    pub reviewed_by: Option<Actor>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub verdict: Option<Verdict>,
 }
 
 impl From<&AccessRequest> for RequestJson {
@@ -66,6 +80,12 @@ impl From<&AccessRequest> for RequestJson {
             end_reason: None,
             extends: request.extends.as_ref().map(ToString::to_string),
             principal: request.principal.clone(),
+            auto_approval: request.auto_approval.clone(),
+            break_glass: request.break_glass.as_ref().map(|used| BreakGlassJson {
+                reviewed_by: used.review.as_ref().map(|r| r.by.clone()),
+                reviewed_at: used.review.as_ref().map(|r| r.at),
+                verdict: used.review.as_ref().map(|r| r.verdict),
+            }),
         };
         match &request.state {
             RequestState::Pending => {}
