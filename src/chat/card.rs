@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, GroupName, Platform};
-use crate::domain::policy::GroupPolicy;
-use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::policy::{ApprovalStep, GroupPolicy};
+use crate::domain::request::{AccessRequest, Approval, RequestState};
 use crate::domain::text::literal;
 
 /// One group offered in the request form, whatever draws the form.
@@ -120,6 +120,46 @@ pub fn who(actor: &Actor) -> String {
     }
 }
 
+/// Each step of an approval chain: who approved it and when, or what it
+/// still needs while it is the one asked.
+fn chain_status(request: &AccessRequest, steps: &[ApprovalStep]) -> Vec<CardText> {
+    let requirements: Vec<u32> = steps.iter().map(|s| s.approvals_required.max(1)).collect();
+    let waiting = request.current_step(&requirements);
+    let mut status = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        status.push(plain(format!("Step {} of {}: ", index + 1, steps.len())));
+        let approvals: Vec<&Approval> = request
+            .approvals
+            .iter()
+            .filter(|a| a.step == index)
+            .collect();
+        for (n, approval) in approvals.iter().enumerate() {
+            status.extend([
+                plain(if n == 0 { "approved by " } else { ", " }),
+                CardText::User(approval.by.clone()),
+                plain(" at "),
+                CardText::Time(approval.at),
+            ]);
+        }
+        let met = approvals.len() >= step.approvals_required.max(1) as usize;
+        if !met && request.state == RequestState::Pending {
+            let more = step.approvals_required.max(1) as usize - approvals.len();
+            status.push(plain(if index == waiting {
+                format!(
+                    "{}waiting for {more} approval(s)",
+                    if approvals.is_empty() { "" } else { "; " }
+                )
+            } else {
+                "asked once the step before is met".to_string()
+            }));
+        } else if approvals.is_empty() {
+            status.push(plain("not reached"));
+        }
+        status.push(plain(". "));
+    }
+    status
+}
+
 pub fn approval_card(
     request: &AccessRequest,
     group: Option<&GroupPolicy>,
@@ -151,7 +191,17 @@ pub fn approval_card(
         };
         fields.push(("Total with this".to_string(), plain(total.to_string())));
     }
-    if required > 1 {
+    let steps = group.map(|g| g.steps.as_slice()).unwrap_or_default();
+    if steps.len() > 1 {
+        let waiting =
+            request.current_step(&group.map(|g| g.step_requirements()).unwrap_or_default());
+        if request.state == RequestState::Pending {
+            fields.push((
+                "Step".to_string(),
+                plain(format!("{} of {}", waiting + 1, steps.len())),
+            ));
+        }
+    } else if required > 1 {
         fields.push((
             "Approvals".to_string(),
             plain(format!("{} of {required}", request.approvals.len())),
@@ -169,14 +219,18 @@ pub fn approval_card(
             ]);
         }
     }
-    for approval in &request.approvals {
-        status.extend([
-            plain("Approved by "),
-            CardText::User(approval.by.clone()),
-            plain(" at "),
-            CardText::Time(approval.at),
-            plain(". "),
-        ]);
+    if steps.len() > 1 {
+        status.extend(chain_status(request, steps));
+    } else {
+        for approval in &request.approvals {
+            status.extend([
+                plain("Approved by "),
+                CardText::User(approval.by.clone()),
+                plain(" at "),
+                CardText::Time(approval.at),
+                plain(". "),
+            ]);
+        }
     }
     match &request.state {
         RequestState::Pending => {}

@@ -55,8 +55,12 @@ pub struct GroupPolicy {
     pub description: String,
     pub provider: String,
     pub target: String,
+    /// Everyone who approves in any step (the union of `steps`).
     pub approvers: Vec<Subject>,
+    /// What the first step needs (the only step, without `steps`).
     pub approvals_required: u32,
+    /// The approval chain, asked in order; `approvers` alone is one step.
+    pub steps: Vec<ApprovalStep>,
     pub requesters: Vec<Subject>,
     /// Default Slack approval channel; run-time mappings add more.
     pub channel: Option<ChannelId>,
@@ -82,6 +86,14 @@ pub struct GroupPolicy {
     pub reason_pattern: Option<ReasonPattern>,
     /// Who may take access at once, without approval, reviewed afterwards.
     pub break_glass: Option<BreakGlass>,
+}
+
+/// One step of an approval chain: any `approvals_required` of these
+/// approvers meet it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalStep {
+    pub approvers: Vec<Subject>,
+    pub approvals_required: u32,
 }
 
 /// A group's `break_glass`: these requesters may take access for up to
@@ -141,6 +153,20 @@ impl std::fmt::Debug for ReasonPattern {
 }
 
 impl GroupPolicy {
+    /// How many approvals each step of the chain needs, in order.
+    pub fn step_requirements(&self) -> Vec<u32> {
+        self.steps
+            .iter()
+            .map(|s| s.approvals_required.max(1))
+            .collect()
+    }
+
+    /// The step of the chain `request` waits for.
+    pub fn current_step(&self, request: &super::request::AccessRequest) -> &ApprovalStep {
+        let index = request.current_step(&self.step_requirements());
+        &self.steps[index.min(self.steps.len().saturating_sub(1))]
+    }
+
     /// Whether jitbot samples this group's use of its target.
     pub fn watches_activity(&self) -> bool {
         self.idle_release.is_some() || self.sweep_unused.is_some()

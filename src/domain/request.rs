@@ -77,6 +77,14 @@ pub struct AppliedExtension {
 pub struct Approval {
     pub by: Actor,
     pub at: DateTime<Utc>,
+    /// The approval chain's step it counted in (0: the first, and only
+    /// step of a group without `steps`).
+    #[serde(default, skip_serializing_if = "is_first_step")]
+    pub step: usize,
+}
+
+fn is_first_step(step: &usize) -> bool {
+    *step == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,9 +310,28 @@ impl AccessRequest {
         required: u32,
         now: DateTime<Utc>,
     ) -> Result<(AccessRequest, Happened), Refusal> {
+        self.approve_in_steps(by, is_approver, &[required], now)
+    }
+
+    /// An approval in a chain whose step `i` needs `steps[i]` approvals:
+    /// it counts in the step now waiting (`is_approver` says whether `by`
+    /// may approve that step); the last step met approves the request.
+    /// One person counts once, in one step only.
+    pub fn approve_in_steps(
+        &self,
+        by: &Actor,
+        is_approver: bool,
+        steps: &[u32],
+        now: DateTime<Utc>,
+    ) -> Result<(AccessRequest, Happened), Refusal> {
         self.require_pending()?;
         if by.is(&self.requester) {
             return Err(Refusal::OwnRequest(self.id.clone()));
+        }
+        // Before the rights of the step now asked: who approved an earlier
+        // step is told that, not that they cannot approve this one.
+        if self.approvals.iter().any(|a| a.by.is(by)) {
+            return Err(Refusal::AlreadyApproved(self.id.clone()));
         }
         if !is_approver {
             return Err(Refusal::NotAnApprover {
@@ -312,36 +339,87 @@ impl AccessRequest {
                 group: self.group.clone(),
             });
         }
-        if self.approvals.iter().any(|a| a.by.is(by)) {
-            return Err(Refusal::AlreadyApproved(self.id.clone()));
-        }
+        let step = self.current_step(steps);
+        let required = steps.get(step).copied().unwrap_or(1).max(1);
         let mut next = self.clone();
         next.approvals.push(Approval {
             by: by.clone(),
             at: now,
+            step,
         });
-        let count = next.approvals.len();
-        if count >= required.max(1) as usize {
-            next.state = RequestState::Approved {
-                at: now,
-                auto: false,
-            };
-            Ok((
-                next,
-                Happened::Approved {
-                    by: Some(by.clone()),
-                },
-            ))
-        } else {
-            Ok((
+        let count = next.approvals.iter().filter(|a| a.step == step).count();
+        let last_step = step + 1 >= steps.len();
+        if count < required as usize {
+            return Ok((
                 next,
                 Happened::ApprovalRecorded {
                     by: by.clone(),
                     count,
                     required,
                 },
-            ))
+            ));
         }
+        if !last_step {
+            // The next step's approvers are asked from now; its waiting
+            // time (escalation, time-out) starts now too.
+            next.escalated_at = None;
+            return Ok((
+                next,
+                Happened::StepMet {
+                    by: by.clone(),
+                    step: step + 1,
+                    of: steps.len(),
+                },
+            ));
+        }
+        next.state = RequestState::Approved {
+            at: now,
+            auto: false,
+        };
+        Ok((
+            next,
+            Happened::Approved {
+                by: Some(by.clone()),
+            },
+        ))
+    }
+
+    /// The chain's step waiting for approvals (0-based), when step `i`
+    /// needs `steps[i]`; the last step once all are met.
+    pub fn current_step(&self, steps: &[u32]) -> usize {
+        let met = |(i, need): &(usize, &u32)| {
+            self.approvals.iter().filter(|a| a.step == *i).count() >= (**need).max(1) as usize
+        };
+        steps
+            .iter()
+            .enumerate()
+            .find(|step| !met(step))
+            .map_or(steps.len().saturating_sub(1), |(i, _)| i)
+    }
+
+    /// The people asked because they were on call for a schedule among
+    /// `approvers` (a step's).
+    pub fn on_call_for<'a>(
+        &'a self,
+        approvers: &'a [super::policy::Subject],
+    ) -> impl Iterator<Item = &'a OnCallApprover> + 'a {
+        self.on_call.iter().filter(move |asked| {
+            approvers
+                .iter()
+                .any(|s| s.schedule() == Some(&asked.schedule))
+        })
+    }
+
+    /// When the step now waiting was first asked: when the step before it
+    /// was met, or when the request was filed.
+    pub fn step_asked_at(&self, steps: &[u32]) -> DateTime<Utc> {
+        let step = self.current_step(steps);
+        self.approvals
+            .iter()
+            .filter(|a| step > 0 && a.step == step - 1)
+            .map(|a| a.at)
+            .max()
+            .unwrap_or(self.created_at)
     }
 
     /// An approver's denial, with its reason.

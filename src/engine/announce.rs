@@ -43,18 +43,56 @@ impl Engine {
             return Ok(Audience::default());
         };
         let channels = self.destinations(group).await?;
+        // In a chain, only the step now waiting is asked.
+        let step = group.current_step(request);
         let mut direct = if channels.is_empty() {
-            self.direct_approvers(group)
+            self.direct_approvers(&step.approvers)
         } else {
             Vec::new()
         };
-        direct.extend(self.email_approvers(group));
-        for asked in &request.on_call {
+        direct.extend(self.email_approvers(&step.approvers));
+        for asked in request.on_call_for(&step.approvers) {
             if !direct.iter().any(|person| person.is(&asked.person)) {
                 direct.push(asked.person.clone());
             }
         }
         Ok(Audience { channels, direct })
+    }
+
+    /// The jobs that watch a step of the chain wait from `now`: its
+    /// time-out, and its escalation when the group escalates.
+    async fn waiting_jobs(
+        &self,
+        request: &AccessRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::job::Job>, StoreError> {
+        let Some(group) = self.policy.group(&request.group) else {
+            return Ok(Vec::new());
+        };
+        let lane = Self::lane_of(request);
+        let mut jobs = vec![
+            self.new_job(
+                JobKind::TimeOut {
+                    request: request.id.clone(),
+                },
+                now + group.limits.pending_timeout.as_chrono(),
+                lane.clone(),
+            )
+            .await?,
+        ];
+        if let Some(after) = group.escalate_after {
+            jobs.push(
+                self.new_job(
+                    JobKind::Escalate {
+                        request: request.id.clone(),
+                    },
+                    now + after.as_chrono(),
+                    lane,
+                )
+                .await?,
+            );
+        }
+        Ok(jobs)
     }
 
     /// The jobs that end a grant at `expires_at`: the warning (if there is
@@ -182,30 +220,7 @@ impl Engine {
                     });
                     effects.jobs.push(self.activate_job(request, now).await?);
                 } else {
-                    if let Some(group) = self.policy.group(&request.group) {
-                        effects.jobs.push(
-                            self.new_job(
-                                JobKind::TimeOut {
-                                    request: id.clone(),
-                                },
-                                now + group.limits.pending_timeout.as_chrono(),
-                                Self::lane_of(request),
-                            )
-                            .await?,
-                        );
-                        if let Some(after) = group.escalate_after {
-                            effects.jobs.push(
-                                self.new_job(
-                                    JobKind::Escalate {
-                                        request: id.clone(),
-                                    },
-                                    now + after.as_chrono(),
-                                    Self::lane_of(request),
-                                )
-                                .await?,
-                            );
-                        }
-                    }
+                    effects.jobs.extend(self.waiting_jobs(request, now).await?);
                     for approver in &audience.direct {
                         effects.outbox.push(Outgoing::DirectCard {
                             request: id.clone(),
@@ -213,6 +228,22 @@ impl Engine {
                         });
                     }
                 }
+            }
+            Happened::StepMet { step, of, .. } => {
+                effects.audit.push(audit(
+                    AuditAction::ApprovalRecorded,
+                    format!("step {step} of {of} met; step {} is asked now", step + 1),
+                ));
+                effects.outbox.push(refresh);
+                // Groups without a channel: the next step's approvers get
+                // their cards only now.
+                for approver in &audience.direct {
+                    effects.outbox.push(Outgoing::DirectCard {
+                        request: id.clone(),
+                        to: approver.clone(),
+                    });
+                }
+                effects.jobs.extend(self.waiting_jobs(request, now).await?);
             }
             Happened::ApprovalRecorded {
                 count, required, ..

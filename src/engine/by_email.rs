@@ -76,7 +76,8 @@ impl Engine {
         Ok(Some(EmailApproval {
             request,
             description: group.description.clone(),
-            approvals_required: group.approvals_required.max(1),
+            // A chain needs every step's approvals in turn.
+            approvals_required: group.step_requirements().iter().sum::<u32>().max(1),
             approver: Actor::by_email(&link.approver),
         }))
     }

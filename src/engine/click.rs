@@ -52,10 +52,10 @@ impl Engine {
         let glance = self.decider_at_a_glance(&request, group, &click.by).await;
         let now = self.now();
         let outcome = match &click.decision {
-            Decision::Approve => glance.request.approve(
+            Decision::Approve => glance.request.approve_in_steps(
                 &glance.by,
                 glance.is_approver,
-                group.approvals_required,
+                &group.step_requirements(),
                 now,
             ),
             Decision::Deny { reason } => {

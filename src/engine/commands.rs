@@ -371,17 +371,26 @@ impl Engine {
             } else {
                 format!(" — {}", literal(&group.description))
             };
+            let approvals = match group.steps.len() {
+                0 | 1 => format!(
+                    "{} approval{} needed",
+                    group.approvals_required,
+                    if group.approvals_required == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                ),
+                steps => format!("approved in {steps} steps"),
+            };
+            let break_glass = if group.break_glass.is_some() {
+                "; break-glass available"
+            } else {
+                ""
+            };
             lines.push(format!(
-                "• {}{description} (up to {}, default {}, {} approval{} needed)",
-                group.name,
-                group.limits.max_duration,
-                group.limits.default_duration,
-                group.approvals_required,
-                if group.approvals_required == 1 {
-                    ""
-                } else {
-                    "s"
-                }
+                "• {}{description} (up to {}, default {}, {approvals}{break_glass})",
+                group.name, group.limits.max_duration, group.limits.default_duration,
             ));
         }
         Reply::Text(lines.join("\n"))

@@ -88,10 +88,10 @@ impl Engine {
                 }
             };
             let by = &by;
-            let required = group.map_or(1, |g| g.approvals_required);
+            let steps = group.map_or_else(|| vec![1], |g| g.step_requirements());
             let now = self.now();
             let outcome = match decision {
-                Decision::Approve => known.approve(by, is_approver, required, now),
+                Decision::Approve => known.approve_in_steps(by, is_approver, &steps, now),
                 Decision::Deny { reason } => known.deny(by, is_approver, reason, now),
             };
             let counted = match &outcome {

@@ -3,9 +3,30 @@
 //! `pending_timeout`.
 
 use super::{Announce, Engine, EngineError};
+use crate::domain::duration::HumanDuration;
 use crate::domain::job::{Job, JobKind};
+use crate::domain::policy::GroupPolicy;
+use crate::domain::request::AccessRequest;
 
 impl Engine {
+    /// Whether `job`, due `wait` after a step of the chain was asked,
+    /// belongs to an earlier step than the one `request` waits for now:
+    /// that step has its own escalation and time-out, due later.
+    fn for_an_earlier_step(
+        &self,
+        request: &AccessRequest,
+        job: &Job,
+        wait: impl Fn(&GroupPolicy) -> Option<HumanDuration>,
+    ) -> bool {
+        let Some(group) = self.policy.group(&request.group) else {
+            return false;
+        };
+        let Some(wait) = wait(group) else {
+            return false;
+        };
+        job.due_at < request.step_asked_at(&group.step_requirements()) + wait.as_chrono()
+    }
+
     pub(super) async fn run_escalate(&self, job: &Job) -> Result<(), EngineError> {
         let JobKind::Escalate { request: id } = &job.kind else {
             return Ok(());
@@ -16,6 +37,9 @@ impl Engine {
         let Some(group) = self.policy.group(&request.group) else {
             return self.consume(job).await;
         };
+        if self.for_an_earlier_step(&request, job, |g| g.escalate_after) {
+            return self.consume(job).await;
+        }
         let to = match self.people(&group.escalate_to).await {
             Ok(to) => to,
             Err(error) => {
@@ -41,6 +65,9 @@ impl Engine {
         let Some(request) = self.store.get_request(id).await? else {
             return self.consume(job).await;
         };
+        if self.for_an_earlier_step(&request, job, |g| Some(g.limits.pending_timeout)) {
+            return self.consume(job).await;
+        }
         let now = self.now();
         self.record_step(
             job,

@@ -88,11 +88,16 @@ impl Engine {
         by: &Actor,
         lookup: Lookup,
     ) -> Result<bool, ChatError> {
-        if self.is_named(&group.approvers, by, lookup).await? {
+        // In a chain, only the step now waiting decides.
+        let step = group.current_step(request);
+        if self.is_named(&step.approvers, by, lookup).await? {
             return Ok(true);
         }
         // On-call approvers: only the people asked when it was filed.
-        if request.on_call.iter().any(|asked| asked.person.is(by)) {
+        if request
+            .on_call_for(&step.approvers)
+            .any(|asked| asked.person.is(by))
+        {
             return Ok(true);
         }
         if request.escalated_at.is_some() {
@@ -159,13 +164,17 @@ impl Engine {
         Ok(people)
     }
 
-    /// The email approvers of `group`, who get an email with a link for
-    /// each request (when email is set up).
-    pub(super) fn email_approvers(&self, group: &GroupPolicy) -> Vec<Actor> {
+    /// The email approvers among `approvers`, who get an email with a
+    /// link for each request (when email is set up).
+    pub(super) fn email_approvers(&self, approvers: &[Subject]) -> Vec<Actor> {
         if !self.email_enabled {
             return Vec::new();
         }
-        group.email_approvers().map(Actor::by_email).collect()
+        approvers
+            .iter()
+            .filter_map(Subject::email)
+            .map(Actor::by_email)
+            .collect()
     }
 
     /// `actor` with their email address, when it may decide something: the
@@ -190,11 +199,11 @@ impl Engine {
         Ok(actor.clone().with_email(email))
     }
 
-    /// Approvers who get the card directly when the group has no channel.
-    pub(super) fn direct_approvers(&self, group: &GroupPolicy) -> Vec<Actor> {
+    /// Approvers among `approvers` who get the card directly when the
+    /// group has no channel.
+    pub(super) fn direct_approvers(&self, approvers: &[Subject]) -> Vec<Actor> {
         let configured: HashSet<Platform> = self.platforms().collect();
-        group
-            .approvers
+        approvers
             .iter()
             .filter_map(|s| match s {
                 Subject::SlackUser(id) => Some(Actor::new(Platform::Slack, id.clone(), "")),

@@ -700,6 +700,15 @@ async fn an_idle_grant_is_released_counted_from_its_last_use_across_a_kill() {
     activity
         .in_use
         .store(false, std::sync::atomic::Ordering::SeqCst);
+    // Sampling rounds run one after another, each recorded before the
+    // next begins: two more calls after the flip mean the last "in use"
+    // answer (even one in flight at the flip) is durably recorded. Only
+    // then is it a use jitbot must remember across the kill.
+    let flipped_at = calls("activity").await;
+    eventually("the last use to be recorded", || async {
+        (calls("activity").await >= flipped_at + 2).then_some(())
+    })
+    .await;
     let last_use = activity.last_in_use.lock().unwrap().expect("seen in use");
     drop(bot);
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -11,8 +11,8 @@ use crate::domain::hours::Hours;
 use crate::domain::ids::{ChannelId, GroupName};
 use crate::domain::on_call::Schedule;
 use crate::domain::policy::{
-    AutoApprove, BreakGlass, GroupPolicy, Limits, ProviderKind, ProviderSpec, ReasonPattern,
-    Subject, SweepMode,
+    ApprovalStep, AutoApprove, BreakGlass, GroupPolicy, Limits, ProviderKind, ProviderSpec,
+    ReasonPattern, Subject, SweepMode,
 };
 
 pub(super) const GROUP_KEYS: &[&str] = &[
@@ -42,7 +42,9 @@ pub(super) const GROUP_KEYS: &[&str] = &[
     "sweep_unused",
     "reason_pattern",
     "break_glass",
+    "steps",
 ];
+const STEP_KEYS: &[&str] = &["approvers", "approvals_required"];
 const BREAK_GLASS_KEYS: &[&str] = &["requesters", "max_duration"];
 const AUTO_APPROVE_KEYS: &[&str] = &["requesters", "on_call", "hours", "max_duration"];
 pub(super) const DEFAULT_SWEEP_INTERVAL: HumanDuration = HumanDuration::from_secs(15 * 60);
@@ -133,10 +135,26 @@ impl Reader<'_> {
             }
         }
         let target = self.required_string(table, "target", context, at.clone());
-        let approvers = self
-            .subjects(table, "approvers", context)
-            .unwrap_or_default();
-        let approvals_required = self.approvals_required(table, context, &approvers);
+        let steps = match table.get("steps") {
+            Some(item) => self.steps(table, item, context),
+            None => {
+                let approvers = self
+                    .subjects(table, "approvers", context)
+                    .unwrap_or_default();
+                let approvals_required = self.approvals_required(table, context, &approvers);
+                vec![ApprovalStep {
+                    approvers,
+                    approvals_required,
+                }]
+            }
+        };
+        let mut approvers: Vec<Subject> = Vec::new();
+        for subject in steps.iter().flat_map(|step| &step.approvers) {
+            if !approvers.contains(subject) {
+                approvers.push(subject.clone());
+            }
+        }
+        let approvals_required = steps.first().map_or(1, |step| step.approvals_required);
         let requesters = self
             .subjects(table, "requesters", context)
             .unwrap_or_else(|| vec![Subject::Anyone]);
@@ -204,7 +222,8 @@ impl Reader<'_> {
                     | Subject::OnCall(_)
             )
         });
-        if approvers.is_empty() && auto_approve.is_none() {
+        // A broken `steps` list has said what is wrong with it already.
+        if approvers.is_empty() && auto_approve.is_none() && table.get("steps").is_none() {
             self.problem(
                 at.clone(),
                 format!("{context} has no `approvers`, so nobody could approve its requests"),
@@ -233,6 +252,7 @@ impl Reader<'_> {
             target: target?,
             approvers,
             approvals_required,
+            steps,
             requesters,
             channel,
             teams_channel,
@@ -370,6 +390,63 @@ impl Reader<'_> {
                 );
             }
         }
+    }
+
+    /// `steps = [{ approvers = [...], approvals_required = 1 }, ...]`: the
+    /// approval chain, in place of `approvers`.
+    fn steps(&mut self, group: &dyn TableLike, item: &Item, context: &str) -> Vec<ApprovalStep> {
+        for replaced in ["approvers", "approvals_required"] {
+            if group.get(replaced).is_some() {
+                self.problem(
+                    Reader::key_span(group, replaced),
+                    format!("{context}: `steps` replaces `{replaced}`; give each step its approvers (and approvals_required)"),
+                );
+            }
+        }
+        let tables: Vec<&dyn TableLike> = match (item.as_array(), item.as_array_of_tables()) {
+            (Some(array), _) => array
+                .iter()
+                .filter_map(|value| value.as_inline_table().map(|t| t as &dyn TableLike))
+                .collect(),
+            (_, Some(tables)) => tables.iter().map(|t| t as &dyn TableLike).collect(),
+            _ => Vec::new(),
+        };
+        let all_tables = item
+            .as_array()
+            .map_or(true, |array| array.len() == tables.len());
+        if tables.is_empty() || !all_tables {
+            self.problem(
+                item.span(),
+                format!("`steps` in {context} must be a list of tables like [{{ approvers = [\"U0LEAD\"] }}, {{ approvers = [\"S0SECURITY\"], approvals_required = 1 }}]"),
+            );
+            return Vec::new();
+        }
+        let mut steps = Vec::new();
+        for (index, step) in tables.into_iter().enumerate() {
+            let step_context = format!("step {} of {context}", index + 1);
+            self.check_keys(step, STEP_KEYS, &step_context);
+            let approvers = self
+                .subjects(step, "approvers", &step_context)
+                .unwrap_or_default();
+            if approvers.is_empty() {
+                self.problem(
+                    Reader::value_span(group, "steps"),
+                    format!("{step_context} has no `approvers`, so nobody could meet it"),
+                );
+            }
+            if approvers.contains(&Subject::Anyone) {
+                self.problem(
+                    Reader::value_span(step, "approvers"),
+                    format!("{step_context}: \"*\" is not allowed in `approvers`; name the people or user groups who approve"),
+                );
+            }
+            let approvals_required = self.approvals_required(step, &step_context, &approvers);
+            steps.push(ApprovalStep {
+                approvers,
+                approvals_required,
+            });
+        }
+        steps
     }
 
     pub(super) fn approvals_required(

@@ -768,3 +768,37 @@ fn break_glass_names_its_people_and_stays_within_the_group() {
         vec!["11:44: unknown key `max` in break_glass of group `g` (expected one of: requesters, max_duration)"]
     );
 }
+
+#[test]
+fn steps_make_a_chain_in_place_of_approvers() {
+    let policy = parse(&format!(
+        "{ON_CALL_GROUP}steps = [{{ approvers = [\"U0LEAD\"] }}, {{ approvers = [\"U0SEC1\", \"U0SEC2\"], approvals_required = 2 }}]\n"
+    ))
+    .unwrap();
+    let group = &policy.groups[0];
+    assert_eq!(group.step_requirements(), [1, 2]);
+    assert_eq!(group.approvers.len(), 3, "every step's approvers");
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nsteps = [{{ approvers = [\"U0SEC1\"] }}]\n")),
+        vec!["10:1: group `g`: `steps` replaces `approvers`; give each step its approvers (and approvals_required)"]
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ON_CALL_GROUP}steps = [{{ approvers = [\"U0SEC1\"], approvals_required = 2 }}]\n"
+        )),
+        vec![
+            "10:57: step 1 of group `g`: approvals_required is 2 but only 1 approver(s) are listed"
+        ]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}steps = [{{ approvers = [\"U0LEAD\"] }}, {{ approver = [\"U0SEC1\"] }}]\n")),
+        vec![
+            "10:9: step 2 of group `g` has no `approvers`, so nobody could meet it",
+            "10:40: unknown key `approver` in step 2 of group `g` (did you mean `approvers`?)",
+        ]
+    );
+    assert_eq!(
+        problems(&format!("{ON_CALL_GROUP}steps = [\"U0LEAD\"]\n")),
+        vec!["10:9: `steps` in group `g` must be a list of tables like [{ approvers = [\"U0LEAD\"] }, { approvers = [\"S0SECURITY\"], approvals_required = 1 }]"]
+    );
+}

@@ -16,6 +16,13 @@ pub enum Happened {
         count: usize,
         required: u32,
     },
+    /// A step of the approval chain was met (`step` of `of`, 1-based);
+    /// the next step's approvers are asked.
+    StepMet {
+        by: Actor,
+        step: usize,
+        of: usize,
+    },
     Approved {
         by: Option<Actor>,
     },

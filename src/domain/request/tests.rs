@@ -223,3 +223,115 @@ fn expiry_counts_from_the_approval_however_late_the_activation() {
         .is_none());
     assert!(active.expire(end).is_some());
 }
+
+#[test]
+fn a_chain_asks_its_steps_in_order_and_a_person_counts_in_one_step() {
+    let steps = [1, 2];
+    let (after_lead, happened) = pending()
+        .approve_in_steps(&actor("U0LEAD"), true, &steps, now())
+        .unwrap();
+    assert_eq!(
+        happened,
+        Happened::StepMet {
+            by: actor("U0LEAD"),
+            step: 1,
+            of: 2
+        }
+    );
+    assert_eq!(after_lead.state, RequestState::Pending);
+    assert_eq!(after_lead.current_step(&steps), 1);
+    assert_eq!(after_lead.step_asked_at(&steps), now());
+    assert_eq!(
+        after_lead
+            .approve_in_steps(&actor("U0LEAD"), true, &steps, now())
+            .unwrap_err(),
+        Refusal::AlreadyApproved(after_lead.id.clone()),
+        "the lead met step 1 and cannot also count in step 2"
+    );
+    let (one_of_two, happened) = after_lead
+        .approve_in_steps(&actor("U0SEC1"), true, &steps, now())
+        .unwrap();
+    assert!(matches!(
+        happened,
+        Happened::ApprovalRecorded {
+            count: 1,
+            required: 2,
+            ..
+        }
+    ));
+    let (approved, happened) = one_of_two
+        .approve_in_steps(&actor("U0SEC2"), true, &steps, now())
+        .unwrap();
+    assert!(matches!(happened, Happened::Approved { .. }));
+    assert!(matches!(approved.state, RequestState::Approved { .. }));
+    let by_step: Vec<usize> = approved.approvals.iter().map(|a| a.step).collect();
+    assert_eq!(by_step, [0, 1, 1]);
+}
+
+mod chains {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Someone who clicks: one of a few people, the requester among them
+    /// (also as the same person on another platform, known by email).
+    fn clicker(index: u8) -> Actor {
+        match index % 5 {
+            0 => actor("U0ALICE"),
+            1 => Actor::new(Platform::Teams, UserId::new("alice-aad"), "Alice").with_email(Some(
+                crate::domain::email::EmailAddress::parse("u0alice@example.com").unwrap(),
+            )),
+            2 => actor("U0LEAD"),
+            3 => actor("U0SEC1"),
+            _ => actor("U0SEC2"),
+        }
+    }
+
+    fn requester_with_email() -> AccessRequest {
+        let mut request = pending();
+        request.requester = actor("U0ALICE").with_email(Some(
+            crate::domain::email::EmailAddress::parse("u0alice@example.com").unwrap(),
+        ));
+        request
+    }
+
+    proptest! {
+        /// Whatever the chain and whoever clicks, in any order and with any
+        /// rights: the requester's own click never counts, nobody counts
+        /// twice, and the request is approved only once every step is met.
+        #[test]
+        fn no_chain_lets_the_requester_count_or_anyone_count_twice(
+            steps in prop::collection::vec(1u32..=3, 1..=4),
+            clicks in prop::collection::vec((0u8..5, any::<bool>()), 0..24),
+        ) {
+            let mut request = requester_with_email();
+            for (who, is_approver) in clicks {
+                let by = clicker(who);
+                if let Ok((next, _)) = request.approve_in_steps(&by, is_approver, &steps, now()) {
+                    request = next;
+                }
+            }
+            prop_assert!(request.approvals.iter().all(|a| !a.by.is(&request.requester)));
+            for (i, a) in request.approvals.iter().enumerate() {
+                prop_assert!(request.approvals[i + 1..].iter().all(|b| !b.by.is(&a.by)));
+            }
+            let every_step_met = steps.iter().enumerate().all(|(i, need)| {
+                request.approvals.iter().filter(|a| a.step == i).count() >= *need as usize
+            });
+            prop_assert_eq!(
+                matches!(request.state, RequestState::Approved { .. }),
+                every_step_met
+            );
+            // Steps are met in order: no approval counts in a step whose
+            // predecessor was not met when it was given.
+            for (i, a) in request.approvals.iter().enumerate() {
+                let before = &request.approvals[..i];
+                for (earlier, need) in steps.iter().enumerate().take(a.step) {
+                    prop_assert!(
+                        before.iter().filter(|b| b.step == earlier).count() >= *need as usize
+                    );
+                }
+            }
+        }
+    }
+}
