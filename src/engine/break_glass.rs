@@ -100,7 +100,7 @@ impl Engine {
             .map(|channel| Outgoing::ChannelNotice {
                 to: channel.clone(),
                 text: format!(
-                    ":rotating_light: break-glass: {who} took `{group}` for {duration} without approval ({id}). Reason: {reason}. An approver must review it on its card: Acknowledge or Revoke now."
+                    "🚨 break-glass: {who} took `{group}` for {duration} without approval ({id}). Reason: {reason}. An approver must review it on its card: Acknowledge or Revoke now."
                 ),
             })
             .collect();
@@ -114,7 +114,7 @@ impl Engine {
         owed.extend(admins.into_iter().map(|admin| Outgoing::Direct {
             to: admin,
             text: format!(
-                ":rotating_light: break-glass used on `{group}`: {who} took it for {duration} without approval ({id}). Reason: {reason}. `/jit admin audit break-glass` lists every use."
+                "🚨 break-glass used on `{group}`: {who} took it for {duration} without approval ({id}). Reason: {reason}. `/jit admin audit break-glass` lists every use."
             ),
             about: Some(id.clone()),
         }));

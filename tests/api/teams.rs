@@ -74,6 +74,14 @@ idle_release = "10m"
 auto_approve = {{ requesters = ["{ALICE}"], max_duration = "1h" }}
 
 [[groups]]
+name = "glass"
+provider = "aad"
+target = "incident-owner"
+approvers = ["{LEAD}"]
+teams_channel = "{APPROVALS}"
+break_glass = {{ requesters = ["{ALICE}"], max_duration = "1h" }}
+
+[[groups]]
 name = "dual"
 description = "Approved from Slack or Teams"
 provider = "aad"
@@ -1032,6 +1040,62 @@ async fn keep_it_on_the_idle_warning_card_works_from_teams() {
     let text = kept["value"].as_str().unwrap();
     assert!(text.starts_with(&format!("Kept: {grant}")), "{text}");
     assert_eq!(teams.app.audit_details("KeptInUse").await.len(), 1);
+    assert_eq!(teams.app.request_json(&id).await["state"], "active");
+}
+
+#[tokio::test]
+async fn break_glass_is_announced_and_reviewed_from_teams() {
+    let teams = Teams::start(&[]).await;
+    teams
+        .say(ALICE, "jit breakglass glass 30m INC-7 the portal is down")
+        .await;
+    let notice = teams
+        .wait_for_post(APPROVALS, "the break-glass notice", "break-glass:")
+        .await;
+    assert!(notice.contains("glass"), "{notice}");
+    let card = teams
+        .wait_for_post(APPROVALS, "the review card", "jit_bg_ack")
+        .await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let actions = &card["attachments"][0]["content"]["actions"];
+    assert_eq!(actions[0]["title"], "Acknowledge", "{actions}");
+    assert_eq!(actions[1]["title"], "Revoke now", "{actions}");
+    let id = actions[0]["data"]["jit_value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    teams.app.until_active(&id).await;
+
+    let press = |user: &'static str| {
+        let teams = &teams;
+        let id = id.clone();
+        async move {
+            teams
+                .execute(
+                    user,
+                    "jit_bg_ack",
+                    json!({ "jit_action": "jit_bg_ack", "jit_value": id }),
+                )
+                .await["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let refused = press(BOB).await;
+    assert!(refused.contains("not an approver"), "{refused}");
+    let own = press(ALICE).await;
+    assert!(own.contains("your own break-glass"), "{own}");
+    let acknowledged = press(LEAD).await;
+    assert!(acknowledged.contains("You acknowledged"), "{acknowledged}");
+    assert_eq!(
+        teams
+            .app
+            .audit_details("BreakGlassAcknowledged")
+            .await
+            .len(),
+        1
+    );
     assert_eq!(teams.app.request_json(&id).await["state"], "active");
 }
 
