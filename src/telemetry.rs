@@ -50,7 +50,8 @@ pub struct Snapshot {
 
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// Requests filed or refused: `filed`, `auto_approved`, `refused`.
+    /// Requests filed or refused: `filed`, `auto_approved`, `break_glass`,
+    /// `refused`, `limited`, `error`.
     pub requests: Family<Outcome, Counter>,
     /// Decisions recorded: `approved`, `denied`, `approval_recorded`, `refused`.
     pub decisions: Family<Outcome, Counter>,

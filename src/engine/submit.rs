@@ -124,6 +124,7 @@ impl Engine {
 
     pub(super) fn count_submission(&self, result: &Result<Receipt, SubmitError>) {
         let outcome = match result {
+            Ok(receipt) if receipt.request.break_glass.is_some() => "break_glass",
             Ok(receipt) if receipt.auto_approved => "auto_approved",
             Ok(_) => "filed",
             Err(SubmitError::Engine(_)) => "error",

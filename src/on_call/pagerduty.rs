@@ -16,12 +16,16 @@ pub(super) async fn on_call(
     let mut people = Vec::new();
     let mut offset = 0;
     for _ in 0..MAX_PAGES {
-        let mut url = url::Url::parse(&format!("{}/oncalls", account.api_url))
-            .map_err(|e| LookupError::Failed(format!("PagerDuty URL: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("schedule_ids[]", schedule_id)
-            .append_pair("include[]", "users")
-            .append_pair("offset", &offset.to_string());
+        // Written as PagerDuty documents it, brackets and all; only the
+        // schedule id (policy text) is encoded.
+        let id: String = url::form_urlencoded::byte_serialize(schedule_id.as_bytes()).collect();
+        let mut url = format!(
+            "{}/oncalls?schedule_ids[]={id}&include[]=users",
+            account.api_url
+        );
+        if offset > 0 {
+            url.push_str(&format!("&offset={offset}"));
+        }
         let response = http
             .get(url)
             .header(

@@ -37,6 +37,7 @@ const AUDIT_EXPORT_BATCH: usize = 500;
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/requests", post(create_request))
+        .route("/api/v1/breakglass", post(create_break_glass))
         .route("/api/v1/requests/{id}", get(get_request))
         .route("/api/v1/grants", get(list_grants))
         .route("/api/v1/grants/{id}/release", post(release_grant))
@@ -197,6 +198,34 @@ async fn create_request(
     body: Body,
 ) -> Result<Response, ApiError> {
     let asked: NewRequest = json_body(&headers, body).await?;
+    file_request(&state, &caller, asked).await
+}
+
+/// `POST /api/v1/breakglass`: the request body of `/api/v1/requests`,
+/// always as break-glass.
+async fn create_break_glass(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let asked: NewRequest = json_body(&headers, body).await?;
+    file_request(
+        &state,
+        &caller,
+        NewRequest {
+            break_glass: true,
+            ..asked
+        },
+    )
+    .await
+}
+
+async fn file_request(
+    state: &AppState,
+    caller: &Caller,
+    asked: NewRequest,
+) -> Result<Response, ApiError> {
     let group =
         GroupName::parse(&asked.group).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let duration = asked
