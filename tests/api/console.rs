@@ -25,6 +25,7 @@ approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
 min_duration = "1s"
 warn_before = "2s"
+break_glass = { requesters = ["U0ALICE"], max_duration = "1m" }
 "#;
 
 struct Console {
@@ -34,6 +35,52 @@ struct Console {
 }
 
 impl Console {
+    /// `jitbot console --as U0ALICE` on a fresh store, the policy's
+    /// webhook pointing at `iam`; the directory lives as long as it must.
+    async fn start(iam: &MockServer) -> (Console, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_path = dir.path().join("policy.toml");
+        std::fs::write(&policy_path, POLICY.replace("{IAM}", &iam.uri())).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+            .args(["console", "--as", "U0ALICE"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JITBOT_CONFIG", &policy_path)
+            .env("JITBOT_DATA_DIR", dir.path().join("data"))
+            .env("TEST_HOOK_SECRET", HOOK_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        let console = Console {
+            stdin: child.stdin.take().unwrap(),
+            output,
+            child,
+        };
+        (console, dir)
+    }
+
+    /// The number of the latest button labelled `label` (`[3] Acknowledge R-…`).
+    fn button(&self, label: &str) -> String {
+        let printed = self.printed();
+        let needle = format!("] {label} ");
+        let at = printed.rfind(&needle).expect("the button is shown");
+        let open = printed[..at].rfind('[').unwrap();
+        printed[open + 1..at].to_string()
+    }
+
     async fn type_line(&mut self, line: &str) {
         self.stdin
             .write_all(format!("{line}\n").as_bytes())
@@ -68,37 +115,7 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&iam)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let policy_path = dir.path().join("policy.toml");
-    std::fs::write(&policy_path, POLICY.replace("{IAM}", &iam.uri())).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
-        .args(["console", "--as", "U0ALICE"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("JITBOT_CONFIG", &policy_path)
-        .env("JITBOT_DATA_DIR", dir.path().join("data"))
-        .env("TEST_HOOK_SECRET", HOOK_SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let output = Arc::new(Mutex::new(String::new()));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let sink = output.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut out = sink.lock().unwrap();
-            out.push_str(&line);
-            out.push('\n');
-        }
-    });
-    let mut console = Console {
-        stdin: child.stdin.take().unwrap(),
-        output,
-        child,
-    };
+    let (mut console, _dir) = Console::start(&iam).await;
 
     let at = console.expect_after(0, "you are slack:U0ALICE").await;
     console
@@ -150,4 +167,33 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
         .expect("the console stops")
         .unwrap();
     assert_eq!(status.code(), Some(0), "{}", console.printed());
+}
+
+#[tokio::test]
+async fn break_glass_shows_its_notice_and_review_buttons_on_the_console() {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    let (mut console, _dir) = Console::start(&iam).await;
+    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    console
+        .type_line("/jit breakglass quick 30s INC-1 console outage")
+        .await;
+    let at = console
+        .expect_after(at, "break-glass: access to quick")
+        .await;
+    console.expect_after(at, "🚨 break-glass").await;
+    let at = console.expect_after(at, "] Revoke now R-").await;
+    let acknowledge = console.button("Acknowledge");
+    console.type_line("/as U0LEAD").await;
+    console.type_line(&acknowledge).await;
+    let at = console
+        .expect_after(at, "(U0LEAD pressed Acknowledge on R-")
+        .await;
+    console
+        .expect_after(at, "You acknowledged the break-glass use")
+        .await;
 }
