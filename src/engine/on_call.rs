@@ -14,8 +14,9 @@ use crate::domain::ids::{Actor, Platform};
 use crate::domain::on_call::{OnCallApprover, Schedule};
 use crate::domain::policy::GroupPolicy;
 
-/// All on-call look-ups of one request share this deadline: with the
-/// other checks on the path, the ack stays well inside Slack's 3 s.
+/// Each of a request's two on-call questions (is the requester on call?
+/// who is asked to approve?) gets at most this long: with the other checks
+/// on the path, the ack stays well inside Slack's 3 s.
 pub(super) const ON_CALL_DEADLINE: Duration = Duration::from_millis(1000);
 
 impl Engine {

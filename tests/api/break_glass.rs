@@ -215,19 +215,7 @@ async fn the_api_breaks_the_glass_and_the_audit_lists_every_use() {
     assert_eq!(status, 403, "{body}");
 
     let other = app.request("U0ALICE", "request prod-db 1h INC-6").await;
-    let events: Vec<Value> = app
-        .http
-        .get(app.url("/api/v1/audit?break_glass=true"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let events = app.audit_export_where("?break_glass=true").await;
     let actions: Vec<&str> = events
         .iter()
         .map(|e| e["action"].as_str().unwrap())

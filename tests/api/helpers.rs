@@ -894,9 +894,14 @@ impl TestApp {
 
     /// Every audit event, oldest first, as `GET /api/v1/audit` exports it.
     pub(crate) async fn audit_export(&self) -> Vec<Value> {
+        self.audit_export_where("").await
+    }
+
+    /// The audit events `GET /api/v1/audit{query}` exports (`?ticket=…`).
+    pub(crate) async fn audit_export_where(&self, query: &str) -> Vec<Value> {
         let text = self
             .http
-            .get(self.url("/api/v1/audit"))
+            .get(self.url(&format!("/api/v1/audit{query}")))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await

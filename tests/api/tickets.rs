@@ -3,7 +3,7 @@
 //! the ticket is kept on the request, shown on the card and in the audit,
 //! and the audit export filters by it.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{eventually, TestApp, ADMIN_TOKEN, BASE_POLICY, USER_TOKEN};
 
@@ -19,22 +19,6 @@ channel = "C0APPROVALS"
 reason_pattern = "(INC|CHG)-[0-9]+"
 "#
     )
-}
-
-async fn audit_export(app: &TestApp, query: &str) -> Vec<Value> {
-    let text = app
-        .http
-        .get(app.url(&format!("/api/v1/audit{query}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -119,7 +103,7 @@ async fn the_ticket_is_kept_shown_on_the_card_audited_and_filters_the_export() {
         .await;
     assert!(refused.contains("`(INC|CHG)-[0-9]+`"), "{refused}");
 
-    let about_chg = audit_export(&app, "?ticket=chg-42").await;
+    let about_chg = app.audit_export_where("?ticket=chg-42").await;
     assert!(
         about_chg.len() >= 3,
         "requested, approved, granted: {about_chg:?}"
@@ -128,8 +112,8 @@ async fn the_ticket_is_kept_shown_on_the_card_audited_and_filters_the_export() {
         about_chg.iter().all(|e| e["request"] == first.as_str()),
         "{about_chg:?}"
     );
-    let about_inc = audit_export(&app, "?ticket=INC-7").await;
+    let about_inc = app.audit_export_where("?ticket=INC-7").await;
     assert!(!about_inc.is_empty());
     assert!(about_inc.iter().all(|e| e["request"] == second.as_str()));
-    assert!(audit_export(&app, "?ticket=CHG-1").await.is_empty());
+    assert!(app.audit_export_where("?ticket=CHG-1").await.is_empty());
 }
