@@ -160,6 +160,23 @@ fn chain_status(request: &AccessRequest, steps: &[ApprovalStep]) -> Vec<CardText
     status
 }
 
+/// "Approved by @x at …. " for each approval so far.
+fn approvals_status(request: &AccessRequest) -> Vec<CardText> {
+    request
+        .approvals
+        .iter()
+        .flat_map(|approval| {
+            [
+                plain("Approved by "),
+                CardText::User(approval.by.clone()),
+                plain(" at "),
+                CardText::Time(approval.at),
+                plain(". "),
+            ]
+        })
+        .collect()
+}
+
 pub fn approval_card(
     request: &AccessRequest,
     group: Option<&GroupPolicy>,
@@ -222,15 +239,7 @@ pub fn approval_card(
     if steps.len() > 1 {
         status.extend(chain_status(request, steps));
     } else {
-        for approval in &request.approvals {
-            status.extend([
-                plain("Approved by "),
-                CardText::User(approval.by.clone()),
-                plain(" at "),
-                CardText::Time(approval.at),
-                plain(". "),
-            ]);
-        }
+        status.extend(approvals_status(request));
     }
     match &request.state {
         RequestState::Pending => {}
@@ -264,6 +273,9 @@ pub fn approval_card(
                 plain(": "),
                 theirs(reason),
             ]);
+        }
+        RequestState::Cancelled { at } if request.in_bundle() => {
+            status.extend([plain("Withdrawn at "), CardText::Time(*at), plain(".")])
         }
         RequestState::Cancelled { at } => status.extend([
             plain("Cancelled by the requester at "),
@@ -372,6 +384,100 @@ pub fn approval_card(
         status,
         actions,
     }
+}
+
+/// The one card of a bundle (several groups asked for in one request):
+/// each member's group and where it stands, and Approve / Deny while any
+/// member waits for its approvers. A click acts for the groups the clicker
+/// may decide. `members` are in the bundle's order; `group_of` finds each
+/// member's policy.
+pub fn bundle_card<'p>(
+    members: &[AccessRequest],
+    group_of: impl Fn(&GroupName) -> Option<&'p GroupPolicy>,
+) -> Option<Card> {
+    let lead = members.first()?;
+    let groups = lead.groups_label();
+    let undecided = members.iter().any(|m| m.state == RequestState::Pending);
+    let mut fields = vec![
+        (
+            "Requester".to_string(),
+            CardText::User(lead.requester.clone()),
+        ),
+        ("Groups".to_string(), plain(groups.as_str())),
+        ("Duration".to_string(), plain(lead.duration.to_string())),
+        ("Request".to_string(), plain(lead.id.as_str())),
+    ];
+    if let Some(ticket) = &lead.ticket {
+        fields.push(("Ticket".to_string(), theirs(ticket.as_str())));
+    }
+    let mut status = Vec::new();
+    for member in members {
+        let group = group_of(&member.group);
+        status.push(plain(format!("{}: ", member.group)));
+        match member.state {
+            // Its approvers said yes; the grant waits for the others'.
+            RequestState::Approved { auto, .. } if undecided => {
+                status.extend(approvals_status(member));
+                if auto {
+                    status.push(plain("Approved by policy. "));
+                }
+                status.push(plain("Waiting for the other groups."));
+            }
+            RequestState::Pending => {
+                status.extend(approval_card(member, group, None).status);
+                // A chain's status says what each step waits for.
+                let chained = group.is_some_and(|g| g.steps.len() > 1);
+                if !chained {
+                    let need = group.map_or(1, |g| g.approvals_required).max(1) as usize;
+                    status.push(plain(format!(
+                        "Waiting for {} approval(s).",
+                        need.saturating_sub(member.approvals.len())
+                    )));
+                }
+            }
+            _ => status.extend(approval_card(member, group, None).status),
+        }
+        status.push(plain(" "));
+    }
+    let all_open = members.iter().all(|m| m.state.is_open());
+    let actions = if undecided && all_open {
+        [
+            (CardActionKind::Approve, "Approve"),
+            (CardActionKind::Deny, "Deny"),
+        ]
+        .into_iter()
+        .map(|(kind, label)| CardAction {
+            kind,
+            label: label.into(),
+            value: lead.id.to_string(),
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let kind = if lead.extends.is_some() {
+        "Extension request"
+    } else {
+        "Access request"
+    };
+    let states: Vec<String> = members
+        .iter()
+        .map(|m| format!("{} {}", m.group, m.state.label()))
+        .collect();
+    Some(Card {
+        title: format!("{kind} for {groups}"),
+        fallback: format!(
+            "{} asks for {groups} for {}: {} [{}]",
+            literal(lead.requester.name_or_id()),
+            lead.duration,
+            literal(&lead.reason),
+            states.join(", ")
+        ),
+        fields,
+        body: (!lead.reason.is_empty()).then(|| lead.reason.clone()),
+        status,
+        actions,
+    })
 }
 
 /// The warning DM before a grant ends, with an Extend button.

@@ -22,10 +22,11 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `request <group> [duration] <reason…>`; without a duration the group's
-    /// `default_duration` applies.
+    /// `request <group>[,<group>…] [duration] <reason…>`; without a
+    /// duration each group's `default_duration` applies. Several groups
+    /// are one request, granted all together or not at all.
     Request {
-        group: GroupName,
+        groups: Vec<GroupName>,
         duration: Option<HumanDuration>,
         reason: String,
     },
@@ -111,7 +112,7 @@ impl fmt::Display for CommandError {
 impl std::error::Error for CommandError {}
 
 pub const USAGE_REQUEST: &str =
-    "/jit request <group> <duration> <reason>, e.g. /jit request prod-db 2h fixing INC-123";
+    "/jit request <group>[,<group>…] <duration> <reason>, e.g. /jit request prod-db 2h fixing INC-123";
 pub const USAGE_BREAK_GLASS: &str =
     "/jit breakglass <group> <duration> <reason>, e.g. /jit breakglass prod-db 30m INC-123 outage, paging did not answer";
 pub const USAGE_CANCEL: &str = "/jit cancel <request-id>, e.g. /jit cancel R-7K3Q9X";
@@ -176,7 +177,7 @@ fn parse_request(rest: &[&str]) -> Result<Command, CommandError> {
     let Some((group_word, tail)) = rest.split_first() else {
         return Ok(Command::OpenRequestForm);
     };
-    let group = parse_group(group_word, USAGE_REQUEST)?;
+    let groups = parse_groups(group_word)?;
     // The duration is optional, but a word that starts like a number is
     // meant as one: `2x`, `-1h`, `+1h` or `２h` is a mistake to point out,
     // not the first word of a reason (which would silently get the default).
@@ -192,10 +193,26 @@ fn parse_request(rest: &[&str]) -> Result<Command, CommandError> {
     };
     let reason = parse_reason(reason_words, USAGE_REQUEST)?;
     Ok(Command::Request {
-        group,
+        groups,
         duration,
         reason,
     })
+}
+
+/// `a,b,c`: several groups asked for at once, each named once.
+fn parse_groups(word: &str) -> Result<Vec<GroupName>, CommandError> {
+    let mut groups: Vec<GroupName> = Vec::new();
+    for name in word.split(',') {
+        let group = parse_group(name, USAGE_REQUEST)?;
+        if groups.contains(&group) {
+            return Err(CommandError {
+                problem: format!("`{group}` is named twice."),
+                usage: USAGE_REQUEST,
+            });
+        }
+        groups.push(group);
+    }
+    Ok(groups)
 }
 
 fn parse_break_glass(rest: &[&str]) -> Result<Command, CommandError> {
@@ -451,7 +468,7 @@ mod tests {
         assert_eq!(
             parse("request prod-db 2h fixing INC-123").unwrap(),
             Command::Request {
-                group: group("prod-db"),
+                groups: vec![group("prod-db")],
                 duration: Some(HumanDuration::parse("2h").unwrap()),
                 reason: "fixing INC-123".into(),
             }
@@ -463,11 +480,33 @@ mod tests {
         assert_eq!(
             parse("jit request prod-db fixing &lt;INC&gt; &amp; more").unwrap(),
             Command::Request {
-                group: group("prod-db"),
+                groups: vec![group("prod-db")],
                 duration: None,
                 reason: "fixing <INC> & more".into(),
             }
         );
+    }
+
+    #[test]
+    fn several_groups_are_one_request() {
+        assert_eq!(
+            parse("request prod-db,billing,logs 1h INC-7").unwrap(),
+            Command::Request {
+                groups: vec![group("prod-db"), group("billing"), group("logs")],
+                duration: Some(HumanDuration::parse("1h").unwrap()),
+                reason: "INC-7".into(),
+            }
+        );
+        for (typed, says) in [
+            ("request prod-db,prod-db 1h x", "named twice"),
+            ("request prod-db, 1h x", "not a valid group name"),
+            ("request ,prod-db 1h x", "not a valid group name"),
+            ("request a,B;c 1h x", "not a valid group name"),
+        ] {
+            let err = parse(typed).unwrap_err();
+            assert!(err.to_string().contains(says), "{typed}: {err}");
+            assert_eq!(err.usage, USAGE_REQUEST);
+        }
     }
 
     #[test]

@@ -35,8 +35,14 @@ pub enum JobKind {
         /// Where to answer the clicker privately if the decision is refused.
         reply_in: Option<Destination>,
     },
-    /// Call the provider to grant an approved request.
-    Activate { request: RequestId },
+    /// Call the provider to grant an approved request. `by_sibling`: a
+    /// member of its bundle found every member approved and asked for it
+    /// (such a run never asks the others in turn).
+    Activate {
+        request: RequestId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_sibling: bool,
+    },
     /// Call the provider to revoke an active grant at its end.
     Expire { request: RequestId },
     /// End an active grant early: released by its requester, or revoked by
@@ -66,6 +72,12 @@ pub enum JobKind {
         request: RequestId,
         quiet_since: DateTime<Utc>,
     },
+    /// `ended`, a member of the same bundle, has ended: this member follows
+    /// it (withdrawn, or revoked) so the bundle is all or nothing.
+    FollowBundle {
+        request: RequestId,
+        ended: RequestId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,14 +91,15 @@ impl JobKind {
     pub fn request(&self) -> &RequestId {
         match self {
             JobKind::Decide { request, .. }
-            | JobKind::Activate { request }
+            | JobKind::Activate { request, .. }
             | JobKind::Expire { request }
             | JobKind::RevokeAfterFailedGrant { request }
             | JobKind::End { request, .. }
             | JobKind::TimeOut { request }
             | JobKind::Warn { request, .. }
             | JobKind::Escalate { request }
-            | JobKind::ReleaseIdle { request, .. } => request,
+            | JobKind::ReleaseIdle { request, .. }
+            | JobKind::FollowBundle { request, .. } => request,
         }
     }
 
@@ -101,6 +114,7 @@ impl JobKind {
             JobKind::Warn { .. } => "warn",
             JobKind::Escalate { .. } => "escalate",
             JobKind::ReleaseIdle { .. } => "release_idle",
+            JobKind::FollowBundle { .. } => "follow_bundle",
         }
     }
 }

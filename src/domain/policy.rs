@@ -153,6 +153,15 @@ impl std::fmt::Debug for ReasonPattern {
 }
 
 impl GroupPolicy {
+    /// Whether `address` is named to decide its requests by email (an
+    /// approver of any step, or someone it escalates to).
+    pub fn names_email_approver(&self, address: &EmailAddress) -> bool {
+        self.approvers
+            .iter()
+            .chain(&self.escalate_to)
+            .any(|s| s.email() == Some(address))
+    }
+
     /// How many approvals each step of the chain needs, in order.
     pub fn step_requirements(&self) -> Vec<u32> {
         self.steps
@@ -497,6 +506,8 @@ impl ProviderKind {
 pub enum RequestRefusal {
     #[error("There is no group `{0}`. Type `/jit groups` to see the groups you can request.")]
     UnknownGroup(String),
+    #[error("`{0}` is named twice; name each group once.")]
+    NamedTwice(String),
     #[error("You are not allowed to request `{0}`. Type `/jit groups` to see the groups you can request.")]
     NotARequester(String),
     #[error("{duration} is shorter than the minimum of {min} for `{group}`. Ask for at least {min}, e.g. `/jit request {group} {min} <reason>`.")]

@@ -10,8 +10,10 @@ use super::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
 use super::on_call::OnCallApprover;
 
 mod break_glass;
+mod bundle;
 mod outcome;
 pub use break_glass::{BreakGlassReview, BreakGlassUse, Verdict};
+pub use bundle::{BundleEnd, BundleFollow, BundleMember};
 pub use outcome::{Happened, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,10 @@ pub struct AccessRequest {
     /// Filed as break-glass: granted without approval, reviewed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassUse>,
+    /// Filed with other groups as one request: every member, this one
+    /// included, in the order they were named (the first shows the cards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundle: Vec<BundleMember>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +225,7 @@ impl AccessRequest {
             auto_approval: None,
             on_call: Vec::new(),
             break_glass: None,
+            bundle: Vec::new(),
         };
         (request, Happened::Requested { auto_approved })
     }

@@ -71,6 +71,15 @@ The link is yours alone and works only while the request is pending.\n",
             format!(" — {description}")
         },
     );
+    let together = request.in_bundle().then(|| {
+        format!(
+            "Asked in one request for {}, granted all together or not at all; your decision counts for every group you approve.",
+            request.groups_label()
+        )
+    });
+    if let Some(together) = &together {
+        text.push_str(&format!("\n{together}\n"));
+    }
     text.push_str("\n-- \njitbot, just-in-time access\n");
     let row = |label: &str, value: &str| {
         format!(
@@ -87,6 +96,9 @@ The link is yours alone and works only while the request is pending.\n",
         row("Reason", &request.reason),
         row("Request", request.id.as_str()),
     ]);
+    if let Some(together) = &together {
+        rows.push(row("Together with", together));
+    }
     let body = format!(
         "<h2 style=\"font-size:20px\">{} asks for access to {}</h2>\
 <table style=\"border-collapse:collapse;margin:12px 0\">{}</table>\

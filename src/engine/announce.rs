@@ -24,6 +24,27 @@ pub(super) struct Audience {
     pub direct: Vec<Actor>,
 }
 
+impl Audience {
+    /// Everyone any of `audiences` names, each once: where a bundle's one
+    /// card goes.
+    pub(super) fn union(audiences: Vec<Audience>) -> Audience {
+        let mut union = Audience::default();
+        for audience in audiences {
+            for channel in audience.channels {
+                if !union.channels.contains(&channel) {
+                    union.channels.push(channel);
+                }
+            }
+            for person in audience.direct {
+                if !union.direct.iter().any(|known| known.is(&person)) {
+                    union.direct.push(person);
+                }
+            }
+        }
+        union
+    }
+}
+
 impl Engine {
     /// Where approval cards for `group` go: per platform, the channels
     /// admins mapped at run time, or else the policy's channel.
@@ -158,8 +179,9 @@ impl Engine {
             group: Some(request.group.clone()),
             detail: detail.clone().unwrap_or(text) + by_email.as_deref().unwrap_or(""),
         };
+        // A bundle's members share the first member's cards.
         let refresh = Outgoing::RefreshCards {
-            request: request.id.clone(),
+            request: request.card_owner().clone(),
         };
         let requester = request.requester_inbox(self.email_enabled);
         let tell_requester = |text: String| Outgoing::Direct {
@@ -262,10 +284,19 @@ impl Engine {
                 let by = by
                     .as_ref()
                     .map_or_else(|| "policy".to_string(), |a| literal(a.name_or_id()));
+                let then = if request.in_bundle() {
+                    format!(
+                        "Access is granted once every group of the request ({}) is approved.",
+                        request.groups_label()
+                    )
+                } else {
+                    "Granting access now…".to_string()
+                };
                 effects.outbox.push(tell_requester(format!(
-                    "Your request {id} for {group} ({}) was approved by {by}. Granting access now…",
+                    "Your request {id} for {group} ({}) was approved by {by}. {then}",
                     request.duration
                 )));
+                // A bundle's member waits in its activation for the others.
                 effects.jobs.push(self.activate_job(request, now).await?);
             }
             Happened::Denied { by, reason } => {
@@ -418,6 +449,27 @@ impl Engine {
                     });
                 }
             }
+            Happened::Withdrawn { because } => {
+                effects.audit.push(audit(
+                    AuditAction::Cancelled,
+                    format!("withdrawn with its request, nothing granted: {because}"),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your request {id} for {group} was withdrawn: {because}."
+                )));
+            }
+            Happened::Undone { because } => {
+                effects.audit.push(audit(
+                    AuditAction::Revoked,
+                    format!("undone with its request, access revoked: {because}"),
+                ));
+                effects.outbox.push(refresh);
+                effects.outbox.push(tell_requester(format!(
+                    "Your access to {group} (grant {}) was revoked, because the request is granted all together or not at all: {because}.",
+                    id.grant_id()
+                )));
+            }
             Happened::TimedOut => {
                 effects.audit.push(audit(
                     AuditAction::TimedOut,
@@ -429,6 +481,9 @@ impl Engine {
                 )));
             }
         }
+        effects
+            .jobs
+            .extend(self.bundle_follows(request, happened, now).await?);
         Ok(effects)
     }
 }

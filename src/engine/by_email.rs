@@ -59,20 +59,23 @@ impl Engine {
         &self,
         link: &ApprovalLink,
     ) -> Result<Option<EmailApproval>, EngineError> {
-        let Some(request) = self.store.get_request(&link.request).await? else {
+        let Some(linked) = self.store.get_request(&link.request).await? else {
             return Ok(None);
         };
-        let Some(group) = self.policy.group(&request.group) else {
+        // A bundle's link shows the member whose group names the approver
+        // (the decision still counts for every group they may decide).
+        let members = crate::store::bundle_members(self.store.as_ref(), &linked).await?;
+        let named_in = |request: &AccessRequest| {
+            self.policy
+                .group(&request.group)
+                .filter(|group| group.names_email_approver(&link.approver))
+        };
+        let Some((request, group)) = members
+            .into_iter()
+            .find_map(|member| named_in(&member).map(|group| (member, group)))
+        else {
             return Ok(None);
         };
-        let named = group
-            .approvers
-            .iter()
-            .chain(&group.escalate_to)
-            .any(|s| s.email() == Some(&link.approver));
-        if !named {
-            return Ok(None);
-        }
         Ok(Some(EmailApproval {
             request,
             description: group.description.clone(),

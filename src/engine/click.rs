@@ -46,62 +46,88 @@ impl Engine {
         let Some(request) = self.store.get_request(&click.request).await? else {
             return Ok(ClickOutcome::Missing);
         };
-        let Some(group) = self.policy.group(&request.group) else {
-            return Ok(ClickOutcome::Missing);
-        };
-        let glance = self.decider_at_a_glance(&request, group, &click.by).await;
+        // A bundle's card stands for all its groups: the click counts for
+        // each one the clicker may decide (a denial: for the first, and the
+        // others are withdrawn with it).
+        let members = crate::store::bundle_members(self.store.as_ref(), &request).await?;
         let now = self.now();
-        let outcome = match &click.decision {
-            Decision::Approve => glance.request.approve_in_steps(
-                &glance.by,
-                glance.is_approver,
-                &group.step_requirements(),
-                now,
-            ),
-            Decision::Deny { reason } => {
-                glance
-                    .request
-                    .deny(&glance.by, glance.is_approver, reason, now)
-            }
-        };
-        let next = match outcome {
-            Ok((next, _)) => next,
-            Err(refusal) => {
-                Metrics::count(&self.metrics.decisions, "refused");
-                let mut effects = self.refusal_effects(&request, &click.by, &refusal, None);
-                if click.answers_inline {
-                    effects.outbox.clear();
-                } else {
-                    effects.outbox = vec![self.private_reply(
-                        &click.by,
-                        click.reply_in.as_ref(),
-                        refusal.to_string(),
-                    )];
+        let mut counted = Vec::new();
+        let mut refusals = Vec::new();
+        for member in &members {
+            let Some(group) = self.policy.group(&member.group) else {
+                continue;
+            };
+            let glance = self.decider_at_a_glance(member, group, &click.by).await;
+            let outcome = match &click.decision {
+                Decision::Approve => glance.request.approve_in_steps(
+                    &glance.by,
+                    glance.is_approver,
+                    &group.step_requirements(),
+                    now,
+                ),
+                Decision::Deny { reason } => {
+                    glance
+                        .request
+                        .deny(&glance.by, glance.is_approver, reason, now)
                 }
-                if !(effects.audit.is_empty() && effects.outbox.is_empty()) {
-                    self.record_effects(effects).await?;
+            };
+            match outcome {
+                Ok((next, _)) => {
+                    counted.push(next);
+                    if matches!(click.decision, Decision::Deny { .. }) {
+                        break;
+                    }
                 }
-                return Ok(ClickOutcome::Refused(refusal));
+                Err(refusal) => refusals.push((member, refusal)),
             }
-        };
-        let job = self
-            .new_job(
-                JobKind::Decide {
-                    request: click.request.clone(),
-                    by: click.by,
-                    decision: click.decision,
-                    reply_in: click.reply_in,
-                },
-                now,
-                Self::lane_of(&request),
-            )
-            .await?;
+        }
+        if counted.is_empty() {
+            let Some((member, refusal)) = telling(&refusals).cloned() else {
+                return Ok(ClickOutcome::Missing);
+            };
+            Metrics::count(&self.metrics.decisions, "refused");
+            let mut effects = self.refusal_effects(member, &click.by, &refusal, None);
+            if click.answers_inline {
+                effects.outbox.clear();
+            } else {
+                effects.outbox = vec![self.private_reply(
+                    &click.by,
+                    click.reply_in.as_ref(),
+                    refusal.to_string(),
+                )];
+            }
+            if !(effects.audit.is_empty() && effects.outbox.is_empty()) {
+                self.record_effects(effects).await?;
+            }
+            return Ok(ClickOutcome::Refused(refusal));
+        }
+        let mut jobs = Vec::new();
+        for next in &counted {
+            jobs.push(
+                self.new_job(
+                    JobKind::Decide {
+                        request: next.id.clone(),
+                        by: click.by.clone(),
+                        decision: click.decision.clone(),
+                        reply_in: click.reply_in.clone(),
+                    },
+                    now,
+                    Self::lane_of(next),
+                )
+                .await?,
+            );
+        }
         self.record_effects(Effects {
-            jobs: vec![job],
+            jobs,
             ..Effects::default()
         })
         .await?;
-        Ok(ClickOutcome::Recorded(Box::new(next)))
+        // The card as it will be: the clicked request, with what changed.
+        let shown = counted
+            .into_iter()
+            .find(|next| next.id == request.id)
+            .unwrap_or(request);
+        Ok(ClickOutcome::Recorded(Box::new(shown)))
     }
 
     /// Whether `by` could decide `request_id` now; if not, they are told
@@ -116,22 +142,39 @@ impl Engine {
         let Some(request) = self.store.get_request(request_id).await? else {
             return Ok(false);
         };
-        let Some(group) = self.policy.group(&request.group) else {
-            return Ok(false);
-        };
-        let glance = self.decider_at_a_glance(&request, group, by).await;
-        // A trial denial answers every rule at once: pending, not one's own,
-        // approver.
-        match glance
-            .request
-            .deny(&glance.by, glance.is_approver, "check", self.now())
-        {
-            Ok(_) => Ok(true),
-            Err(refusal) => {
-                let effects = self.refusal_effects(&request, by, &refusal, reply_in.as_ref());
-                self.record_effects(effects).await?;
-                Ok(false)
+        let members = crate::store::bundle_members(self.store.as_ref(), &request).await?;
+        let mut refusals = Vec::new();
+        for member in &members {
+            let Some(group) = self.policy.group(&member.group) else {
+                continue;
+            };
+            let glance = self.decider_at_a_glance(member, group, by).await;
+            // A trial denial answers every rule at once: pending, not one's
+            // own, approver.
+            match glance
+                .request
+                .deny(&glance.by, glance.is_approver, "check", self.now())
+            {
+                Ok(_) => return Ok(true),
+                Err(refusal) => refusals.push((member, refusal)),
             }
         }
+        if let Some((member, refusal)) = telling(&refusals) {
+            let effects = self.refusal_effects(member, by, refusal, reply_in.as_ref());
+            self.record_effects(effects).await?;
+        }
+        Ok(false)
     }
+}
+
+/// Of the refusals of a bundle's members, the one that says most: about the
+/// request itself (decided already, one's own) before "not an approver" of
+/// one of its groups.
+fn telling<'a>(
+    refusals: &'a [(&'a AccessRequest, Refusal)],
+) -> Option<&'a (&'a AccessRequest, Refusal)> {
+    refusals
+        .iter()
+        .find(|(_, r)| !matches!(r, Refusal::NotAnApprover { .. }))
+        .or(refusals.first())
 }

@@ -25,6 +25,7 @@ const LIST_RECENT_CLOSED: usize = 5;
 
 const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit request <group> <duration> <reason>` — ask for access, e.g. `/jit request prod-db 2h fixing INC-123`
+• `/jit request <group>,<group> <duration> <reason>` — several groups in one request, granted all together
 • `/jit request` — open the request form
 • `/jit groups` — the groups you can request, with their limits
 • `/jit list` — your requests and grants
@@ -76,10 +77,15 @@ impl Engine {
         };
         let result = match command {
             Command::Request {
-                group,
+                groups,
                 duration,
                 reason,
-            } => return receipt_reply(self.submit(actor, origin, &group, duration, &reason).await),
+            } => {
+                return receipt_reply(
+                    self.submit_groups(actor, origin, &groups, duration, &reason)
+                        .await,
+                )
+            }
             Command::BreakGlass {
                 group,
                 duration,
@@ -398,11 +404,22 @@ impl Engine {
 
     async fn cancel(&self, actor: &Actor, id: &RequestId) -> Result<String, EngineError> {
         loop {
-            let Some(snapshot) = self.store.get_request(id).await? else {
+            let Some(mut snapshot) = self.store.get_request(id).await? else {
                 return Ok(format!(
                     "There is no request {id}. `/jit list` shows yours."
                 ));
             };
+            // A bundle is cancelled through any member still undecided; the
+            // others are withdrawn with it.
+            if snapshot.in_bundle() && snapshot.state != RequestState::Pending {
+                let members = crate::store::bundle_members(self.store.as_ref(), &snapshot).await?;
+                if let Some(pending) = members
+                    .into_iter()
+                    .find(|m| m.state == RequestState::Pending)
+                {
+                    snapshot = pending;
+                }
+            }
             let now = self.now();
             let (next, happened) = match snapshot.cancel(actor, now) {
                 Ok(done) => done,
@@ -419,7 +436,11 @@ impl Engine {
             let applied = self.write_if_unchanged(&snapshot, None, &write).await?;
             if applied == Applied::Written {
                 self.commit_and_wake_for(&write.effects).await?;
-                return Ok(format!("Request {id} is cancelled."));
+                return Ok(if snapshot.in_bundle() {
+                    format!("Request {id} ({}) is cancelled.", snapshot.groups_label())
+                } else {
+                    format!("Request {id} is cancelled.")
+                });
             }
         }
     }

@@ -182,7 +182,7 @@ impl Engine {
     /// Revoke `request`'s access (unless another grant covers it) and
     /// record `step` as its end; on a failed revoke, retry the job later.
     /// Whether it ended.
-    async fn revoke_and_end(
+    pub(super) async fn revoke_and_end(
         &self,
         job: &Job,
         request: &AccessRequest,

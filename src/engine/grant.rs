@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::bundle::Readiness;
 use super::{show_time, Announce, Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
@@ -126,14 +127,25 @@ impl Engine {
     }
 
     pub(super) async fn run_activate(&self, job: &Job) -> Result<(), EngineError> {
-        let JobKind::Activate { request: id } = &job.kind else {
+        let JobKind::Activate {
+            request: id,
+            by_sibling,
+        } = &job.kind
+        else {
             return Ok(());
         };
-        let Some(request) = self.store.get_request(id).await? else {
+        let Some(mut request) = self.store.get_request(id).await? else {
             return self.consume(job).await;
         };
         if !matches!(request.state, RequestState::Approved { .. }) {
             return self.consume(job).await;
+        }
+        if request.in_bundle() {
+            request = match self.bundle_readiness(job, &request, *by_sibling).await? {
+                Readiness::Grant(ready) => *ready,
+                Readiness::NotNow => return self.consume(job).await,
+                Readiness::Changed => return self.run_again_at(job, self.now()).await,
+            };
         }
         if request.extends.is_some() {
             return self.apply_extension(job, &request).await;

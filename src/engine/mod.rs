@@ -19,6 +19,7 @@ mod activity;
 mod admin;
 mod announce;
 mod break_glass;
+mod bundle;
 mod by_email;
 mod click;
 mod commands;
@@ -251,6 +252,7 @@ impl Engine {
             JobKind::Warn { .. } => self.run_warn(job).await,
             JobKind::Escalate { .. } => self.run_escalate(job).await,
             JobKind::ReleaseIdle { .. } => self.run_release_idle(job).await,
+            JobKind::FollowBundle { .. } => self.run_follow_bundle(job).await,
         }
     }
 }

@@ -46,6 +46,7 @@ impl Engine {
     ) -> Result<Job, StoreError> {
         let kind = JobKind::Activate {
             request: request.id.clone(),
+            by_sibling: false,
         };
         self.new_job(kind, now, Self::lane_of(request)).await
     }

@@ -3,6 +3,7 @@
 
 use super::{Engine, EngineError};
 use crate::domain::audit::AuditEvent;
+use crate::domain::request::AccessRequest;
 use crate::telemetry::{readiness, Observed, Snapshot};
 
 /// "Expiring soon" in the metrics.
@@ -16,6 +17,12 @@ pub struct Readiness {
 }
 
 impl Engine {
+    /// The approval card of `request` as it stands (a bundle's shows all
+    /// its groups).
+    pub async fn card(&self, request: &AccessRequest) -> crate::chat::Card {
+        crate::outbox::current_card(self.store.as_ref(), &self.policy, request).await
+    }
+
     /// Ready when the store answers, the scheduler is running and the
     /// outbox is not stuck.
     pub async fn readiness(&self) -> Readiness {

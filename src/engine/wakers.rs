@@ -98,6 +98,7 @@ mod tests {
             lane: "lane".into(),
             kind: JobKind::Activate {
                 request: RequestId::generate(),
+                by_sibling: false,
             },
         }
     }

@@ -326,6 +326,7 @@ async fn view_submission(
                 Err(SubmitError::Refused(refusal)) => {
                     let block = match refusal {
                         RequestRefusal::UnknownGroup(_)
+                        | RequestRefusal::NamedTwice(_)
                         | RequestRefusal::NotARequester(_)
                         | RequestRefusal::NoSuchGrant(_)
                         | RequestRefusal::NotYourGrant(_)

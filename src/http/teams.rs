@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::{read_body, AppState, HttpError};
-use crate::chat::card::approval_card;
 use crate::chat::teams::activity::Activity;
 use crate::chat::teams::auth::{AuthError, BotAuthenticator};
 use crate::chat::teams::cards::{
@@ -367,16 +366,7 @@ async fn card_action(
                 ClickOutcome::Refused(refusal) => ActionAnswer::Message(refusal.to_string()),
                 ClickOutcome::Recorded(next) => {
                     // Recorded durably; the answer shows the card as it will be.
-                    let group = engine.policy().group(&next.group);
-                    let extended = match &next.extends {
-                        Some(base) => engine.get_request(base).await?,
-                        None => None,
-                    };
-                    ActionAnswer::Card(cards::adaptive_card(&approval_card(
-                        &next,
-                        group,
-                        extended.as_ref(),
-                    )))
+                    ActionAnswer::Card(cards::adaptive_card(&engine.card(&next).await))
                 }
             })
         }

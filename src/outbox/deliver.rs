@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::OutboxWorker;
-use crate::chat::card::{approval_card, expiry_warning, idle_warning};
+use crate::chat::card::{approval_card, bundle_card, expiry_warning, idle_warning};
 use crate::chat::{Card, ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{Platform, RequestId};
 use crate::domain::message::Outgoing;
+use crate::domain::policy::Policy;
 use crate::domain::request::{AccessRequest, PostedCard};
 use crate::domain::routing::approval_destinations;
-use crate::store::{OutboxEntry, StoreError, Write};
+use crate::store::{OutboxEntry, Store, StoreError, Write};
 
 /// A message its destination refuses (a mail server's 5xx) is tried this
 /// many times in all, then reported as undeliverable.
@@ -364,18 +365,9 @@ impl OutboxWorker {
         Ok(())
     }
 
-    /// The approval card of `request` as it stands (an extension shows the
-    /// grant it extends).
-    async fn render(&self, request: &crate::domain::request::AccessRequest) -> Card {
-        let extended = match &request.extends {
-            Some(id) => self.store.get_request(id).await.ok().flatten(),
-            None => None,
-        };
-        approval_card(
-            request,
-            self.policy.group(&request.group),
-            extended.as_ref(),
-        )
+    /// The approval card of `request` as it stands.
+    async fn render(&self, request: &AccessRequest) -> Card {
+        current_card(self.store.as_ref(), &self.policy, request).await
     }
 
     async fn refresh_cards(&self, id: &RequestId) -> Result<(), ChatError> {
@@ -388,7 +380,12 @@ impl OutboxWorker {
             return Ok(());
         };
         let card = self.render(&request).await;
-        for posted in &request.cards {
+        // A bundle's card may have been posted for any of its members (a
+        // step's or an escalation's DM): all show the same bundle.
+        let holders = crate::store::bundle_members(self.store.as_ref(), &request)
+            .await
+            .map_err(|e| ChatError::Failed(e.to_string()))?;
+        for posted in holders.iter().flat_map(|holder| &holder.cards) {
             let message = PostedMessage {
                 channel: posted.channel.clone(),
                 message_id: posted.message_id.clone(),
@@ -434,4 +431,27 @@ impl OutboxWorker {
             None => "unknown",
         }
     }
+}
+
+/// The approval card of `request` as it stands: a bundle's shows all its
+/// groups, an extension's the grant it extends.
+pub(crate) async fn current_card(
+    store: &dyn Store,
+    policy: &Policy,
+    request: &AccessRequest,
+) -> Card {
+    if request.in_bundle() {
+        // Members that cannot be read now are shown at the next refresh.
+        let members = crate::store::bundle_members(store, request)
+            .await
+            .unwrap_or_else(|_| vec![request.clone()]);
+        if let Some(card) = bundle_card(&members, |name| policy.group(name)) {
+            return card;
+        }
+    }
+    let extended = match &request.extends {
+        Some(id) => store.get_request(id).await.ok().flatten(),
+        None => None,
+    };
+    approval_card(request, policy.group(&request.group), extended.as_ref())
 }

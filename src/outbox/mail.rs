@@ -66,6 +66,18 @@ impl OutboxWorker {
             return Ok(());
         }
         let approver = Self::address_of(to)?;
+        // For a bundle, the email is about the group that names them.
+        let members = crate::store::bundle_members(self.store.as_ref(), &request)
+            .await
+            .map_err(|e| ChatError::Failed(e.to_string()))?;
+        let request = members
+            .into_iter()
+            .find(|member| {
+                self.policy
+                    .group(&member.group)
+                    .is_some_and(|group| group.names_email_approver(&approver))
+            })
+            .unwrap_or(request);
         let link = mailer.approval_link(&request.id, &approver)?;
         let email = approval_email(
             &request,

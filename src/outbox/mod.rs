@@ -33,6 +33,7 @@ use crate::domain::policy::Policy;
 use crate::store::{Claimed, OutboxEntry, Store, StoreError};
 use crate::telemetry::{Health, Metrics};
 
+pub(crate) use deliver::current_card;
 use deliver::Delivery;
 
 /// Queues delivered at once (each delivery is one or two API calls).

@@ -91,6 +91,13 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.audit.is_empty() && self.jobs.is_empty() && self.outbox.is_empty()
     }
+
+    /// Add `other`'s effects after these.
+    pub fn append(&mut self, other: Effects) {
+        self.audit.extend(other.audit);
+        self.jobs.extend(other.jobs);
+        self.outbox.extend(other.outbox);
+    }
 }
 
 /// What [`RequestStore::apply`] should write: the request's new value (if it
@@ -194,13 +201,14 @@ pub trait RequestStore {
         change: &mut (dyn for<'r> FnMut(Option<&'r AccessRequest>) -> Option<Write> + Send),
     ) -> Result<Applied, StoreError>;
 
-    /// File a new request with its effects — unless its id is taken, or
-    /// its requester is over `limits` (checked against what they filed in
+    /// File new requests of one requester (one, or the members of a
+    /// bundle) with their effects, all or none — unless an id is taken, or
+    /// the requester is over `limits` (checked against what they filed in
     /// the last minute and have waiting, in the same transaction, so that
     /// concurrent filings cannot overshoot).
     async fn file(
         &self,
-        request: &AccessRequest,
+        requests: &[AccessRequest],
         effects: &Effects,
         limits: FilingLimits,
         now: DateTime<Utc>,
@@ -392,4 +400,25 @@ pub mod prelude {
     pub use super::{
         AuditStore, Coordination, Durability, JobStore, OutboxStore, RecordStore, RequestStore,
     };
+}
+
+/// The members of `request`'s bundle as stored, in order, with `request`
+/// itself as given (it may be newer than the store: a decision about to
+/// be written); `request` alone when it is not in a bundle.
+pub async fn bundle_members(
+    store: &dyn Store,
+    request: &AccessRequest,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    if !request.in_bundle() {
+        return Ok(vec![request.clone()]);
+    }
+    let mut members = Vec::new();
+    for member in &request.bundle {
+        if member.request == request.id {
+            members.push(request.clone());
+        } else if let Some(found) = store.get_request(&member.request).await? {
+            members.push(found);
+        }
+    }
+    Ok(members)
 }

@@ -262,15 +262,7 @@ async fn a_failed_grant_is_reported_to_the_requester_and_the_channel() {
     app.approve("U0LEAD", &id).await;
     let dm = app.wait_for_dm("U0ALICE", "the failure DM", "failed").await;
     assert!(dm.contains("role prod_rw does not exist"), "{dm}");
-    let notice = eventually("the channel notice", || async {
-        app.slack_calls("chat.postMessage")
-            .await
-            .into_iter()
-            .find(|m| {
-                m["channel"] == "C0APPROVALS" && m["text"].as_str().unwrap_or("").contains("failed")
-            })
-    })
-    .await;
+    let notice = app.channel_post_saying("C0APPROVALS", "failed").await;
     assert!(notice["text"].as_str().unwrap().contains(&id));
     let card = eventually("the card", || async {
         app.latest_card(&id)

@@ -28,13 +28,6 @@ fn has_review_buttons(card: &Value) -> bool {
     blocks.contains("jit_bg_ack") && blocks.contains("jit_bg_revoke")
 }
 
-async fn state_of(app: &TestApp, id: &str) -> String {
-    app.request_json(id).await["state"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Break the glass as U0ONCALL; the request id once access is live.
 async fn break_glass(app: &TestApp) -> String {
     let answer = app
@@ -101,7 +94,7 @@ async fn breaking_the_glass_grants_at_once_is_announced_and_waits_for_a_review()
     })
     .await;
     assert!(!has_review_buttons(&card), "{card}");
-    assert_eq!(state_of(&app, &id).await, "active", "the access runs on");
+    assert_eq!(app.state_of(&id).await, "active", "the access runs on");
     let reviewed = app.request_json(&id).await["break_glass"].clone();
     assert_eq!(reviewed["verdict"], "acknowledged", "{reviewed}");
     assert_eq!(reviewed["reviewed_by"]["user"], "U0LEAD", "{reviewed}");
@@ -110,7 +103,7 @@ async fn breaking_the_glass_grants_at_once_is_announced_and_waits_for_a_review()
     app.click("U0ONCALL", "jit_bg_revoke", &id).await;
     app.wait_for_dm("U0ONCALL", "the answer", "already acknowledged")
         .await;
-    assert_eq!(state_of(&app, &id).await, "active");
+    assert_eq!(app.state_of(&id).await, "active");
 }
 
 #[tokio::test]
@@ -119,7 +112,7 @@ async fn revoke_now_takes_the_access_away_and_says_so() {
     let id = break_glass(&app).await;
     app.click("U0LEAD", "jit_bg_revoke", &id).await;
     eventually("the access to be revoked", || async {
-        (state_of(&app, &id).await == "revoked").then_some(())
+        (app.state_of(&id).await == "revoked").then_some(())
     })
     .await;
     assert_eq!(app.iam_actions("revoke", &id).await, 1);

@@ -22,13 +22,6 @@ pending_timeout = "10m"
     )
 }
 
-async fn state_of(app: &TestApp, id: &str) -> String {
-    app.request_json(id).await["state"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Wait until `user` was told, privately beside the card, something
 /// containing `needle`.
 async fn told(app: &TestApp, user: &str, needle: &str) {
@@ -71,11 +64,11 @@ async fn each_step_is_decided_by_its_own_approvers_in_order() {
     app.approve("U0LEAD", &id).await;
     let card = card_saying(&app, &id, "Step 2 of 2: waiting").await;
     assert!(card.contains("Step 1 of 2: approved by"), "{card}");
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
     // Counted in step 1, the lead cannot count again in step 2.
     app.approve("U0LEAD", &id).await;
     told(&app, "U0LEAD", "already approved").await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
 
     app.approve("U0SEC2", &id).await;
     app.until_granted(&id).await;
@@ -114,7 +107,7 @@ async fn a_denial_at_a_later_step_ends_the_request() {
         .await;
     assert_eq!(response.status(), 200);
     eventually("the denial", || async {
-        (state_of(&app, &id).await == "denied").then_some(())
+        (app.state_of(&id).await == "denied").then_some(())
     })
     .await;
     assert_eq!(app.iam_actions("grant", &id).await, 0);
@@ -163,11 +156,11 @@ async fn each_step_gets_the_whole_pending_timeout() {
     // Past the first step's time-out: step 2 was asked 4 minutes ago.
     app.advance(Duration::from_secs(4 * 60));
     app.until_outbox_empty().await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
     // Past step 2's own ten minutes.
     app.advance(Duration::from_secs(7 * 60));
     eventually("the time-out of step 2", || async {
-        (state_of(&app, &id).await == "timed_out").then_some(())
+        (app.state_of(&id).await == "timed_out").then_some(())
     })
     .await;
 }

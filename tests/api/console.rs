@@ -26,7 +26,25 @@ channel = "C0APPROVALS"
 min_duration = "1s"
 warn_before = "2s"
 break_glass = { requesters = ["U0ALICE"], max_duration = "1m" }
+
+[[groups]]
+name = "logs"
+provider = "iam"
+target = "logs_ro"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
 "#;
+
+/// A fake IAM webhook that grants and revokes whatever it is asked.
+async fn accepting_iam() -> MockServer {
+    let iam = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/jit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&iam)
+        .await;
+    iam
+}
 
 struct Console {
     stdin: tokio::process::ChildStdin,
@@ -109,12 +127,7 @@ impl Console {
 
 #[tokio::test]
 async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
-    let iam = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/jit"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&iam)
-        .await;
+    let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
 
     let at = console.expect_after(0, "you are slack:U0ALICE").await;
@@ -171,12 +184,7 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
 
 #[tokio::test]
 async fn break_glass_shows_its_notice_and_review_buttons_on_the_console() {
-    let iam = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/jit"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&iam)
-        .await;
+    let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
     let at = console.expect_after(0, "you are slack:U0ALICE").await;
     console
@@ -196,4 +204,40 @@ async fn break_glass_shows_its_notice_and_review_buttons_on_the_console() {
     console
         .expect_after(at, "You acknowledged the break-glass use")
         .await;
+}
+
+#[tokio::test]
+async fn several_groups_show_on_one_console_card_and_one_approval_grants_all() {
+    let iam = accepting_iam().await;
+    let (mut console, _dir) = Console::start(&iam).await;
+    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    console
+        .type_line("/jit request quick,logs 10m INC-2 both at once")
+        .await;
+    let at = console
+        .expect_after(at, "Access request for quick, logs")
+        .await;
+    let at = console.expect_after(at, "] Deny R-").await;
+    let approve = console.button("Approve");
+    console.type_line("/as U0LEAD").await;
+    console.type_line(&approve).await;
+    let at = console
+        .expect_after(at, "(U0LEAD pressed Approve on R-")
+        .await;
+    let at = console.expect_after(at, "quick: Approved by").await;
+    console.expect_after(at, "logs: Approved by").await;
+    let grants = eventually_within(Duration::from_secs(30), "both grants", || async {
+        let grants = iam
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter(|body| body["action"] == "grant")
+            .map(|body| body["target"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>();
+        (grants.len() == 2).then_some(grants)
+    })
+    .await;
+    assert!(grants.contains(&"quick_rw".into()) && grants.contains(&"logs_ro".into()));
 }

@@ -61,13 +61,6 @@ channel = "C0APPROVALS"
 /// Patience for what the server does in the background on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn state_of(app: &TestApp, id: &str) -> String {
-    app.request_json(id).await["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Wait until the page's state says `needle` (the answer to a click, or
 /// — on a busy machine — the page opened again once the decision is
 /// taken); the state's text.
@@ -188,7 +181,7 @@ async fn an_email_approver_gets_one_email_and_approves_in_a_real_browser() {
         std::fs::write(path, &png).unwrap();
     }
     // Opening the page decided nothing.
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
 
     browser.click("#approve").await;
     let state = until_page_says(&browser, &link, "approved").await;
@@ -255,7 +248,7 @@ async fn an_email_approver_denies_with_a_reason_in_a_real_browser() {
     assert!(!browser.has("img").await, "the reason stayed text");
     browser.close().await;
 
-    assert_eq!(state_of(&app, &id).await, "denied");
+    assert_eq!(app.state_of(&id).await, "denied");
     let dm = app
         .wait_for_dm("U0ALICE", "the denial DM", "was denied by lead@example.com")
         .await;
@@ -310,7 +303,7 @@ async fn the_page_never_decides_by_itself_and_every_bad_link_or_form_changes_not
         assert!(!response.text().await.unwrap().contains("<script"));
     }
     app.until_outbox_empty().await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
 
     // Every link that is not ours gets the same plain 404.
     let token = link.rsplit('/').next().unwrap().to_string();
@@ -387,7 +380,7 @@ async fn the_page_never_decides_by_itself_and_every_bad_link_or_form_changes_not
     let (status, _) = post_form(&app, &link, &[("decision", "maybe"), ("csrf", &csrf)]).await;
     assert_eq!(status, 400);
     app.until_outbox_empty().await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
     assert_eq!(app.iam_actions("grant", &id).await, 0);
 
     // The real form, submitted twice: decided once. (202: recorded, and
@@ -434,7 +427,7 @@ async fn a_link_is_dead_once_its_request_is_no_longer_pending() {
     );
     let (status, _) = post_form(&app, &link, &[("decision", "approve"), ("csrf", &csrf)]).await;
     assert_eq!(status, 409);
-    assert_eq!(state_of(&app, &cancelled).await, "cancelled");
+    assert_eq!(app.state_of(&cancelled).await, "cancelled");
 
     // Decided in Slack first: the link says so and decides nothing.
     let decided = app
@@ -456,7 +449,7 @@ async fn a_link_is_dead_once_its_request_is_no_longer_pending() {
     .await;
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("granted"), "{page}");
-    assert_eq!(state_of(&app, &decided).await, "active");
+    assert_eq!(app.state_of(&decided).await, "active");
     assert_eq!(app.iam_actions("grant", &cancelled).await, 0);
 }
 
@@ -653,4 +646,53 @@ async fn someone_chat_cannot_reach_gets_their_messages_by_email_too() {
     // The approval channel is still told.
     app.wait_for_notice("C0APPROVALS", "the unreachable notice", "I cannot reach")
         .await;
+}
+
+#[tokio::test]
+async fn in_a_request_for_several_groups_each_email_approver_decides_their_own_group() {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::spawn_with_email(POLICY, sink.port).await;
+    let id = app
+        .request("U0ALICE", "request prod-db,records 1h INC-5 quarter close")
+        .await;
+    let bundle = app.request_json(&id).await["bundle"].clone();
+    let records = bundle[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(bundle[1]["group"], "records");
+
+    // The owner of the records is asked about the records, and told what
+    // else the request asks for.
+    let message = sink.wait_for("owner@example.com", &records).await;
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("Group:    records"), "{text}");
+    assert!(text.contains("prod-db, records"), "{text}");
+    let link = approval_link(&message);
+    let page = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("records") && page.contains(&records),
+        "{page}"
+    );
+
+    let csrf = csrf_of(&app, &link).await;
+    let (status, _) = post_form(&app, &link, &[("decision", "approve"), ("csrf", &csrf)]).await;
+    assert_eq!(status, 200);
+    eventually_within(PATIENCE, "the records approved", || async {
+        (app.state_of(&records).await == "approved").then_some(())
+    })
+    .await;
+    // Their click did not count for the database, which they do not approve.
+    assert_eq!(app.state_of(&id).await, "pending");
+    app.until_outbox_empty().await;
+    assert_eq!(app.iam_actions("grant", &records).await, 0);
+
+    app.approve("U0LEAD", &id).await;
+    app.until_granted(&id).await;
+    app.until_granted(&records).await;
 }

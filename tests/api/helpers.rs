@@ -798,6 +798,31 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Request `id`'s state, as the API names it ("pending", "active", …).
+    pub(crate) async fn state_of(&self, id: &str) -> String {
+        self.request_json(id).await["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Messages posted into `channel` (not cards' updates) saying `needle`,
+    /// once there is one; the first.
+    pub(crate) async fn channel_post_saying(&self, channel: &str, needle: &str) -> Value {
+        eventually(
+            &format!("a post in {channel} saying {needle:?}"),
+            || async {
+                self.slack_calls("chat.postMessage")
+                    .await
+                    .into_iter()
+                    .find(|m| {
+                        m["channel"] == channel && m["text"].as_str().unwrap_or("").contains(needle)
+                    })
+            },
+        )
+        .await
+    }
+
     /// When request `id`'s access ends, on the server's clock.
     pub(crate) async fn expires_at(&self, id: &str) -> chrono::DateTime<chrono::Utc> {
         let request = self.request_json(id).await;

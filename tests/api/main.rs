@@ -7,6 +7,7 @@ mod aws;
 mod backend;
 mod break_glass;
 mod browser;
+mod bundles;
 mod chains;
 mod cli;
 mod console;

@@ -78,13 +78,6 @@ U0NOMAILPAGER = {{ email = "pager@corp.example" }}
     )
 }
 
-async fn state_of(app: &TestApp, id: &str) -> String {
-    app.request_json(id).await["state"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test]
 async fn the_engineer_on_call_in_pagerduty_is_granted_at_once_and_told_why() {
     let pagerduty = pagerduty_answering(
@@ -130,7 +123,7 @@ async fn the_engineer_on_call_in_pagerduty_is_granted_at_once_and_told_why() {
     })
     .await;
     assert!(has_buttons(&card), "{card}");
-    assert_eq!(state_of(&app, &not_on_call).await, "pending");
+    assert_eq!(app.state_of(&not_on_call).await, "pending");
     // One look-up served all three requests (answers are kept a minute).
     let asked = pagerduty.received_requests().await.unwrap().len();
     assert_eq!(asked, 1, "PagerDuty asked once, not per request");
@@ -178,7 +171,7 @@ async fn opsgenie_on_call_is_matched_by_the_participants_name() {
     app.until_granted(&id).await;
     // A team of that name is not a person on call.
     let team = app.request("U0BOB", "request incident-db 1h INC-8").await;
-    assert_eq!(state_of(&app, &team).await, "pending");
+    assert_eq!(app.state_of(&team).await, "pending");
     // PagerDuty has no token here: it counts nobody, and says so.
     let metrics = app.metrics().await;
     assert!(
@@ -205,7 +198,7 @@ async fn an_unknown_schedule_or_an_outage_means_not_on_call_and_the_card_is_post
         })
         .await;
         assert!(has_buttons(&card), "{card}");
-        assert_eq!(state_of(&app, &id).await, "pending");
+        assert_eq!(app.state_of(&id).await, "pending");
         let metrics = app.metrics().await;
         let line = format!(r#"jitbot_on_call_lookups_total{{outcome="{outcome}"}} 1"#);
         assert!(metrics.contains(&line), "{line} in {metrics}");
@@ -237,7 +230,7 @@ async fn a_lookup_that_answers_after_its_deadline_never_approves_afterwards() {
     // Past the moment PagerDuty's late answer arrives, the request is
     // still the approvers' to decide and nothing was granted.
     tokio::time::sleep_until(asked_at + late + Duration::from_secs(1)).await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
     assert_eq!(app.iam_actions("grant", &id).await, 0);
     assert!(app.audit_details("AutoApproved").await.is_empty());
 }
@@ -284,7 +277,7 @@ async fn whoever_is_on_call_is_asked_by_dm_and_only_they_may_decide() {
     // elsewhere; the requester cannot either.
     app.approve("U0LEAD", &id).await;
     app.approve("U0ALICE", &id).await;
-    assert_eq!(state_of(&app, &id).await, "pending");
+    assert_eq!(app.state_of(&id).await, "pending");
 
     app.approve("U0ONCALL", &id).await;
     app.until_granted(&id).await;

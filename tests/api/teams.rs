@@ -1289,3 +1289,54 @@ async fn a_stale_activity_is_refused_even_with_a_good_token() {
     );
     assert_eq!(teams.app.audit_details("Requested").await.len(), 1);
 }
+
+#[tokio::test]
+async fn several_groups_are_asked_for_and_approved_on_one_teams_card() {
+    let teams = Teams::start(&[]).await;
+    teams
+        .say(
+            ALICE,
+            "jit request cloud-admin,glass 1h INC-8 tenant migration",
+        )
+        .await;
+    let card = teams
+        .wait_for_post(APPROVALS, "the one card", "cloud-admin, glass")
+        .await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let id = card["attachments"][0]["content"]["actions"][0]["data"]["jit_value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let members: Vec<String> = teams.app.request_json(&id).await["bundle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(members.len(), 2);
+
+    let approved = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(approved["statusCode"], 200);
+    let shown = approved["value"].to_string();
+    assert!(
+        shown.contains("cloud-admin") && shown.contains("glass"),
+        "{shown}"
+    );
+    for member in &members {
+        teams.app.until_active(member).await;
+    }
+    teams.app.until_outbox_empty().await;
+    let cards_posted = teams
+        .posted_to(APPROVALS)
+        .await
+        .into_iter()
+        .filter(|post| post.contains("jit_approve") && post.contains(&id))
+        .count();
+    assert_eq!(cards_posted, 1);
+}

@@ -65,6 +65,16 @@ pub enum Happened {
     ExtensionApplied {
         until: DateTime<Utc>,
     },
+    /// Withdrawn, nothing granted, because another group asked for in the
+    /// same request ended (`because` says which and how).
+    Withdrawn {
+        because: String,
+    },
+    /// Revoked because granting another group of the same request failed
+    /// for good: the request is all or nothing.
+    Undone {
+        because: String,
+    },
 }
 
 /// Why a decision or action on a request changes nothing. The text is what

@@ -335,3 +335,112 @@ mod chains {
         }
     }
 }
+
+mod bundles {
+    //! How the members of a request for several groups follow each other.
+    use super::*;
+
+    /// A bundle of two pending members: prod-db (R-AAAAAA), logs (R-BBBBBB).
+    fn bundle() -> (AccessRequest, AccessRequest) {
+        let members = vec![
+            BundleMember {
+                request: RequestId::parse("R-AAAAAA").unwrap(),
+                group: GroupName::parse("prod-db").unwrap(),
+            },
+            BundleMember {
+                request: RequestId::parse("R-BBBBBB").unwrap(),
+                group: GroupName::parse("logs").unwrap(),
+            },
+        ];
+        let member = |index: usize| {
+            let mut request = pending();
+            request.id = members[index].request.clone();
+            request.group = members[index].group.clone();
+            request.bundle = members.clone();
+            request
+        };
+        (member(0), member(1))
+    }
+
+    fn later(minutes: i64) -> DateTime<Utc> {
+        now() + chrono::Duration::minutes(minutes)
+    }
+
+    #[test]
+    fn a_denial_withdraws_the_others_and_nothing_is_revoked() {
+        let (db, logs) = bundle();
+        let (db_approved, _) = db.approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        let (denied, _) = logs.deny(&actor("U0SEC"), true, "no", now()).unwrap();
+        let follow = db_approved.follow_bundle(&denied).unwrap();
+        let BundleFollow::Withdraw { because } = &follow else {
+            panic!("{follow:?}")
+        };
+        assert!(
+            because.contains("logs") && because.contains("denied"),
+            "{because}"
+        );
+        let (withdrawn, happened) = db_approved.withdraw(because, later(1)).unwrap();
+        assert_eq!(withdrawn.state, RequestState::Cancelled { at: later(1) });
+        assert!(matches!(happened, Happened::Withdrawn { .. }));
+        // Closed, it follows nothing more; nor does a request outside the bundle.
+        assert_eq!(withdrawn.follow_bundle(&denied), None);
+        assert_eq!(db_approved.follow_bundle(&pending()), None);
+    }
+
+    #[test]
+    fn a_failed_grant_revokes_what_may_be_granted_and_release_ends_all() {
+        let (db, logs) = bundle();
+        let (db, _) = db.approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        let (logs, _) = logs.approve(&actor("U0SEC"), true, 1, now()).unwrap();
+        let (failed, _) = logs.fail("no such role", later(1)).unwrap();
+        // Approved: its grant may be under way, so it is revoked too.
+        let Some(BundleFollow::Revoke { end }) = db.follow_bundle(&failed) else {
+            panic!("revoked")
+        };
+        let (undone, happened) = db.end_with_bundle(&end, later(1)).unwrap();
+        assert!(matches!(undone.state, RequestState::Failed { .. }));
+        assert!(
+            matches!(happened, Happened::Undone { ref because } if because.contains("no such role"))
+        );
+
+        let (active, _) = db.activate(later(1), "alice").unwrap();
+        let (logs_active, _) = logs.activate(later(1), "alice").unwrap();
+        let (released, _) = logs_active
+            .end_early(&actor("U0ALICE"), None, later(2))
+            .unwrap();
+        let Some(BundleFollow::Revoke { end }) = active.follow_bundle(&released) else {
+            panic!("revoked")
+        };
+        assert_eq!(
+            end,
+            BundleEnd::Release {
+                by: actor("U0ALICE")
+            }
+        );
+        let (ended, _) = active.end_with_bundle(&end, later(2)).unwrap();
+        assert_eq!(ended.state, RequestState::Released { at: later(2) });
+    }
+
+    #[test]
+    fn the_bundle_is_approved_when_its_last_member_is_and_counts_from_then() {
+        let (db, logs) = bundle();
+        let (db, _) = db.approve(&actor("U0LEAD"), true, 1, now()).unwrap();
+        assert_eq!(
+            AccessRequest::bundle_approved_at(&[db.clone(), logs.clone()]),
+            None
+        );
+        let (logs, _) = logs.approve(&actor("U0SEC"), true, 1, later(5)).unwrap();
+        let at = AccessRequest::bundle_approved_at(&[db.clone(), logs.clone()]).unwrap();
+        assert_eq!(at, later(5));
+        // The earlier member's grant is counted from the bundle's approval.
+        let restamped = db.approved_from(at).unwrap();
+        assert_eq!(restamped.approved_until(), logs.approved_until());
+        assert_eq!(logs.approved_from(at), None, "already counted so");
+        // A member granted already counts from the same moment.
+        let (active, _) = logs.activate(later(6), "alice").unwrap();
+        assert_eq!(
+            AccessRequest::bundle_approved_at(&[restamped, active]),
+            Some(later(5))
+        );
+    }
+}

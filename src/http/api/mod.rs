@@ -181,7 +181,13 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewRequest {
-    group: String,
+    /// One group…
+    #[serde(default)]
+    group: Option<String>,
+    /// …or several, asked for as one request (granted together or not at
+    /// all).
+    #[serde(default)]
+    groups: Option<Vec<String>>,
     duration: Option<String>,
     reason: String,
     /// Where the requester hears back, when they have no chat.
@@ -226,8 +232,24 @@ async fn file_request(
     caller: &Caller,
     asked: NewRequest,
 ) -> Result<Response, ApiError> {
-    let group =
-        GroupName::parse(&asked.group).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let groups = match (&asked.group, &asked.groups) {
+        (Some(one), None) => vec![one.clone()],
+        (None, Some(several)) if !several.is_empty() => several.clone(),
+        (None, Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "`groups` names no group; name at least one".into(),
+            ))
+        }
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "name the group in `group`, or several in `groups` (not both)".into(),
+            ))
+        }
+    };
+    let groups = groups
+        .iter()
+        .map(|name| GroupName::parse(name).map_err(|e| ApiError::Unprocessable(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let duration = asked
         .duration
         .as_deref()
@@ -247,6 +269,11 @@ async fn file_request(
     };
     let requester = caller.actor.clone().with_email(email);
     let filed = if asked.break_glass {
+        let [group] = groups.as_slice() else {
+            return Err(ApiError::Unprocessable(
+                "break-glass takes one group at a time".into(),
+            ));
+        };
         let Some(duration) = duration else {
             return Err(ApiError::Unprocessable(
                 "break-glass needs a `duration` (at most the group's break_glass max_duration)"
@@ -255,15 +282,39 @@ async fn file_request(
         };
         state
             .engine
-            .break_glass(requester, None, &group, duration, &asked.reason)
+            .break_glass(requester, None, group, duration, &asked.reason)
             .await
     } else {
         state
             .engine
-            .submit(requester, None, &group, duration, &asked.reason)
+            .submit_groups(requester, None, &groups, duration, &asked.reason)
             .await
     };
-    let receipt = filed.map_err(|error| match error {
+    let receipt = filed.map_err(refusal_status)?;
+    let location = format!("/api/v1/requests/{}", receipt.request.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(RequestJson::from(&receipt.request)),
+    )
+        .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// The status a refused filing answers with, and its text.
+fn refusal_status(error: SubmitError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        SubmitError::InBundle(inner) => match refusal_status(*inner) {
+            ApiError::Forbidden(_) => ApiError::Forbidden(message),
+            ApiError::TooMany { retry_after, .. } => ApiError::TooMany {
+                retry_after,
+                message,
+            },
+            _ => ApiError::Unprocessable(message),
+        },
         SubmitError::Refused(
             refusal @ (RequestRefusal::NotARequester(_)
             | RequestRefusal::NotABreakGlassRequester(_)),
@@ -276,17 +327,7 @@ async fn file_request(
             message: refusal.to_string(),
         },
         SubmitError::Engine(error) => error.into(),
-    })?;
-    let location = format!("/api/v1/requests/{}", receipt.request.id);
-    let mut response = (
-        StatusCode::CREATED,
-        Json(RequestJson::from(&receipt.request)),
-    )
-        .into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
     }
-    Ok(response)
 }
 
 async fn get_request(

@@ -48,6 +48,17 @@ pub struct RequestJson {
     /// For a break-glass use: its review so far.
     #[serde(default)]
     pub break_glass: Option<BreakGlassJson>,
+    /// Filed with other groups as one request: every member (this one
+    /// included), in the order named; each is a request of its own.
+    #[serde(default)]
+    pub bundle: Option<Vec<BundleMemberJson>>,
+}
+
+/// One group of a request for several, and the request filed for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleMemberJson {
+    pub id: String,
+    pub group: String,
 }
 
 /// A break-glass use's review: all null until an approver acts.
@@ -85,6 +96,16 @@ impl From<&AccessRequest> for RequestJson {
                 reviewed_by: used.review.as_ref().map(|r| r.by.clone()),
                 reviewed_at: used.review.as_ref().map(|r| r.at),
                 verdict: used.review.as_ref().map(|r| r.verdict),
+            }),
+            bundle: request.in_bundle().then(|| {
+                request
+                    .bundle
+                    .iter()
+                    .map(|member| BundleMemberJson {
+                        id: member.request.to_string(),
+                        group: member.group.to_string(),
+                    })
+                    .collect()
             }),
         };
         match &request.state {

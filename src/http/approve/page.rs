@@ -88,6 +88,15 @@ fn details(view: &EmailApproval) -> String {
         ("Requested", time(request.created_at)),
         ("Request", request.id.to_string()),
     ]);
+    if request.in_bundle() {
+        rows.push((
+            "Asked together",
+            format!(
+                "{} (one request, granted all together or not at all; your decision counts for every group you approve)",
+                request.groups_label()
+            ),
+        ));
+    }
     let approvals: Vec<String> = request
         .approvals
         .iter()

@@ -142,12 +142,15 @@ impl RequestStore for PgStore {
 
     async fn file(
         &self,
-        request: &AccessRequest,
+        requests: &[AccessRequest],
         effects: &Effects,
         limits: FilingLimits,
         now: DateTime<Utc>,
     ) -> Result<Filed, StoreError> {
-        let body = encode(request)?;
+        let Some((request, others)) = requests.split_first() else {
+            return Ok(Filed::Written);
+        };
+        let bodies = requests.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
         let stamped = self.clock.now();
         let empty_quota = encode(&Quota::default())?;
         let requester = requester_key(&request.requester);
@@ -162,13 +165,16 @@ impl RequestStore for PgStore {
                 .await?;
             let lock_quota = PgStore::lock_quota_statement(&mut conn).await?;
             conn.begin_pending();
-            let (id_text, created_ms, live) = (
-                request.id.as_str(),
-                request.created_at.timestamp_millis(),
-                request.may_hold_access(),
-            );
+            let row = |request: &AccessRequest| {
+                (
+                    request.id.as_str().to_string(),
+                    request.created_at.timestamp_millis(),
+                    request.may_hold_access(),
+                )
+            };
+            let (id_text, created_ms, live) = row(request);
             let insert_params: [&(dyn ToSql + Sync); 5] =
-                [&id_text, &requester, &created_ms, &live, &body];
+                [&id_text, &requester, &created_ms, &live, &bodies[0]];
             let quota_params: [&(dyn ToSql + Sync); 2] = [&requester, &empty_quota];
             let (begun, inserted, quota) = {
                 let client = conn.client();
@@ -179,15 +185,25 @@ impl RequestStore for PgStore {
                 )
             };
             begun?;
-            if inserted? == 0 {
+            let mut inserted = inserted?;
+            // The other members of a bundle, in the same transaction.
+            for (other, body) in others.iter().zip(&bodies[1..]) {
+                let (id_text, created_ms, live) = row(other);
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&id_text, &requester, &created_ms, &live, body];
+                inserted = inserted.min(conn.client().execute(&insert, &params).await?);
+            }
+            if inserted == 0 {
                 conn.rollback().await?;
                 return Ok(Filing::IdTaken);
             }
             let mut quota: Quota = decode(quota?.get(0))?;
-            let pending = request.state == RequestState::Pending;
-            if let Err(refusal) = quota.admit(&request.id, pending, limits, now) {
-                conn.rollback().await?;
-                return Ok(Filing::Refused(refusal));
+            for request in requests {
+                let pending = request.state == RequestState::Pending;
+                if let Err(refusal) = quota.admit(&request.id, pending, limits, now) {
+                    conn.rollback().await?;
+                    return Ok(Filing::Refused(refusal));
+                }
             }
             let mut pipeline = Pipeline::default();
             self.put_quota(&mut conn, &mut pipeline, &request.requester, &quota)

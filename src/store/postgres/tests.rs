@@ -161,14 +161,14 @@ async fn a_request_its_effects_and_its_changes_round_trip() {
     };
     assert_eq!(
         store
-            .file(&filed, &effects, LIMITS, Utc::now())
+            .file(std::slice::from_ref(&filed), &effects, LIMITS, Utc::now())
             .await
             .unwrap(),
         Filed::Written
     );
     assert_eq!(
         store
-            .file(&filed, &effects, LIMITS, Utc::now())
+            .file(std::slice::from_ref(&filed), &effects, LIMITS, Utc::now())
             .await
             .unwrap(),
         Filed::IdTaken
@@ -217,7 +217,12 @@ async fn the_quota_refuses_what_is_over_it_and_writes_nothing() {
     let first = request();
     assert_eq!(
         store
-            .file(&first, &Effects::default(), limits, Utc::now())
+            .file(
+                std::slice::from_ref(&first),
+                &Effects::default(),
+                limits,
+                Utc::now()
+            )
             .await
             .unwrap(),
         Filed::Written
@@ -225,7 +230,12 @@ async fn the_quota_refuses_what_is_over_it_and_writes_nothing() {
     let second = request();
     assert!(matches!(
         store
-            .file(&second, &Effects::default(), limits, Utc::now())
+            .file(
+                std::slice::from_ref(&second),
+                &Effects::default(),
+                limits,
+                Utc::now()
+            )
             .await
             .unwrap(),
         Filed::Refused(QuotaRefusal::TooManyPending { .. })
@@ -687,7 +697,7 @@ async fn concurrent_filings_of_one_person_stop_at_the_limit() {
         };
         tasks.push(tokio::spawn(async move {
             store
-                .file(&request(), &Effects::default(), limits, Utc::now())
+                .file(&[request()], &Effects::default(), limits, Utc::now())
                 .await
                 .unwrap()
         }));

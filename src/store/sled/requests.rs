@@ -82,30 +82,43 @@ impl RequestStore for SledStore {
 
     async fn file(
         &self,
-        request: &AccessRequest,
+        requests: &[AccessRequest],
         effects: &Effects,
         limits: FilingLimits,
         now: DateTime<Utc>,
     ) -> Result<Filed, StoreError> {
-        let request_key = keys::request(&request.id);
-        let quota_key = keys::quota(&request.requester);
-        let request_bytes = encode(request)?;
+        let Some(first) = requests.first() else {
+            return Ok(Filed::Written);
+        };
+        let quota_key = keys::quota(&first.requester);
+        let encoded = requests
+            .iter()
+            .map(|request| Ok((keys::request(&request.id), encode(request)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let effects = Prepared::new(effects, self.clock.now())?;
         let result = self.tx_trees.as_slice().transaction(|trees| {
-            if trees[REQUESTS].get(&request_key)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Abort::Skipped));
+            for (key, _) in &encoded {
+                if trees[REQUESTS].get(key)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(Abort::Skipped));
+                }
             }
             let mut quota: Quota = match trees[QUOTAS].get(&quota_key)? {
                 Some(bytes) => decode(&bytes).map_err(abort)?,
                 None => Quota::default(),
             };
-            let pending = request.state == RequestState::Pending;
-            quota
-                .admit(&request.id, pending, limits, now)
-                .map_err(|refusal| ConflictableTransactionError::Abort(Abort::Refused(refusal)))?;
+            for request in requests {
+                let pending = request.state == RequestState::Pending;
+                quota
+                    .admit(&request.id, pending, limits, now)
+                    .map_err(|refusal| {
+                        ConflictableTransactionError::Abort(Abort::Refused(refusal))
+                    })?;
+            }
             trees[QUOTAS].insert(quota_key.as_slice(), encode(&quota).map_err(abort)?)?;
-            // The quota counts it as waiting already; counting again is a no-op.
-            Self::put_request(trees, None, request, &request_bytes)?;
+            // The quota counts them as waiting already; counting again is a no-op.
+            for (request, (_, bytes)) in requests.iter().zip(&encoded) {
+                Self::put_request(trees, None, request, bytes)?;
+            }
             Self::write_effects(trees, &effects)?;
             Ok(())
         });

@@ -142,6 +142,7 @@ async fn apply_writes_request_effects_and_index_together() {
         lane: String::new(),
         kind: JobKind::Activate {
             request: request.id.clone(),
+            by_sibling: false,
         },
     };
     let applied = store
@@ -417,7 +418,7 @@ async fn filing_counts_against_the_persons_quota_atomically() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .file(&new_request(), &Effects::default(), limits, now)
+                    .file(&[new_request()], &Effects::default(), limits, now)
                     .await
                     .unwrap()
             })
@@ -436,14 +437,14 @@ async fn filing_counts_against_the_persons_quota_atomically() {
     write(&store, &cancelled).await;
     assert_eq!(
         store
-            .file(&new_request(), &Effects::default(), limits, now)
+            .file(&[new_request()], &Effects::default(), limits, now)
             .await
             .unwrap(),
         Filed::Written
     );
     assert!(matches!(
         store
-            .file(&new_request(), &Effects::default(), limits, now)
+            .file(&[new_request()], &Effects::default(), limits, now)
             .await
             .unwrap(),
         Filed::Refused(QuotaRefusal::TooManyPending { count: 5 })
@@ -481,7 +482,12 @@ async fn an_old_outbox_and_old_pending_requests_are_indexed_on_open() {
     };
     assert!(matches!(
         store
-            .file(&new_request(), &Effects::default(), one_pending, Utc::now())
+            .file(
+                &[new_request()],
+                &Effects::default(),
+                one_pending,
+                Utc::now()
+            )
             .await
             .unwrap(),
         Filed::Refused(QuotaRefusal::TooManyPending { count: 1 })
