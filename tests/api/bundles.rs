@@ -313,6 +313,19 @@ async fn the_api_files_a_list_of_groups_as_one_request() {
     assert_eq!(member["group"], "audit-logs");
     assert_eq!(member["state"], "pending");
 
+    // The chat spelling and a list in `group` are the same request.
+    for group in [json!("hasty,prod-db"), json!(["hasty", "prod-db"])] {
+        let (status, filed) = app
+            .api(
+                "POST",
+                "/api/v1/requests",
+                Some(USER_TOKEN),
+                Some(json!({ "group": group, "reason": "INC-14 rollback" })),
+            )
+            .await;
+        assert_eq!(status, 201, "{filed}");
+        assert_eq!(filed["bundle"][1]["group"], "prod-db", "{filed}");
+    }
     for (body, status) in [
         (
             json!({ "groups": ["prod-db", "no-such"], "reason": "x" }),
@@ -342,14 +355,14 @@ async fn the_api_files_a_list_of_groups_as_one_request() {
             .await;
         assert_eq!(got, status, "{body}: {answer}");
     }
-    // Only the first bundle was filed.
+    // Only the bundles above were filed.
     let listed = app.command_text("U0CIBOT", "C0GENERAL", "list").await;
     let ids: std::collections::HashSet<String> = listed
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .filter(|w| w.len() == 8 && w.starts_with("R-"))
         .map(str::to_string)
         .collect();
-    assert_eq!(ids.len(), 2, "{listed}");
+    assert_eq!(ids.len(), 6, "{listed}");
 }
 
 #[tokio::test]

@@ -178,12 +178,20 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// `group` as a name (`"a"`, or `"a,b"` as typed in chat) or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GroupField {
+    Named(String),
+    Listed(Vec<String>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewRequest {
-    /// One group…
+    /// One group (or several, as a list or written `a,b` as in chat)…
     #[serde(default)]
-    group: Option<String>,
+    group: Option<GroupField>,
     /// …or several, asked for as one request (granted together or not at
     /// all).
     #[serde(default)]
@@ -233,11 +241,15 @@ async fn file_request(
     asked: NewRequest,
 ) -> Result<Response, ApiError> {
     let groups = match (&asked.group, &asked.groups) {
-        (Some(one), None) => vec![one.clone()],
-        (None, Some(several)) if !several.is_empty() => several.clone(),
-        (None, Some(_)) => {
+        (Some(GroupField::Named(named)), None) => named.split(',').map(str::to_string).collect(),
+        (Some(GroupField::Listed(several)), None) | (None, Some(several))
+            if !several.is_empty() =>
+        {
+            several.clone()
+        }
+        (Some(GroupField::Listed(_)), None) | (None, Some(_)) => {
             return Err(ApiError::Unprocessable(
-                "`groups` names no group; name at least one".into(),
+                "the list names no group; name at least one".into(),
             ))
         }
         _ => {
