@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::directory::CachedDirectory;
+use crate::chat::slack::socket::{OpenError, SocketMode};
 use crate::chat::slack::{verify, SlackClient};
 use crate::chat::teams::auth::BotAuthenticator;
 use crate::chat::teams::TeamsClient;
@@ -27,7 +28,9 @@ use crate::email::token::TokenKey;
 use crate::email::Mailer;
 use crate::engine::{Engine, StoreContactBook, Wakers};
 use crate::http::api::ApiAuth;
-use crate::http::{self, Admission, AppState, ApprovalPages, SlackIngress, TeamsIngress};
+use crate::http::{
+    self, Admission, AppState, ApprovalPages, SlackIngress, SocketIngress, TeamsIngress,
+};
 use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
 use crate::scheduler::Scheduler;
@@ -78,6 +81,8 @@ pub fn spawn_workers(
 
 /// How often the replay cache drops signatures that are past the window.
 const REPLAY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long the start waits for Slack to accept the app token.
+const SOCKET_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -199,6 +204,36 @@ pub async fn start(
         }
         None => None,
     };
+    // Socket Mode: a token Slack refuses stops the start, with the reason;
+    // Slack out of reach does not (the connection is retried).
+    let socket_mode = match parts
+        .slack
+        .as_ref()
+        .and_then(|s| s.app_token.clone().map(|token| (s.api_url.clone(), token)))
+    {
+        Some((api_url, app_token)) => {
+            let socket = SocketMode::new(&api_url, app_token)
+                .map_err(|e| ServerError::Slack(e.to_string()))?;
+            let first_url = match tokio::time::timeout(SOCKET_CHECK_TIMEOUT, socket.open_url())
+                .await
+            {
+                Ok(Ok(url)) => Some(url),
+                Ok(Err(refused @ OpenError::Refused(_))) => {
+                    return Err(ServerError::Slack(refused.to_string()))
+                }
+                Ok(Err(OpenError::Failed(error))) => {
+                    tracing::warn!(%error, "cannot open a Socket Mode connection yet; retrying in the background");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("Slack did not answer apps.connections.open in time; retrying in the background");
+                    None
+                }
+            };
+            Some((socket, first_url))
+        }
+        None => None,
+    };
     let mailer = Mailer::new(&parts.email)
         .map_err(ServerError::Email)?
         .map(Arc::new);
@@ -231,7 +266,7 @@ pub async fn start(
         .clone()
         .map(|key| ApprovalPages::new(TokenKey::new(key)));
 
-    let app = http::router(Arc::new(AppState {
+    let state = Arc::new(AppState {
         engine,
         slack: slack_ingress,
         teams: teams_ingress,
@@ -239,10 +274,18 @@ pub async fn start(
         api: ApiAuth::new(&parts.api_tokens),
         admission: Admission::new(parts.max_in_flight),
         approval_pages,
-    }));
+    });
+    let app = http::router(state.clone());
     let addr = listener.local_addr()?;
     let http_cancel = CancellationToken::new();
     let http_stop = http_cancel.clone();
+    let socket = socket_mode.map(|(socket, first_url)| {
+        tokio::spawn(socket.run(
+            Arc::new(SocketIngress::new(state)),
+            first_url,
+            http_cancel.clone(),
+        ))
+    });
     let server = tokio::spawn(http::serve(listener, app, http_stop));
     let task_cancel = cancel.clone();
     let task = tokio::spawn(async move {
@@ -250,6 +293,9 @@ pub async fn start(
         // 1. Stop taking requests; let the ones in flight finish.
         http_cancel.cancel();
         server.await??;
+        if let Some(socket) = socket {
+            socket.await?;
+        }
         // 2. Stop the workers after their current job or delivery.
         workers.wait().await;
         // 3. Make everything durable.

@@ -67,8 +67,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
-    pub signing_secret: Secret,
+    /// Checks the HTTP routes' requests; without it (Socket Mode only)
+    /// they answer 404.
+    pub signing_secret: Option<Secret>,
     pub bot_token: Secret,
+    /// `SLACK_APP_TOKEN` (`xapp-…`): Slack's events come over Socket Mode,
+    /// a WebSocket jitbot opens, with no public URL.
+    pub app_token: Option<Secret>,
     /// Base URL of the Slack Web API, without a trailing slash.
     pub api_url: String,
 }
@@ -113,6 +118,10 @@ pub enum LogFormat {
 pub enum SettingsError {
     #[error("{0} is set but {1} is not; Slack needs both")]
     HalfSlack(&'static str, &'static str),
+    #[error(
+        "SLACK_APP_TOKEN must be an app-level token (xapp-…), with the connections:write scope"
+    )]
+    NotAnAppToken,
     #[error("{0} is set but {1} is not; the Teams bot needs both")]
     HalfTeams(&'static str, &'static str),
     #[error("JITBOT_LISTEN=`{0}` is not an address like 127.0.0.1:8080")]
@@ -220,29 +229,47 @@ impl EnvSource {
 
 impl Settings {
     pub fn from_env(env: &EnvSource) -> Result<Settings, SettingsError> {
-        let slack = match (env.get("SLACK_SIGNING_SECRET"), env.get("SLACK_BOT_TOKEN")) {
-            (Some(signing_secret), Some(bot_token)) => Some(SlackSettings {
-                signing_secret: Secret::new(signing_secret),
+        let app_token = env.get("SLACK_APP_TOKEN");
+        if app_token
+            .as_ref()
+            .is_some_and(|token| !token.starts_with("xapp-"))
+        {
+            return Err(SettingsError::NotAnAppToken);
+        }
+        let slack = match (
+            env.get("SLACK_SIGNING_SECRET"),
+            env.get("SLACK_BOT_TOKEN"),
+            app_token,
+        ) {
+            (None, None, None) => None,
+            (None, Some(_), None) => {
+                return Err(SettingsError::HalfSlack(
+                    "SLACK_BOT_TOKEN",
+                    "SLACK_SIGNING_SECRET",
+                ))
+            }
+            (signing_secret, Some(bot_token), app_token) => Some(SlackSettings {
+                signing_secret: signing_secret.map(Secret::new),
                 bot_token: Secret::new(bot_token),
+                app_token: app_token.map(Secret::new),
                 api_url: env
                     .get(SLACK_API_URL_VAR)
                     .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string())
                     .trim_end_matches('/')
                     .to_string(),
             }),
-            (Some(_), None) => {
+            (Some(_), None, _) => {
                 return Err(SettingsError::HalfSlack(
                     "SLACK_SIGNING_SECRET",
                     "SLACK_BOT_TOKEN",
                 ))
             }
-            (None, Some(_)) => {
+            (None, None, Some(_)) => {
                 return Err(SettingsError::HalfSlack(
+                    "SLACK_APP_TOKEN",
                     "SLACK_BOT_TOKEN",
-                    "SLACK_SIGNING_SECRET",
                 ))
             }
-            (None, None) => None,
         };
         let listen_text = env
             .get("JITBOT_LISTEN")
@@ -440,6 +467,30 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(settings.slack.unwrap().api_url, "http://127.0.0.1:9/api");
+    }
+
+    #[test]
+    fn socket_mode_needs_the_bot_token_and_an_app_token() {
+        let socket_only = Settings::from_env(&EnvSource::from_pairs([
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_APP_TOKEN", "xapp-1-A0-1-abc"),
+        ]))
+        .unwrap()
+        .slack
+        .unwrap();
+        assert!(socket_only.signing_secret.is_none() && socket_only.app_token.is_some());
+        let err = Settings::from_env(&EnvSource::from_pairs([("SLACK_APP_TOKEN", "xapp-1")]))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SettingsError::HalfSlack("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+        );
+        let err = Settings::from_env(&EnvSource::from_pairs([
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_APP_TOKEN", "xoxb-1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, SettingsError::NotAnAppToken);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use admission::{Admission, BUSY_TEXT};
 pub use approve::ApprovalPages;
 pub use error::HttpError;
 pub use serve::{serve, HEADER_READ_TIMEOUT};
-pub use slack::SlackIngress;
+pub use slack::{SlackIngress, SocketIngress};
 pub use teams::TeamsIngress;
 
 use crate::engine::Engine;

@@ -20,6 +20,7 @@ use crate::chat::slack::blocks::{
 use crate::chat::slack::payloads::{
     BlockActions, Event, Interaction, SlashCommand, ViewSubmission,
 };
+use crate::chat::slack::socket::{Envelope, EnvelopeHandler};
 use crate::chat::slack::verify::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::chat::slack::SlackClient;
 use crate::chat::CardActionKind;
@@ -36,7 +37,8 @@ use crate::telemetry::Metrics;
 
 /// What the Slack routes need besides the engine.
 pub struct SlackIngress {
-    pub signing_secret: Secret,
+    /// `None` with Socket Mode only: the HTTP routes then answer 404.
+    pub signing_secret: Option<Secret>,
     pub client: Arc<SlackClient>,
 }
 
@@ -54,6 +56,12 @@ async fn authenticate(
     body: Body,
 ) -> Result<Bytes, HttpError> {
     let slack = slack_of(state)?;
+    let signing_secret = slack
+        .signing_secret
+        .as_ref()
+        .ok_or(HttpError::NotConfigured(
+            "Slack's HTTP routes (Socket Mode only)",
+        ))?;
     let bytes = read_body(headers, body).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let rejected = |why: String| {
@@ -61,7 +69,7 @@ async fn authenticate(
         HttpError::Unauthorized(why)
     };
     let verified = verify::verify(
-        slack.signing_secret.expose().as_bytes(),
+        signing_secret.expose().as_bytes(),
         header(TIMESTAMP_HEADER),
         header(SIGNATURE_HEADER),
         &bytes,
@@ -114,6 +122,15 @@ pub(super) async fn command(
     };
     let command: SlashCommand = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
+    answer_command(&state, command).await
+}
+
+/// A slash command, however it came (HTTP or Socket Mode): the answer is
+/// shown to the person who typed it.
+async fn answer_command(
+    state: &Arc<AppState>,
+    command: SlashCommand,
+) -> Result<Response, HttpError> {
     let actor = slack_actor(&command.user_id, &command.user_name);
     let origin = slack_channel(&command.channel_id);
     match state
@@ -138,7 +155,7 @@ pub(super) async fn command(
                 .map(|c| c.default_duration.to_string())
                 .unwrap_or_default();
             let view = blocks::request_form(&options, &default_duration, &command.channel_id);
-            let client = slack_of(&state)?.client.clone();
+            let client = slack_of(state)?.client.clone();
             let trigger = command.trigger_id.clone();
             tokio::spawn(async move {
                 if let Err(error) = client.open_view(&trigger, &view).await {
@@ -164,9 +181,17 @@ pub(super) async fn interaction(
         .map_err(|_| HttpError::BadRequest("interaction without a payload field".into()))?;
     let interaction: Interaction = serde_json::from_str(&form.payload)
         .map_err(|e| HttpError::BadRequest(format!("malformed interaction payload: {e}")))?;
+    answer_interaction(&state, interaction).await
+}
+
+/// A click or a form, however it came (HTTP or Socket Mode).
+async fn answer_interaction(
+    state: &Arc<AppState>,
+    interaction: Interaction,
+) -> Result<Response, HttpError> {
     match interaction {
-        Interaction::BlockActions(actions) => block_actions(&state, actions).await,
-        Interaction::ViewSubmission(submission) => view_submission(&state, submission).await,
+        Interaction::BlockActions(actions) => block_actions(state, actions).await,
+        Interaction::ViewSubmission(submission) => view_submission(state, submission).await,
         Interaction::Other => Ok(axum::http::StatusCode::OK.into_response()),
     }
 }
@@ -419,6 +444,11 @@ pub(super) async fn event(
     let bytes = authenticate(&state, &headers, body).await?;
     let event: Event = serde_json::from_slice(&bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
+    answer_event(&state, event).await
+}
+
+/// An Events API event, however it came (HTTP or Socket Mode).
+async fn answer_event(_state: &Arc<AppState>, event: Event) -> Result<Response, HttpError> {
     match event {
         Event::UrlVerification { challenge } => {
             Ok(Json(json!({ "challenge": challenge })).into_response())
@@ -436,5 +466,96 @@ pub(super) async fn event(
             Ok(axum::http::StatusCode::OK.into_response())
         }
         Event::Other => Ok(axum::http::StatusCode::OK.into_response()),
+    }
+}
+
+/// Socket Mode's envelopes, taken by the same code as the HTTP routes: the
+/// body an HTTP answer would carry is the acknowledgement's payload.
+/// Slack's signature is not needed — the connection itself was opened with
+/// the app token — but a delivery is still taken once: an envelope Slack
+/// sends again (`retry_attempt`), here or to another replica, is only
+/// acknowledged.
+pub struct SocketIngress {
+    state: Arc<AppState>,
+}
+
+impl SocketIngress {
+    pub fn new(state: Arc<AppState>) -> SocketIngress {
+        SocketIngress { state }
+    }
+
+    /// Whether this delivery is new; the key is what Slack keeps across
+    /// its retries (the event id, the trigger id), else the envelope id.
+    async fn first_delivery(&self, envelope: &Envelope) -> Result<bool, HttpError> {
+        let payload = &envelope.payload;
+        let key = ["event_id", "trigger_id"]
+            .iter()
+            .find_map(|field| payload.get(*field).and_then(Value::as_str))
+            .or(envelope.envelope_id.as_deref())
+            .unwrap_or_default();
+        Ok(self
+            .state
+            .engine
+            .accept_delivery(Utc::now().timestamp(), format!("socket:{key}").as_bytes())
+            .await?)
+    }
+
+    async fn answer(&self, envelope: &Envelope) -> Result<Option<Response>, HttpError> {
+        let payload = envelope.payload.clone();
+        let malformed = |what: &str, e: serde_json::Error| {
+            HttpError::BadRequest(format!("malformed {what} envelope: {e}"))
+        };
+        let response = match envelope.kind.as_str() {
+            "slash_commands" => {
+                let command =
+                    serde_json::from_value(payload).map_err(|e| malformed("slash command", e))?;
+                answer_command(&self.state, command).await?
+            }
+            "interactive" => {
+                let interaction =
+                    serde_json::from_value(payload).map_err(|e| malformed("interactive", e))?;
+                answer_interaction(&self.state, interaction).await?
+            }
+            "events_api" => {
+                let event =
+                    serde_json::from_value(payload).map_err(|e| malformed("events_api", e))?;
+                answer_event(&self.state, event).await?
+            }
+            other => {
+                tracing::debug!(kind = other, "ignoring a Socket Mode envelope of this type");
+                return Ok(None);
+            }
+        };
+        Ok(Some(response))
+    }
+}
+
+#[async_trait::async_trait]
+impl EnvelopeHandler for SocketIngress {
+    async fn handle(&self, envelope: Envelope) -> Option<Value> {
+        match self.first_delivery(&envelope).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(retry = ?envelope.retry_attempt, "Socket Mode envelope delivered again; acknowledged only");
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot check a Socket Mode delivery: the store is unavailable");
+                return (envelope.kind == "slash_commands")
+                    .then(|| json!({ "response_type": "ephemeral", "text": UNAVAILABLE }));
+            }
+        }
+        let response = match self.answer(&envelope).await {
+            Ok(Some(response)) => response,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, kind = %envelope.kind, "Socket Mode envelope not taken");
+                return None;
+            }
+        };
+        let body = axum::body::to_bytes(response.into_body(), super::MAX_BODY_BYTES)
+            .await
+            .ok()?;
+        serde_json::from_slice(&body).ok()
     }
 }

@@ -147,6 +147,37 @@ approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
 "#;
 
+/// The test's fake Socket Mode server (`ws://…`), when Slack runs over
+/// Socket Mode: `apps.connections.open` answers `<it>/<n>`, a new `n` for
+/// each connection.
+pub(crate) const SOCKET_URL_VAR: &str = "TEST_SOCKET_URL";
+
+/// The app-level token the fake Slack accepts.
+pub(crate) const APP_TOKEN: &str = "xapp-1-A0TEST-1-test";
+
+/// `apps.connections.open` as Slack answers it: a fresh URL each time, for
+/// the app-level token only.
+struct FakeConnectionsOpen {
+    base: String,
+    opened: AtomicU64,
+}
+
+impl Respond for FakeConnectionsOpen {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let authorized = request
+            .headers
+            .get("authorization")
+            .is_some_and(|value| value.as_bytes() == format!("Bearer {APP_TOKEN}").as_bytes());
+        let answer = if authorized {
+            let n = self.opened.fetch_add(1, Ordering::SeqCst) + 1;
+            json!({ "ok": true, "url": format!("{}/{n}", self.base) })
+        } else {
+            json!({ "ok": false, "error": "invalid_auth" })
+        };
+        ResponseTemplate::new(200).set_body_json(answer)
+    }
+}
+
 /// Members of fake Slack user groups.
 pub(crate) type UserGroups = Arc<Mutex<HashMap<String, Vec<String>>>>;
 
@@ -394,6 +425,21 @@ impl TestApp {
             .with_priority(10)
             .mount(&slack)
             .await;
+        let socket_base = extra_env
+            .iter()
+            .find(|(key, _)| key == SOCKET_URL_VAR)
+            .map(|(_, url)| url.clone());
+        if let Some(base) = socket_base {
+            Mock::given(method("POST"))
+                .and(path("/api/apps.connections.open"))
+                .respond_with(FakeConnectionsOpen {
+                    base,
+                    opened: AtomicU64::new(0),
+                })
+                .with_priority(1)
+                .mount(&slack)
+                .await;
+        }
         let iam = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/jit"))
@@ -457,7 +503,12 @@ impl TestApp {
             policy,
             providers,
             slack: Some(SlackSettings {
-                signing_secret: Secret::new(SIGNING_SECRET),
+                signing_secret: Some(Secret::new(SIGNING_SECRET)),
+                app_token: self
+                    .extra_env
+                    .iter()
+                    .find(|(key, _)| key == "SLACK_APP_TOKEN")
+                    .map(|(_, token)| Secret::new(token)),
                 bot_token: Secret::new(BOT_TOKEN),
                 api_url: format!("{}/api", self.slack.uri()),
             }),

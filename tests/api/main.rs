@@ -35,6 +35,7 @@ mod process;
 mod promises;
 mod requests;
 mod slack_ingress;
+mod socket_mode;
 mod sweeps;
 mod teams;
 mod tickets;

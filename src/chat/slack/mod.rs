@@ -1,9 +1,10 @@
-//! Slack: request verification, incoming payloads, Block Kit rendering, and
-//! the Web API client.
+//! Slack: request verification, incoming payloads, Block Kit rendering,
+//! the Web API client, and Socket Mode's connection.
 
 pub mod blocks;
 pub mod client;
 pub mod payloads;
+pub mod socket;
 pub mod verify;
 
 pub use client::SlackClient;
