@@ -216,6 +216,9 @@ impl AccessRequest {
                 RequestState::Active { expires_at, .. } => {
                     Some(expires_at - member.total_duration().as_chrono())
                 }
+                // An extension of the bundle applied already (it moves its
+                // grant's end, whenever it is applied).
+                RequestState::Extended { at, .. } => Some(at),
                 _ => None,
             })
             .try_fold(None, |last: Option<DateTime<Utc>>, at| {

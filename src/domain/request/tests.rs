@@ -439,8 +439,16 @@ mod bundles {
         // A member granted already counts from the same moment.
         let (active, _) = logs.activate(later(6), "alice").unwrap();
         assert_eq!(
-            AccessRequest::bundle_approved_at(&[restamped, active]),
+            AccessRequest::bundle_approved_at(&[restamped.clone(), active]),
             Some(later(5))
         );
+        // An extension of the bundle applied already does not hold the
+        // others back.
+        let mut applied = logs.clone();
+        applied.state = RequestState::Extended {
+            at: later(6),
+            until: later(60),
+        };
+        assert!(AccessRequest::bundle_approved_at(&[restamped, applied]).is_some());
     }
 }
