@@ -469,6 +469,15 @@ impl Engine {
                     "Your access to {group} (grant {}) was revoked, because the request is granted all together or not at all: {because}.",
                     id.grant_id()
                 )));
+                for destination in &audience.channels {
+                    effects.outbox.push(Outgoing::ChannelNotice {
+                        to: destination.clone(),
+                        text: format!(
+                            "{group} for {} (request {id}) was revoked with the rest of the request: {because}.",
+                            literal(request.requester.name_or_id())
+                        ),
+                    });
+                }
             }
             Happened::TimedOut => {
                 effects.audit.push(audit(

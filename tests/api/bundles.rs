@@ -193,6 +193,11 @@ async fn a_grant_that_fails_for_good_undoes_the_others() {
     app.wait_for_dm("U0ALICE", "the failure DM", "role prod_rw does not exist")
         .await;
     let notice = app.channel_post_saying("C0APPROVALS", "failed").await;
+    // Each group's channel hears of its part.
+    let undone = app
+        .channel_post_saying("C0APPROVALS", "revoked with the rest of the request")
+        .await;
+    assert!(undone["text"].as_str().unwrap().contains(&db), "{undone}");
     assert!(
         notice["text"].as_str().unwrap().contains(&broken),
         "{notice}"
