@@ -57,7 +57,7 @@ impl Admission {
     }
 
     /// A turn, or `None` if there is none to be had in time.
-    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(super) async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         if let Ok(permit) = self.permits.try_acquire() {
             return Some(permit);
         }

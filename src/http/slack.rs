@@ -20,7 +20,7 @@ use crate::chat::slack::blocks::{
 use crate::chat::slack::payloads::{
     BlockActions, Event, Interaction, SlashCommand, ViewSubmission,
 };
-use crate::chat::slack::socket::{Envelope, EnvelopeHandler};
+use crate::chat::slack::socket::{Ack, Envelope, EnvelopeHandler};
 use crate::chat::slack::verify::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::chat::slack::SlackClient;
 use crate::chat::CardActionKind;
@@ -532,30 +532,44 @@ impl SocketIngress {
 
 #[async_trait::async_trait]
 impl EnvelopeHandler for SocketIngress {
-    async fn handle(&self, envelope: Envelope) -> Option<Value> {
+    async fn handle(&self, envelope: Envelope) -> Ack {
+        // Overloaded: a command is told so at once, like on the HTTP
+        // route; anything else is left unacknowledged, so Slack delivers
+        // it again in a moment instead of it being lost.
+        let Some(_turn) = self.state.admission.enter().await else {
+            Metrics::count_busy(self.state.engine.metrics(), "slack");
+            return if envelope.kind == "slash_commands" {
+                Ack::With(json!({ "response_type": "ephemeral", "text": super::BUSY_TEXT }))
+            } else {
+                Ack::Withheld
+            };
+        };
         match self.first_delivery(&envelope).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(retry = ?envelope.retry_attempt, "Socket Mode envelope delivered again; acknowledged only");
-                return None;
+                return Ack::Bare;
             }
             Err(error) => {
                 tracing::error!(%error, "cannot check a Socket Mode delivery: the store is unavailable");
-                return (envelope.kind == "slash_commands")
-                    .then(|| json!({ "response_type": "ephemeral", "text": UNAVAILABLE }));
+                return if envelope.kind == "slash_commands" {
+                    Ack::With(json!({ "response_type": "ephemeral", "text": UNAVAILABLE }))
+                } else {
+                    Ack::Bare
+                };
             }
         }
         let response = match self.answer(&envelope).await {
             Ok(Some(response)) => response,
-            Ok(None) => return None,
+            Ok(None) => return Ack::Bare,
             Err(error) => {
                 tracing::warn!(%error, kind = %envelope.kind, "Socket Mode envelope not taken");
-                return None;
+                return Ack::Bare;
             }
         };
         let body = axum::body::to_bytes(response.into_body(), super::MAX_BODY_BYTES)
             .await
-            .ok()?;
-        serde_json::from_slice(&body).ok()
+            .unwrap_or_default();
+        serde_json::from_slice(&body).map_or(Ack::Bare, Ack::With)
     }
 }

@@ -402,7 +402,7 @@ impl TestApp {
         .await
     }
 
-    async fn spawn_full(
+    pub(crate) async fn spawn_full(
         policy: &str,
         teams: Option<jitbot::config::settings::TeamsSettings>,
         user_limits: jitbot::domain::quota::FilingLimits,

@@ -369,3 +369,90 @@ async fn an_app_token_slack_refuses_stops_the_start_and_says_so() {
     );
     eprintln!("refused after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn an_overloaded_jitbot_says_so_to_commands_and_lets_slack_deliver_clicks_again() {
+    let mut slack = FakeSocketServer::start().await;
+    // One request at a time, so one slow HTTP client fills the server.
+    let app = TestApp::spawn_full(
+        BASE_POLICY,
+        None,
+        Default::default(),
+        1,
+        Default::default(),
+        vec![
+            ("SLACK_APP_TOKEN".into(), APP_TOKEN.into()),
+            (SOCKET_URL_VAR.into(), slack.base.clone()),
+        ],
+    )
+    .await;
+    let mut connection = slack.next_greeted().await;
+    let filed = connection
+        .envelope(slash_command(
+            "env-1",
+            "U0ALICE",
+            "request prod-db 1h INC-4 before the flood",
+            "trig-1",
+        ))
+        .await;
+    let id = request_id_in(filed["payload"]["text"].as_str().unwrap()).unwrap();
+
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut slow,
+        b"POST /slack/commands HTTP/1.1\r\nHost: jitbot\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntext=",
+    )
+    .await
+    .unwrap();
+    // A command is answered busy at once.
+    let mut n = 0;
+    loop {
+        n += 1;
+        let ack = connection
+            .envelope(slash_command(
+                &format!("cmd-{n}"),
+                "U0ALICE",
+                "list",
+                &format!("trig-list-{n}"),
+            ))
+            .await;
+        if ack["payload"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("busy")
+        {
+            break;
+        }
+        assert!(n < 100, "never busy: {ack}");
+    }
+    // A click is not acknowledged while busy: Slack delivers it again.
+    connection
+        .send(approve_click("click-1", "U0LEAD", &id))
+        .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut Vec::new()),
+    )
+    .await;
+    let mut again = approve_click("click-1", "U0LEAD", &id);
+    again["retry_attempt"] = json!(1);
+    again["retry_reason"] = json!("timeout");
+    connection.send(again).await;
+    app.until_granted(&id).await;
+    // Everything said on the socket up to a last command's answer: the
+    // click was acknowledged once (its second delivery), not twice.
+    let mut click_acks = 0;
+    connection
+        .send(slash_command("cmd-last", "U0ALICE", "list", "trig-last"))
+        .await;
+    loop {
+        let message = connection.next_message().await.expect("an acknowledgement");
+        if message["envelope_id"] == "click-1" {
+            click_acks += 1;
+        }
+        if message["envelope_id"] == "cmd-last" {
+            break;
+        }
+    }
+    assert_eq!(click_acks, 1);
+}

@@ -50,11 +50,22 @@ pub struct Envelope {
     pub reason: Option<String>,
 }
 
-/// Takes the envelopes that carry work; answers the acknowledgement's
-/// `payload`, if the answer has one.
+/// How an envelope is answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ack {
+    /// Acknowledged, without an answer.
+    Bare,
+    /// Acknowledged with the answer as `payload`.
+    With(Value),
+    /// Not acknowledged: jitbot is too busy to take it now, and Slack will
+    /// deliver it again shortly.
+    Withheld,
+}
+
+/// Takes the envelopes that carry work, and says how each is answered.
 #[async_trait]
 pub trait EnvelopeHandler: Send + Sync + 'static {
-    async fn handle(&self, envelope: Envelope) -> Option<Value>;
+    async fn handle(&self, envelope: Envelope) -> Ack;
 }
 
 /// Why no connection could be opened.
@@ -362,7 +373,11 @@ fn receive(
             let handler = handler.clone();
             let outgoing = outgoing.clone();
             tokio::spawn(async move {
-                let payload = handler.handle(envelope).await;
+                let payload = match handler.handle(envelope).await {
+                    Ack::Bare => None,
+                    Ack::With(payload) => Some(payload),
+                    Ack::Withheld => return,
+                };
                 let _ = outgoing.send(ack(&id, payload));
             });
         }
