@@ -204,36 +204,6 @@ pub async fn start(
         }
         None => None,
     };
-    // Socket Mode: a token Slack refuses stops the start, with the reason;
-    // Slack out of reach does not (the connection is retried).
-    let socket_mode = match parts
-        .slack
-        .as_ref()
-        .and_then(|s| s.app_token.clone().map(|token| (s.api_url.clone(), token)))
-    {
-        Some((api_url, app_token)) => {
-            let socket = SocketMode::new(&api_url, app_token)
-                .map_err(|e| ServerError::Slack(e.to_string()))?;
-            let first_url = match tokio::time::timeout(SOCKET_CHECK_TIMEOUT, socket.open_url())
-                .await
-            {
-                Ok(Ok(url)) => Some(url),
-                Ok(Err(refused @ OpenError::Refused(_))) => {
-                    return Err(ServerError::Slack(refused.to_string()))
-                }
-                Ok(Err(OpenError::Failed(error))) => {
-                    tracing::warn!(%error, "cannot open a Socket Mode connection yet; retrying in the background");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("Slack did not answer apps.connections.open in time; retrying in the background");
-                    None
-                }
-            };
-            Some((socket, first_url))
-        }
-        None => None,
-    };
     let mailer = Mailer::new(&parts.email)
         .map_err(ServerError::Email)?
         .map(Arc::new);
@@ -258,6 +228,36 @@ pub async fn start(
         engine = engine.with_email();
     }
     let engine = Arc::new(engine);
+    // Socket Mode: a token Slack refuses stops the start, with the reason;
+    // Slack out of reach does not (the connection is retried).
+    let socket_mode = match parts
+        .slack
+        .as_ref()
+        .and_then(|s| s.app_token.clone().map(|token| (s.api_url.clone(), token)))
+    {
+        Some((api_url, app_token)) => {
+            let socket = SocketMode::new(&api_url, app_token, engine.metrics().clone())
+                .map_err(|e| ServerError::Slack(e.to_string()))?;
+            let first_url = match tokio::time::timeout(SOCKET_CHECK_TIMEOUT, socket.open_url())
+                .await
+            {
+                Ok(Ok(url)) => Some(url),
+                Ok(Err(refused @ OpenError::Refused(_))) => {
+                    return Err(ServerError::Slack(refused.to_string()))
+                }
+                Ok(Err(OpenError::Failed(error))) => {
+                    tracing::warn!(%error, "cannot open a Socket Mode connection yet; retrying in the background");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("Slack did not answer apps.connections.open in time; retrying in the background");
+                    None
+                }
+            };
+            Some((socket, first_url))
+        }
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let workers = spawn_workers(&engine, policy, platforms, mailer, &wakers, &cancel);
     let approval_pages = parts

@@ -77,6 +77,9 @@ pub struct Metrics {
     /// policy names a schedule the service does not have), `failed`,
     /// `timed_out`, `not_configured`.
     pub on_call_lookups: Family<Outcome, Counter>,
+    /// Slack Socket Mode connections: `opened`, `refreshed` (Slack asked
+    /// for a new one), `dropped`, `failed` (could not open one).
+    pub socket_connections: Family<Outcome, Counter>,
     active_grants: Gauge,
     expiring_soon: Gauge,
     outbox_depth: Gauge,
@@ -104,6 +107,7 @@ impl Metrics {
         let idle_releases = Counter::default();
         let unused_holders = Family::<GroupLabel, Gauge>::default();
         let on_call_lookups = Family::<Outcome, Counter>::default();
+        let socket_connections = Family::<Outcome, Counter>::default();
         let active_grants = Gauge::default();
         let expiring_soon = Gauge::default();
         let outbox_depth = Gauge::default();
@@ -159,6 +163,11 @@ impl Metrics {
             "Who-is-on-call look-ups by outcome (unknown_schedule: the paging service has no such schedule)",
             on_call_lookups.clone(),
         );
+        registry.register(
+            "slack_socket_connections",
+            "Slack Socket Mode connections by outcome (opened, refreshed, dropped, failed)",
+            socket_connections.clone(),
+        );
         registry.register("active_grants", "Grants active now", active_grants.clone());
         registry.register(
             "grants_expiring_soon",
@@ -188,6 +197,7 @@ impl Metrics {
             idle_releases,
             unused_holders,
             on_call_lookups,
+            socket_connections,
             active_grants,
             expiring_soon,
             outbox_depth,

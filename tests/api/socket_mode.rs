@@ -284,6 +284,13 @@ async fn a_disconnect_is_bridged_by_a_new_connection_opened_before_the_old_one_c
     );
     new.envelope(approve_click("env-2", "U0LEAD", &id)).await;
     app.until_granted(&id).await;
+    let metrics = app.metrics().await;
+    for line in [
+        "jitbot_slack_socket_connections_total{outcome=\"opened\"} 2",
+        "jitbot_slack_socket_connections_total{outcome=\"refreshed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -317,6 +324,10 @@ async fn a_dropped_socket_is_reopened_with_a_fresh_url() {
         .await;
     let id = request_id_in(ack["payload"]["text"].as_str().unwrap()).unwrap();
     eventually("the card", || async { app.cards_for(&id).await.pop() }).await;
+    assert!(app
+        .metrics()
+        .await
+        .contains("jitbot_slack_socket_connections_total{outcome=\"dropped\"} 1"));
 }
 
 #[tokio::test]

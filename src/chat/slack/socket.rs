@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Secret;
 use crate::slack_api::{SlackApi, SlackApiError};
+use crate::telemetry::Metrics;
 
 /// Reconnecting waits 1 s, 2 s, 4 s… doubling at most this many times.
 const RECONNECT_BACKOFF_STEPS: u32 = 5;
@@ -92,6 +93,7 @@ const REFUSED_TOKEN: &[&str] = &[
 /// Keeps one Socket Mode connection to Slack open.
 pub struct SocketMode {
     api: SlackApi,
+    metrics: Arc<Metrics>,
 }
 
 /// What a connection tells the one keeping it.
@@ -109,9 +111,14 @@ struct Live {
 }
 
 impl SocketMode {
-    pub fn new(api_url: &str, app_token: Secret) -> Result<SocketMode, SlackApiError> {
+    pub fn new(
+        api_url: &str,
+        app_token: Secret,
+        metrics: Arc<Metrics>,
+    ) -> Result<SocketMode, SlackApiError> {
         Ok(SocketMode {
             api: SlackApi::new(api_url, app_token)?,
+            metrics,
         })
     }
 
@@ -175,6 +182,7 @@ impl SocketMode {
             match event {
                 Some(Event::Refresh { connection, reason }) if connection == current => {
                     tracing::info!(%reason, "Slack asks to reconnect; opening the next connection first");
+                    Metrics::count(&self.metrics.socket_connections, "refreshed");
                     next_id += 1;
                     let Some(fresh) = self
                         .establish(&handler, None, next_id, &events, &cancel)
@@ -188,6 +196,7 @@ impl SocketMode {
                 }
                 Some(Event::Dropped { connection, why }) if connection == current => {
                     tracing::warn!(%why, "the Socket Mode connection dropped; reconnecting");
+                    Metrics::count(&self.metrics.socket_connections, "dropped");
                     live = None;
                 }
                 // From a connection already replaced.
@@ -224,9 +233,11 @@ impl SocketMode {
             match outcome {
                 Ok(live) => {
                     tracing::info!(connection = id, "Socket Mode connection open");
+                    Metrics::count(&self.metrics.socket_connections, "opened");
                     return Some(live);
                 }
                 Err(error) => {
+                    Metrics::count(&self.metrics.socket_connections, "failed");
                     // Chat is down while this waits: never longer than ~30 s.
                     let wait = crate::domain::backoff::backoff(
                         attempt.min(RECONNECT_BACKOFF_STEPS),
