@@ -54,6 +54,7 @@ pub fn spawn_workers(
     workers.spawn(scheduler.run(cancel.clone()));
     let outbox = OutboxWorker::new(OutboxParts {
         store: store.clone(),
+        homes: Some(engine.clone()),
         policy,
         platforms,
         mailer,

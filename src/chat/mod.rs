@@ -7,6 +7,7 @@
 
 pub mod card;
 pub mod directory;
+pub mod home;
 pub mod slack;
 pub mod sweep_notice;
 pub mod teams;
@@ -73,4 +74,14 @@ pub trait ChatPlatform: Send + Sync {
 
     /// A plain message in a channel.
     async fn post_text(&self, channel: &ChannelId, text: &str) -> Result<(), ChatError>;
+
+    /// Show `user` their home (Slack's App Home tab); platforms without
+    /// one answer that it cannot be delivered.
+    async fn publish_home(&self, user: &UserId, view: &home::HomeView) -> Result<(), ChatError> {
+        let _ = (user, view);
+        Err(ChatError::Unreachable(format!(
+            "{} has no home tab",
+            self.platform()
+        )))
+    }
 }

@@ -52,6 +52,9 @@ pub enum Outgoing {
         request: RequestId,
         release_at: chrono::DateTime<chrono::Utc>,
     },
+    /// Publish `user`'s home (Slack's App Home tab) as it stands at
+    /// delivery; several waiting in a row are published once.
+    PublishHome { user: Actor },
 }
 
 impl Outgoing {
@@ -66,6 +69,7 @@ impl Outgoing {
             | Outgoing::DirectCard { request, .. }
             | Outgoing::RefreshCards { request } => format!("card:{request}"),
             Outgoing::Direct { to, .. } => format!("dm:{}:{}", to.platform, to.user),
+            Outgoing::PublishHome { user } => format!("home:{}:{}", user.platform, user.user),
             Outgoing::ExpiryWarning { request, .. } | Outgoing::IdleWarning { request, .. } => {
                 format!("warning:{request}")
             }
@@ -97,7 +101,8 @@ impl Outgoing {
             }
             Outgoing::RefreshCards { .. }
             | Outgoing::ExpiryWarning { .. }
-            | Outgoing::IdleWarning { .. } => None,
+            | Outgoing::IdleWarning { .. }
+            | Outgoing::PublishHome { .. } => None,
         }
     }
 }

@@ -78,6 +78,11 @@ const WINDOW: Duration = Duration::minutes(1);
 const SKEW: Duration = Duration::seconds(10);
 
 impl Quota {
+    /// Their requests waiting for a decision.
+    pub fn pending_ids(&self) -> &[RequestId] {
+        &self.pending
+    }
+
     /// Count request `id`, filed at `now` (`pending` if it waits for a
     /// decision), or refuse it without changing anything.
     pub fn admit(

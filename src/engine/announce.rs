@@ -493,6 +493,7 @@ impl Engine {
         effects
             .jobs
             .extend(self.bundle_follows(request, happened, now).await?);
+        effects.outbox.extend(self.home_updates(request).await);
         Ok(effects)
     }
 }

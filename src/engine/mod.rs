@@ -28,6 +28,7 @@ mod decide;
 mod end;
 mod extend;
 mod grant;
+mod home;
 mod ingress;
 mod on_call;
 mod pending;
@@ -135,6 +136,11 @@ pub struct Engine {
     activity_failing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Who is on call, for `auto_approve.on_call` and on-call approvers.
     on_call: crate::on_call::OnCall,
+    /// Slack users who opened their home (App Home) since this replica
+    /// started: their homes are published again when something in them
+    /// changes. Opening the tab publishes it anyway, so a restart loses
+    /// nothing but an update nobody is looking at.
+    home_users: std::sync::Mutex<std::collections::HashSet<crate::domain::ids::UserId>>,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -170,6 +176,7 @@ impl Engine {
             limits: FilingLimits::default(),
             email_enabled: false,
             activity_failing: Default::default(),
+            home_users: Default::default(),
         }
     }
 

@@ -140,31 +140,42 @@ async fn answer_command(
     {
         Reply::Text(text) => Ok(ephemeral(text)),
         Reply::OpenRequestForm(choices) => {
-            // The trigger id is valid for three seconds; open the form right
-            // after acknowledging. There is nothing durable to lose here.
-            let options: Vec<GroupOption> = choices
-                .iter()
-                .map(|c| GroupOption {
-                    name: c.name.to_string(),
-                    description: c.description.clone(),
-                    mapped_here: c.mapped_here,
-                })
-                .collect();
-            let default_duration = choices
-                .first()
-                .map(|c| c.default_duration.to_string())
-                .unwrap_or_default();
-            let view = blocks::request_form(&options, &default_duration, &command.channel_id);
-            let client = slack_of(state)?.client.clone();
-            let trigger = command.trigger_id.clone();
-            tokio::spawn(async move {
-                if let Err(error) = client.open_view(&trigger, &view).await {
-                    tracing::warn!(%error, "could not open the request form");
-                }
-            });
+            open_request_form(state, &choices, &command.channel_id, &command.trigger_id)?;
             Ok(axum::http::StatusCode::OK.into_response())
         }
     }
+}
+
+/// Open the request form for `trigger` (a command's or a button's).
+fn open_request_form(
+    state: &Arc<AppState>,
+    choices: &[crate::engine::FormChoice],
+    channel_id: &str,
+    trigger: &str,
+) -> Result<(), HttpError> {
+    // The trigger id is valid for three seconds; open the form right after
+    // acknowledging. There is nothing durable to lose here.
+    let options: Vec<GroupOption> = choices
+        .iter()
+        .map(|c| GroupOption {
+            name: c.name.to_string(),
+            description: c.description.clone(),
+            mapped_here: c.mapped_here,
+        })
+        .collect();
+    let default_duration = choices
+        .first()
+        .map(|c| c.default_duration.to_string())
+        .unwrap_or_default();
+    let view = blocks::request_form(&options, &default_duration, channel_id);
+    let client = slack_of(state)?.client.clone();
+    let trigger = trigger.to_string();
+    tokio::spawn(async move {
+        if let Err(error) = client.open_view(&trigger, &view).await {
+            tracing::warn!(%error, "could not open the request form");
+        }
+    });
+    Ok(())
 }
 
 pub(super) async fn interaction(
@@ -203,6 +214,10 @@ async fn block_actions(
     let actor = slack_actor(&payload.user.id, payload.user.display_name());
     let channel = payload.channel.as_ref().and_then(|c| slack_channel(&c.id));
     for action in &payload.actions {
+        if let Some(answer) = home_action(state, &actor, &payload.trigger_id, action).await? {
+            state.engine.tell(&actor, answer).await?;
+            continue;
+        }
         let Some(kind) = CardActionKind::from_action_id(&action.action_id) else {
             continue;
         };
@@ -299,6 +314,40 @@ async fn block_actions(
         }
     }
     Ok(axum::http::StatusCode::OK.into_response())
+}
+
+/// A button of the App Home tab that is not a card's: Release and Cancel
+/// take the same path as `/jit release` and `/jit cancel` (the answer is
+/// DMed; the home is published again when the step is written), Request
+/// access opens the request form. `None` for any other action.
+async fn home_action(
+    state: &Arc<AppState>,
+    actor: &Actor,
+    trigger: &str,
+    action: &crate::chat::slack::payloads::Action,
+) -> Result<Option<String>, HttpError> {
+    use crate::chat::home::{CANCEL_ACTION, RELEASE_ACTION, REQUEST_ACCESS_ACTION};
+    let command = match action.action_id.as_str() {
+        RELEASE_ACTION => {
+            let grant = GrantId::parse(&action.value)
+                .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
+            format!("release {grant}")
+        }
+        CANCEL_ACTION => format!("cancel {}", request_id_of(&action.value)?),
+        REQUEST_ACCESS_ACTION => "request".to_string(),
+        _ => return Ok(None),
+    };
+    match state
+        .engine
+        .handle_command(actor.clone(), None, &command)
+        .await
+    {
+        Reply::Text(text) => Ok(Some(text)),
+        Reply::OpenRequestForm(choices) => {
+            open_request_form(state, &choices, "", trigger)?;
+            Ok(None)
+        }
+    }
 }
 
 fn request_id_of(value: &str) -> Result<RequestId, HttpError> {
@@ -448,7 +497,7 @@ pub(super) async fn event(
 }
 
 /// An Events API event, however it came (HTTP or Socket Mode).
-async fn answer_event(_state: &Arc<AppState>, event: Event) -> Result<Response, HttpError> {
+async fn answer_event(state: &Arc<AppState>, event: Event) -> Result<Response, HttpError> {
     match event {
         Event::UrlVerification { challenge } => {
             Ok(Json(json!({ "challenge": challenge })).into_response())
@@ -458,7 +507,13 @@ async fn answer_event(_state: &Arc<AppState>, event: Event) -> Result<Response, 
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or("unknown");
-            if matches!(kind, "app_uninstalled" | "tokens_revoked") {
+            if kind == "app_home_opened" {
+                // The Home tab (not the Messages tab) was opened: publish it.
+                let on_home = event.get("tab").and_then(Value::as_str) == Some("home");
+                if let (true, Some(user)) = (on_home, event.get("user").and_then(Value::as_str)) {
+                    state.engine.home_opened(&slack_actor(user, "")).await?;
+                }
+            } else if matches!(kind, "app_uninstalled" | "tokens_revoked") {
                 tracing::error!(event = kind, "Slack reports the app lost its token: messages cannot be delivered until it is reinstalled");
             } else {
                 tracing::debug!(event = kind, "ignoring Slack event");

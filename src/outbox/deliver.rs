@@ -232,6 +232,15 @@ impl OutboxWorker {
                 .await
             }
             Outgoing::RefreshCards { request } => self.refresh_cards(request).await,
+            Outgoing::PublishHome { user } => {
+                let Some(homes) = &self.homes else {
+                    return Ok(());
+                };
+                let view = homes.home_view(user).await.map_err(ChatError::Failed)?;
+                self.platform(user.platform)?
+                    .publish_home(&user.user, &view)
+                    .await
+            }
             Outgoing::Direct { to, text, .. } => self
                 .platform(to.platform)?
                 .direct_message(&to.user, text, None)
@@ -413,6 +422,7 @@ impl OutboxWorker {
             | Outgoing::ChannelNotice { to, .. }
             | Outgoing::SweepNotice { to, .. } => Some(to.platform),
             Outgoing::DirectCard { to, .. } | Outgoing::Direct { to, .. } => Some(to.platform),
+            Outgoing::PublishHome { user } => Some(user.platform),
             Outgoing::Ephemeral { platform, .. } => Some(*platform),
             Outgoing::RefreshCards { request }
             | Outgoing::ExpiryWarning { request, .. }

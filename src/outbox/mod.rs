@@ -29,6 +29,7 @@ use crate::chat::directory::CachedDirectory;
 use crate::chat::ChatPlatform;
 use crate::clock::Clock;
 use crate::domain::ids::Platform;
+use crate::domain::message::Outgoing;
 use crate::domain::policy::Policy;
 use crate::store::{Claimed, OutboxEntry, Store, StoreError};
 use crate::telemetry::{Health, Metrics};
@@ -41,6 +42,9 @@ const MAX_CONCURRENT_QUEUES: usize = 16;
 /// Entries of one queue delivered in one go before it goes to the back of
 /// the line: a long queue must not starve the others.
 const PER_QUEUE: usize = 8;
+/// A home waits this long after the change that asked for it, so a burst
+/// of changes publishes it once (well within the 5 s it may lag).
+const HOME_SETTLE: Duration = Duration::from_secs(1);
 /// Even when idle, look again this often.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// After a storage error, wait this long before trying again.
@@ -48,6 +52,7 @@ const ERROR_COOLDOWN: Duration = Duration::from_secs(5);
 
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
+    homes: Option<Arc<dyn crate::chat::home::HomeSource>>,
     policy: Arc<Policy>,
     platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     /// Email, when set up: approval emails and notices by email.
@@ -77,6 +82,8 @@ pub struct Dispatched {
 /// What the worker is built from.
 pub struct OutboxParts {
     pub store: Arc<dyn Store>,
+    /// Builds the homes it publishes.
+    pub homes: Option<Arc<dyn crate::chat::home::HomeSource>>,
     pub policy: Arc<Policy>,
     pub platforms: HashMap<Platform, Arc<dyn ChatPlatform>>,
     pub mailer: Option<Arc<crate::email::Mailer>>,
@@ -91,6 +98,7 @@ impl OutboxWorker {
     pub fn new(parts: OutboxParts) -> Arc<OutboxWorker> {
         Arc::new(OutboxWorker {
             store: parts.store,
+            homes: parts.homes,
             policy: parts.policy,
             platforms: parts.platforms,
             mailer: parts.mailer,
@@ -170,6 +178,12 @@ impl OutboxWorker {
 
     /// When a conversation may be posted to again, if a chat API asked for
     /// a pause.
+    /// When a home publish may go: a moment after it was written.
+    fn home_settles_at(entry: &OutboxEntry) -> Option<DateTime<Utc>> {
+        matches!(entry.message, Outgoing::PublishHome { .. })
+            .then(|| entry.created_at + chrono::Duration::from_std(HOME_SETTLE).unwrap_or_default())
+    }
+
     fn throttled_until(&self, entry: &OutboxEntry) -> Option<DateTime<Utc>> {
         let conversation = entry.message.conversation()?;
         let now = self.now();
@@ -190,9 +204,29 @@ impl OutboxWorker {
     /// wait (recorded with the time it may be tried again).
     async fn deliver_queue(&self, queue: Vec<OutboxEntry>) -> Result<(), StoreError> {
         let mut finished = 0;
-        for mut entry in queue {
+        let mut entries = queue.into_iter().peekable();
+        while let Some(mut entry) = entries.next() {
             // Alive, even in a long pass through a slow chat API.
             self.health.outbox_alive(false);
+            // A home is published as it stands when delivered: one more
+            // waiting behind this one would show the same, so this one is
+            // done without a call (a burst of changes publishes once).
+            let superseded = matches!(entry.message, Outgoing::PublishHome { .. })
+                && entries
+                    .peek()
+                    .is_some_and(|next| next.message == entry.message);
+            if superseded {
+                self.store.outbox_done(&entry).await?;
+                finished += 1;
+                continue;
+            }
+            // And it settles a moment first, so the changes of a burst
+            // queue up behind it and are published together.
+            if let Some(settled) = Self::home_settles_at(&entry).filter(|at| *at > self.now()) {
+                entry.next_attempt_at = settled;
+                self.store.outbox_retry(&entry).await?;
+                break;
+            }
             if let Some(until) = self.throttled_until(&entry) {
                 // Wait with the rest of the conversation; not a failure.
                 entry.next_attempt_at = until;

@@ -218,6 +218,10 @@ pub trait RequestStore {
     /// active. Read from an index, not a scan of history.
     async fn live_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
 
+    /// Requests waiting for a decision, oldest first: read from each
+    /// requester's quota (which counts them), not a scan of history.
+    async fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
+
     /// The chat user jitbot last granted `principal` to in `group`, if any.
     async fn principal_owner(
         &self,

@@ -2,6 +2,7 @@
 //! only Slack's Web API and an IAM webhook faked over loopback.
 
 mod admin;
+mod app_home;
 mod approvals;
 mod aws;
 mod backend;

@@ -231,10 +231,18 @@ async fn commands_clicks_and_forms_come_over_the_socket_and_each_envelope_is_ack
     let ack = connection
         .envelope(json!({
             "envelope_id": "env-4", "type": "events_api", "accepts_response_payload": false,
-            "payload": { "type": "event_callback", "event_id": "Ev1", "event": { "type": "member_joined_channel" } },
+            "payload": { "type": "event_callback", "event_id": "Ev1", "event": { "type": "app_home_opened", "user": "U0LEAD", "tab": "home" } },
         }))
         .await;
     assert!(ack.get("payload").is_none(), "{ack}");
+    // The Home tab opened over the socket is published like over HTTP.
+    eventually("the home", || async {
+        app.slack_calls("views.publish")
+            .await
+            .into_iter()
+            .find(|call| call["user_id"] == "U0LEAD")
+    })
+    .await;
     // Within the 3 s Slack waits before it delivers again.
     assert!(
         sent.elapsed() < Duration::from_secs(3),

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::chat::home::{HomeButton, HomeView};
 use crate::chat::{Card, CardActionKind, CardText};
 use crate::domain::ids::Platform;
 
@@ -223,6 +224,74 @@ pub fn extend_form(grant_id: &str, default_duration: &str) -> Value {
             },
         ],
     })
+}
+
+/// A button of a home as Block Kit.
+fn home_button(button: &HomeButton) -> Value {
+    let mut element = json!({
+        "type": "button",
+        "text": { "type": "plain_text", "text": button.label },
+        "action_id": button.action,
+        "value": button.value,
+    });
+    if button.primary {
+        element["style"] = json!("primary");
+    }
+    if let Some(question) = &button.confirm {
+        element["style"] = json!("danger");
+        element["confirm"] = json!({
+            "title": { "type": "plain_text", "text": "Are you sure?" },
+            "text": { "type": "plain_text", "text": crate::domain::text::plain(question) },
+            "confirm": { "type": "plain_text", "text": button.label },
+            "deny": { "type": "plain_text", "text": "Keep it" },
+        });
+    }
+    element
+}
+
+/// A home as the App Home tab's view (`views.publish`): a header per
+/// section, a line per row — its one button beside it, or its buttons
+/// under it — and the Request access button at the end.
+pub fn home_view(view: &HomeView) -> Value {
+    let mut blocks = Vec::new();
+    for section in &view.sections {
+        blocks.push(json!({
+            "type": "header",
+            "text": { "type": "plain_text", "text": section.title },
+        }));
+        if section.rows.is_empty() {
+            blocks.push(json!({
+                "type": "context",
+                "elements": [{ "type": "mrkdwn", "text": escape(section.empty) }],
+            }));
+        }
+        for row in &section.rows {
+            let mut block = json!({
+                "type": "section",
+                "text": { "type": "mrkdwn", "text": render_text(&row.text) },
+            });
+            match row.buttons.as_slice() {
+                [] => blocks.push(block),
+                [one] => {
+                    block["accessory"] = home_button(one);
+                    blocks.push(block);
+                }
+                several => {
+                    blocks.push(block);
+                    blocks.push(json!({
+                        "type": "actions",
+                        "elements": several.iter().map(home_button).collect::<Vec<_>>(),
+                    }));
+                }
+            }
+        }
+        blocks.push(json!({ "type": "divider" }));
+    }
+    blocks.push(json!({
+        "type": "actions",
+        "elements": view.buttons.iter().map(home_button).collect::<Vec<_>>(),
+    }));
+    json!({ "type": "home", "blocks": blocks })
 }
 
 #[cfg(test)]

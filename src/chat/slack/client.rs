@@ -102,6 +102,20 @@ impl ChatPlatform for SlackClient {
         Platform::Slack
     }
 
+    /// `views.publish`: the App Home tab.
+    async fn publish_home(
+        &self,
+        user: &UserId,
+        view: &crate::chat::home::HomeView,
+    ) -> Result<(), ChatError> {
+        self.call_json(
+            "views.publish",
+            &json!({ "user_id": user.as_str(), "view": blocks::home_view(view) }),
+        )
+        .await
+        .map(drop)
+    }
+
     async fn post_card(
         &self,
         channel: &ChannelId,

@@ -230,6 +230,33 @@ impl RequestStore for PgStore {
         bodies.iter().map(|body| decode(body)).collect()
     }
 
+    async fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let quotas: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
+            let statement = conn.prepared("SELECT body FROM quotas").await?;
+            let rows = conn.client().query(&statement, &[]).await?;
+            Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
+        })?;
+        let mut ids = Vec::new();
+        for body in &quotas {
+            let quota: Quota = decode(body)?;
+            ids.extend(quota.pending_ids().iter().map(|id| id.as_str().to_string()));
+        }
+        let bodies: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
+            let statement = conn
+                .prepared("SELECT body FROM requests WHERE id = ANY($1)")
+                .await?;
+            let rows = conn.client().query(&statement, &[&ids]).await?;
+            Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
+        })?;
+        let mut requests = bodies
+            .iter()
+            .map(|body| decode(body))
+            .collect::<Result<Vec<AccessRequest>, _>>()?;
+        requests.retain(|r| r.state == RequestState::Pending);
+        requests.sort_by_key(|r| r.created_at);
+        Ok(requests)
+    }
+
     async fn principal_owner(
         &self,
         group: &str,

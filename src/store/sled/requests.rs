@@ -142,6 +142,24 @@ impl RequestStore for SledStore {
         Ok(requests)
     }
 
+    async fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let mut requests = Vec::new();
+        for item in self.quotas.iter() {
+            let (_, bytes) = item?;
+            let quota: Quota = decode(&bytes)?;
+            for id in quota.pending_ids() {
+                if let Some(bytes) = self.requests.get(keys::request(id))? {
+                    let request: AccessRequest = decode(&bytes)?;
+                    if request.state == RequestState::Pending {
+                        requests.push(request);
+                    }
+                }
+            }
+        }
+        requests.sort_by_key(|r| r.created_at);
+        Ok(requests)
+    }
+
     async fn principal_owner(
         &self,
         group: &str,

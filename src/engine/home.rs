@@ -1,0 +1,157 @@
+//! A person's home (Slack's App Home tab): read from the store when it is
+//! shown, published through the outbox when it is opened and again when
+//! something in it changes — for the requester, the approvers who may
+//! decide, and the admins — among the people who opened it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::rights::Lookup;
+use super::{Engine, EngineError};
+use crate::chat::home::{
+    AdminHome, Home, HomeSource, HomeView, ADMIN_GRANTS_SHOWN, HISTORY_SHOWN, MINE_SHOWN,
+    TO_DECIDE_SHOWN,
+};
+use crate::domain::ids::{Actor, Platform};
+use crate::domain::message::Outgoing;
+use crate::domain::request::{AccessRequest, RequestState};
+use crate::store::Effects;
+
+impl Engine {
+    /// `user`'s home as it stands.
+    pub async fn home(&self, user: &Actor) -> Result<Home, EngineError> {
+        let mine = self.store.requests_of(user).await?;
+        let mut grants: Vec<AccessRequest> = mine
+            .iter()
+            .filter(|r| matches!(r.state, RequestState::Active { .. }))
+            .cloned()
+            .collect();
+        grants.sort_by_key(|r| r.expires_at());
+        grants.truncate(MINE_SHOWN);
+        let mut pending: Vec<AccessRequest> = mine
+            .iter()
+            .filter(|r| r.state == RequestState::Pending)
+            .cloned()
+            .collect();
+        pending.sort_by_key(|r| r.created_at);
+        pending.truncate(MINE_SHOWN);
+        let history: Vec<AccessRequest> = mine
+            .iter()
+            .filter(|r| !r.state.is_open())
+            .take(HISTORY_SHOWN)
+            .cloned()
+            .collect();
+        let waiting = self.store.pending_requests().await?;
+        let mut to_decide = Vec::new();
+        for request in &waiting {
+            if to_decide.len() == TO_DECIDE_SHOWN {
+                break;
+            }
+            let Some(group) = self.policy.group(&request.group) else {
+                continue;
+            };
+            // Whoever cannot be asked now is not shown it; the click
+            // checks again, fresh, like a card's.
+            if !request.requester.is(user)
+                && self
+                    .may_approve(request, group, user, Lookup::Cached)
+                    .await
+                    .unwrap_or(false)
+            {
+                to_decide.push(request.clone());
+            }
+        }
+        let is_admin = self
+            .is_named_promptly(&self.policy.admins, user, Lookup::Cached)
+            .await
+            .unwrap_or(false);
+        let admin = if is_admin {
+            let mut live: Vec<AccessRequest> = self
+                .store
+                .live_requests()
+                .await?
+                .into_iter()
+                .filter(|r| matches!(r.state, RequestState::Active { .. }))
+                .collect();
+            live.sort_by_key(|r| r.expires_at());
+            live.truncate(ADMIN_GRANTS_SHOWN);
+            let mut per_group = BTreeMap::new();
+            for request in &waiting {
+                *per_group.entry(request.group.clone()).or_insert(0) += 1;
+            }
+            Some(AdminHome {
+                grants: live,
+                pending_per_group: per_group.into_iter().collect(),
+            })
+        } else {
+            None
+        };
+        Ok(Home {
+            grants,
+            pending,
+            to_decide,
+            history,
+            admin,
+        })
+    }
+
+    /// `user` opened their home: publish it, and keep it up to date from
+    /// now on.
+    pub async fn home_opened(&self, user: &Actor) -> Result<(), EngineError> {
+        self.home_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.user.clone());
+        self.record_effects(Effects {
+            outbox: vec![Outgoing::PublishHome { user: user.clone() }],
+            ..Effects::default()
+        })
+        .await
+    }
+
+    /// The homes a step of `request` changes, among those people opened:
+    /// the requester's, the approvers' who may decide it, the admins'.
+    /// Each is published through the outbox, which coalesces a burst.
+    pub(super) async fn home_updates(&self, request: &AccessRequest) -> Vec<Outgoing> {
+        let watching: Vec<crate::domain::ids::UserId> = self
+            .home_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if watching.is_empty() {
+            return Vec::new();
+        }
+        let group = self.policy.group(&request.group);
+        let mut updates = Vec::new();
+        for user in watching {
+            let person = Actor::new(Platform::Slack, user, "");
+            let concerned = person.is(&request.requester)
+                || match group {
+                    Some(group) => self
+                        .may_approve(request, group, &person, Lookup::Cached)
+                        .await
+                        .unwrap_or(false),
+                    None => false,
+                }
+                || self
+                    .is_named_promptly(&self.policy.admins, &person, Lookup::Cached)
+                    .await
+                    .unwrap_or(false);
+            if concerned {
+                updates.push(Outgoing::PublishHome { user: person });
+            }
+        }
+        updates
+    }
+}
+
+#[async_trait]
+impl HomeSource for Engine {
+    async fn home_view(&self, user: &Actor) -> Result<HomeView, String> {
+        let home = self.home(user).await.map_err(|e| e.to_string())?;
+        Ok(home.view(self.now()))
+    }
+}
