@@ -336,7 +336,7 @@ impl World {
     async fn say(&self, user: &str, text: &str) -> String {
         match self.engine().handle_command(actor(user), None, text).await {
             Reply::Text(text) => text,
-            Reply::OpenRequestForm(_) => String::new(),
+            Reply::OpenRequestForm(_) | Reply::Home(_) => String::new(),
         }
     }
 

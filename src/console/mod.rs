@@ -37,6 +37,7 @@ const HELP: &str = "Console commands:
   <number>           press the button with that number on a card
   /as <user id>      act as someone else, e.g. /as U0LEAD
   /in <channel id>   type commands in another channel, e.g. /in C0APPROVALS
+  /home              your home: grants, requests, what waits for your approval
   /help              this text
   /quit              stop (ctrl-d works too)";
 
@@ -151,6 +152,16 @@ impl Session<'_> {
             self.channel = ChannelId::new(channel.trim().trim_start_matches('#'));
             self.terminal
                 .say(&format!("You are now typing in #{}.", self.channel));
+        } else if line == "/home" {
+            let reply = self
+                .engine
+                .handle_command(me.clone(), Some(self.origin()), "home")
+                .await;
+            match reply {
+                Reply::Home(view) => self.terminal.show_home(&me.user, &view),
+                Reply::Text(text) => self.reply(me, &text),
+                Reply::OpenRequestForm(_) => {}
+            }
         } else if let Ok(number) = line.parse::<usize>() {
             self.press(me, number, input).await;
         } else if line.starts_with("/jit") || line.starts_with("jit ") {
@@ -161,10 +172,11 @@ impl Session<'_> {
             match reply {
                 Reply::Text(text) => self.reply(me, &text),
                 Reply::OpenRequestForm(choices) => self.request_form(me, choices, input).await,
+                Reply::Home(view) => self.terminal.show_home(&me.user, &view),
             }
         } else {
             self.terminal
-                .say("Type /jit help, /as <user>, /in <channel>, a button number, /help or /quit.");
+                .say("Type /jit help, /as <user>, /in <channel>, /home, a button number, /help or /quit.");
         }
     }
 

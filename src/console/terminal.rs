@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::chat::card::{Card, CardActionKind, CardText};
 use crate::chat::directory::Directory;
+use crate::chat::home::HomeView;
 use crate::chat::{ChatError, ChatPlatform, PostedMessage};
 use crate::domain::ids::{ChannelId, Platform, UserId};
 use crate::domain::text::render;
@@ -57,6 +58,50 @@ impl Terminal {
 
     fn message_id(&self) -> String {
         self.next_message.fetch_add(1, Ordering::SeqCst).to_string()
+    }
+
+    /// Someone's home: each section and its lines; the buttons a console
+    /// can press (Approve, Deny, Extend) numbered, the others shown as the
+    /// command that does the same.
+    pub fn show_home(&self, who: &UserId, view: &HomeView) {
+        let mut lines = vec![format!("── the home of {who} ──")];
+        let mut buttons = self.buttons.lock().unwrap_or_else(|p| p.into_inner());
+        for section in &view.sections {
+            lines.push(format!("  {}", section.title));
+            if section.rows.is_empty() {
+                lines.push(format!("    {}", section.empty));
+            }
+            for row in &section.rows {
+                let text: Vec<String> = row.text.iter().map(show).collect();
+                let mut line = format!("    {}", text.join(""));
+                for button in &row.buttons {
+                    match CardActionKind::from_action_id(button.action) {
+                        Some(kind) => {
+                            buttons.push(Button {
+                                kind,
+                                value: button.value.clone(),
+                            });
+                            line.push_str(&format!(
+                                "   [{}] {} {}",
+                                buttons.len(),
+                                button.label,
+                                button.value
+                            ));
+                        }
+                        None => line.push_str(&format!(
+                            "   ({}: /jit {} {})",
+                            button.label,
+                            button.label.to_lowercase(),
+                            button.value
+                        )),
+                    }
+                }
+                lines.push(line);
+            }
+        }
+        lines.push("  (Request access: /jit request)".to_string());
+        drop(buttons);
+        self.say(&lines.join("\n"));
     }
 
     /// The card as indented lines, its buttons numbered.

@@ -39,6 +39,9 @@ pub enum Command {
     },
     /// `request` alone: open the request form.
     OpenRequestForm,
+    /// `home`: one's grants, requests and what waits for one's approval,
+    /// with buttons.
+    Home,
     List,
     Groups,
     Cancel(RequestId),
@@ -139,6 +142,7 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         "breakglass" | "break-glass" => parse_break_glass(&rest),
         "list" | "ls" => no_arguments(&rest, Command::List, "/jit list"),
         "groups" => no_arguments(&rest, Command::Groups, "/jit groups"),
+        "home" => no_arguments(&rest, Command::Home, "/jit home"),
         "cancel" => parse_cancel(&rest),
         "release" => parse_release(&rest),
         "extend" => parse_extend(&rest),
@@ -507,6 +511,12 @@ mod tests {
             assert!(err.to_string().contains(says), "{typed}: {err}");
             assert_eq!(err.usage, USAGE_REQUEST);
         }
+    }
+
+    #[test]
+    fn home_takes_no_arguments() {
+        assert_eq!(parse("jit home").unwrap(), Command::Home);
+        assert!(parse("home sweet").is_err());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Reply {
     Text(String),
     /// Open the request form with these choices.
     OpenRequestForm(Vec<FormChoice>),
+    /// Show this person's home.
+    Home(Box<crate::chat::home::HomeView>),
 }
 
 /// Closed requests shown by `/jit list` (open ones are always shown).
@@ -29,6 +31,7 @@ const HELP: &str = "*jitbot* gives you temporary access, approved by a person.
 • `/jit request` — open the request form
 • `/jit groups` — the groups you can request, with their limits
 • `/jit list` — your requests and grants
+• `/jit home` — your grants, requests and what waits for your approval, with buttons
 • `/jit cancel <request-id>` — withdraw a pending request
 • `/jit release <grant-id|group>` — give access back before it ends
 • `/jit extend <grant-id> <duration> <reason>` — ask for more time on a grant
@@ -103,6 +106,12 @@ impl Engine {
                     }
                     Ok(choices) => Reply::OpenRequestForm(choices),
                     Err(error) => Reply::Text(error.to_string()),
+                }
+            }
+            Command::Home => {
+                return match self.home(&actor).await {
+                    Ok(home) => Reply::Home(Box::new(home.view(self.now()))),
+                    Err(error) => Reply::Text(super::failure_text(&error, "changed")),
                 }
             }
             Command::List => self.list(&actor).await,

@@ -135,13 +135,20 @@ async fn answer_command(
     let origin = slack_channel(&command.channel_id);
     match state
         .engine
-        .handle_command(actor, origin, &command.text)
+        .handle_command(actor.clone(), origin, &command.text)
         .await
     {
         Reply::Text(text) => Ok(ephemeral(text)),
         Reply::OpenRequestForm(choices) => {
             open_request_form(state, &choices, &command.channel_id, &command.trigger_id)?;
             Ok(axum::http::StatusCode::OK.into_response())
+        }
+        // Slack has a place for it: the Home tab, published now.
+        Reply::Home(_) => {
+            state.engine.home_opened(&actor).await?;
+            Ok(ephemeral(
+                "Your home is in jitbot's *Home* tab (open jitbot under Apps): your grants, your requests and what waits for your approval, with buttons.".into(),
+            ))
         }
     }
 }
@@ -347,6 +354,7 @@ async fn home_action(
             open_request_form(state, &choices, "", trigger)?;
             Ok(None)
         }
+        Reply::Home(_) => Ok(None),
     }
 }
 

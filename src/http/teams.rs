@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::{read_body, AppState, HttpError};
+use crate::chat::home::{CANCEL_ACTION, RELEASE_ACTION, REQUEST_ACCESS_ACTION};
 use crate::chat::teams::activity::Activity;
 use crate::chat::teams::auth::{AuthError, BotAuthenticator};
 use crate::chat::teams::cards::{
@@ -239,28 +240,49 @@ async fn command(state: &AppState, activity: &Activity, actor: Actor) -> Result<
                 state.engine.tell(&actor, text).await?;
             }
         }
+        Reply::Home(view) => {
+            send_card(state, activity, &actor, personal, cards::home_card(&view))?;
+        }
         Reply::OpenRequestForm(choices) => {
             // Like Slack's modal, the form holds no state worth keeping.
-            let form = cards::request_form(&choices);
-            let teams = state
-                .teams
-                .as_ref()
-                .ok_or(HttpError::NotConfigured("Teams"))?;
-            let client = teams.client.clone();
-            let conversation = activity.conversation.id.clone();
-            let user = actor.user.clone();
-            tokio::spawn(async move {
-                let sent = if personal {
-                    client.send_card_json(&conversation, form).await
-                } else {
-                    client.direct_card_json(&user, form).await
-                };
-                if let Err(error) = sent {
-                    tracing::warn!(%error, "could not send the request form");
-                }
-            });
+            send_card(
+                state,
+                activity,
+                &actor,
+                personal,
+                cards::request_form(&choices),
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Send `card` to the personal chat it was asked in, or else to the
+/// person directly; in the background (nothing durable to lose).
+fn send_card(
+    state: &AppState,
+    activity: &Activity,
+    actor: &Actor,
+    personal: bool,
+    card: Value,
+) -> Result<(), HttpError> {
+    let teams = state
+        .teams
+        .as_ref()
+        .ok_or(HttpError::NotConfigured("Teams"))?;
+    let client = teams.client.clone();
+    let conversation = activity.conversation.id.clone();
+    let user = actor.user.clone();
+    tokio::spawn(async move {
+        let sent = if personal {
+            client.send_card_json(&conversation, card).await
+        } else {
+            client.direct_card_json(&user, card).await
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "could not send a card");
+        }
+    });
     Ok(())
 }
 
@@ -332,6 +354,24 @@ async fn card_action(
             {
                 Ok(receipt) => ActionAnswer::Message(receipt.summary()),
                 Err(refusal) => ActionAnswer::Message(refusal.to_string()),
+            },
+        );
+    }
+    // The home's own buttons take the commands' path.
+    let home_command = match verb {
+        RELEASE_ACTION => GrantId::parse(value).ok().map(|g| format!("release {g}")),
+        CANCEL_ACTION => RequestId::parse(value).ok().map(|r| format!("cancel {r}")),
+        REQUEST_ACCESS_ACTION => Some("request".to_string()),
+        _ => None,
+    };
+    if let Some(command) = home_command {
+        return Ok(
+            match engine.handle_command(actor, Some(origin), &command).await {
+                Reply::Text(text) => ActionAnswer::Message(text),
+                Reply::OpenRequestForm(choices) => {
+                    ActionAnswer::Card(cards::request_form(&choices))
+                }
+                Reply::Home(view) => ActionAnswer::Card(cards::home_card(&view)),
             },
         );
     }
@@ -469,6 +509,9 @@ pub(super) async fn webhook(
     .await;
     let text = match answer {
         Ok(Reply::Text(text)) => text,
+        Ok(Reply::Home(_)) => {
+            "This channel reaches jitbot through an outgoing webhook, which cannot show buttons. Type `jit home` in your personal chat with jitbot.".into()
+        }
         Ok(Reply::OpenRequestForm(choices)) => {
             let names: Vec<String> = choices.iter().map(|c| format!("`{}`", c.name)).collect();
             format!(

@@ -297,3 +297,12 @@ async fn a_burst_of_changes_publishes_a_bounded_number_of_times() {
     );
     eprintln!("20 changes published the home {publishes} times");
 }
+
+#[tokio::test]
+async fn slash_home_points_to_the_home_tab_and_publishes_it() {
+    let app = TestApp::spawn().await;
+    let answer = app.command_text("U0ALICE", "C0GENERAL", "home").await;
+    assert!(answer.contains("Home"), "{answer}");
+    let home = home_where(&app, "U0ALICE", "the published home", |_| true).await;
+    assert_eq!(home["type"], "home");
+}

@@ -243,3 +243,31 @@ async fn several_groups_show_on_one_console_card_and_one_approval_grants_all() {
     .await;
     assert!(grants.contains(&"quick_rw".into()) && grants.contains(&"logs_ro".into()));
 }
+
+#[tokio::test]
+async fn the_console_shows_a_home_and_approves_from_it() {
+    let iam = accepting_iam().await;
+    let (mut console, _dir) = Console::start(&iam).await;
+    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    console
+        .type_line("/jit request logs 10m INC-3 from home")
+        .await;
+    let at = console.expect_after(at, "is filed").await;
+    console.type_line("/home").await;
+    let at = console.expect_after(at, "── the home of U0ALICE ──").await;
+    let at = console
+        .expect_after(at, "Your requests waiting for approval")
+        .await;
+    let at = console.expect_after(at, "(Cancel: /jit cancel R-").await;
+    console.type_line("/as U0LEAD").await;
+    console.type_line("/home").await;
+    let at = console.expect_after(at, "── the home of U0LEAD ──").await;
+    let at = console.expect_after(at, "Waiting for your approval").await;
+    let at = console.expect_after(at, "] Deny R-").await;
+    let approve = console.button("Approve");
+    console.type_line(&approve).await;
+    let at = console
+        .expect_after(at, "(U0LEAD pressed Approve on R-")
+        .await;
+    console.expect_after(at, "Access is active until").await;
+}

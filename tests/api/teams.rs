@@ -1340,3 +1340,69 @@ async fn several_groups_are_asked_for_and_approved_on_one_teams_card() {
         .count();
     assert_eq!(cards_posted, 1);
 }
+
+#[tokio::test]
+async fn jit_home_answers_with_a_card_whose_buttons_act() {
+    let teams = Teams::start(&[]).await;
+    teams
+        .say(ALICE, "jit request cloud-admin 1h INC-9 from the home card")
+        .await;
+    let card = teams
+        .wait_for_post(APPROVALS, "the approval card", "cloud-admin")
+        .await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let id = card["attachments"][0]["content"]["actions"][0]["data"]["jit_value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    teams.say(LEAD, "jit home").await;
+    let home = teams
+        .wait_for_post(
+            &format!("a:personal-{LEAD}"),
+            "the lead's home",
+            "Waiting for your approval",
+        )
+        .await;
+    let home: Value = serde_json::from_str(&home).unwrap();
+    let content = home["attachments"][0]["content"].to_string();
+    assert!(
+        content.contains(&id) && content.contains("jit_deny"),
+        "{content}"
+    );
+    assert!(content.contains("Request access"), "{content}");
+    // Approve from the home: the cards' own path.
+    let approved = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(approved["statusCode"], 200, "{approved}");
+    teams.app.until_active(&id).await;
+
+    // Alice's home shows the grant with Release; Release ends it.
+    teams.say(ALICE, "jit home").await;
+    let grant = format!("G-{}", &id[2..]);
+    let home = teams
+        .wait_for_post(
+            &format!("a:personal-{ALICE}"),
+            "Alice's home",
+            "jit_release",
+        )
+        .await;
+    assert!(home.contains(&grant), "{home}");
+    let released = teams
+        .execute(
+            ALICE,
+            "jit_release",
+            json!({ "jit_action": "jit_release", "jit_value": grant }),
+        )
+        .await;
+    assert!(released.to_string().contains("Releasing"), "{released}");
+    eventually("the release", || async {
+        (teams.app.state_of(&id).await == "released").then_some(())
+    })
+    .await;
+}

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::text::run;
 use crate::chat::card::FormChoice;
 use crate::chat::card::{Card, CardActionKind, CardText};
+use crate::chat::home::HomeView;
 use crate::domain::text::plain;
 
 pub const ADAPTIVE_CARD: &str = "application/vnd.microsoft.card.adaptive";
@@ -178,6 +179,65 @@ pub fn adaptive_card(card: &Card) -> Value {
         card_json["actions"] = json!(actions);
     }
     card_json
+}
+
+/// Someone's home as an Adaptive Card: each section, its lines and their
+/// buttons (the cards' verbs, so a click takes the same path); one reason
+/// box serves the Deny buttons, as on an approval card.
+pub fn home_card(view: &HomeView) -> Value {
+    let mut body = Vec::new();
+    for section in &view.sections {
+        let mut title = run(&section.title);
+        title["weight"] = json!("Bolder");
+        body.push(json!({ "type": "RichTextBlock", "inlines": [title] }));
+        if section.rows.is_empty() {
+            let mut empty = run(section.empty);
+            empty["isSubtle"] = json!(true);
+            body.push(json!({ "type": "RichTextBlock", "inlines": [empty] }));
+        }
+        if section
+            .rows
+            .iter()
+            .any(|row| row.buttons.iter().any(|b| b.action == "jit_deny"))
+        {
+            body.push(json!({
+                "type": "Input.Text", "id": REASON_INPUT,
+                "placeholder": "Reason (needed to deny; the requester sees it)"
+            }));
+        }
+        for row in &section.rows {
+            body.push(parts_block(&row.text, false));
+            if !row.buttons.is_empty() {
+                let actions: Vec<Value> = row
+                    .buttons
+                    .iter()
+                    .map(|b| {
+                        let style = match (b.primary, b.confirm.is_some() || b.action == "jit_deny")
+                        {
+                            (_, true) => Some("destructive"),
+                            (true, false) => Some("positive"),
+                            _ => None,
+                        };
+                        button(b.action, b.label, &b.value, style)
+                    })
+                    .collect();
+                body.push(json!({ "type": "ActionSet", "actions": actions }));
+            }
+        }
+    }
+    let actions: Vec<Value> = view
+        .buttons
+        .iter()
+        .map(|b| button(b.action, b.label, &b.value, Some("positive")))
+        .collect();
+    json!({
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.5",
+        "fallbackText": "Your jitbot home",
+        "body": body,
+        "actions": actions,
+    })
 }
 
 /// The request form: a choice of groups (those mapped to the conversation
