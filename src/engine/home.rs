@@ -13,10 +13,13 @@ use crate::chat::home::{
     AdminHome, Home, HomeSource, HomeView, ADMIN_GRANTS_SHOWN, HISTORY_SHOWN, MINE_SHOWN,
     TO_DECIDE_SHOWN,
 };
-use crate::domain::ids::{Actor, Platform};
+use crate::domain::ids::{Actor, Platform, UserId};
 use crate::domain::message::Outgoing;
 use crate::domain::request::{AccessRequest, RequestState};
 use crate::store::Effects;
+
+/// How long a step may spend telling whose home it changed.
+const HOME_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl Engine {
     /// `user`'s home as it stands.
@@ -114,7 +117,7 @@ impl Engine {
     /// the requester's, the approvers' who may decide it, the admins'.
     /// Each is published through the outbox, which coalesces a burst.
     pub(super) async fn home_updates(&self, request: &AccessRequest) -> Vec<Outgoing> {
-        let watching: Vec<crate::domain::ids::UserId> = self
+        let watching: Vec<UserId> = self
             .home_users
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -124,27 +127,42 @@ impl Engine {
         if watching.is_empty() {
             return Vec::new();
         }
+        let publish = |user| Outgoing::PublishHome {
+            user: Actor::new(Platform::Slack, user, ""),
+        };
+        // Telling whose home changed may ask the chat directory (user
+        // groups); a step is never held up by it: when that is slow,
+        // every open home is published (a publish too many is harmless).
+        match tokio::time::timeout(HOME_CHECK_DEADLINE, self.concerned(request, &watching)).await {
+            Ok(concerned) => concerned.into_iter().map(publish).collect(),
+            Err(_) => watching.into_iter().map(publish).collect(),
+        }
+    }
+
+    /// Of the people `watching` their home, those `request` concerns: its
+    /// requester, the approvers who may decide it, the admins.
+    async fn concerned(&self, request: &AccessRequest, watching: &[UserId]) -> Vec<UserId> {
         let group = self.policy.group(&request.group);
-        let mut updates = Vec::new();
+        let mut concerned = Vec::new();
         for user in watching {
-            let person = Actor::new(Platform::Slack, user, "");
-            let concerned = person.is(&request.requester)
+            let person = Actor::new(Platform::Slack, user.clone(), "");
+            let is_concerned = person.is(&request.requester)
                 || match group {
                     Some(group) => self
                         .may_approve(request, group, &person, Lookup::Cached)
                         .await
-                        .unwrap_or(false),
+                        .unwrap_or(true),
                     None => false,
                 }
                 || self
-                    .is_named_promptly(&self.policy.admins, &person, Lookup::Cached)
+                    .is_named(&self.policy.admins, &person, Lookup::Cached)
                     .await
-                    .unwrap_or(false);
-            if concerned {
-                updates.push(Outgoing::PublishHome { user: person });
+                    .unwrap_or(true);
+            if is_concerned {
+                concerned.push(user.clone());
             }
         }
-        updates
+        concerned
     }
 }
 
