@@ -84,6 +84,23 @@ pub const RELEASE_ACTION: &str = "jit_release";
 pub const CANCEL_ACTION: &str = "jit_cancel";
 pub const REQUEST_ACCESS_ACTION: &str = "jit_request_access";
 
+/// The command a home's own button stands for (`None`: not one of them;
+/// `Err`: its value is not the id it must be). The buttons take the
+/// commands' path, with the same rules.
+pub fn command_of(action: &str, value: &str) -> Option<Result<String, String>> {
+    use crate::domain::ids::{GrantId, RequestId};
+    Some(match action {
+        RELEASE_ACTION => GrantId::parse(value)
+            .map(|grant| format!("release {grant}"))
+            .map_err(|_| format!("`{value}` is not a grant id.")),
+        CANCEL_ACTION => RequestId::parse(value)
+            .map(|request| format!("cancel {request}"))
+            .map_err(|_| format!("`{value}` is not a request id.")),
+        REQUEST_ACCESS_ACTION => Ok("request".to_string()),
+        _ => return None,
+    })
+}
+
 /// Builds a person's home view, wherever it is shown.
 #[async_trait]
 pub trait HomeSource: Send + Sync {

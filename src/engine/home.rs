@@ -70,14 +70,7 @@ impl Engine {
             .await
             .unwrap_or(false);
         let admin = if is_admin {
-            let mut live: Vec<AccessRequest> = self
-                .store
-                .live_requests()
-                .await?
-                .into_iter()
-                .filter(|r| matches!(r.state, RequestState::Active { .. }))
-                .collect();
-            live.sort_by_key(|r| r.expires_at());
+            let mut live = self.active_grants().await?;
             live.truncate(ADMIN_GRANTS_SHOWN);
             let mut per_group = BTreeMap::new();
             for request in &waiting {

@@ -333,16 +333,10 @@ async fn home_action(
     trigger: &str,
     action: &crate::chat::slack::payloads::Action,
 ) -> Result<Option<String>, HttpError> {
-    use crate::chat::home::{CANCEL_ACTION, RELEASE_ACTION, REQUEST_ACCESS_ACTION};
-    let command = match action.action_id.as_str() {
-        RELEASE_ACTION => {
-            let grant = GrantId::parse(&action.value)
-                .map_err(|_| HttpError::BadRequest("button value is not a grant id".into()))?;
-            format!("release {grant}")
-        }
-        CANCEL_ACTION => format!("cancel {}", request_id_of(&action.value)?),
-        REQUEST_ACCESS_ACTION => "request".to_string(),
-        _ => return Ok(None),
+    let command = match crate::chat::home::command_of(&action.action_id, &action.value) {
+        None => return Ok(None),
+        Some(Ok(command)) => command,
+        Some(Err(why)) => return Err(HttpError::BadRequest(why)),
     };
     match state
         .engine

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::{read_body, AppState, HttpError};
-use crate::chat::home::{CANCEL_ACTION, RELEASE_ACTION, REQUEST_ACCESS_ACTION};
 use crate::chat::teams::activity::Activity;
 use crate::chat::teams::auth::{AuthError, BotAuthenticator};
 use crate::chat::teams::cards::{
@@ -358,11 +357,9 @@ async fn card_action(
         );
     }
     // The home's own buttons take the commands' path.
-    let home_command = match verb {
-        RELEASE_ACTION => GrantId::parse(value).ok().map(|g| format!("release {g}")),
-        CANCEL_ACTION => RequestId::parse(value).ok().map(|r| format!("cancel {r}")),
-        REQUEST_ACCESS_ACTION => Some("request".to_string()),
-        _ => None,
+    let home_command = match crate::chat::home::command_of(verb, value) {
+        Some(Err(why)) => return Ok(ActionAnswer::Error(why)),
+        other => other.and_then(Result::ok),
     };
     if let Some(command) = home_command {
         return Ok(

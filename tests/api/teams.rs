@@ -1393,6 +1393,16 @@ async fn jit_home_answers_with_a_card_whose_buttons_act() {
         )
         .await;
     assert!(home.contains(&grant), "{home}");
+    // One duration box and one reason box serve the grant's Extend.
+    let home: Value = serde_json::from_str(&home).unwrap();
+    let inputs: Vec<&str> = home["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|element| element["type"] == "Input.Text")
+        .map(|element| element["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["duration", "reason"]);
     let released = teams
         .execute(
             ALICE,

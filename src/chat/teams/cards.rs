@@ -182,10 +182,29 @@ pub fn adaptive_card(card: &Card) -> Value {
 }
 
 /// Someone's home as an Adaptive Card: each section, its lines and their
-/// buttons (the cards' verbs, so a click takes the same path); one reason
-/// box serves the Deny buttons, as on an approval card.
+/// buttons (the cards' verbs, so a click takes the same path). A card has
+/// one box per input, so one reason box (and, with grants to extend, one
+/// duration box) at the top serves every Deny and Extend button.
 pub fn home_card(view: &HomeView) -> Value {
+    let offers = |action: &str| {
+        view.sections
+            .iter()
+            .flat_map(|section| &section.rows)
+            .any(|row| row.buttons.iter().any(|b| b.action == action))
+    };
     let mut body = Vec::new();
+    if offers("jit_extend") {
+        body.push(json!({
+            "type": "Input.Text", "id": DURATION_INPUT,
+            "placeholder": "How much longer, to extend, e.g. 30m"
+        }));
+    }
+    if offers("jit_deny") || offers("jit_extend") {
+        body.push(json!({
+            "type": "Input.Text", "id": REASON_INPUT, "isMultiline": true,
+            "placeholder": "Reason, to deny (the requester sees it) or to extend"
+        }));
+    }
     for section in &view.sections {
         let mut title = run(&section.title);
         title["weight"] = json!("Bolder");
@@ -194,16 +213,6 @@ pub fn home_card(view: &HomeView) -> Value {
             let mut empty = run(section.empty);
             empty["isSubtle"] = json!(true);
             body.push(json!({ "type": "RichTextBlock", "inlines": [empty] }));
-        }
-        if section
-            .rows
-            .iter()
-            .any(|row| row.buttons.iter().any(|b| b.action == "jit_deny"))
-        {
-            body.push(json!({
-                "type": "Input.Text", "id": REASON_INPUT,
-                "placeholder": "Reason (needed to deny; the requester sees it)"
-            }));
         }
         for row in &section.rows {
             body.push(parts_block(&row.text, false));
