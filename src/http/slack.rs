@@ -511,7 +511,7 @@ async fn answer_event(state: &Arc<AppState>, event: Event) -> Result<Response, H
                 .unwrap_or("unknown");
             if kind == "app_home_opened" {
                 // The Home tab (not the Messages tab) was opened: publish it.
-                let on_home = event.get("tab").and_then(Value::as_str) == Some("home");
+                let on_home = event.get("tab").and_then(Value::as_str) != Some("messages");
                 if let (true, Some(user)) = (on_home, event.get("user").and_then(Value::as_str)) {
                     state.engine.home_opened(&slack_actor(user, "")).await?;
                 }
