@@ -9,7 +9,10 @@
 //!   at once, and the one audit chain verifies while the others run;
 //! - the database goes silent under a running replica: readiness fails,
 //!   commands are answered quickly and never with "filed", and when it is
-//!   back readiness recovers and nothing owed is lost.
+//!   back readiness recovers and nothing owed is lost;
+//! - a sled store with live grants moves to PostgreSQL;
+//! - a Slack App Home opened through one replica is published again by
+//!   another when a change there concerns it.
 //!
 //! `JITBOT_REPLICA_SECONDS` sets how long the traffic runs (default 15).
 
@@ -913,4 +916,81 @@ async fn a_sled_store_with_live_grants_moves_to_postgres() {
         .unwrap();
     assert_eq!(verified.status.code(), Some(0));
     drop(replica);
+}
+
+/// The views published for `user`'s App Home, oldest first.
+async fn homes_published(slack: &MockServer, user: &str) -> Vec<Value> {
+    slack
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path().ends_with("/views.publish"))
+        .filter_map(|request| serde_json::from_slice::<Value>(&request.body).ok())
+        .filter(|body| body["user_id"] == user)
+        .map(|body| body["view"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_opened_through_one_replica_is_kept_up_to_date_by_another() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(FakeSlack)
+        .mount(&slack)
+        .await;
+    let (iam, _, _) = fake_iam().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(dir.path(), &iam);
+    let database = Database::create().await;
+    let one = Replica::start(dir.path(), &database.url(), &slack.uri());
+    let other = Replica::start(dir.path(), &database.url(), &slack.uri());
+    let http = reqwest::Client::new();
+
+    // The approver opens their Home tab; Slack tells the first replica.
+    let opened = json!({
+        "type": "event_callback",
+        "event_id": "Ev-home-lead",
+        "event": { "type": "app_home_opened", "user": "U0LEAD", "channel": "DU0LEAD", "tab": "home" },
+    })
+    .to_string();
+    let timestamp = Utc::now().timestamp();
+    let response = http
+        .post(format!("{}/slack/events", one.url))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", timestamp.to_string())
+        .header("x-slack-signature", sign(timestamp, opened.as_bytes()))
+        .body(opened)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    wait_until("the lead's home", Duration::from_secs(30), || async {
+        homes_published(&slack, "U0LEAD").await.pop()
+    })
+    .await;
+
+    // A request filed through the other replica (longer than auto-approval
+    // allows) waits for the lead: their home is published again with it.
+    let answer = post_signed(
+        &http,
+        &other.url,
+        "/slack/commands",
+        command("U0ALICE", "request replicated 1h waiting for the lead"),
+    )
+    .await
+    .expect("the command is answered");
+    let id = request_id_in(answer["text"].as_str().unwrap_or_default())
+        .unwrap_or_else(|| panic!("no request in {answer}"));
+    wait_until(
+        "the lead's home with the request to decide",
+        Duration::from_secs(30),
+        || async {
+            homes_published(&slack, "U0LEAD")
+                .await
+                .pop()
+                .filter(|view| view.to_string().contains(&id))
+        },
+    )
+    .await;
 }

@@ -21,6 +21,20 @@ use crate::store::Effects;
 /// How long a step may spend telling whose home it changed.
 const HOME_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// How often the list of open homes is read again from the store.
+const OPEN_HOMES_REREAD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long after it was last opened a home is kept up to date. Opening the
+/// tab publishes it anyway; this only spares homes nobody looks at.
+const HOMES_KEPT_UP_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The Slack users who opened their home lately, as last read.
+#[derive(Default)]
+pub(super) struct OpenHomes {
+    users: std::collections::HashSet<UserId>,
+    read_at: Option<tokio::time::Instant>,
+}
+
 impl Engine {
     /// `user`'s home as it stands.
     pub async fn home(&self, user: &Actor) -> Result<Home, EngineError> {
@@ -93,12 +107,16 @@ impl Engine {
     }
 
     /// `user` opened their home: publish it, and keep it up to date from
-    /// now on.
+    /// now on, whichever replica a change happens on.
     pub async fn home_opened(&self, user: &Actor) -> Result<(), EngineError> {
-        self.home_users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user.user.clone());
+        self.store.put_home_opened(&user.user, self.now()).await?;
+        {
+            let mut homes = self.open_homes.lock().unwrap_or_else(|p| p.into_inner());
+            homes.users.insert(user.user.clone());
+            // A read that began before this opening was written may end
+            // after it without it: the next step reads again.
+            homes.read_at = None;
+        }
         self.record_effects(Effects {
             outbox: vec![Outgoing::PublishHome { user: user.clone() }],
             ..Effects::default()
@@ -110,13 +128,7 @@ impl Engine {
     /// the requester's, the approvers' who may decide it, the admins'.
     /// Each is published through the outbox, which coalesces a burst.
     pub(super) async fn home_updates(&self, request: &AccessRequest) -> Vec<Outgoing> {
-        let watching: Vec<UserId> = self
-            .home_users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let watching = self.open_homes().await;
         if watching.is_empty() {
             return Vec::new();
         }
@@ -130,6 +142,49 @@ impl Engine {
             Ok(concerned) => concerned.into_iter().map(publish).collect(),
             Err(_) => watching.into_iter().map(publish).collect(),
         }
+    }
+
+    /// Who opened their home lately, read again from the store when the
+    /// last read is older than [`OPEN_HOMES_REREAD`] (another replica may
+    /// have seen an opening). One step rereads while the others go on with
+    /// what was read before; a failed read keeps it too.
+    async fn open_homes(&self) -> Vec<UserId> {
+        let stale = {
+            let mut homes = self.open_homes.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            let stale = match homes.read_at {
+                Some(read) => now.duration_since(read) >= OPEN_HOMES_REREAD,
+                None => true,
+            };
+            if stale {
+                homes.read_at = Some(now);
+            }
+            stale
+        };
+        if stale {
+            match self
+                .store
+                .homes_opened_since(self.now() - HOMES_KEPT_UP_FOR)
+                .await
+            {
+                Ok(users) => {
+                    self.open_homes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .users = users.into_iter().collect();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not read who opened their home; using what was read before");
+                }
+            }
+        }
+        self.open_homes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Of the people `watching` their home, those `request` concerns: its

@@ -136,11 +136,10 @@ pub struct Engine {
     activity_failing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Who is on call, for `auto_approve.on_call` and on-call approvers.
     on_call: crate::on_call::OnCall,
-    /// Slack users who opened their home (App Home) since this replica
-    /// started: their homes are published again when something in them
-    /// changes. Opening the tab publishes it anyway, so a restart loses
-    /// nothing but an update nobody is looking at.
-    home_users: std::sync::Mutex<std::collections::HashSet<crate::domain::ids::UserId>>,
+    /// Slack users who opened their home (App Home) lately, as last read
+    /// from the store every replica shares: their homes are published again
+    /// when something in them changes.
+    open_homes: std::sync::Mutex<home::OpenHomes>,
 }
 
 /// Slack wants an answer to a slash command within 3 s; a look-up on that
@@ -176,7 +175,7 @@ impl Engine {
             limits: FilingLimits::default(),
             email_enabled: false,
             activity_failing: Default::default(),
-            home_users: Default::default(),
+            open_homes: Default::default(),
         }
     }
 

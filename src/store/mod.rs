@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::audit::{AuditEvent, AuditRecord, ChainBreak, ChainHead};
-use crate::domain::ids::{Actor, Destination, GroupName, RequestId};
+use crate::domain::ids::{Actor, Destination, GroupName, RequestId, UserId};
 use crate::domain::job::Job;
 use crate::domain::message::Outgoing;
 use crate::domain::quota::{FilingLimits, QuotaRefusal};
@@ -301,7 +301,8 @@ pub trait AuditStore {
 
 /// What jitbot remembers beside requests: mappings, Teams contacts, sweep
 /// times (a group's activity sampling is recorded beside them, as
-/// `activity:<group>`), what it saw of access being used, the replay cache.
+/// `activity:<group>`), what it saw of access being used, who opened their
+/// App Home, the replay cache.
 #[async_trait]
 pub trait RecordStore {
     async fn mappings(&self) -> Result<Vec<Mapping>, StoreError>;
@@ -338,6 +339,13 @@ pub trait RecordStore {
     async fn put_usage(&self, group: &str, usage: &Usage) -> Result<(), StoreError>;
     /// Stop watching `principal` in `group` (it no longer holds the target).
     async fn forget_usage(&self, group: &str, principal: &str) -> Result<(), StoreError>;
+
+    /// Remember that the Slack user `user` opened their App Home tab at `at`
+    /// (every replica then keeps that home up to date).
+    async fn put_home_opened(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The Slack users who last opened their App Home tab at `since` or
+    /// later.
+    async fn homes_opened_since(&self, since: DateTime<Utc>) -> Result<Vec<UserId>, StoreError>;
 
     /// Remember a signed delivery; `false` if it was seen before (a replay).
     async fn remember_delivery(

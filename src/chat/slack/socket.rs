@@ -272,14 +272,16 @@ async fn connect(
     .await
     .map_err(|e| format!("connecting to Slack's WebSocket: {e}"))?;
     let (mut sink, mut stream) = socket.split();
+    // Slack says hello first; an envelope that comes before it is taken as
+    // the greeting and handled, never dropped unacknowledged.
     let greeted = tokio::time::timeout(HELLO_TIMEOUT, async {
         while let Some(message) = stream.next().await {
             match message {
-                Ok(Message::Text(text)) => {
-                    if envelope_kind(&text).as_deref() == Some("hello") {
-                        return Ok(());
-                    }
-                }
+                Ok(Message::Text(text)) => match envelope_kind(&text).as_deref() {
+                    Some("hello") => return Ok(None),
+                    Some("disconnect") => {}
+                    _ => return Ok(Some(text.to_string())),
+                },
                 Ok(Message::Ping(data)) => {
                     let _ = sink.send(Message::Pong(data)).await;
                 }
@@ -292,7 +294,7 @@ async fn connect(
     })
     .await
     .map_err(|_| "Slack did not say hello".to_string())?;
-    greeted?;
+    let before_hello = greeted?;
 
     let close = CancellationToken::new();
     let (outgoing, mut to_send) = mpsc::unbounded_channel::<Message>();
@@ -314,6 +316,10 @@ async fn connect(
             }
         }
     });
+    if let Some(text) = before_hello {
+        // An envelope with work, never a `disconnect` (kept out above).
+        receive(&text, &handler, &outgoing);
+    }
     let reader_close = close.clone();
     tokio::spawn(async move {
         let why = loop {

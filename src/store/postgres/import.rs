@@ -183,6 +183,14 @@ impl PgStore {
                     )
                     .await?;
             }
+            for (user, opened_ms) in &export.home_openings {
+                client
+                    .execute(
+                        "INSERT INTO home_openings (user_id, opened_ms) VALUES ($1, $2)",
+                        &[user, opened_ms],
+                    )
+                    .await?;
+            }
             let next_id = export.next_id.min(i64::MAX as u64) as i64;
             client
                 .execute("SELECT setval('ids', $1)", &[&next_id.max(1)])

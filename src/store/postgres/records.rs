@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use super::write::Pipeline;
 use super::{decode, encode, with_conn, Kind, PgError, PgStore, SHORT_CALL};
 use crate::domain::audit::AuditRecord;
-use crate::domain::ids::{Destination, GroupName};
+use chrono::{DateTime, Utc};
+
+use crate::domain::ids::{Destination, GroupName, UserId};
 use crate::domain::usage::Usage;
 use crate::store::{Effects, Mapping, RecordStore, StoreError, SweepRun, TeamsContact};
 
@@ -236,6 +238,35 @@ impl RecordStore for PgStore {
                 .await?;
             Ok::<_, PgError>(())
         })
+    }
+
+    async fn put_home_opened(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let opened_ms = at.timestamp_millis();
+        with_conn!(self, pool, Kind::Write, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared(
+                    "INSERT INTO home_openings (user_id, opened_ms) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE
+                     SET opened_ms = GREATEST(home_openings.opened_ms, EXCLUDED.opened_ms)",
+                )
+                .await?;
+            conn.client()
+                .execute(&statement, &[&user.as_str(), &opened_ms])
+                .await?;
+            Ok::<_, PgError>(())
+        })
+    }
+
+    async fn homes_opened_since(&self, since: DateTime<Utc>) -> Result<Vec<UserId>, StoreError> {
+        let since_ms = since.timestamp_millis();
+        let users: Vec<String> = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
+            let statement = conn
+                .prepared("SELECT user_id FROM home_openings WHERE opened_ms >= $1")
+                .await?;
+            let rows = conn.client().query(&statement, &[&since_ms]).await?;
+            Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
+        })?;
+        Ok(users.into_iter().map(UserId::new).collect())
     }
 
     async fn remember_delivery(

@@ -282,6 +282,14 @@ CREATE TABLE access_usage (
     PRIMARY KEY (grp, principal)
 );
 "#,
+    r#"
+-- Slack users who opened their App Home tab, and when they last did: every
+-- replica publishes their home again when something in it changes.
+CREATE TABLE home_openings (
+    user_id text PRIMARY KEY,
+    opened_ms bigint NOT NULL
+);
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {

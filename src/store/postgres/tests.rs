@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::clock::SystemClock;
@@ -709,4 +709,30 @@ async fn concurrent_filings_of_one_person_stop_at_the_limit() {
         }
     }
     assert_eq!(written, 10);
+}
+
+#[tokio::test]
+async fn a_home_opened_on_one_replica_is_seen_by_the_other_with_its_latest_time() {
+    let db = Database::create().await;
+    let one = db.replica(Duration::from_secs(5)).await;
+    let other = db.replica(Duration::from_secs(5)).await;
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 12, d, 9, 0, 0).unwrap();
+    one.put_home_opened(&UserId::new("U0OLD"), day(1))
+        .await
+        .unwrap();
+    one.put_home_opened(&UserId::new("U0NEW"), day(5))
+        .await
+        .unwrap();
+    // An opening written late with an earlier time does not move it back.
+    other
+        .put_home_opened(&UserId::new("U0NEW"), day(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.homes_opened_since(day(3)).await.unwrap(),
+        vec![UserId::new("U0NEW")]
+    );
+    let mut all = other.homes_opened_since(day(1)).await.unwrap();
+    all.sort();
+    assert_eq!(all, vec![UserId::new("U0NEW"), UserId::new("U0OLD")]);
 }

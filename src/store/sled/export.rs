@@ -37,6 +37,8 @@ pub struct SledExport {
     pub sweeps: Vec<(String, SweepRun)>,
     /// Group and what jitbot saw of one principal's use of its target.
     pub usages: Vec<(String, Usage)>,
+    /// Slack user and when they last opened their App Home (millis).
+    pub home_openings: Vec<(String, i64)>,
     /// Above every id the store has handed out.
     pub next_id: u64,
 }
@@ -63,6 +65,7 @@ impl SledStore {
             latest_service_url: None,
             sweeps: Vec::new(),
             usages: Vec::new(),
+            home_openings: Vec::new(),
             next_id: self.db.generate_id()?,
         };
         for item in self.requests.iter() {
@@ -130,6 +133,15 @@ impl SledStore {
             let body = &key[b"\x01usage:".len()..];
             let group = body.split(|b| *b == 0).next().unwrap_or_default();
             export.usages.push((text(group), decode(&value)?));
+        }
+        for item in self.meta.scan_prefix(keys::HOME_OPENED_PREFIX) {
+            let (key, value) = item?;
+            if let Ok(opened_ms) = <[u8; 8]>::try_from(value.as_ref()) {
+                export.home_openings.push((
+                    text(&key[keys::HOME_OPENED_PREFIX.len()..]),
+                    i64::from_be_bytes(opened_ms),
+                ));
+            }
         }
         Ok(export)
     }

@@ -104,6 +104,15 @@ pub(super) fn last_sweep(group: &str) -> Vec<u8> {
     key
 }
 
+/// Every App Home opening starts with this.
+pub(super) const HOME_OPENED_PREFIX: &[u8] = b"\x01home:";
+
+pub(super) fn home_opened(user: &str) -> Vec<u8> {
+    let mut key = HOME_OPENED_PREFIX.to_vec();
+    key.extend_from_slice(user.as_bytes());
+    key
+}
+
 pub(super) fn teams_user(aad_object_id: &str) -> Vec<u8> {
     let mut key = b"\x01user:".to_vec();
     key.extend_from_slice(aad_object_id.to_lowercase().as_bytes());

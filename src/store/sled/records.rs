@@ -7,7 +7,9 @@ use sled::Transactional;
 use super::tx::{decode, encode, finish, Abort, Prepared};
 use super::{keys, SledStore, MAPPINGS};
 use crate::domain::audit::AuditRecord;
-use crate::domain::ids::{Destination, GroupName};
+use chrono::{DateTime, Utc};
+
+use crate::domain::ids::{Destination, GroupName, UserId};
 use crate::domain::usage::Usage;
 use crate::store::{Applied, Effects, Mapping, RecordStore, StoreError, SweepRun, TeamsContact};
 
@@ -139,6 +141,28 @@ impl RecordStore for SledStore {
     async fn forget_usage(&self, group: &str, principal: &str) -> Result<(), StoreError> {
         self.meta.remove(keys::usage(group, principal))?;
         Ok(())
+    }
+
+    async fn put_home_opened(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.meta.insert(
+            keys::home_opened(user.as_str()),
+            &at.timestamp_millis().to_be_bytes(),
+        )?;
+        Ok(())
+    }
+
+    async fn homes_opened_since(&self, since: DateTime<Utc>) -> Result<Vec<UserId>, StoreError> {
+        let since_ms = since.timestamp_millis();
+        let mut users = Vec::new();
+        for item in self.meta.scan_prefix(keys::HOME_OPENED_PREFIX) {
+            let (key, value) = item?;
+            let opened_ms = <[u8; 8]>::try_from(value.as_ref()).map(i64::from_be_bytes);
+            if opened_ms.is_ok_and(|opened_ms| opened_ms >= since_ms) {
+                let user = String::from_utf8_lossy(&key[keys::HOME_OPENED_PREFIX.len()..]);
+                users.push(UserId::new(user.into_owned()));
+            }
+        }
+        Ok(users)
     }
 
     async fn remember_delivery(

@@ -1,7 +1,7 @@
 //! The sled store on its own: transactions, indexes, the outbox queues,
 //! quotas, upgrades of older stores, reopening.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 
 use super::*;
 use crate::domain::audit::AuditAction;
@@ -503,4 +503,34 @@ async fn replays_are_detected_until_forgotten() {
     assert!(store.remember_delivery(1001, b"sig").await.unwrap());
     assert_eq!(store.forget_deliveries_before(1001).await.unwrap(), 1);
     assert!(store.remember_delivery(1000, b"sig").await.unwrap());
+}
+
+#[tokio::test]
+async fn home_openings_are_kept_with_their_latest_time_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 12, d, 9, 0, 0).unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .put_home_opened(&UserId::new("U0OLD"), day(1))
+            .await
+            .unwrap();
+        store
+            .put_home_opened(&UserId::new("U0NEW"), day(1))
+            .await
+            .unwrap();
+        store
+            .put_home_opened(&UserId::new("U0NEW"), day(5))
+            .await
+            .unwrap();
+        store.sync().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.homes_opened_since(day(3)).await.unwrap(),
+        vec![UserId::new("U0NEW")]
+    );
+    let mut all = store.homes_opened_since(day(1)).await.unwrap();
+    all.sort();
+    assert_eq!(all, vec![UserId::new("U0NEW"), UserId::new("U0OLD")]);
 }
