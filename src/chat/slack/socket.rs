@@ -8,7 +8,9 @@
 //! On `disconnect` (Slack refreshes connections every few hours, or warns
 //! before it does) a new connection is opened, and only once it is greeted
 //! is the old one closed, so nothing falls between them; a dropped socket
-//! is reopened with backoff. What an envelope means is not decided here:
+//! is reopened with backoff, and so is one that went silent (jitbot pings;
+//! a link that died without closing would otherwise look open forever).
+//! What an envelope means is not decided here:
 //! an [`EnvelopeHandler`] (the Slack ingress) takes it through the same
 //! code as the HTTP routes.
 
@@ -32,6 +34,27 @@ const RECONNECT_BACKOFF_STEPS: u32 = 5;
 
 /// How long a new connection may take to be greeted with `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long closing a connection may take before it is let go.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a connection is known to be alive: jitbot pings every `ping_every`,
+/// and a connection that says nothing at all (no pong, ping or envelope)
+/// for `silence_limit` is taken as dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    pub ping_every: Duration,
+    pub silence_limit: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            ping_every: Duration::from_secs(15),
+            silence_limit: Duration::from_secs(60),
+        }
+    }
+}
 
 /// One message from Slack on the socket.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +117,7 @@ const REFUSED_TOKEN: &[&str] = &[
 pub struct SocketMode {
     api: SlackApi,
     metrics: Arc<Metrics>,
+    keepalive: Keepalive,
 }
 
 /// What a connection tells the one keeping it.
@@ -119,7 +143,14 @@ impl SocketMode {
         Ok(SocketMode {
             api: SlackApi::new(api_url, app_token)?,
             metrics,
+            keepalive: Keepalive::default(),
         })
+    }
+
+    /// Keep connections alive by other timings than the default.
+    pub fn with_keepalive(mut self, keepalive: Keepalive) -> SocketMode {
+        self.keepalive = keepalive;
+        self
     }
 
     /// A fresh WebSocket URL from `apps.connections.open` (each is used
@@ -223,7 +254,7 @@ impl SocketMode {
                 None => self.open_url().await,
             };
             let outcome = match opened {
-                Ok(url) => connect(handler.clone(), &url, id, events.clone()).await,
+                Ok(url) => connect(handler.clone(), &url, id, self.keepalive, events.clone()).await,
                 Err(error @ OpenError::Refused(_)) => {
                     tracing::error!(%error, "cannot open a Socket Mode connection");
                     Err(error.to_string())
@@ -261,6 +292,7 @@ async fn connect(
     handler: Arc<dyn EnvelopeHandler>,
     url: &str,
     id: u64,
+    keepalive: Keepalive,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<Live, String> {
     let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
@@ -300,11 +332,24 @@ async fn connect(
     let (outgoing, mut to_send) = mpsc::unbounded_channel::<Message>();
     let writer_close = close.clone();
     tokio::spawn(async move {
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + keepalive.ping_every,
+            keepalive.ping_every,
+        );
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    if let Err(error) = sink.send(Message::Ping(Vec::new().into())).await {
+                        tracing::debug!(%error, "could not ping the Socket Mode connection");
+                    }
+                }
                 _ = writer_close.cancelled() => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    let _ = sink.close().await;
+                    // A link that went silent may never take the close.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        let _ = sink.send(Message::Close(None)).await;
+                        let _ = sink.close().await;
+                    })
+                    .await;
                     return;
                 }
                 message = to_send.recv() => {
@@ -322,11 +367,16 @@ async fn connect(
     }
     let reader_close = close.clone();
     tokio::spawn(async move {
+        let mut last_heard = tokio::time::Instant::now();
         let why = loop {
             let message = tokio::select! {
                 _ = reader_close.cancelled() => return,
+                _ = tokio::time::sleep_until(last_heard + keepalive.silence_limit) => {
+                    break format!("nothing heard from Slack for {:?}", keepalive.silence_limit);
+                }
                 message = stream.next() => message,
             };
+            last_heard = tokio::time::Instant::now();
             match message {
                 Some(Ok(Message::Text(text))) => {
                     if let Some(reason) = receive(&text, &handler, &outgoing) {
@@ -347,6 +397,8 @@ async fn connect(
                 None => break "the connection ended".to_string(),
             }
         };
+        // Closed on this side too (a silent link may still be half open).
+        reader_close.cancel();
         let _ = events.send(Event::Dropped {
             connection: id,
             why,
@@ -433,4 +485,117 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::net::TcpListener;
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    /// Patience for a busy machine.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    struct NoWork;
+
+    #[async_trait]
+    impl EnvelopeHandler for NoWork {
+        async fn handle(&self, _: Envelope) -> Ack {
+            Ack::Bare
+        }
+    }
+
+    /// A Slack whose every connection is greeted, then either read (so
+    /// pings are answered, and counted in `pings`) or left unread (silent).
+    async fn fake_slack(
+        answers_pings: bool,
+        pings: Arc<AtomicUsize>,
+    ) -> (MockServer, mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/link", listener.local_addr().unwrap());
+        let (accepted, connections) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    continue;
+                };
+                let hello = json!({ "type": "hello" }).to_string();
+                socket.send(Message::Text(hello.into())).await.unwrap();
+                let _ = accepted.send(());
+                let pings = pings.clone();
+                tokio::spawn(async move {
+                    if !answers_pings {
+                        // Held open and never read: a link that died.
+                        std::future::pending::<()>().await;
+                    }
+                    while let Some(Ok(message)) = socket.next().await {
+                        if matches!(message, Message::Ping(_)) {
+                            pings.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        let slack = MockServer::start().await;
+        Mock::given(path("/apps.connections.open"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({ "ok": true, "url": url })),
+            )
+            .mount(&slack)
+            .await;
+        (slack, connections)
+    }
+
+    fn keep_connected(slack: &MockServer) -> CancellationToken {
+        let socket_mode = SocketMode::new(
+            &slack.uri(),
+            Secret::new("xapp-test"),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+        .with_keepalive(Keepalive {
+            ping_every: Duration::from_millis(100),
+            // Far above the ping interval: a busy machine's hiccup is not
+            // silence.
+            silence_limit: Duration::from_millis(2500),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(socket_mode.run(Arc::new(NoWork), None, cancel.clone()));
+        cancel
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_goes_silent_is_replaced() {
+        let (slack, mut connections) = fake_slack(false, Arc::default()).await;
+        let cancel = keep_connected(&slack);
+        for which in ["the first connection", "a new one once it is silent"] {
+            tokio::time::timeout(PATIENCE, connections.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{which}"));
+        }
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_answers_pings_is_kept() {
+        let pings = Arc::new(AtomicUsize::new(0));
+        let (slack, mut connections) = fake_slack(true, pings.clone()).await;
+        let cancel = keep_connected(&slack);
+        tokio::time::timeout(PATIENCE, connections.recv())
+            .await
+            .expect("the first connection");
+        // Pinged for well over the silence limit (at 100 ms apart, 50 pings
+        // take 5 s against 2.5 s), answered, and never replaced.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while pings.load(Ordering::SeqCst) < 50 {
+            assert!(tokio::time::Instant::now() < deadline, "jitbot pings");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(connections.try_recv().is_err(), "the connection was kept");
+        cancel.cancel();
+    }
 }
