@@ -136,12 +136,9 @@ impl SledStore {
         }
         for item in self.meta.scan_prefix(keys::HOME_OPENED_PREFIX) {
             let (key, value) = item?;
-            if let Ok(opened_ms) = <[u8; 8]>::try_from(value.as_ref()) {
-                export.home_openings.push((
-                    text(&key[keys::HOME_OPENED_PREFIX.len()..]),
-                    i64::from_be_bytes(opened_ms),
-                ));
-            }
+            export
+                .home_openings
+                .extend(keys::parse_home_opened(&key, &value));
         }
         Ok(export)
     }

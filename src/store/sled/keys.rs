@@ -113,6 +113,13 @@ pub(super) fn home_opened(user: &str) -> Vec<u8> {
     key
 }
 
+/// The user and the time (millis) of a home opening's key and value.
+pub(super) fn parse_home_opened(key: &[u8], value: &[u8]) -> Option<(String, i64)> {
+    let user = key.strip_prefix(HOME_OPENED_PREFIX)?;
+    let opened_ms = i64::from_be_bytes(value.try_into().ok()?);
+    Some((String::from_utf8_lossy(user).into_owned(), opened_ms))
+}
+
 pub(super) fn teams_user(aad_object_id: &str) -> Vec<u8> {
     let mut key = b"\x01user:".to_vec();
     key.extend_from_slice(aad_object_id.to_lowercase().as_bytes());

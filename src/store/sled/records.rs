@@ -156,10 +156,9 @@ impl RecordStore for SledStore {
         let mut users = Vec::new();
         for item in self.meta.scan_prefix(keys::HOME_OPENED_PREFIX) {
             let (key, value) = item?;
-            let opened_ms = <[u8; 8]>::try_from(value.as_ref()).map(i64::from_be_bytes);
-            if opened_ms.is_ok_and(|opened_ms| opened_ms >= since_ms) {
-                let user = String::from_utf8_lossy(&key[keys::HOME_OPENED_PREFIX.len()..]);
-                users.push(UserId::new(user.into_owned()));
+            match keys::parse_home_opened(&key, &value) {
+                Some((user, opened_ms)) if opened_ms >= since_ms => users.push(UserId::new(user)),
+                _ => {}
             }
         }
         Ok(users)
