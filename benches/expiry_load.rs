@@ -127,7 +127,9 @@ async fn seed(
             activated,
         );
         let (approved, _) = request.approve(&lead, true, 1, activated).unwrap();
-        let (active, _) = approved.activate(activated, "bench-user").unwrap();
+        let (active, _) = approved
+            .activate(activated, "bench-user", Default::default())
+            .unwrap();
         let job = Job {
             id: store.next_id().await.unwrap(),
             due_at: expires_at,

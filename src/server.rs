@@ -97,6 +97,8 @@ pub enum ServerError {
     Email(String),
     #[error("a background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("refusing to start: {0}")]
+    LiveGrants(#[from] crate::engine::LiveGrantsError),
 }
 
 /// Everything the server is built from.
@@ -229,6 +231,8 @@ pub async fn start(
         engine = engine.with_email();
     }
     let engine = Arc::new(engine);
+    // Every live grant must still be revocable as it was granted.
+    engine.check_live_grants().await?;
     // Socket Mode: a token Slack refuses stops the start, with the reason;
     // Slack out of reach does not (the connection is retried).
     let socket_mode = match parts

@@ -567,7 +567,11 @@ mod tests {
         assert_eq!(pending.actions[0].value, "R-7K3Q9X");
         let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
         let (denied, _) = request()
-            .deny(&lead, true, "not today", Utc::now())
+            .deny(
+                &crate::domain::request::Decider::from_ids(&lead, true, &request()),
+                "not today",
+                Utc::now(),
+            )
             .unwrap();
         let card = approval_card(&denied, None, None);
         assert!(card.actions.is_empty());

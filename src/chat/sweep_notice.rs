@@ -9,7 +9,7 @@ pub fn sweep_notice_text(notice: &SweepNotice, platform: Platform) -> Option<Str
     // Slack renders its emoji codes; Teams shows the characters themselves.
     let (mag, warning) = match platform {
         Platform::Slack => (":mag:", ":warning:"),
-        Platform::Teams | Platform::Email => ("\u{1f50d}", "\u{26a0}\u{fe0f}"),
+        Platform::Teams | Platform::Email | Platform::Console => ("\u{1f50d}", "\u{26a0}\u{fe0f}"),
     };
     let report = &notice.report;
     match &report.outcome {

@@ -31,6 +31,15 @@ pub enum CliCommand {
         /// (repeatable).
         #[arg(long = "group", value_name = "ID=USERS")]
         groups: Vec<String>,
+        /// Use the configured store (JITBOT_DATABASE_URL, or the sled
+        /// directory: --data-dir, else JITBOT_DATA_DIR) instead of a fresh
+        /// one that is discarded at the end. Requests, grants and audit
+        /// events of the console then land where a server's do.
+        #[arg(long)]
+        use_configured_store: bool,
+        /// The sled directory to use with --use-configured-store.
+        #[arg(long, value_name = "PATH", requires = "use_configured_store")]
+        data_dir: Option<PathBuf>,
     },
     /// Validate a policy file and report every problem with its line and column.
     CheckConfig {

@@ -40,7 +40,18 @@ pub async fn run(cli: Cli) -> i32 {
     };
     match cli.command.unwrap_or(CliCommand::Serve) {
         CliCommand::Serve => serve::serve(settings, env).await,
-        CliCommand::Console { user, groups } => serve::console(settings, env, user, groups).await,
+        CliCommand::Console {
+            user,
+            groups,
+            use_configured_store,
+            data_dir,
+        } => {
+            let store = serve::ConsoleStore {
+                use_configured: use_configured_store,
+                data_dir,
+            };
+            serve::console(settings, env, user, groups, store).await
+        }
         CliCommand::CheckConfig { path } => {
             offline::check_config(path.as_deref().unwrap_or(&settings.config_path), &settings)
         }

@@ -91,11 +91,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// Which store `jitbot console` runs on.
+pub(super) struct ConsoleStore {
+    /// The configured one (else a fresh temporary one).
+    pub use_configured: bool,
+    /// With `use_configured`: this sled directory instead of JITBOT_DATA_DIR.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
 pub(super) async fn console(
     settings: Settings,
     env: EnvSource,
     user: String,
     groups: Vec<String>,
+    store: ConsoleStore,
 ) -> i32 {
     init_logging_with(settings.log_format, "warn");
     let mut user_groups = HashMap::new();
@@ -115,24 +124,56 @@ pub(super) async fn console(
         Ok(both) => both,
         Err(code) => return code,
     };
+    // A console is for trying things: by default it must not write
+    // requests and audit events into a store that a server (or several
+    // replicas) share, so it gets its own, discarded at the end.
+    let scratch = (!store.use_configured).then(ScratchDir::new);
+    let location = match (&scratch, store.data_dir) {
+        (Some(Ok(scratch)), _) => StoreLocation::Sled(scratch.0.clone()),
+        (Some(Err(error)), _) => {
+            eprintln!("jitbot: cannot make a temporary store for the console: {error}");
+            return EXIT_BAD_SETUP;
+        }
+        (None, Some(dir)) => StoreLocation::Sled(dir),
+        (None, None) => store_location(&settings),
+    };
     let terminal = crate::console::Terminal::new(Box::new(std::io::stdout()));
     let input = tokio::io::BufReader::new(tokio::io::stdin());
-    let options = crate::console::ConsoleOptions { user, user_groups };
-    match crate::console::run(
-        &store_location(&settings),
-        policy,
-        providers,
-        options,
-        input,
-        terminal,
-    )
-    .await
-    {
+    let options = crate::console::ConsoleOptions {
+        user,
+        user_groups,
+        fresh_store: scratch.is_some(),
+    };
+    let outcome = crate::console::run(&location, policy, providers, options, input, terminal).await;
+    drop(scratch);
+    match outcome {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("jitbot: {error}");
             EXIT_BAD_SETUP
         }
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed
+/// when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new() -> std::io::Result<ScratchDir> {
+        let suffix: u64 = rand::random();
+        let path = std::env::temp_dir().join(format!(
+            "jitbot-console-{}-{suffix:016x}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&path)?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -46,6 +46,9 @@ pub struct ConsoleOptions {
     pub user: String,
     /// Slack user groups the console should know: id → members.
     pub user_groups: HashMap<String, Vec<UserId>>,
+    /// Whether the store is a fresh one of the console's own (said at
+    /// start, so nobody takes it for the server's).
+    pub fresh_store: bool,
 }
 
 type Input<R> = Lines<R>;
@@ -59,7 +62,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     input: R,
     terminal: Arc<Terminal>,
 ) -> Result<(), StoreError> {
-    let Some(mut me) = user_actor(&options.user) else {
+    let Some(mut me) = console_user(&options.user) else {
         terminal.say(&format!(
             "`{}` is not a user id; start with --as U0ALICE (or another U… id).",
             options.user
@@ -71,7 +74,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     let chat: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat {
         terminal: terminal.clone(),
     });
-    let platforms = HashMap::from([(Platform::Slack, chat)]);
+    let platforms = HashMap::from([(Platform::Console, chat)]);
     let directory = Arc::new(CachedDirectory::new(Arc::new(ConsoleDirectory {
         user_groups: options.user_groups,
     })));
@@ -82,7 +85,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
             store.clone(),
             policy.clone(),
             providers,
-            HashMap::from([(Platform::Slack, directory)]),
+            HashMap::from([(Platform::Console, directory)]),
             wakers.clone(),
         )
         .with_chat(platforms.clone()),
@@ -90,8 +93,13 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     let cancel = CancellationToken::new();
     let workers = crate::server::spawn_workers(&engine, policy, platforms, None, &wakers, &cancel);
 
+    let store_note = if options.fresh_store {
+        "a fresh store of its own, discarded at /quit (--use-configured-store to use the configured one)"
+    } else {
+        "the configured store"
+    };
     terminal.say(&format!(
-        "jitbot console — you are {me}, typing in #{DEFAULT_CHANNEL}. Try `/jit groups`.\n{HELP}"
+        "jitbot console — you are {me}, typing in #{DEFAULT_CHANNEL}, on {store_note}. Try `/jit groups`.\n{HELP}"
     ));
     let mut session = Session {
         engine: &engine,
@@ -116,6 +124,14 @@ pub async fn run<R: AsyncBufRead + Unpin>(
     Ok(())
 }
 
+/// The console user acting under the policy's Slack id `id` (`U0LEAD`):
+/// they match what the policy says of that id, and are audited as the
+/// console user they are, never as the Slack user.
+fn console_user(id: &str) -> Option<Actor> {
+    let actor = user_actor(id).filter(|a| a.platform == Platform::Slack)?;
+    Some(Actor::new(Platform::Console, actor.user, actor.name))
+}
+
 struct Session<'a> {
     engine: &'a Arc<Engine>,
     terminal: &'a Arc<Terminal>,
@@ -125,7 +141,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn origin(&self) -> Destination {
         Destination {
-            platform: Platform::Slack,
+            platform: Platform::Console,
             channel: self.channel.clone(),
         }
     }
@@ -139,7 +155,7 @@ impl Session<'_> {
         if line == "/help" {
             self.terminal.say(HELP);
         } else if let Some(who) = line.strip_prefix("/as ") {
-            match user_actor(who.trim()) {
+            match console_user(who.trim()) {
                 Some(actor) => {
                     *me = actor;
                     self.terminal.say(&format!("You are now {me}."));

@@ -182,7 +182,7 @@ pub struct ConsoleChat {
 #[async_trait]
 impl ChatPlatform for ConsoleChat {
     fn platform(&self) -> Platform {
-        Platform::Slack
+        Platform::Console
     }
 
     async fn post_card(

@@ -56,6 +56,10 @@ pub enum AuditAction {
     BreakGlassAcknowledged,
     /// An approver reviewed a break-glass use and revoked the access.
     BreakGlassRevoked,
+    /// The policy no longer grants a live grant the way it was granted (a
+    /// renamed target, a removed group): it is still revoked as granted,
+    /// and the admins were told.
+    PolicyDrift,
 }
 
 impl AuditAction {

@@ -173,6 +173,18 @@ pub enum Platform {
     /// Not a chat: people jitbot reaches by email (email approvers, API
     /// requesters who gave an address); their user id is the address.
     Email,
+    /// `jitbot console`: the terminal stands in for chat. Its users act
+    /// under the policy's Slack ids (`/as U0LEAD`), and are audited as
+    /// console users, never as the Slack users of those ids.
+    Console,
+}
+
+impl Platform {
+    /// Whether the policy's Slack ids (`U…`, `S…`) name this platform's
+    /// users: Slack's, and the console's, which stands in for Slack.
+    pub fn uses_slack_ids(self) -> bool {
+        matches!(self, Platform::Slack | Platform::Console)
+    }
 }
 
 impl fmt::Display for Platform {
@@ -181,6 +193,7 @@ impl fmt::Display for Platform {
             Platform::Slack => "slack",
             Platform::Teams => "teams",
             Platform::Email => "email",
+            Platform::Console => "console",
         })
     }
 }
@@ -253,6 +266,10 @@ impl ChannelId {
             Platform::Teams => is_teams_channel(raw),
             // Email has no channels.
             Platform::Email => false,
+            // The console's channels are the policy's Slack channels.
+            Platform::Console => {
+                return ChannelId::parse_for(Platform::Slack, raw);
+            }
         };
         if valid {
             Ok(ChannelId::new(raw))

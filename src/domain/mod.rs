@@ -9,6 +9,7 @@ pub mod contact;
 pub mod duration;
 pub mod email;
 pub mod hours;
+pub mod identity;
 pub mod ids;
 pub mod job;
 pub mod mapping;

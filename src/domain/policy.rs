@@ -8,6 +8,7 @@ use super::command::MAX_REASON_CHARS;
 use super::duration::HumanDuration;
 use super::email::EmailAddress;
 use super::hours::Hours;
+use super::identity::Identities;
 use super::ids::{Actor, ChannelId, GroupName, Platform, UserId};
 use super::on_call::Schedule;
 
@@ -17,8 +18,9 @@ pub struct Policy {
     pub defaults: Limits,
     pub providers: BTreeMap<String, ProviderSpec>,
     pub groups: Vec<GroupPolicy>,
-    /// Per-user principal overrides: user id → provider name → principal.
-    pub identities: BTreeMap<String, BTreeMap<String, String>>,
+    /// `[identities]`: links between one person's ids, and per-person
+    /// principal overrides.
+    pub identities: Identities,
 }
 
 /// Time limits and rules that `[defaults]` sets and each group may override.
@@ -311,9 +313,9 @@ impl Subject {
     pub fn matches(&self, actor: &Actor, in_user_group: &dyn Fn(&str) -> bool) -> bool {
         match self {
             Subject::Anyone => true,
-            Subject::SlackUser(id) => actor.platform == Platform::Slack && &actor.user == id,
+            Subject::SlackUser(id) => actor.platform.uses_slack_ids() && &actor.user == id,
             Subject::SlackUserGroup(group) => {
-                actor.platform == Platform::Slack && in_user_group(group)
+                actor.platform.uses_slack_ids() && in_user_group(group)
             }
             Subject::TeamsUser(id) => {
                 actor.platform == Platform::Teams
@@ -548,6 +550,17 @@ pub enum RequestRefusal {
     NotYourGrant(String),
     #[error("{0} is {1}, not active; request access again with `/jit request`.")]
     GrantNotActive(String, &'static str),
+    /// The grant's whole length — its first duration and every extension —
+    /// would pass the group's `max_duration`.
+    #[error("{grant} has lasted {so_far} in all; {more} more would make {whole}, past `{group}`'s max_duration of {max}. Request access again with `/jit request` when it ends.")]
+    GrantTooLong {
+        grant: String,
+        group: String,
+        so_far: HumanDuration,
+        more: HumanDuration,
+        whole: HumanDuration,
+        max: HumanDuration,
+    },
 }
 
 /// Every reason — of a request, an extension, a denial, a revoke — whatever
@@ -573,28 +586,24 @@ impl Policy {
         self.providers.get(name)
     }
 
-    /// The principal override for this user and provider, if the policy sets one.
-    pub fn identity_override(&self, user: &UserId, provider: &str) -> Option<&str> {
+    /// The principal override for this person and provider, if the policy
+    /// sets one (in their `[identities]` entry, whichever of their linked
+    /// ids they act with).
+    pub fn principal_override(&self, actor: &Actor, provider: &str) -> Option<&str> {
         self.identities
-            .get(user.as_str())
-            .and_then(|per_provider| per_provider.get(provider))
+            .entry_of_actor(actor)
+            .and_then(|entry| entry.principals.get(provider))
             .map(String::as_str)
     }
 
-    /// The email address `[identities]` gives this user (the `email` key),
-    /// for matching them against on-call schedules.
-    pub fn identity_email(&self, user: &UserId) -> Option<EmailAddress> {
-        let text = self
-            .identities
-            .get(user.as_str())?
-            .get(IDENTITY_EMAIL_KEY)?;
-        EmailAddress::parse(text).ok()
+    /// The email address `[identities]` links to this person.
+    pub fn linked_email(&self, actor: &Actor) -> Option<EmailAddress> {
+        self.identities
+            .entry_of_actor(actor)
+            .and_then(|entry| entry.email())
+            .cloned()
     }
 }
-
-/// The key of `[identities]` entries that gives a user's email address
-/// rather than a provider's principal.
-pub const IDENTITY_EMAIL_KEY: &str = "email";
 
 impl GroupPolicy {
     /// The email approvers: each gets an email with a link for every

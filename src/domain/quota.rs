@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::RequestId;
+use super::request::{AccessRequest, RequestState};
 
 /// `JITBOT_USER_RATE`'s default.
 pub const DEFAULT_PER_MINUTE: u32 = 10;
@@ -40,6 +41,34 @@ pub struct Quota {
     /// Their requests still waiting for a decision.
     #[serde(default)]
     pending: Vec<RequestId>,
+    /// Their extensions filed and not yet applied or ended, one per grant
+    /// at most: each is checked against the grant's whole length when it
+    /// is filed, so two filed at once must not both pass that check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    extending: Vec<OpenExtension>,
+}
+
+/// An extension of `grant` that is still pending or approved and not yet
+/// applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct OpenExtension {
+    grant: RequestId,
+    extension: RequestId,
+}
+
+/// Whether `request` is an extension that may still move its grant's end.
+fn open_extension(request: &AccessRequest) -> Option<OpenExtension> {
+    let open = matches!(
+        request.state,
+        RequestState::Pending | RequestState::Approved { .. }
+    );
+    match (&request.extends, open) {
+        (Some(grant), true) => Some(OpenExtension {
+            grant: grant.clone(),
+            extension: request.id.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// Why a new request was not filed.
@@ -49,6 +78,11 @@ pub enum QuotaRefusal {
     TooFast { count: usize, retry_in: Duration },
     #[error("You have {count} requests waiting for a decision, the most jitbot keeps open for one person; cancel one (`/jit list` shows them) or try again when one is decided.")]
     TooManyPending { count: usize },
+    #[error("The extension {extension} of {grant} is not settled yet, and a grant takes one extension at a time; wait until it is decided (or `/jit cancel {extension}`).")]
+    ExtensionWaiting {
+        grant: super::ids::GrantId,
+        extension: RequestId,
+    },
 }
 
 fn seconds(wait: Duration) -> String {
@@ -65,7 +99,7 @@ impl QuotaRefusal {
     pub fn retry_in(&self) -> Option<Duration> {
         match self {
             QuotaRefusal::TooFast { retry_in, .. } => Some(*retry_in),
-            QuotaRefusal::TooManyPending { .. } => None,
+            QuotaRefusal::TooManyPending { .. } | QuotaRefusal::ExtensionWaiting { .. } => None,
         }
     }
 }
@@ -112,6 +146,60 @@ impl Quota {
             self.pending.push(id.clone());
         }
         Ok(())
+    }
+
+    /// Count `request` as it is filed — under the limits, and as the only
+    /// open extension of its grant — or refuse it without changing
+    /// anything.
+    pub fn admit_request(
+        &mut self,
+        request: &AccessRequest,
+        limits: FilingLimits,
+        now: DateTime<Utc>,
+    ) -> Result<(), QuotaRefusal> {
+        let opens = open_extension(request);
+        if let Some(opens) = &opens {
+            if let Some(waiting) = self.extending.iter().find(|e| e.grant == opens.grant) {
+                return Err(QuotaRefusal::ExtensionWaiting {
+                    grant: waiting.grant.grant_id(),
+                    extension: waiting.extension.clone(),
+                });
+            }
+        }
+        let pending = request.state == RequestState::Pending;
+        self.admit(&request.id, pending, limits, now)?;
+        self.extending.extend(opens);
+        Ok(())
+    }
+
+    /// Whether a request's change from `before` to `after` changes what
+    /// its requester's quota counts (then the store updates the quota in
+    /// the same transaction, with [`Quota::follow`]).
+    pub fn is_moved_by(before: Option<&AccessRequest>, after: &AccessRequest) -> bool {
+        let pending =
+            |r: Option<&AccessRequest>| r.is_some_and(|r| r.state == RequestState::Pending);
+        let extending = |r: Option<&AccessRequest>| r.and_then(open_extension).is_some();
+        pending(before) != pending(Some(after)) || extending(before) != extending(Some(after))
+    }
+
+    /// Follow a request's change from `before` to `after`: count it as
+    /// waiting, or as decided; an extension that was applied or ended no
+    /// longer holds its grant's next extension back.
+    pub fn follow(&mut self, before: Option<&AccessRequest>, after: &AccessRequest) {
+        if after.state == RequestState::Pending {
+            self.note_pending(&after.id);
+        } else if before.is_some_and(|b| b.state == RequestState::Pending) {
+            self.decided(&after.id);
+        }
+        match open_extension(after) {
+            Some(open) => {
+                if !self.extending.contains(&open) {
+                    self.extending.retain(|e| e.grant != open.grant);
+                    self.extending.push(open);
+                }
+            }
+            None => self.extending.retain(|e| e.extension != after.id),
+        }
     }
 
     /// Count `id` as waiting, without a limit (a request written by another

@@ -6,14 +6,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+use super::identity::Sameness;
 use super::ids::{Actor, ChannelId, Destination, GroupName, Platform, RequestId};
 use super::on_call::OnCallApprover;
 
 mod break_glass;
 mod bundle;
+mod decider;
 mod outcome;
 pub use break_glass::{BreakGlassReview, BreakGlassUse, Verdict};
 pub use bundle::{BundleEnd, BundleFollow, BundleMember};
+pub use decider::Decider;
 pub use outcome::{Happened, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +73,29 @@ pub struct AccessRequest {
     /// included, in the order they were named (the first shows the cards).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundle: Vec<BundleMember>,
+    /// What the access is granted through, fixed when the request was
+    /// approved: every grant and revoke uses it, whatever the policy says
+    /// later (a renamed target, a removed group). `None` for requests
+    /// approved before it was recorded, and for extensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_with: Option<GrantedWith>,
+}
+
+/// The provider and target a request's access is granted through, as the
+/// policy named them when it was approved, and what the provider said it
+/// made (a binding's name, an assignment), once granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantedWith {
+    pub provider: String,
+    pub target: String,
+    /// Provider-specific facts of the grant, recorded when it was made,
+    /// for the revoke to undo exactly that.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
+    /// The admins were told that the policy no longer grants this the way
+    /// it was granted (a renamed target, a removed group).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift_told: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +252,7 @@ impl AccessRequest {
             on_call: Vec::new(),
             break_glass: None,
             bundle: Vec::new(),
+            granted_with: None,
         };
         (request, Happened::Requested { auto_approved })
     }
@@ -308,8 +335,8 @@ impl AccessRequest {
         }
     }
 
-    /// An approver's click. `is_approver` is the caller's fresh check of the
-    /// clicker's rights; it is never taken from the card.
+    /// An approver's click, judged by the ids alone (no directory): for
+    /// tests and tools that know every party on one platform.
     pub fn approve(
         &self,
         by: &Actor,
@@ -317,30 +344,36 @@ impl AccessRequest {
         required: u32,
         now: DateTime<Utc>,
     ) -> Result<(AccessRequest, Happened), Refusal> {
-        self.approve_in_steps(by, is_approver, &[required], now)
+        self.approve_in_steps(&Decider::from_ids(by, is_approver, self), &[required], now)
     }
 
     /// An approval in a chain whose step `i` needs `steps[i]` approvals:
-    /// it counts in the step now waiting (`is_approver` says whether `by`
-    /// may approve that step); the last step met approves the request.
-    /// One person counts once, in one step only.
+    /// it counts in the step now waiting (`decider.may_decide` says
+    /// whether they may approve that step); the last step met approves the
+    /// request. One person counts once, in one step only, and never for
+    /// their own request — nor when jitbot cannot tell that they are
+    /// neither the requester nor someone who approved already.
     pub fn approve_in_steps(
         &self,
-        by: &Actor,
-        is_approver: bool,
+        decider: &Decider,
         steps: &[u32],
         now: DateTime<Utc>,
     ) -> Result<(AccessRequest, Happened), Refusal> {
         self.require_pending()?;
-        if by.is(&self.requester) {
-            return Err(Refusal::OwnRequest(self.id.clone()));
+        let by = &decider.by;
+        match decider.versus_requester {
+            Sameness::Same => return Err(Refusal::OwnRequest(self.id.clone())),
+            Sameness::Unknown => return Err(Refusal::CannotTellFromRequester(self.id.clone())),
+            Sameness::Different => {}
         }
         // Before the rights of the step now asked: who approved an earlier
         // step is told that, not that they cannot approve this one.
-        if self.approvals.iter().any(|a| a.by.is(by)) {
-            return Err(Refusal::AlreadyApproved(self.id.clone()));
+        match decider.versus_approvers {
+            Sameness::Same => return Err(Refusal::AlreadyApproved(self.id.clone())),
+            Sameness::Unknown => return Err(Refusal::CannotTellFromApprovers(self.id.clone())),
+            Sameness::Different => {}
         }
-        if !is_approver {
+        if !decider.may_decide {
             return Err(Refusal::NotAnApprover {
                 id: self.id.clone(),
                 group: self.group.clone(),
@@ -429,19 +462,22 @@ impl AccessRequest {
             .unwrap_or(self.created_at)
     }
 
-    /// An approver's denial, with its reason.
+    /// An approver's denial, with its reason. Taking access away from
+    /// nobody, it needs only that the decider is known not to be the
+    /// requester *or* cannot be told apart (a denial by one's own other
+    /// account harms nobody but oneself).
     pub fn deny(
         &self,
-        by: &Actor,
-        is_approver: bool,
+        decider: &Decider,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(AccessRequest, Happened), Refusal> {
         self.require_pending()?;
-        if by.is(&self.requester) {
+        let by = &decider.by;
+        if decider.versus_requester == Sameness::Same {
             return Err(Refusal::DenyOwnRequest(self.id.clone()));
         }
-        if !is_approver {
+        if !decider.may_decide {
             return Err(Refusal::NotAnApprover {
                 id: self.id.clone(),
                 group: self.group.clone(),
@@ -521,10 +557,14 @@ impl AccessRequest {
         &self,
         now: DateTime<Utc>,
         principal: &str,
+        details: std::collections::BTreeMap<String, String>,
     ) -> Option<(AccessRequest, Happened)> {
         let expires_at = self.approved_until()?;
         let mut next = self.clone();
         next.principal = Some(principal.to_string());
+        if let Some(granted) = &mut next.granted_with {
+            granted.details = details;
+        }
         next.state = RequestState::Active {
             activated_at: now,
             expires_at,

@@ -23,7 +23,8 @@ pub fn approval_destinations(
             continue;
         }
         let fallback = match platform {
-            Platform::Slack => group.channel.clone(),
+            // The console shows the policy's Slack channels.
+            Platform::Slack | Platform::Console => group.channel.clone(),
             Platform::Teams => group.teams_channel.clone(),
             Platform::Email => None,
         };

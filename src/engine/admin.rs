@@ -304,6 +304,6 @@ impl Engine {
 pub fn show_channel(destination: &Destination) -> String {
     match destination.platform {
         Platform::Slack => format!("<#{}>", destination.channel),
-        Platform::Teams | Platform::Email => destination.channel.to_string(),
+        Platform::Teams | Platform::Email | Platform::Console => destination.channel.to_string(),
     }
 }

@@ -139,8 +139,8 @@ impl Engine {
                     request.group
                 ));
             };
-            let is_approver = match self.may_approve(&request, group, by, Lookup::Fresh).await {
-                Ok(is_approver) => is_approver,
+            let decider = match self.who_decides(&request, group, by, Lookup::Fresh).await {
+                Ok(decider) => decider,
                 Err(error) => {
                     return Ok(format!(
                         "I could not check your rights right now ({}); please try again.",
@@ -149,12 +149,14 @@ impl Engine {
                 }
             };
             let now = self.now();
-            let next = match request.review_break_glass(by, is_approver, verdict, now) {
+            let next = match request.review_break_glass(&decider, verdict, now) {
                 Ok(next) => next,
                 Err(refusal) => {
                     if matches!(
                         refusal,
-                        Refusal::NotAReviewer { .. } | Refusal::OwnBreakGlass(_)
+                        Refusal::NotAReviewer { .. }
+                            | Refusal::OwnBreakGlass(_)
+                            | Refusal::CannotTellFromRequester(_)
                     ) {
                         let effects = self.refusal_effects(&request, by, &refusal, None);
                         self.record_effects(Effects {

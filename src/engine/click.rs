@@ -59,17 +59,10 @@ impl Engine {
             };
             let glance = self.decider_at_a_glance(member, group, &click.by).await;
             let outcome = match &click.decision {
-                Decision::Approve => glance.request.approve_in_steps(
-                    &glance.by,
-                    glance.is_approver,
-                    &group.step_requirements(),
-                    now,
-                ),
-                Decision::Deny { reason } => {
-                    glance
-                        .request
-                        .deny(&glance.by, glance.is_approver, reason, now)
+                Decision::Approve => {
+                    member.approve_in_steps(&glance, &group.step_requirements(), now)
                 }
+                Decision::Deny { reason } => member.deny(&glance, reason, now),
             };
             match outcome {
                 Ok((next, _)) => {
@@ -151,10 +144,7 @@ impl Engine {
             let glance = self.decider_at_a_glance(member, group, by).await;
             // A trial denial answers every rule at once: pending, not one's
             // own, approver.
-            match glance
-                .request
-                .deny(&glance.by, glance.is_approver, "check", self.now())
-            {
+            match member.deny(&glance, "check", self.now()) {
                 Ok(_) => return Ok(true),
                 Err(refusal) => refusals.push((member, refusal)),
             }

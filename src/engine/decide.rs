@@ -10,19 +10,10 @@ use crate::domain::ids::{Actor, Destination, Platform};
 use crate::domain::job::{Decision, Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::GroupPolicy;
-use crate::domain::request::{AccessRequest, Refusal, RequestState};
+use crate::domain::request::{AccessRequest, Decider, Refusal, RequestState};
 use crate::domain::text::literal;
 use crate::store::{Applied, Effects, Write};
 use crate::telemetry::Metrics;
-
-/// The parties to a decision, with what the rules need to know of them.
-pub(super) struct Decider {
-    /// The request, its requester's email address known where it matters.
-    pub request: AccessRequest,
-    /// The clicker, likewise.
-    pub by: Actor,
-    pub is_approver: bool,
-}
 
 /// Directory look-ups are retried this many times (about four minutes in
 /// all) before the clicker is told to try again.
@@ -49,17 +40,9 @@ impl Engine {
             let group = self.policy.group(&snapshot.group);
             let checked = match group {
                 Some(group) => self.who_decides(&snapshot, group, by, Lookup::Fresh).await,
-                None => Ok(Decider {
-                    request: snapshot.clone(),
-                    by: by.clone(),
-                    is_approver: false,
-                }),
+                None => Ok(Decider::from_ids(by, false, &snapshot)),
             };
-            let Decider {
-                request: known,
-                by,
-                is_approver,
-            } = match checked {
+            let decider = match checked {
                 Ok(decider) => decider,
                 Err(error) if job.attempt + 1 < DECIDE_ATTEMPTS => {
                     tracing::warn!(request = %id, %error, "cannot resolve approver groups; retrying");
@@ -87,12 +70,12 @@ impl Engine {
                     return Ok(());
                 }
             };
-            let by = &by;
+            let by = &decider.by;
             let steps = group.map_or_else(|| vec![1], |g| g.step_requirements());
             let now = self.now();
             let outcome = match decision {
-                Decision::Approve => known.approve_in_steps(by, is_approver, &steps, now),
-                Decision::Deny { reason } => known.deny(by, is_approver, reason, now),
+                Decision::Approve => snapshot.approve_in_steps(&decider, &steps, now),
+                Decision::Deny { reason } => snapshot.deny(&decider, reason, now),
             };
             let counted = match &outcome {
                 Ok((next, _)) if matches!(next.state, RequestState::Approved { .. }) => "approved",
@@ -101,7 +84,8 @@ impl Engine {
                 Err(_) => "refused",
             };
             let write = match outcome {
-                Ok((next, happened)) => {
+                Ok((mut next, happened)) => {
+                    self.fix_grant_target(&mut next);
                     let audience = self.audience(&next).await?;
                     let effects = self
                         .effects_of(&next, &happened, Some(by), &audience, None, now)
@@ -135,10 +119,10 @@ impl Engine {
     }
 
     /// Who is deciding `request`, as far as the rules need to know: the
-    /// clicker and the requester with their email addresses where the
-    /// group is decided by email (one person by chat and by email counts
-    /// once, and never approves their own request), and whether the
-    /// clicker may decide it.
+    /// clicker with the address that may give them rights (an email
+    /// approver by chat), whether they may decide the step now waiting,
+    /// and whether jitbot can tell them apart from the requester and from
+    /// those who approved already.
     pub(super) async fn who_decides(
         &self,
         request: &AccessRequest,
@@ -146,15 +130,9 @@ impl Engine {
         by: &Actor,
         lookup: Lookup,
     ) -> Result<Decider, ChatError> {
-        let by = self.known_by_email(by, group).await?;
-        let mut request = request.clone();
-        request.requester = self.known_by_email(&request.requester, group).await?;
-        let is_approver = self.may_approve(&request, group, &by, lookup).await?;
-        Ok(Decider {
-            request,
-            by,
-            is_approver,
-        })
+        let by = self.with_rights_email(by, group.decided_by_email()).await?;
+        let may_decide = self.may_approve(request, group, &by, lookup).await?;
+        self.judge(request, &by, may_decide).await
     }
 
     /// Tell the clicker why nothing changed; attempts that break a rule
@@ -190,7 +168,13 @@ impl Engine {
     ) -> Option<AuditRecord> {
         let breaks_a_rule = matches!(
             refusal,
-            Refusal::NotAnApprover { .. } | Refusal::OwnRequest(_) | Refusal::DenyOwnRequest(_)
+            Refusal::NotAnApprover { .. }
+                | Refusal::OwnRequest(_)
+                | Refusal::DenyOwnRequest(_)
+                | Refusal::CannotTellFromRequester(_)
+                | Refusal::CannotTellFromApprovers(_)
+                | Refusal::NotAReviewer { .. }
+                | Refusal::OwnBreakGlass(_)
         );
         breaks_a_rule.then(|| AuditRecord {
             at: self.now(),

@@ -40,6 +40,30 @@ impl Engine {
                 .await?;
                 return Ok(());
             }
+            // A last check before the end moves: the whole grant stays
+            // within its group's max_duration (the filing checked it; the
+            // policy may have changed since).
+            let too_long = grant.as_ref().and_then(|g| {
+                let max = self.policy.group(&g.group)?.limits.max_duration;
+                let whole = g.total_duration().saturating_add(extension.duration);
+                (whole > max).then(|| {
+                    format!(
+                        "{} would last {whole} in all, past its group's max_duration of {max}",
+                        g.id.grant_id()
+                    )
+                })
+            });
+            if let Some(error) = too_long {
+                self.record_step(
+                    job,
+                    extension,
+                    extension.fail(&error, now),
+                    Announce::default(),
+                    now,
+                )
+                .await?;
+                return Ok(());
+            }
             let moved = grant
                 .as_ref()
                 .and_then(|g| g.extend_by(extension, now).map(|m| (g, m)));

@@ -9,7 +9,7 @@ use super::bundle::Readiness;
 use super::{show_time, Announce, Engine, EngineError};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
-use crate::domain::ids::{Actor, GroupName, RequestId};
+use crate::domain::ids::{Actor, RequestId};
 use crate::domain::job::{Job, JobKind};
 use crate::domain::message::Outgoing;
 use crate::domain::policy::ProviderSpec;
@@ -23,8 +23,12 @@ use crate::telemetry::Metrics;
 /// requester and approvers are told); a revoke is never given up.
 const GRANT_ATTEMPTS: u32 = 3;
 
-/// After this many failed revokes the approval channel is alerted.
+/// After this many failed revokes the approval channels and the admins are
+/// alerted.
 const REVOKE_ALERT_AFTER: u32 = 3;
+
+/// How a provider call that cannot even be attempted is described.
+const CANNOT_ATTEMPT: &str = "cannot be attempted";
 
 enum Prepared {
     Ready(std::sync::Arc<dyn Provider>, Box<Access>),
@@ -51,7 +55,7 @@ impl Engine {
         spec: &ProviderSpec,
         requester: &Actor,
     ) -> Result<(String, Option<String>), Unresolved> {
-        if let Some(fixed) = self.policy.identity_override(&requester.user, &spec.name) {
+        if let Some(fixed) = self.policy.principal_override(requester, &spec.name) {
             return principal::check(fixed.to_string())
                 .map(|principal| (principal, None))
                 .map_err(|e| Unresolved::Impossible(e.to_string()));
@@ -68,25 +72,36 @@ impl Engine {
             .map_err(|e| Unresolved::Impossible(e.to_string()))
     }
 
+    /// The address a principal template fills in: the one `[identities]`
+    /// links, else the chat profile's.
     async fn email_of(&self, user: &Actor) -> Result<Option<String>, ChatError> {
+        if let Some(linked) = self.policy.linked_email(user) {
+            return Ok(Some(linked.to_string()));
+        }
         match self.directories.get(&user.platform) {
             Some(directory) => directory.email(&user.user).await,
             None => Ok(None),
         }
     }
 
+    /// The provider call for `request`'s access, through the provider and
+    /// to the target recorded with it (for a grant approved before they
+    /// were recorded: the policy's) — never the policy's of today.
     async fn prepare(&self, request: &AccessRequest) -> Prepared {
-        let Some(group) = self.policy.group(&request.group) else {
+        let Some(granted) = self.granted_with(request) else {
             return Prepared::Impossible(format!(
-                "group {} is no longer in the policy",
+                "{CANNOT_ATTEMPT}: group {} is no longer in the policy, and the grant does not record its provider",
                 request.group
             ));
         };
         let (Some(spec), Some(provider)) = (
-            self.policy.provider(&group.provider),
-            self.providers.get(&group.provider),
+            self.policy.provider(&granted.provider),
+            self.providers.get(&granted.provider),
         ) else {
-            return Prepared::Impossible(format!("provider {} is not configured", group.provider));
+            return Prepared::Impossible(format!(
+                "{CANNOT_ATTEMPT}: provider {} is not configured",
+                granted.provider
+            ));
         };
         let (principal, email) = match &request.principal {
             // Revoke exactly what was granted; the email is only informative
@@ -118,10 +133,11 @@ impl Engine {
                 }),
                 principal,
                 group: request.group.to_string(),
-                target: group.target.clone(),
+                target: granted.target,
                 // Fixed at approval, so the provider is told the real end
                 // even while granting (a backstop it may enforce itself).
                 expires_at: request.expires_at().or_else(|| request.approved_until()),
+                details: granted.details,
             }),
         )
     }
@@ -167,22 +183,38 @@ impl Engine {
         let outcome = match self.prepare(&request).await {
             Prepared::Impossible(reason) => Err((reason, false)),
             Prepared::Unavailable(reason) => Err((reason, true)),
-            Prepared::Ready(provider, access) => provider
-                .grant(&access)
-                .await
-                .map(|()| access.principal)
-                .map_err(|e| (e.to_string(), !e.permanent)),
+            Prepared::Ready(provider, access) => {
+                let details = provider.grant_details(&access);
+                provider
+                    .grant(&access)
+                    .await
+                    .map(|()| (access.principal, details))
+                    .map_err(|e| (e.to_string(), !e.permanent))
+            }
         };
         let now = self.now();
         match outcome {
-            Ok(principal) => {
-                let step = request.activate(now, &principal);
+            Ok((principal, details)) => {
+                let made = details
+                    .iter()
+                    .map(|(key, value)| format!(", {key} {value}"))
+                    .collect::<String>();
+                let step = request.activate(now, &principal, details);
                 let until = step
                     .as_ref()
                     .and_then(|(next, _)| next.expires_at())
                     .unwrap_or(now);
+                let target = self
+                    .granted_with(&request)
+                    .map(|g| {
+                        format!(
+                            " (target {} through provider {}{made})",
+                            g.target, g.provider
+                        )
+                    })
+                    .unwrap_or_default();
                 let detail = format!(
-                    "granted to principal {principal} until {}",
+                    "granted to principal {principal} until {}{target}",
                     until.to_rfc3339()
                 );
                 let announce = Announce {
@@ -211,28 +243,40 @@ impl Engine {
     }
 
     /// Revoke the request's access through its provider — unless another
-    /// active grant of the same user still covers it (same group, or another
-    /// group granting the same target through the same provider), in which
-    /// case the provider is left alone and the covering grant returned.
+    /// active grant of the same user covers it: one that holds the same
+    /// target, through the same provider, for the same principal (as
+    /// recorded with each grant). Then the provider is left alone and the
+    /// covering grant returned.
     pub(super) async fn revoke_unless_covered(
         &self,
         request: &AccessRequest,
         now: DateTime<Utc>,
     ) -> Result<Result<Option<(RequestId, DateTime<Utc>)>, String>, EngineError> {
-        let covering = self
-            .store
-            .requests_of(&request.requester)
-            .await?
-            .into_iter()
-            .filter(|other| {
-                other.id != request.id && self.same_access(&other.group, &request.group)
-            })
-            .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
-            .find(|(_, until)| *until > now);
+        // The access as the revoke would name it (the principal resolved
+        // as the grant resolved it, if it never recorded one).
+        let prepared = self.prepare(request).await;
+        let held = match &prepared {
+            Prepared::Ready(_, access) => self
+                .granted_with(request)
+                .map(|g| (g.provider, access.target.clone(), access.principal.clone())),
+            _ => self.held_access(request),
+        };
+        let covering = match &held {
+            Some(held) => self
+                .store
+                .requests_of(&request.requester)
+                .await?
+                .into_iter()
+                .filter(|other| other.id != request.id)
+                .filter(|other| self.held_access(other).as_ref() == Some(held))
+                .filter_map(|other| other.expires_at().map(|until| (other.id, until)))
+                .find(|(_, until)| *until > now),
+            None => None,
+        };
         if covering.is_some() {
             return Ok(Ok(covering));
         }
-        let revoked = match self.prepare(request).await {
+        let revoked = match prepared {
             Prepared::Ready(provider, access) => {
                 provider.revoke(&access).await.map_err(|e| e.to_string())
             }
@@ -243,14 +287,12 @@ impl Engine {
         Ok(revoked.map(|()| None))
     }
 
-    /// Whether two groups grant the same thing: the same group, or the same
-    /// provider and target.
-    pub(super) fn same_access(&self, one: &GroupName, other: &GroupName) -> bool {
-        one == other
-            || match (self.policy.group(one), self.policy.group(other)) {
-                (Some(a), Some(b)) => a.provider == b.provider && a.target == b.target,
-                _ => false,
-            }
+    /// What `request` holds, if its principal is known: its provider,
+    /// target and principal. Two grants that hold the same are one access.
+    fn held_access(&self, request: &AccessRequest) -> Option<(String, String, String)> {
+        let granted = self.granted_with(request)?;
+        let principal = request.principal.clone()?;
+        Some((granted.provider, granted.target, principal))
     }
 
     /// A revoke failed: audit it, alert the approval channels once it has
@@ -274,19 +316,29 @@ impl Engine {
             }],
             ..Effects::default()
         };
-        if job.attempt + 1 == REVOKE_ALERT_AFTER {
+        // A revoke that cannot be attempted at all (its provider is gone)
+        // alerts at once; one that fails, after a few tries.
+        let impossible = error.starts_with(CANNOT_ATTEMPT);
+        if job.attempt + 1 == REVOKE_ALERT_AFTER || (impossible && job.attempt == 0) {
             let due = request
                 .expires_at()
                 .map(|at| format!(", due {}", show_time(at)))
                 .unwrap_or_default();
+            let times = match job.attempt + 1 {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            };
             let text = format!(
-                ":rotating_light: Revoking {} ({} for {}{due}) has failed {REVOKE_ALERT_AFTER} times: {}. jitbot keeps retrying.",
+                ":rotating_light: Revoking {} ({} for {}{due}) has failed {times}: {}. jitbot keeps retrying.",
                 request.id.grant_id(),
                 request.group,
                 literal(request.requester.name_or_id()),
                 literal(error),
             );
             effects.outbox.extend(self.notices(request, &text).await?);
+            // Never only the group's channels: the admins own what jitbot
+            // cannot take back, and a removed group has no channels.
+            effects.outbox.extend(self.admin_messages(&text).await);
         }
         self.retry_later(job, effects).await
     }

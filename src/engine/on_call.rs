@@ -46,18 +46,12 @@ impl Engine {
         }
     }
 
-    /// The requester's address to find them in a schedule: the one they
-    /// act with, `[identities]`, or their chat profile.
+    /// The requester's address to find them in a schedule: one that may
+    /// give them rights ([`Engine::rights_email`]) — never one a request
+    /// body named.
     async fn email_for_on_call(&self, person: &Actor) -> Option<EmailAddress> {
-        if let Some(email) = &person.email {
-            return Some(email.clone());
-        }
-        if let Some(email) = self.policy.identity_email(&person.user) {
-            return Some(email);
-        }
-        let directory = self.directories.get(&person.platform)?;
-        match directory.email(&person.user).await {
-            Ok(text) => text.and_then(|t| EmailAddress::parse(&t).ok()),
+        match self.rights_email(person).await {
+            Ok(address) => address,
             Err(error) => {
                 tracing::warn!(%error, "who is on call: cannot read the requester's email");
                 None

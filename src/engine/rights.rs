@@ -8,9 +8,10 @@ use std::collections::HashSet;
 use super::{Engine, EngineError, PROMPT_LOOKUP_TIMEOUT};
 use crate::chat::ChatError;
 use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::identity::Sameness;
 use crate::domain::ids::{Actor, Platform};
 use crate::domain::policy::{GroupPolicy, Subject};
-use crate::domain::request::AccessRequest;
+use crate::domain::request::{AccessRequest, Decider};
 use crate::store::Effects;
 
 /// How fresh a user-group membership must be for a check.
@@ -114,7 +115,7 @@ impl Engine {
         request: &AccessRequest,
         group: &GroupPolicy,
         by: &Actor,
-    ) -> super::decide::Decider {
+    ) -> Decider {
         let checked = tokio::time::timeout(
             PROMPT_LOOKUP_TIMEOUT,
             self.who_decides(request, group, by, Lookup::Cached),
@@ -122,28 +123,42 @@ impl Engine {
         .await;
         match checked {
             Ok(Ok(decider)) => decider,
-            _ => super::decide::Decider {
-                request: request.clone(),
+            _ => Decider {
                 by: by.clone(),
-                is_approver: true,
+                may_decide: true,
+                versus_requester: Sameness::Different,
+                versus_approvers: Sameness::Different,
             },
+        }
+    }
+
+    /// The platform whose users the policy's Slack ids name here: Slack,
+    /// or — in `jitbot console` — the console.
+    fn slack_ids(&self) -> Platform {
+        if !self.directories.contains_key(&Platform::Slack)
+            && self.directories.contains_key(&Platform::Console)
+        {
+            Platform::Console
+        } else {
+            Platform::Slack
         }
     }
 
     /// The people `subjects` name, with user groups expanded.
     pub(super) async fn people(&self, subjects: &[Subject]) -> Result<Vec<Actor>, ChatError> {
+        let slack_ids = self.slack_ids();
         let mut seen = HashSet::new();
         let mut people = Vec::new();
         for subject in subjects {
             let found: Vec<Actor> = match subject {
-                Subject::SlackUser(id) => vec![Actor::new(Platform::Slack, id.clone(), "")],
+                Subject::SlackUser(id) => vec![Actor::new(slack_ids, id.clone(), "")],
                 Subject::TeamsUser(id) => vec![Actor::new(Platform::Teams, id.clone(), "")],
-                Subject::SlackUserGroup(group) => match self.directories.get(&Platform::Slack) {
+                Subject::SlackUserGroup(group) => match self.directories.get(&slack_ids) {
                     Some(directory) => directory
                         .members(group)
                         .await?
                         .iter()
-                        .map(|id| Actor::new(Platform::Slack, id.clone(), ""))
+                        .map(|id| Actor::new(slack_ids, id.clone(), ""))
                         .collect(),
                     None => Vec::new(),
                 },
@@ -177,28 +192,6 @@ impl Engine {
             .collect()
     }
 
-    /// `actor` with their email address, when it may decide something: the
-    /// group is decided by email, so a chat user and an email approver may
-    /// be one person (who must count once, and never approve their own
-    /// request). The profile is asked fresh.
-    pub(super) async fn known_by_email(
-        &self,
-        actor: &Actor,
-        group: &GroupPolicy,
-    ) -> Result<Actor, ChatError> {
-        if actor.email.is_some() || !group.decided_by_email() {
-            return Ok(actor.clone());
-        }
-        let Some(directory) = self.directories.get(&actor.platform) else {
-            return Ok(actor.clone());
-        };
-        let email = directory
-            .email(&actor.user)
-            .await?
-            .and_then(|text| crate::domain::email::EmailAddress::parse(&text).ok());
-        Ok(actor.clone().with_email(email))
-    }
-
     /// Approvers among `approvers` who get the card directly when the
     /// group has no channel.
     pub(super) fn direct_approvers(&self, approvers: &[Subject]) -> Vec<Actor> {
@@ -206,7 +199,7 @@ impl Engine {
         approvers
             .iter()
             .filter_map(|s| match s {
-                Subject::SlackUser(id) => Some(Actor::new(Platform::Slack, id.clone(), "")),
+                Subject::SlackUser(id) => Some(Actor::new(self.slack_ids(), id.clone(), "")),
                 Subject::TeamsUser(id) => Some(Actor::new(Platform::Teams, id.clone(), "")),
                 _ => None,
             })

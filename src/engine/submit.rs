@@ -333,7 +333,10 @@ impl Engine {
             .await
             .map_err(EngineError::from)?
             .ok_or_else(|| RequestRefusal::NoSuchGrant(grant_id.to_string()))?;
-        if !grant.requester.is(&requester) {
+        // The grant's own requester, as they act (one platform account):
+        // their quota is where a grant's one open extension is counted.
+        if grant.requester.platform != requester.platform || grant.requester.user != requester.user
+        {
             return Err(RequestRefusal::NotYourGrant(grant_id.to_string()).into());
         }
         // A grant of a bundle is extended with the whole bundle, which
@@ -355,7 +358,23 @@ impl Engine {
                 .group(&grant.group)
                 .ok_or_else(|| RequestRefusal::UnknownGroup(grant.group.to_string()))?;
             let duration = group.check_request(Some(duration), reason)?;
-            let auto_approval = self.auto_approval(group, &requester, duration).await?;
+            // The whole grant stays within what its group allows, and an
+            // extension is approved by policy only if the whole grant is
+            // within what the policy approves by itself.
+            let so_far = grant.total_duration();
+            let whole = so_far.saturating_add(duration);
+            if whole > group.limits.max_duration {
+                return Err(RequestRefusal::GrantTooLong {
+                    grant: grant.id.grant_id().to_string(),
+                    group: group.name.to_string(),
+                    so_far,
+                    more: duration,
+                    whole,
+                    max: group.limits.max_duration,
+                }
+                .into());
+            }
+            let auto_approval = self.auto_approval(group, &requester, whole).await?;
             members.push((
                 group,
                 Filing::Extension {
@@ -474,6 +493,7 @@ impl Engine {
                     Filing::BreakGlass => request.break_glass = Some(Default::default()),
                     Filing::ForApproval { .. } => {}
                 }
+                self.fix_grant_target(&mut request);
                 request.ticket = group.ticket_in(&request.reason);
                 request.auto_approval = filing.auto_approval().cloned();
                 request.on_call = on_call.clone();

@@ -122,7 +122,10 @@ impl Engine {
             unknown: None,
         };
         for request in self.store.live_requests().await? {
-            if request.extends.is_some() || !self.same_access(&request.group, &group.name) {
+            let holds_this = self
+                .granted_with(&request)
+                .is_some_and(|g| g.provider == group.provider && g.target == group.target);
+            if request.extends.is_some() || !holds_this {
                 continue;
             }
             if let Some(principal) = &request.principal {
@@ -167,12 +170,12 @@ impl Engine {
         let by_identity = self
             .policy
             .identities
+            .entries()
             .iter()
-            .find_map(|(user, per_provider)| {
-                (per_provider.get(&group.provider).map(String::as_str) == Some(principal))
-                    .then(|| user_actor(user))
-                    .flatten()
-            });
+            .find(|entry| {
+                entry.principals.get(&group.provider).map(String::as_str) == Some(principal)
+            })
+            .and_then(|entry| entry.actor());
         if by_identity.is_some() {
             return Ok(by_identity);
         }

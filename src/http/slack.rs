@@ -411,7 +411,8 @@ async fn view_submission(
                         | RequestRefusal::NotABreakGlassRequester(_) => GROUP_BLOCK,
                         RequestRefusal::TooShort { .. }
                         | RequestRefusal::TooLong { .. }
-                        | RequestRefusal::BreakGlassTooLong { .. } => DURATION_BLOCK,
+                        | RequestRefusal::BreakGlassTooLong { .. }
+                        | RequestRefusal::GrantTooLong { .. } => DURATION_BLOCK,
                         RequestRefusal::BreakGlassReasonMissing(_)
                         | RequestRefusal::ReasonMissing(_)
                         | RequestRefusal::ReasonTooLong { .. }

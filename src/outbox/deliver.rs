@@ -438,6 +438,7 @@ impl OutboxWorker {
             Some(Platform::Slack) => "slack",
             Some(Platform::Teams) => "teams",
             Some(Platform::Email) => "email",
+            Some(Platform::Console) => "console",
             None => "unknown",
         }
     }

@@ -268,6 +268,7 @@ mod tests {
             group: "prod-db".into(),
             target: "prod_rw".into(),
             expires_at: None,
+            details: Default::default(),
         }
     }
 

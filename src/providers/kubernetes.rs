@@ -13,6 +13,7 @@
 //! certificate, the cluster's CA), or in-cluster from the pod's service
 //! account.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -188,6 +189,11 @@ struct Binding {
     namespace: Option<String>,
     role: String,
 }
+
+/// The keys of a grant's recorded details: the binding's name, and its
+/// namespace (none for a ClusterRoleBinding).
+const BINDING_DETAIL: &str = "binding";
+const NAMESPACE_DETAIL: &str = "namespace";
 
 impl Binding {
     fn parse(target: &str) -> Result<Binding, String> {
@@ -483,12 +489,45 @@ impl Provider for KubernetesProvider {
         self.grant_binding(access).await
     }
 
+    /// The binding a grant makes: its name and, for a RoleBinding, its
+    /// namespace — recorded so the revoke deletes exactly that one.
+    fn grant_details(&self, access: &Access) -> BTreeMap<String, String> {
+        let (Ok(target), Ok(name)) = (Binding::parse(&access.target), self.binding_name(access))
+        else {
+            return BTreeMap::new();
+        };
+        let mut details = BTreeMap::from([(BINDING_DETAIL.to_string(), name)]);
+        if let Some(namespace) = target.namespace {
+            details.insert(NAMESPACE_DETAIL.to_string(), namespace);
+        }
+        details
+    }
+
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
         let target = self.binding(&access.target)?;
         match &access.grant_id {
             Some(_) => {
-                let name = self.binding_name(access)?;
-                let path = format!("{}/{name}", target.collection());
+                let (collection, name) = match access.details.get(BINDING_DETAIL) {
+                    // The binding recorded when it was made.
+                    Some(name) => {
+                        let namespace = access.details.get(NAMESPACE_DETAIL);
+                        let recorded_ok = is_dns_label(name)
+                            && namespace.map_or(true, |namespace| is_dns_label(namespace));
+                        if !recorded_ok {
+                            return Err(self.rest.refused(
+                                "reading the recorded binding",
+                                "it is not a binding name",
+                            ));
+                        }
+                        let binding = Binding {
+                            namespace: namespace.cloned(),
+                            role: target.role.clone(),
+                        };
+                        (binding.collection(), name.clone())
+                    }
+                    None => (target.collection(), self.binding_name(access)?),
+                };
+                let path = format!("{collection}/{name}");
                 self.delete("deleting the binding", &path).await?;
                 if self.get("reading the binding back", &path).await?.is_some() {
                     return Err(self.rest.passing("deleting the binding", "it still exists"));

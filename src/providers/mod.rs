@@ -17,7 +17,7 @@ mod rest;
 pub mod slack_usergroup;
 pub mod webhook;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,6 +40,11 @@ pub struct Access {
     pub group: String,
     pub target: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a revoke: what [`Provider::grant_details`] said the grant made,
+    /// recorded with it (empty for a grant, for standing access, and for
+    /// grants recorded before details were).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,6 +110,15 @@ pub fn redact(message: &str, secrets: &[&str]) -> String {
 pub trait Provider: Send + Sync {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError>;
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError>;
+    /// What a grant of `access` makes beyond its principal and target (a
+    /// binding's namespace and name, an assignment's instance), recorded
+    /// with the grant so that its revoke — handed them back in
+    /// [`Access::details`] — undoes exactly that, whatever the
+    /// configuration says by then.
+    fn grant_details(&self, access: &Access) -> BTreeMap<String, String> {
+        let _ = access;
+        BTreeMap::new()
+    }
     /// The principals holding `target` now. A provider configured without
     /// a way to list them answers with an error saying so (check-config
     /// refuses a sweep on such a provider, so the sweep never asks).

@@ -23,7 +23,10 @@ pub fn render(
     let out = crate::domain::template::fill(template, |name| {
         Ok(Some(match name {
             "user_id" => user.user.as_str().to_string(),
-            "slack_user_id" if user.platform == Platform::Slack => user.user.as_str().to_string(),
+            // The console's users act under the policy's Slack ids.
+            "slack_user_id" if matches!(user.platform, Platform::Slack | Platform::Console) => {
+                user.user.as_str().to_string()
+            }
             "slack_user_id" => return Err(missing("Slack user id")),
             "teams_aad_id" if user.platform == Platform::Teams => user.user.as_str().to_string(),
             "teams_aad_id" => return Err(missing("Teams AAD object id")),

@@ -130,7 +130,7 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
     let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
 
-    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    let at = console.expect_after(0, "you are console:U0ALICE").await;
     console
         .type_line("/jit request quick 12s trying the console")
         .await;
@@ -186,7 +186,7 @@ async fn a_newcomer_sees_request_approval_grant_warning_and_revoke() {
 async fn break_glass_shows_its_notice_and_review_buttons_on_the_console() {
     let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
-    let typed_at = console.expect_after(0, "you are slack:U0ALICE").await;
+    let typed_at = console.expect_after(0, "you are console:U0ALICE").await;
     console
         .type_line("/jit breakglass quick 30s INC-1 console outage")
         .await;
@@ -212,7 +212,7 @@ async fn break_glass_shows_its_notice_and_review_buttons_on_the_console() {
 async fn several_groups_show_on_one_console_card_and_one_approval_grants_all() {
     let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
-    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    let at = console.expect_after(0, "you are console:U0ALICE").await;
     console
         .type_line("/jit request quick,logs 10m INC-2 both at once")
         .await;
@@ -248,7 +248,7 @@ async fn several_groups_show_on_one_console_card_and_one_approval_grants_all() {
 async fn the_console_shows_a_home_and_approves_from_it() {
     let iam = accepting_iam().await;
     let (mut console, _dir) = Console::start(&iam).await;
-    let at = console.expect_after(0, "you are slack:U0ALICE").await;
+    let at = console.expect_after(0, "you are console:U0ALICE").await;
     console
         .type_line("/jit request logs 10m INC-3 from home")
         .await;

@@ -534,8 +534,22 @@ async fn an_email_only_group_works_and_api_requesters_hear_back_by_email() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 422);
+    // Someone else's address is not the token user's to give: a body never
+    // says who the requester is, nor where their request's news goes.
+    let not_theirs = create(json!({
+        "group": "records", "duration": "30m", "reason": "Q4 audit", "email": "owner@example.com"
+    }))
+    .await
+    .unwrap();
+    assert_eq!(not_theirs.status(), 422);
+    let why = not_theirs.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("only be the address jitbot knows"), "{why}");
+    // The token user's own address (their Slack profile's) is theirs.
     let created = create(json!({
-        "group": "records", "duration": "30m", "reason": "Q4 audit", "email": "ci-owner@example.com"
+        "group": "records", "duration": "30m", "reason": "Q4 audit", "email": "U0CIBOT@example.com"
     }))
     .await
     .unwrap();
@@ -552,13 +566,13 @@ async fn an_email_only_group_works_and_api_requesters_hear_back_by_email() {
     app.until_granted(&id).await;
 
     let approved = sink
-        .wait_for("ci-owner@example.com", "was approved by owner@example.com")
+        .wait_for("u0cibot@example.com", "was approved by owner@example.com")
         .await;
     assert!(approved["headers"]["Subject"]
         .as_str()
         .unwrap()
         .starts_with("jitbot: "));
-    sink.wait_for("ci-owner@example.com", "is live until").await;
+    sink.wait_for("u0cibot@example.com", "is live until").await;
     app.until_outbox_empty().await;
     assert!(
         app.dms_to("U0CIBOT").await.is_empty(),

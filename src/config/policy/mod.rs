@@ -3,18 +3,17 @@
 //! one points at the line and column it comes from.
 
 mod groups;
+mod identities;
 mod problems;
 mod providers;
 mod reader;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use toml_edit::{ImDocument, TableLike};
 
 use crate::config::email::EmailSetup;
-use crate::domain::email::EmailAddress;
-use crate::domain::policy::{Limits, Policy, ProviderSpec, IDENTITY_EMAIL_KEY};
+use crate::domain::policy::{Limits, Policy};
 use problems::line_col;
 use reader::{Reader, Span};
 
@@ -165,72 +164,6 @@ impl Reader<'_> {
             );
         }
         limits
-    }
-
-    fn identities(
-        &mut self,
-        root: &dyn TableLike,
-        providers: &BTreeMap<String, ProviderSpec>,
-    ) -> BTreeMap<String, BTreeMap<String, String>> {
-        let mut identities = BTreeMap::new();
-        let Some(item) = root.get("identities") else {
-            return identities;
-        };
-        let Some(table) = item.as_table_like() else {
-            self.problem(
-                item.span(),
-                "`identities` must be a table like U0LEAD = { pg = \"lead_admin\" }",
-            );
-            return identities;
-        };
-        for (user, item) in table.iter() {
-            let at = Reader::key_span(table, user);
-            let Some(per_provider) = item.as_table_like() else {
-                self.problem(
-                    at,
-                    format!("identities.{user} must be a table like {{ pg = \"lead_admin\" }}"),
-                );
-                continue;
-            };
-            let mut overrides = BTreeMap::new();
-            for (provider, value) in per_provider.iter() {
-                let span = Reader::key_span(per_provider, provider);
-                if provider == IDENTITY_EMAIL_KEY && !providers.contains_key(provider) {
-                    match value.as_str().map(EmailAddress::parse) {
-                        Some(Ok(address)) => {
-                            overrides.insert(provider.to_string(), address.to_string());
-                        }
-                        Some(Err(why)) => {
-                            self.problem(span, format!("identities.{user}.email: {why}"))
-                        }
-                        None => self.problem(
-                            span,
-                            format!(
-                                "identities.{user}.email must be an address like lead@example.com"
-                            ),
-                        ),
-                    }
-                    continue;
-                }
-                if !providers.contains_key(provider) {
-                    self.problem(
-                        span.clone(),
-                        format!("identities.{user} names unknown provider `{provider}`"),
-                    );
-                }
-                match value.as_str() {
-                    Some(principal) if !principal.trim().is_empty() => {
-                        overrides.insert(provider.to_string(), principal.to_string());
-                    }
-                    _ => self.problem(
-                        span,
-                        format!("identities.{user}.{provider} must be a non-empty string"),
-                    ),
-                }
-            }
-            identities.insert(user.to_string(), overrides);
-        }
-        identities
     }
 }
 

@@ -125,6 +125,15 @@ impl Reader<'_> {
                 self.problem(at, format!("{context} must be a table"));
                 continue;
             };
+            if crate::domain::identity::LINK_KEYS.contains(&name) {
+                self.problem(
+                    at.clone(),
+                    format!(
+                        "{context}: `{name}` cannot name a provider: [identities] entries use it to link a person's ids ({}); pick another name",
+                        crate::domain::identity::LINK_KEYS.join(", ")
+                    ),
+                );
+            }
             if let Some(spec) = self.provider(name, provider, &context, at) {
                 providers.insert(name.to_string(), spec);
             }

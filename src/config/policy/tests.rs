@@ -76,7 +76,10 @@ fn the_documented_shape_parses() {
             .to_string(),
         "30m"
     );
-    assert_eq!(policy.identities["U0LEAD"]["hook"], "lead_admin");
+    assert_eq!(
+        super::identities::entry(&policy.identities, "U0LEAD").principals["hook"],
+        "lead_admin"
+    );
     assert!(matches!(
         policy.providers["shell"].kind,
         ProviderKind::Exec { .. }
@@ -479,7 +482,7 @@ holders_url = "https://x/holders"
 kind = "exec"
 grant = ["/bin/true"]
 revoke = ["/bin/true"]
-[providers.slack]
+[providers.chat_groups]
 kind = "slack_usergroup"
 [[groups]]
 name = "short"
@@ -498,7 +501,7 @@ max_duration = "1h"
 idle_release = "2h"
 [[groups]]
 name = "untold"
-provider = "slack"
+provider = "chat_groups"
 target = "S0TEAM"
 approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
@@ -523,7 +526,7 @@ url_env = "PG"
             "20:16: group `short`: idle_release needs a provider that can tell whether access is used, and provider `hook` (webhook) cannot: give it an `activity_url`",
             "28:16: group `long`: idle_release (2h) is longer than the group's max_duration (1h), so it could never apply",
             "28:16: group `long`: idle_release needs a provider that can tell whether access is used, and provider `shell` (exec) cannot: give it an `activity` command",
-            "36:16: group `untold`: sweep_unused needs a provider that can tell whether access is used, and provider `slack` (slack_usergroup) cannot: Slack does not say when a user group's membership is used",
+            "36:16: group `untold`: sweep_unused needs a provider that can tell whether access is used, and provider `chat_groups` (slack_usergroup) cannot: Slack does not say when a user group's membership is used",
             "43:16: group `unswept`: sweep_unused needs sweep = \"report\" or \"enforce\"",
         ],
         "{found:#?}"
@@ -733,7 +736,11 @@ fn identities_may_give_a_users_email_for_on_call_matching() {
     .unwrap();
     assert_eq!(
         policy
-            .identity_email(&crate::domain::ids::UserId::new("U0PAGER"))
+            .linked_email(&crate::domain::ids::Actor::new(
+                crate::domain::ids::Platform::Slack,
+                crate::domain::ids::UserId::new("U0PAGER"),
+                "",
+            ))
             .map(|e| e.to_string()),
         Some("pager@corp.example".to_string())
     );
@@ -800,5 +807,64 @@ fn steps_make_a_chain_in_place_of_approvers() {
     assert_eq!(
         problems(&format!("{ON_CALL_GROUP}steps = [\"U0LEAD\"]\n")),
         vec!["10:9: `steps` in group `g` must be a list of tables like [{ approvers = [\"U0LEAD\"] }, { approvers = [\"S0SECURITY\"], approvals_required = 1 }]"]
+    );
+}
+
+#[test]
+fn identities_link_one_persons_ids_across_platforms() {
+    let policy = parse(&format!(
+        "{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\n[identities]\nU0ALICE = {{ teams = \"6F1C2E4A-0000-4000-8000-00000000A11C\", email = \"Alice@Example.com\", github = \"Alice-GH\", h = \"alice_admin\" }}\n"
+    ))
+    .unwrap();
+    let entry = super::identities::entry(&policy.identities, "U0ALICE");
+    use crate::domain::identity::KnownId;
+    use crate::domain::ids::{Actor, Platform, UserId};
+    assert!(entry.ids.contains(&KnownId::Teams(UserId::new(
+        "6f1c2e4a-0000-4000-8000-00000000a11c"
+    ))));
+    assert!(entry.ids.contains(&KnownId::GitHub("alice-gh".into())));
+    assert_eq!(entry.principals["h"], "alice_admin");
+    // The Teams account is the same person: the override applies to it too.
+    let on_teams = Actor::new(
+        Platform::Teams,
+        UserId::new("6f1c2e4a-0000-4000-8000-00000000a11c"),
+        "",
+    );
+    assert_eq!(
+        policy.principal_override(&on_teams, "h"),
+        Some("alice_admin")
+    );
+    assert_eq!(
+        policy.linked_email(&on_teams).map(|e| e.to_string()),
+        Some("alice@example.com".into())
+    );
+}
+
+#[test]
+fn identity_links_are_checked_and_never_shared_by_two_entries() {
+    let found = problems(&format!(
+        "{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\n[identities]\nU0ALICE = {{ email = \"alice@example.com\", teams = \"not-a-guid\" }}\nU0ALICE2 = {{ email = \"ALICE@example.com\" }}\nU0BOB = {{ slack = \"U0OTHER\" }}\nlead = {{ h = \"x\" }}\n"
+    ));
+    assert_eq!(
+        found,
+        vec![
+            "12:42: identities.U0ALICE.teams must be an AAD object id like 6f1c2e4a-0000-4000-8000-00000000a11d, not `not-a-guid`",
+            "13:1: identities.U0ALICE2 links email:alice@example.com, which identities.U0ALICE links already; one id is one person, so give it one entry",
+            "14:11: identities.U0BOB.slack links a second slack account to U0BOB; one entry is one person",
+            "15:1: identities.lead: an entry is keyed by a chat user id (a Slack U…/W… id or a Teams AAD object id)",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn link_keys_cannot_name_a_provider() {
+    let found = problems(
+        "[providers.email]\nkind = \"exec\"\ngrant = [\"/bin/true\"]\nrevoke = [\"/bin/true\"]\n",
+    );
+    assert_eq!(
+        found,
+        vec!["1:12: [providers.email]: `email` cannot name a provider: [identities] entries use it to link a person's ids (slack, teams, email, github); pick another name"],
+        "{found:#?}"
     );
 }

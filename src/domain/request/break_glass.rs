@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AccessRequest, Refusal, RequestState};
+use super::{AccessRequest, Decider, Refusal, RequestState};
+use crate::domain::identity::Sameness;
 use crate::domain::ids::Actor;
 
 /// A request filed as break-glass, and its review so far.
@@ -50,16 +51,19 @@ impl AccessRequest {
             .is_some_and(|used| used.review.is_none())
     }
 
-    /// `by` reviews this break-glass use. Only the group's approvers
-    /// (`is_approver`) may, never the person who broke the glass, and only
-    /// once; access can be revoked only while it is active.
+    /// `decider` reviews this break-glass use. Only the group's approvers
+    /// may, never the person who broke the glass, and only once; access
+    /// can be revoked only while it is active. Acknowledging lets the
+    /// access stand, so it also needs jitbot to know the reviewer is not
+    /// the requester; revoking takes access away, and needs only that they
+    /// are not known to be.
     pub fn review_break_glass(
         &self,
-        by: &Actor,
-        is_approver: bool,
+        decider: &Decider,
         verdict: Verdict,
         now: DateTime<Utc>,
     ) -> Result<AccessRequest, Refusal> {
+        let by = &decider.by;
         let Some(used) = &self.break_glass else {
             return Err(Refusal::NotBreakGlass(self.id.clone()));
         };
@@ -70,10 +74,14 @@ impl AccessRequest {
                 by: review.by.name_or_id().to_string(),
             });
         }
-        if by.is(&self.requester) {
-            return Err(Refusal::OwnBreakGlass(self.id.clone()));
+        match (decider.versus_requester, verdict) {
+            (Sameness::Same, _) => return Err(Refusal::OwnBreakGlass(self.id.clone())),
+            (Sameness::Unknown, Verdict::Acknowledged) => {
+                return Err(Refusal::CannotTellFromRequester(self.id.clone()))
+            }
+            _ => {}
         }
-        if !is_approver {
+        if !decider.may_decide {
             return Err(Refusal::NotAReviewer {
                 id: self.id.clone(),
                 group: self.group.clone(),
@@ -145,15 +153,27 @@ mod tests {
         let request = used(active());
         let now = Utc::now();
         assert!(matches!(
-            request.review_break_glass(&person("U0ALICE"), true, Verdict::Acknowledged, now),
+            request.review_break_glass(
+                &Decider::from_ids(&person("U0ALICE"), true, &request),
+                Verdict::Acknowledged,
+                now
+            ),
             Err(Refusal::OwnBreakGlass(_))
         ));
         assert!(matches!(
-            request.review_break_glass(&person("U0BOB"), false, Verdict::Acknowledged, now),
+            request.review_break_glass(
+                &Decider::from_ids(&person("U0BOB"), false, &request),
+                Verdict::Acknowledged,
+                now
+            ),
             Err(Refusal::NotAReviewer { .. })
         ));
         let reviewed = request
-            .review_break_glass(&person("U0LEAD"), true, Verdict::Acknowledged, now)
+            .review_break_glass(
+                &Decider::from_ids(&person("U0LEAD"), true, &request),
+                Verdict::Acknowledged,
+                now,
+            )
             .unwrap();
         assert!(!reviewed.awaits_break_glass_review());
         assert_eq!(
@@ -161,7 +181,11 @@ mod tests {
             "acknowledging changes no access"
         );
         assert!(matches!(
-            reviewed.review_break_glass(&person("U0DBA"), true, Verdict::Revoked, now),
+            reviewed.review_break_glass(
+                &Decider::from_ids(&person("U0DBA"), true, &reviewed),
+                Verdict::Revoked,
+                now
+            ),
             Err(Refusal::AlreadyReviewed { .. })
         ));
     }
@@ -174,17 +198,29 @@ mod tests {
             auto: true,
         });
         assert!(matches!(
-            granting.review_break_glass(&person("U0LEAD"), true, Verdict::Revoked, now),
+            granting.review_break_glass(
+                &Decider::from_ids(&person("U0LEAD"), true, &granting),
+                Verdict::Revoked,
+                now
+            ),
             Err(Refusal::StillGranting(_))
         ));
         let expired = used(RequestState::Expired { at: now });
         assert!(matches!(
-            expired.review_break_glass(&person("U0LEAD"), true, Verdict::Revoked, now),
+            expired.review_break_glass(
+                &Decider::from_ids(&person("U0LEAD"), true, &expired),
+                Verdict::Revoked,
+                now
+            ),
             Err(Refusal::NotActive { .. })
         ));
         // An ended use can still be acknowledged: the review is what counts.
         assert!(expired
-            .review_break_glass(&person("U0LEAD"), true, Verdict::Acknowledged, now)
+            .review_break_glass(
+                &Decider::from_ids(&person("U0LEAD"), true, &expired),
+                Verdict::Acknowledged,
+                now
+            )
             .is_ok());
     }
 
@@ -193,8 +229,31 @@ mod tests {
         let mut request = used(active());
         request.break_glass = None;
         assert!(matches!(
-            request.review_break_glass(&person("U0LEAD"), true, Verdict::Acknowledged, Utc::now()),
+            request.review_break_glass(
+                &Decider::from_ids(&person("U0LEAD"), true, &request),
+                Verdict::Acknowledged,
+                Utc::now()
+            ),
             Err(Refusal::NotBreakGlass(_))
         ));
+    }
+
+    #[test]
+    fn a_reviewer_jitbot_cannot_tell_from_the_requester_may_revoke_but_not_acknowledge() {
+        let request = used(active());
+        let now = Utc::now();
+        let unknown = Decider {
+            by: person("U0LEAD"),
+            may_decide: true,
+            versus_requester: Sameness::Unknown,
+            versus_approvers: Sameness::Different,
+        };
+        assert!(matches!(
+            request.review_break_glass(&unknown, Verdict::Acknowledged, now),
+            Err(Refusal::CannotTellFromRequester(_))
+        ));
+        assert!(request
+            .review_break_glass(&unknown, Verdict::Revoked, now)
+            .is_ok());
     }
 }

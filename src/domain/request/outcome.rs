@@ -91,6 +91,14 @@ pub enum Refusal {
     NotAnApprover { id: RequestId, group: GroupName },
     #[error("You already approved {0}; it needs another approver.")]
     AlreadyApproved(RequestId),
+    /// The decider and the requester are known on no common platform (a
+    /// Slack requester whose address cannot be read, and an email
+    /// approver): they may be one person.
+    #[error("jitbot cannot verify that you are not the requester of {0}, so your decision was not counted. An admin can link your accounts in the policy's [identities].")]
+    CannotTellFromRequester(RequestId),
+    /// Likewise for someone whose approval counts already.
+    #[error("jitbot cannot verify that you have not approved {0} already (from another account), so your approval was not counted. An admin can link your accounts in the policy's [identities].")]
+    CannotTellFromApprovers(RequestId),
     #[error("Only the requester can cancel {0}.")]
     NotYourRequest(RequestId),
     #[error("A denial needs a reason.")]

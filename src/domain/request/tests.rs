@@ -71,7 +71,11 @@ fn requester_and_non_approvers_cannot_decide() {
         Err(Refusal::OwnRequest(_))
     ));
     assert!(matches!(
-        request.deny(&actor("U0ALICE"), true, "no", now()),
+        request.deny(
+            &Decider::from_ids(&actor("U0ALICE"), true, &request),
+            "no",
+            now()
+        ),
         Err(Refusal::DenyOwnRequest(_))
     ));
     assert!(matches!(
@@ -90,7 +94,13 @@ fn decided_requests_do_not_change() {
         refusal.to_string(),
         "R-7K3Q9X is already approved; nothing changed."
     );
-    assert!(approved.deny(&actor("U0DBA"), true, "late", now()).is_err());
+    assert!(approved
+        .deny(
+            &Decider::from_ids(&actor("U0DBA"), true, &approved),
+            "late",
+            now()
+        )
+        .is_err());
     assert!(approved.cancel(&actor("U0ALICE"), now()).is_err());
 }
 
@@ -98,12 +108,20 @@ fn decided_requests_do_not_change() {
 fn deny_needs_a_reason() {
     assert_eq!(
         pending()
-            .deny(&actor("U0LEAD"), true, "  ", now())
+            .deny(
+                &Decider::from_ids(&actor("U0LEAD"), true, &pending()),
+                "  ",
+                now()
+            )
             .unwrap_err(),
         Refusal::DenyReasonMissing
     );
     let (denied, _) = pending()
-        .deny(&actor("U0LEAD"), true, "not now", now())
+        .deny(
+            &Decider::from_ids(&actor("U0LEAD"), true, &pending()),
+            "not now",
+            now(),
+        )
         .unwrap();
     assert!(matches!(denied.state, RequestState::Denied { ref reason, .. } if reason == "not now"));
 }
@@ -112,7 +130,11 @@ fn deny_needs_a_reason() {
 fn an_overlong_denial_is_refused_whatever_way_it_came() {
     assert_eq!(
         pending()
-            .deny(&actor("U0LEAD"), true, &"x".repeat(3000), now())
+            .deny(
+                &Decider::from_ids(&actor("U0LEAD"), true, &pending()),
+                &"x".repeat(3000),
+                now()
+            )
             .unwrap_err(),
         Refusal::ReasonTooLong(500)
     );
@@ -144,7 +166,9 @@ fn only_active_grants_end_early_and_only_by_their_requester_or_an_admin() {
         approved.time_out(now()).is_none(),
         "decided requests do not time out"
     );
-    let (active, _) = approved.activate(now(), "alice").unwrap();
+    let (active, _) = approved
+        .activate(now(), "alice", Default::default())
+        .unwrap();
     assert_eq!(active.check_end(&actor("U0ALICE"), None), Ok(()));
     assert!(matches!(
         active.check_end(&actor("U0BOB"), None),
@@ -172,7 +196,9 @@ fn only_active_grants_end_early_and_only_by_their_requester_or_an_admin() {
 #[test]
 fn an_extension_moves_the_end_once_and_counts_in_the_total() {
     let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
-    let (active, _) = approved.activate(now(), "alice").unwrap();
+    let (active, _) = approved
+        .activate(now(), "alice", Default::default())
+        .unwrap();
     let end = active.expires_at().unwrap();
     let extension = AccessRequest::file(
         RequestId::parse("R-EXT000").unwrap(),
@@ -207,13 +233,17 @@ fn an_extension_moves_the_end_once_and_counts_in_the_total() {
 fn expiry_counts_from_the_approval_however_late_the_activation() {
     let (approved, _) = pending().approve(&actor("U0LEAD"), true, 1, now()).unwrap();
     let later = now() + chrono::Duration::minutes(30);
-    let (active, _) = approved.activate(later, "alice").unwrap();
+    let (active, _) = approved
+        .activate(later, "alice", Default::default())
+        .unwrap();
     assert_eq!(
         active.expires_at(),
         Some(now() + chrono::Duration::hours(2))
     );
     assert!(
-        active.activate(later, "alice").is_none(),
+        active
+            .activate(later, "alice", Default::default())
+            .is_none(),
         "activation happens once"
     );
     assert!(active.expire(later).is_none(), "not due yet");
@@ -228,7 +258,11 @@ fn expiry_counts_from_the_approval_however_late_the_activation() {
 fn a_chain_asks_its_steps_in_order_and_a_person_counts_in_one_step() {
     let steps = [1, 2];
     let (after_lead, happened) = pending()
-        .approve_in_steps(&actor("U0LEAD"), true, &steps, now())
+        .approve_in_steps(
+            &Decider::from_ids(&actor("U0LEAD"), true, &pending()),
+            &steps,
+            now(),
+        )
         .unwrap();
     assert_eq!(
         happened,
@@ -243,13 +277,21 @@ fn a_chain_asks_its_steps_in_order_and_a_person_counts_in_one_step() {
     assert_eq!(after_lead.step_asked_at(&steps), now());
     assert_eq!(
         after_lead
-            .approve_in_steps(&actor("U0LEAD"), true, &steps, now())
+            .approve_in_steps(
+                &Decider::from_ids(&actor("U0LEAD"), true, &after_lead),
+                &steps,
+                now()
+            )
             .unwrap_err(),
         Refusal::AlreadyApproved(after_lead.id.clone()),
         "the lead met step 1 and cannot also count in step 2"
     );
     let (one_of_two, happened) = after_lead
-        .approve_in_steps(&actor("U0SEC1"), true, &steps, now())
+        .approve_in_steps(
+            &Decider::from_ids(&actor("U0SEC1"), true, &after_lead),
+            &steps,
+            now(),
+        )
         .unwrap();
     assert!(matches!(
         happened,
@@ -260,7 +302,11 @@ fn a_chain_asks_its_steps_in_order_and_a_person_counts_in_one_step() {
         }
     ));
     let (approved, happened) = one_of_two
-        .approve_in_steps(&actor("U0SEC2"), true, &steps, now())
+        .approve_in_steps(
+            &Decider::from_ids(&actor("U0SEC2"), true, &one_of_two),
+            &steps,
+            now(),
+        )
         .unwrap();
     assert!(matches!(happened, Happened::Approved { .. }));
     assert!(matches!(approved.state, RequestState::Approved { .. }));
@@ -307,7 +353,7 @@ mod chains {
             let mut request = requester_with_email();
             for (who, is_approver) in clicks {
                 let by = clicker(who);
-                if let Ok((next, _)) = request.approve_in_steps(&by, is_approver, &steps, now()) {
+                if let Ok((next, _)) = request.approve_in_steps(&Decider::from_ids(&by, is_approver, &request), &steps, now()) {
                     request = next;
                 }
             }
@@ -370,7 +416,13 @@ mod bundles {
     fn a_denial_withdraws_the_others_and_nothing_is_revoked() {
         let (db, logs) = bundle();
         let (db_approved, _) = db.approve(&actor("U0LEAD"), true, 1, now()).unwrap();
-        let (denied, _) = logs.deny(&actor("U0SEC"), true, "no", now()).unwrap();
+        let (denied, _) = logs
+            .deny(
+                &Decider::from_ids(&actor("U0SEC"), true, &logs),
+                "no",
+                now(),
+            )
+            .unwrap();
         let follow = db_approved.follow_bundle(&denied).unwrap();
         let BundleFollow::Withdraw { because } = &follow else {
             panic!("{follow:?}")
@@ -403,8 +455,10 @@ mod bundles {
             matches!(happened, Happened::Undone { ref because } if because.contains("no such role"))
         );
 
-        let (active, _) = db.activate(later(1), "alice").unwrap();
-        let (logs_active, _) = logs.activate(later(1), "alice").unwrap();
+        let (active, _) = db.activate(later(1), "alice", Default::default()).unwrap();
+        let (logs_active, _) = logs
+            .activate(later(1), "alice", Default::default())
+            .unwrap();
         let (released, _) = logs_active
             .end_early(&actor("U0ALICE"), None, later(2))
             .unwrap();
@@ -437,7 +491,9 @@ mod bundles {
         assert_eq!(restamped.approved_until(), logs.approved_until());
         assert_eq!(logs.approved_from(at), None, "already counted so");
         // A member granted already counts from the same moment.
-        let (active, _) = logs.activate(later(6), "alice").unwrap();
+        let (active, _) = logs
+            .activate(later(6), "alice", Default::default())
+            .unwrap();
         assert_eq!(
             AccessRequest::bundle_approved_at(&[restamped.clone(), active]),
             Some(later(5))
@@ -451,4 +507,61 @@ mod bundles {
         };
         assert!(AccessRequest::bundle_approved_at(&[restamped, applied]).is_some());
     }
+}
+
+#[test]
+fn a_decider_jitbot_cannot_tell_from_the_requester_or_an_approver_does_not_count() {
+    let request = pending();
+    let unknown_to_requester = Decider {
+        by: actor("U0LEAD"),
+        may_decide: true,
+        versus_requester: crate::domain::identity::Sameness::Unknown,
+        versus_approvers: crate::domain::identity::Sameness::Different,
+    };
+    assert_eq!(
+        request
+            .approve_in_steps(&unknown_to_requester, &[1], now())
+            .unwrap_err(),
+        Refusal::CannotTellFromRequester(request.id.clone())
+    );
+    assert!(Refusal::CannotTellFromRequester(request.id.clone())
+        .to_string()
+        .starts_with("jitbot cannot verify that you are not the requester"));
+    // A denial takes nothing from anyone: it stands.
+    assert!(request
+        .deny(&unknown_to_requester, "not now", now())
+        .is_ok());
+    let unknown_to_approver = Decider {
+        versus_requester: crate::domain::identity::Sameness::Different,
+        versus_approvers: crate::domain::identity::Sameness::Unknown,
+        ..unknown_to_requester
+    };
+    assert_eq!(
+        request
+            .approve_in_steps(&unknown_to_approver, &[2], now())
+            .unwrap_err(),
+        Refusal::CannotTellFromApprovers(request.id.clone())
+    );
+}
+
+#[test]
+fn an_email_approver_is_told_apart_from_a_chat_requester_only_by_a_known_address() {
+    let approver =
+        Actor::by_email(&crate::domain::email::EmailAddress::parse("lead@example.com").unwrap());
+    // The requester's address is unknown: they may be the approver.
+    assert_eq!(
+        pending().approve(&approver, true, 1, now()).unwrap_err(),
+        Refusal::CannotTellFromRequester(pending().id)
+    );
+    let mut known = pending();
+    known.requester = known.requester.with_email(Some(
+        crate::domain::email::EmailAddress::parse("alice@example.com").unwrap(),
+    ));
+    assert!(known.approve(&approver, true, 1, now()).is_ok());
+    known.requester.email =
+        Some(crate::domain::email::EmailAddress::parse("LEAD@example.com").unwrap());
+    assert_eq!(
+        known.approve(&approver, true, 1, now()).unwrap_err(),
+        Refusal::OwnRequest(known.id.clone())
+    );
 }

@@ -28,7 +28,7 @@ use crate::domain::duration::HumanDuration;
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::{ChannelId, Destination, GrantId, GroupName, Platform, RequestId};
 use crate::domain::policy::RequestRefusal;
-use crate::engine::{AdminError, EndError, SubmitError};
+use crate::engine::{AdminError, EndError, OwnAddressRefusal, SubmitError};
 use views::{MappingJson, RequestJson, SweepJson};
 
 /// Audit events read from the store per chunk of the export stream.
@@ -279,7 +279,22 @@ async fn file_request(
             Some(EmailAddress::parse(text).map_err(|e| ApiError::Unprocessable(e.to_string()))?)
         }
     };
-    let requester = caller.actor.clone().with_email(email);
+    let requester = match email {
+        None => caller.actor.clone(),
+        Some(asked_for) => state
+            .engine
+            .requester_reached_at(&caller.actor, &asked_for)
+            .await
+            .map_err(|refusal| match refusal {
+                OwnAddressRefusal::NotTheirs => ApiError::Unprocessable(format!(
+                    "`email` may only be the address jitbot knows for this token's user ({}), from the chat directory or [identities]; leave it out to hear back in chat",
+                    caller.actor.user
+                )),
+                OwnAddressRefusal::Unavailable(why) => ApiError::Unavailable(format!(
+                    "jitbot cannot check the token user's address right now ({why}); nothing was filed"
+                )),
+            })?,
+    };
     let filed = if asked.break_glass {
         let [group] = groups.as_slice() else {
             return Err(ApiError::Unprocessable(
@@ -334,6 +349,9 @@ fn refusal_status(error: SubmitError) -> ApiError {
         SubmitError::Refused(refusal) => ApiError::Unprocessable(refusal.to_string()),
         refusal @ SubmitError::NoPrincipal { .. } => ApiError::Unprocessable(refusal.to_string()),
         refusal @ SubmitError::Directory(_) => ApiError::Unavailable(refusal.to_string()),
+        SubmitError::Limited(
+            refusal @ crate::domain::quota::QuotaRefusal::ExtensionWaiting { .. },
+        ) => ApiError::Conflict(format!("{refusal} Nothing was filed.")),
         SubmitError::Limited(refusal) => ApiError::TooMany {
             retry_after: refusal.retry_in().map(|wait| wait.num_seconds().max(1)),
             message: refusal.to_string(),

@@ -14,6 +14,7 @@
 
 pub mod sigv4;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -427,6 +428,9 @@ impl IdentityCenterProvider {
     }
 }
 
+/// The recorded detail naming the instance an assignment was made in.
+const INSTANCE_DETAIL: &str = "instance_arn";
+
 #[async_trait]
 impl Provider for IdentityCenterProvider {
     async fn grant(&self, access: &Access) -> Result<(), ProviderError> {
@@ -434,7 +438,32 @@ impl Provider for IdentityCenterProvider {
     }
 
     async fn revoke(&self, access: &Access) -> Result<(), ProviderError> {
+        // An assignment lives in one Identity Center instance: one made in
+        // another than the configured one cannot be removed from here.
+        if let Some(recorded) = access.details.get(INSTANCE_DETAIL) {
+            if recorded != &self.instance_arn {
+                return Err(self.rest.refused(
+                    "removing the assignment",
+                    format!(
+                        "it was made in Identity Center instance {recorded}, and the provider is now configured for {}; remove it there by hand",
+                        self.instance_arn
+                    ),
+                ));
+            }
+        }
         self.change(access, false).await
+    }
+
+    /// The assignment a grant makes: the instance, account and permission
+    /// set (the principal is recorded with every grant).
+    fn grant_details(&self, access: &Access) -> BTreeMap<String, String> {
+        let mut details =
+            BTreeMap::from([(INSTANCE_DETAIL.to_string(), self.instance_arn.clone())]);
+        if let Ok((account, permission_set)) = target(&access.target) {
+            details.insert("account".to_string(), account.to_string());
+            details.insert("permission_set".to_string(), permission_set.to_string());
+        }
+        details
     }
 
     async fn holders(&self, target_text: &str) -> Result<Vec<String>, ProviderError> {

@@ -199,8 +199,7 @@ impl RequestStore for PgStore {
             }
             let mut quota: Quota = decode(quota?.get(0))?;
             for request in requests {
-                let pending = request.state == RequestState::Pending;
-                if let Err(refusal) = quota.admit(&request.id, pending, limits, now) {
+                if let Err(refusal) = quota.admit_request(request, limits, now) {
                     conn.rollback().await?;
                     return Ok(Filing::Refused(refusal));
                 }

@@ -14,7 +14,7 @@ use super::{decode, encode, PgError, PgStore};
 use crate::domain::ids::Actor;
 use crate::domain::job::Job;
 use crate::domain::quota::Quota;
-use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::request::AccessRequest;
 use crate::postgres::pool::Conn;
 use crate::store::Effects;
 
@@ -156,15 +156,9 @@ impl PgStore {
                 ],
             );
         }
-        let was = current.is_some_and(|c| c.state == RequestState::Pending);
-        let is = request.state == RequestState::Pending;
-        if was != is {
+        if Quota::is_moved_by(current, request) {
             let mut quota = self.lock_quota(conn, &request.requester).await?;
-            if is {
-                quota.note_pending(&request.id);
-            } else {
-                quota.decided(&request.id);
-            }
+            quota.follow(current, request);
             self.put_quota(conn, pipeline, &request.requester, &quota)
                 .await?;
         }

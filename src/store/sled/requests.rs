@@ -107,9 +107,8 @@ impl RequestStore for SledStore {
                 None => Quota::default(),
             };
             for request in requests {
-                let pending = request.state == RequestState::Pending;
                 quota
-                    .admit(&request.id, pending, limits, now)
+                    .admit_request(request, limits, now)
                     .map_err(|refusal| {
                         ConflictableTransactionError::Abort(Abort::Refused(refusal))
                     })?;

@@ -78,7 +78,9 @@ async fn live_requests_and_principal_owners_follow_the_state() {
     let (approved, _) = pending.approve(&lead, true, 1, Utc::now()).unwrap();
     write(&store, &approved).await;
     assert_eq!(store.live_requests().await.unwrap(), vec![approved.clone()]);
-    let (active, _) = approved.activate(Utc::now(), "alice_login").unwrap();
+    let (active, _) = approved
+        .activate(Utc::now(), "alice_login", Default::default())
+        .unwrap();
     write(&store, &active).await;
     assert_eq!(store.live_requests().await.unwrap(), vec![active.clone()]);
     assert_eq!(
@@ -110,7 +112,9 @@ async fn a_store_from_before_the_indexes_gets_them_built_on_open() {
         let store = SledStore::open(dir.path()).unwrap();
         let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "lead");
         let (approved, _) = new_request().approve(&lead, true, 1, Utc::now()).unwrap();
-        let (active, _) = approved.activate(Utc::now(), "alice_login").unwrap();
+        let (active, _) = approved
+            .activate(Utc::now(), "alice_login", Default::default())
+            .unwrap();
         write(&store, &active).await;
         // As an older version left it: no index, no marker.
         store.live.clear().unwrap();

@@ -13,7 +13,7 @@ use super::{
 use crate::domain::audit::{AuditRecord, ChainHead};
 use crate::domain::job::Job;
 use crate::domain::quota::{Quota, QuotaRefusal};
-use crate::domain::request::{AccessRequest, RequestState};
+use crate::domain::request::AccessRequest;
 use crate::store::{Applied, Effects, StoreError};
 
 /// Why a transaction closure stopped: the caller chose to write nothing,
@@ -117,9 +117,7 @@ impl SledStore {
         before: Option<&AccessRequest>,
         after: &AccessRequest,
     ) -> Result<(), TxError> {
-        let was = before.is_some_and(|b| b.state == RequestState::Pending);
-        let is = after.state == RequestState::Pending;
-        if was == is {
+        if !Quota::is_moved_by(before, after) {
             return Ok(());
         }
         let key = keys::quota(&after.requester);
@@ -127,11 +125,7 @@ impl SledStore {
             Some(bytes) => decode(&bytes).map_err(abort)?,
             None => Quota::default(),
         };
-        if is {
-            quota.note_pending(&after.id);
-        } else {
-            quota.decided(&after.id);
-        }
+        quota.follow(before, after);
         trees[QUOTAS].insert(key, encode(&quota).map_err(abort)?)?;
         Ok(())
     }
