@@ -57,10 +57,18 @@ impl Console {
     /// webhook pointing at `iam`; the directory lives as long as it must.
     async fn start(iam: &MockServer) -> (Console, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
+        let console = Console::start_in(iam, &dir, &[]).await;
+        (console, dir)
+    }
+
+    /// `jitbot console --as U0ALICE <more_args>` with `dir` holding the
+    /// policy and the configured store (`JITBOT_DATA_DIR=dir/data`).
+    async fn start_in(iam: &MockServer, dir: &tempfile::TempDir, more_args: &[&str]) -> Console {
         let policy_path = dir.path().join("policy.toml");
         std::fs::write(&policy_path, POLICY.replace("{IAM}", &iam.uri())).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
             .args(["console", "--as", "U0ALICE"])
+            .args(more_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("JITBOT_CONFIG", &policy_path)
@@ -82,12 +90,21 @@ impl Console {
                 out.push('\n');
             }
         });
-        let console = Console {
+        Console {
             stdin: child.stdin.take().unwrap(),
             output,
             child,
-        };
-        (console, dir)
+        }
+    }
+
+    /// `/quit`, and the console's exit status.
+    async fn quit(mut self) -> Option<i32> {
+        self.type_line("/quit").await;
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the console stops")
+            .unwrap()
+            .code()
     }
 
     /// The number of the latest button labelled `label` (`[3] Acknowledge R-…`).
@@ -270,4 +287,55 @@ async fn the_console_shows_a_home_and_approves_from_it() {
         .expect_after(at, "(U0LEAD pressed Approve on R-")
         .await;
     console.expect_after(at, "Access is active until").await;
+}
+
+#[tokio::test]
+async fn the_console_leaves_the_configured_store_alone_unless_asked_and_acts_as_console() {
+    use jitbot::domain::audit::AuditAction;
+    use jitbot::domain::ids::Platform;
+    use jitbot::store::AuditStore;
+
+    let iam = accepting_iam().await;
+    let dir = tempfile::tempdir().unwrap();
+    let configured = dir.path().join("data");
+
+    // By default: a scratch store; the configured one is never created.
+    let mut console = Console::start_in(&iam, &dir, &[]).await;
+    let at = console.expect_after(0, "you are console:U0ALICE").await;
+    console.type_line("/jit request logs 1h reading").await;
+    console.expect_after(at, "[1] Approve R-").await;
+    assert_eq!(console.quit().await, Some(0));
+    assert!(!configured.exists(), "the configured store was opened");
+
+    // Asked to: the configured store, and what is done there is done by
+    // console users, not by the Slack users of the same ids.
+    let mut console = Console::start_in(&iam, &dir, &["--use-configured-store"]).await;
+    let at = console.expect_after(0, "you are console:U0ALICE").await;
+    console.type_line("/jit request logs 1h reading").await;
+    let at = console.expect_after(at, "[1] Approve R-").await;
+    console.type_line("/as U0LEAD").await;
+    console.type_line("1").await;
+    console
+        .expect_after(at, "(U0LEAD pressed Approve on R-")
+        .await;
+    console
+        .expect_after(at, "Access to logs is live until")
+        .await;
+    assert_eq!(console.quit().await, Some(0));
+
+    let store = jitbot::store::SledStore::open(&configured).unwrap();
+    let events = store.audit_events(0, 1000).await.unwrap();
+    let approval = events
+        .iter()
+        .find(|event| event.action == AuditAction::Approved)
+        .expect("the approval is in the configured store's audit");
+    let by = approval.actor.as_ref().expect("someone approved");
+    assert_eq!(
+        (by.platform, by.user.as_str()),
+        (Platform::Console, "U0LEAD")
+    );
+    assert!(events.iter().all(|event| event
+        .actor
+        .as_ref()
+        .is_none_or(|actor| actor.platform != Platform::Slack)));
 }

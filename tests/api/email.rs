@@ -81,7 +81,7 @@ async fn until_page_says(browser: &Browser, link: &str, needle: &str) -> String 
 }
 
 /// The CSRF field of the page at `link`.
-async fn csrf_of(app: &TestApp, link: &str) -> String {
+pub(crate) async fn csrf_of(app: &TestApp, link: &str) -> String {
     let page = app
         .http
         .get(link)
@@ -104,14 +104,14 @@ fn csrf_for(link: &str) -> String {
         .csrf(link.rsplit('/').next().unwrap())
 }
 
-async fn post_form(app: &TestApp, link: &str, form: &[(&str, &str)]) -> (u16, String) {
+pub(crate) async fn post_form(app: &TestApp, link: &str, form: &[(&str, &str)]) -> (u16, String) {
     let response = app.http.post(link).form(form).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
 
 /// The approval email to `to` for request `id`, and its link.
-async fn link_for(sink: &SmtpSink, to: &str, id: &str) -> String {
+pub(crate) async fn link_for(sink: &SmtpSink, to: &str, id: &str) -> String {
     approval_link(&sink.wait_for(to, id).await)
 }
 

@@ -382,15 +382,7 @@ impl TestApp {
     /// Start with `policy`, sending email through the SMTP server at
     /// `smtp_port` (plain SMTP on loopback), links signed with a test key.
     pub(crate) async fn spawn_with_email(policy: &str, smtp_port: u16) -> TestApp {
-        let email = jitbot::config::email::EmailSettings::from_env(&EnvSource::from_pairs([
-            (
-                "JITBOT_SMTP_URL",
-                format!("smtp://127.0.0.1:{smtp_port}").as_str(),
-            ),
-            ("JITBOT_EMAIL_FROM", "jitbot@jit.example.com"),
-            ("JITBOT_EMAIL_TOKEN_KEY", EMAIL_TOKEN_KEY),
-        ]))
-        .expect("test email settings are valid");
+        let email = email_settings(smtp_port);
         Self::spawn_full(
             policy,
             None,
@@ -471,6 +463,20 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
+        self.try_start().await.expect("server starts");
+    }
+
+    /// Start (after [`TestApp::stop`]) under `policy`; the server's
+    /// refusal to start, if it refuses.
+    pub(crate) async fn try_start_with_policy(
+        &mut self,
+        policy: &str,
+    ) -> Result<(), jitbot::server::ServerError> {
+        self.policy_text = policy.replace("{IAM}", &self.iam.uri());
+        self.try_start().await
+    }
+
+    async fn try_start(&mut self) -> Result<(), jitbot::server::ServerError> {
         // The server opens the store itself; the test's handle goes first.
         self.stopped_store.lock().await.take();
         let policy =
@@ -525,9 +531,10 @@ impl TestApp {
             paging: jitbot::config::paging::PagingSettings::from_env(&env)
                 .expect("test paging settings are valid"),
         };
-        let running = server::start(parts, listener).await.expect("server starts");
+        let running = server::start(parts, listener).await?;
         self.addr = running.addr;
         self.server = Some(running);
+        Ok(())
     }
 
     /// Stop, and start again on the same store under `policy` (an admin
@@ -1004,6 +1011,20 @@ impl TestApp {
         }
         handle.clone().expect("opened above")
     }
+}
+
+/// Email through the SMTP server at `smtp_port` (plain SMTP on loopback),
+/// links signed with the test key.
+pub(crate) fn email_settings(smtp_port: u16) -> jitbot::config::email::EmailSettings {
+    jitbot::config::email::EmailSettings::from_env(&EnvSource::from_pairs([
+        (
+            "JITBOT_SMTP_URL",
+            format!("smtp://127.0.0.1:{smtp_port}").as_str(),
+        ),
+        ("JITBOT_EMAIL_FROM", "jitbot@jit.example.com"),
+        ("JITBOT_EMAIL_TOKEN_KEY", EMAIL_TOKEN_KEY),
+    ]))
+    .expect("test email settings are valid")
 }
 
 /// `StandingRevoked` → `standing_revoked`, as the API names audit actions.

@@ -35,6 +35,7 @@ mod postgres;
 mod process;
 mod promises;
 mod requests;
+mod security;
 mod slack_ingress;
 mod socket_mode;
 mod sweeps;

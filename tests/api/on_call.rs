@@ -13,11 +13,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{eventually, has_buttons, TestApp, BASE_POLICY};
 
-const PAGERDUTY_TOKEN: &str = "pd-test-token";
+pub(crate) const PAGERDUTY_TOKEN: &str = "pd-test-token";
 const OPSGENIE_KEY: &str = "og-test-key";
 
 /// PagerDuty's `GET /oncalls` answer with users included.
-fn pagerduty_on_call(emails: &[&str]) -> Value {
+pub(crate) fn pagerduty_on_call(emails: &[&str]) -> Value {
     let oncalls: Vec<Value> = emails
         .iter()
         .enumerate()
@@ -34,7 +34,7 @@ fn pagerduty_on_call(emails: &[&str]) -> Value {
     json!({ "oncalls": oncalls, "limit": 25, "offset": 0, "more": false, "total": null })
 }
 
-async fn pagerduty_answering(schedule: &str, answer: ResponseTemplate) -> MockServer {
+pub(crate) async fn pagerduty_answering(schedule: &str, answer: ResponseTemplate) -> MockServer {
     let pagerduty = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/oncalls"))

@@ -144,6 +144,8 @@ fn keys() -> &'static Keys {
 struct Connector {
     next: AtomicU64,
     blocked: Vec<String>,
+    /// Members whose directory entry carries no address.
+    without_email: Vec<String>,
 }
 
 impl Respond for Connector {
@@ -161,8 +163,12 @@ impl Respond for Connector {
                 .set_body_json(json!({ "id": format!("a:dm-{member}") }));
         }
         if path.contains("/members/") {
+            let member = path.rsplit('/').next().unwrap_or_default();
+            if self.without_email.iter().any(|m| m == member) {
+                return ResponseTemplate::new(200).set_body_json(json!({ "id": member }));
+            }
             return ResponseTemplate::new(200)
-                .set_body_json(json!({ "id": "29:x", "email": "someone@contoso.com" }));
+                .set_body_json(json!({ "id": member, "email": "someone@contoso.com" }));
         }
         if request.method.as_str() == "PUT" {
             let id = path.rsplit('/').next().unwrap_or_default();
@@ -180,6 +186,12 @@ struct Teams {
 
 impl Teams {
     async fn start(blocked: &[&str]) -> Teams {
+        Teams::start_with(blocked, "", &[]).await
+    }
+
+    /// With `more_policy` after the usual policy, and the members in
+    /// `without_email` known to the directory without an address.
+    async fn start_with(blocked: &[&str], more_policy: &str, without_email: &[&str]) -> Teams {
         let microsoft = MockServer::start().await;
         let uri = microsoft.uri();
         Mock::given(method("GET"))
@@ -207,6 +219,7 @@ impl Teams {
             .respond_with(Connector {
                 next: AtomicU64::new(1),
                 blocked: blocked.iter().map(|b| format!("29:{b}")).collect(),
+                without_email: without_email.iter().map(|m| format!("29:{m}")).collect(),
             })
             .with_priority(10)
             .mount(&microsoft)
@@ -217,7 +230,8 @@ impl Teams {
             openid_metadata_url: format!("{uri}/openid"),
             token_url: format!("{uri}/token"),
         };
-        let app = TestApp::spawn_with_teams(&policy(), Some(settings)).await;
+        let app =
+            TestApp::spawn_with_teams(&format!("{}{more_policy}", policy()), Some(settings)).await;
         Teams {
             app,
             service_url: format!("{uri}/teams/"),
@@ -1415,4 +1429,132 @@ async fn jit_home_answers_with_a_card_whose_buttons_act() {
         (teams.app.state_of(&id).await == "released").then_some(())
     })
     .await;
+}
+
+// ── Nobody decides their own request from another account ───────────────
+
+/// A group decided from Slack and Teams whose break-glass the Slack lead
+/// may use: the lead has an account on each.
+const LEAD_ON_BOTH: &str = r#"
+[[groups]]
+name = "shared-glass"
+provider = "iam"
+target = "incident-owner"
+approvers = ["U0LEAD", "LEAD"]
+channel = "C0DUAL"
+teams_channel = "APPROVALS"
+break_glass = { requesters = ["U0LEAD"], max_duration = "1h" }
+"#;
+
+fn lead_on_both(identities: &str) -> String {
+    format!(
+        "{}{identities}",
+        LEAD_ON_BOTH
+            .replace("\"LEAD\"", &format!("\"{LEAD}\""))
+            .replace("APPROVALS", APPROVALS)
+    )
+}
+
+#[tokio::test]
+async fn a_slack_requester_cannot_approve_her_own_request_from_her_linked_teams_account() {
+    let linked = format!("\n[identities]\nU0LEAD = {{ teams = \"{LEAD}\" }}\n");
+    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[]).await;
+    // Teams has talked to jitbot from the approval channel, so its cards
+    // can be posted there.
+    teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
+    let id = teams
+        .app
+        .request("U0LEAD", "request shared-glass 1h month-end close")
+        .await;
+    teams.wait_for_post(APPROVALS, "the Teams card", &id).await;
+    let own = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    assert_eq!(
+        own["value"],
+        format!("You cannot approve your own request {id}."),
+        "{own}"
+    );
+    teams.app.until_outbox_empty().await;
+    assert_eq!(teams.app.state_of(&id).await, "pending");
+    assert_eq!(teams.app.iam_actions("grant", &id).await, 0);
+}
+
+#[tokio::test]
+async fn a_teams_approver_jitbot_cannot_tell_from_the_slack_requester_is_refused_and_audited() {
+    // No link, and the Teams directory gives the lead no address: the
+    // Teams account may be the requester's own.
+    let teams = Teams::start_with(&[], &lead_on_both(""), &[LEAD]).await;
+    teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
+    let id = teams
+        .app
+        .request("U0LEAD", "request shared-glass 1h month-end close")
+        .await;
+    teams.wait_for_post(APPROVALS, "the Teams card", &id).await;
+    let refused = teams
+        .execute(
+            LEAD,
+            "jit_approve",
+            json!({ "jit_action": "jit_approve", "jit_value": id }),
+        )
+        .await;
+    let text = refused["value"].as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("jitbot cannot verify that you are not the requester"),
+        "{refused}"
+    );
+    teams.app.until_outbox_empty().await;
+    assert_eq!(teams.app.state_of(&id).await, "pending");
+    assert_eq!(teams.app.iam_actions("grant", &id).await, 0);
+    let audited = teams.app.audit_details("DecisionRefused").await;
+    assert!(
+        audited.iter().any(|d| d.contains("cannot verify")),
+        "{audited:?}"
+    );
+}
+
+#[tokio::test]
+async fn break_glass_cannot_be_acknowledged_from_the_users_other_account() {
+    let linked = format!("\n[identities]\nU0LEAD = {{ teams = \"{LEAD}\" }}\n");
+    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[]).await;
+    // Teams has talked to jitbot from the approval channel, so its cards
+    // can be posted there.
+    teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
+    let answer = teams
+        .app
+        .command_text(
+            "U0LEAD",
+            "C0DUAL",
+            "breakglass shared-glass 30m INC-7 portal down",
+        )
+        .await;
+    let id = request_id(&answer);
+    teams.app.until_active(&id).await;
+    teams
+        .wait_for_post(APPROVALS, "the review card", "jit_bg_ack")
+        .await;
+    let own = teams
+        .execute(
+            LEAD,
+            "jit_bg_ack",
+            json!({ "jit_action": "jit_bg_ack", "jit_value": id }),
+        )
+        .await;
+    assert!(
+        own["value"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("your own break-glass"),
+        "{own}"
+    );
+    teams.app.until_outbox_empty().await;
+    assert!(teams
+        .app
+        .audit_details("BreakGlassAcknowledged")
+        .await
+        .is_empty());
 }
