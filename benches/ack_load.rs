@@ -22,6 +22,10 @@
 //! "busy" (shed under overload, nothing written), another refusal, or no
 //! answer at all. Latency is over every request that got an answer.
 
+// The tests' own clients talk to the server under test and its fakes;
+// the no-redirect constructor (clippy.toml) is for jitbot's outbound calls.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -59,10 +59,7 @@ pub struct SlackApi {
 
 impl SlackApi {
     pub fn new(api_url: &str, token: Secret) -> Result<SlackApi, SlackApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| SlackApiError::Failed(e.to_string()))?;
+        let http = crate::outbound::client(CALL_TIMEOUT).map_err(SlackApiError::Failed)?;
         Ok(SlackApi {
             http,
             api_url: api_url.trim_end_matches('/').to_string(),

@@ -48,7 +48,7 @@ impl Remote {
             .unwrap_or_else(|| format!("http://{}", settings.listen))
             .trim_end_matches('/')
             .to_string();
-        let http = reqwest::Client::builder()
+        let http = crate::outbound::client_builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|e| Failure::setup(e.to_string()))?;

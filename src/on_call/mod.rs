@@ -41,7 +41,8 @@ pub type OnCallNow = Arc<HashSet<EmailAddress>>;
 type Roster = HashMap<Schedule, (Instant, OnCallNow)>;
 
 pub struct OnCall {
-    http: reqwest::Client,
+    /// Or why there is none: every look-up then fails (nobody on call).
+    http: Result<reqwest::Client, String>,
     settings: PagingSettings,
     roster: Mutex<Roster>,
     /// Schedules already reported as unknown, so the log says it once.
@@ -51,10 +52,7 @@ pub struct OnCall {
 
 impl OnCall {
     pub fn new(settings: PagingSettings, metrics: Arc<Metrics>) -> OnCall {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .unwrap_or_default();
+        let http = crate::outbound::client(CALL_TIMEOUT);
         OnCall {
             http,
             settings,
@@ -104,14 +102,18 @@ impl OnCall {
     }
 
     async fn ask(&self, schedule: &Schedule) -> Result<Vec<EmailAddress>, LookupError> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|why| LookupError::Failed(format!("no HTTP client: {why}")))?;
         match schedule.service {
             PagingService::PagerDuty => {
                 let account = Self::account(&self.settings.pagerduty, PAGERDUTY_TOKEN_VAR)?;
-                pagerduty::on_call(&self.http, account, &schedule.id).await
+                pagerduty::on_call(http, account, &schedule.id).await
             }
             PagingService::Opsgenie => {
                 let account = Self::account(&self.settings.opsgenie, OPSGENIE_KEY_VAR)?;
-                opsgenie::on_call(&self.http, account, &schedule.id).await
+                opsgenie::on_call(http, account, &schedule.id).await
             }
         }
     }
@@ -185,6 +187,12 @@ async fn read_answer(
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(LookupError::UnknownSchedule);
+    }
+    if status.is_redirection() {
+        return Err(LookupError::Failed(format!(
+            "{service}: {}",
+            crate::outbound::redirect_refused(status)
+        )));
     }
     if !status.is_success() {
         return Err(LookupError::Failed(format!("{service}: HTTP {status}")));

@@ -265,7 +265,7 @@ impl KubernetesProvider {
         timeout: Duration,
     ) -> Result<Self, String> {
         let fail = |why: String| format!("provider {name}: {why}");
-        let mut builder = reqwest::Client::builder().timeout(timeout);
+        let mut builder = crate::outbound::client_builder().timeout(timeout);
         if let Some(ca) = &cluster.ca_pem {
             for certificate in reqwest::Certificate::from_pem_bundle(ca)
                 .map_err(|e| fail(format!("the cluster's CA is not PEM: {e}")))?

@@ -99,6 +99,30 @@ fn quoted_role(role: &str) -> Result<String, String> {
     Ok(format!("`{role}`"))
 }
 
+/// The connection options, used exactly as the URL writes them: its host
+/// and port over TCP, or the Unix socket its `socket=` parameter names.
+///
+/// mysql_async by default (`prefer_socket`) asks the server it reached over
+/// TCP for its `@@socket` and reconnects through that path on this machine
+/// when it can. That reaches another account: MySQL tells accounts apart by
+/// the host they connect from, and over the socket that is `localhost`, so
+/// `mysql://root@127.0.0.1/…` would become `'root'@'localhost'` (on Debian
+/// authenticated by `unix_socket`, as whoever runs jitbot), or a remote
+/// URL a local server with the same socket path. Grants, the holders that
+/// leave out jitbot's own login, and every audit line would then be about
+/// an account nobody configured.
+fn connect_as_written(opts: Opts, url: &url::Url) -> Result<Opts, String> {
+    let asks_socket_switch = url
+        .query_pairs()
+        .any(|(key, value)| key == "prefer_socket" && value != "false");
+    if asks_socket_switch {
+        return Err("the URL in its url_env sets prefer_socket, which switches to a local socket (and to the account MySQL sees there); to use a socket, name it: ?socket=/run/mysqld/mysqld.sock".to_string());
+    }
+    Ok(mysql_async::OptsBuilder::from_opts(opts)
+        .prefer_socket(false)
+        .into())
+}
+
 pub struct MysqlProvider {
     name: String,
     opts: Opts,
@@ -158,11 +182,6 @@ impl MysqlProvider {
                 format!("provider {name}: the URL in its url_env must look like mysql://user:password@host:3306/db")
             })?;
         let password = parsed.password().map(str::to_string);
-        let shown_server = format!(
-            "{}:{}",
-            parsed.host_str().unwrap_or("?"),
-            parsed.port().unwrap_or(3306)
-        );
         let opts = Opts::from_url(url).map_err(|e| {
             let text = e.to_string();
             format!(
@@ -172,6 +191,16 @@ impl MysqlProvider {
                     .map_or(text.clone(), |p| super::redact(&text, &[p]))
             )
         })?;
+        let opts =
+            connect_as_written(opts, &parsed).map_err(|why| format!("provider {name}: {why}"))?;
+        let shown_server = match opts.socket() {
+            Some(socket) => format!("socket {socket}"),
+            None => format!(
+                "{}:{}",
+                parsed.host_str().unwrap_or("?"),
+                parsed.port().unwrap_or(3306)
+            ),
+        };
         Ok(Self {
             name: name.to_string(),
             opts,
@@ -470,5 +499,29 @@ mod tests {
         assert!(Account::parse(&"x".repeat(81)).is_err());
         assert!(quoted_role("jit_rw").is_ok());
         assert!(quoted_role("rw`; DROP DATABASE mysql; --").is_err());
+    }
+
+    fn provider(url: &str) -> Result<MysqlProvider, String> {
+        MysqlProvider::new("db", url, false, false, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn a_tcp_url_is_used_as_written_and_a_socket_only_when_named() {
+        let tcp = provider("mysql://root@127.0.0.1:3306/mysql").unwrap();
+        assert!(!tcp.opts.prefer_socket(), "no switch to the local socket");
+        assert_eq!(tcp.opts.socket(), None);
+        assert_eq!(tcp.opts.ip_or_hostname(), "127.0.0.1");
+        assert_eq!(tcp.shown_server, "127.0.0.1:3306");
+
+        let socket =
+            provider("mysql://root@localhost/mysql?socket=/run/mysqld/mysqld.sock").unwrap();
+        assert_eq!(socket.opts.socket(), Some("/run/mysqld/mysqld.sock"));
+        assert_eq!(socket.shown_server, "socket /run/mysqld/mysqld.sock");
+
+        let error = provider("mysql://root@127.0.0.1:3306/mysql?prefer_socket=true")
+            .err()
+            .unwrap();
+        assert!(error.contains("?socket="), "{error}");
+        assert!(provider("mysql://root@127.0.0.1/mysql?prefer_socket=false").is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! What the providers that speak to a REST API share (Okta, Microsoft
-//! Graph): one deadline per call, throttling waited out as the server asks
-//! when the wait fits in it, 5xx and transport failures reported as
-//! passing, and every other answer handed back for the provider to read.
+//! Graph, AWS, Kubernetes): one deadline per call, throttling waited out
+//! as the server asks when the wait fits in it, 5xx, redirects (never
+//! followed) and transport failures reported as passing, and every other
+//! answer handed back for the provider to read.
 
 use std::time::Duration;
 
@@ -24,10 +25,8 @@ pub(super) type ThrottleWait = fn(&reqwest::header::HeaderMap) -> Option<Duratio
 
 impl Rest {
     pub(super) fn new(provider: &str, timeout: Duration) -> Result<Rest, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("provider {provider}: {e}"))?;
+        let http =
+            crate::outbound::client(timeout).map_err(|e| format!("provider {provider}: {e}"))?;
         Ok(Rest {
             provider: provider.to_string(),
             http,
@@ -74,6 +73,11 @@ impl Rest {
             }
             if status.is_server_error() {
                 return Err(self.passing(what, format!("HTTP {status}")));
+            }
+            // Not followed (see crate::outbound::client_builder); it may
+            // be a passing misconfiguration of a proxy, so tried again.
+            if status.is_redirection() {
+                return Err(self.passing(what, crate::outbound::redirect_refused(status)));
             }
             return Ok(response);
         }

@@ -1,9 +1,11 @@
 //! The `webhook` provider: POSTs the grant or revoke as signed JSON to any
-//! IAM endpoint. 2xx is success; anything else is a failure to retry. With
-//! a `holders_url`, a signed `GET <holders_url>?target=<target>` answers
-//! the target's holders as a JSON list of principals. With an
-//! `activity_url`, a signed `GET <activity_url>?principal=<p>&target=<t>`
-//! answers `{"in_use": bool, "last_used": RFC 3339 or null}`.
+//! IAM endpoint. 2xx is success; anything else (a redirect too: never
+//! followed) is a failure to retry. With a `holders_url`, a signed
+//! `GET <holders_url>?target=<target>` answers the target's holders as a
+//! JSON list of principals. With an `activity_url`, a signed
+//! `GET <activity_url>?principal=<p>&target=<t>` answers
+//! `{"in_use": bool, "last_used": RFC 3339 or null}`. A POST's signature
+//! covers its body, a GET's its path and query.
 
 use std::time::Duration;
 
@@ -39,12 +41,38 @@ struct Body<'a> {
     expires_at: Option<String>,
 }
 
-/// `v1=` + hex HMAC-SHA256 of `v1:<timestamp>:<body>`, as receivers verify it.
+/// `v1=` + hex HMAC-SHA256 of `v1:<timestamp>:<body>`, as receivers verify
+/// a POST.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    signed_text(secret, &[format!("v1:{timestamp}:").as_bytes(), body])
+}
+
+/// `v1=` + hex HMAC-SHA256 of `v1:<timestamp>:GET:<path?query>:`, as
+/// receivers verify a GET. A GET has no body; what it asks is in its path
+/// and query (the principal, the target), so that is what is signed — a
+/// signature over an empty body would vouch for any query for as long as
+/// the timestamp is accepted. The trailing `:` stands for the empty body.
+pub fn get_signature(secret: &[u8], timestamp: i64, path_and_query: &str) -> String {
+    signed_text(
+        secret,
+        &[format!("v1:{timestamp}:GET:{path_and_query}:").as_bytes()],
+    )
+}
+
+fn signed_text(secret: &[u8], parts: &[&[u8]]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("v1:{timestamp}:").as_bytes());
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The path and query of `url` as they go on the request line.
+pub fn path_and_query(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    }
 }
 
 /// Where the provider's calls go.
@@ -79,10 +107,7 @@ impl WebhookProvider {
             .activity
             .map(|u| parse("activity_url", u))
             .transpose()?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("provider {name}: {e}"))?;
+        let http = crate::outbound::client(timeout).map_err(|e| format!("provider {name}: {e}"))?;
         Ok(Self {
             name: name.to_string(),
             url,
@@ -100,14 +125,30 @@ impl WebhookProvider {
         )
     }
 
-    fn signed(&self, request: reqwest::RequestBuilder, body: &[u8]) -> reqwest::RequestBuilder {
+    /// A POST of `body` to `url`, signed over the body.
+    fn signed_post(&self, url: &reqwest::Url, body: Vec<u8>) -> reqwest::RequestBuilder {
         let timestamp = chrono::Utc::now().timestamp();
-        request
+        let signature = signature(self.secret.expose().as_bytes(), timestamp, &body);
+        self.http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
-            .header(
-                SIGNATURE_HEADER,
-                signature(self.secret.expose().as_bytes(), timestamp, body),
-            )
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+    }
+
+    /// A GET of `url`, signed over its path and query.
+    fn signed_get(&self, url: &reqwest::Url) -> reqwest::RequestBuilder {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = get_signature(
+            self.secret.expose().as_bytes(),
+            timestamp,
+            &path_and_query(url),
+        );
+        self.http
+            .get(url.clone())
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(SIGNATURE_HEADER, signature)
     }
 
     async fn send(
@@ -123,6 +164,8 @@ impl WebhookProvider {
         let status = response.status();
         if status.is_success() {
             Ok(response)
+        } else if status.is_redirection() {
+            Err(self.failure(action, url, &crate::outbound::redirect_refused(status)))
         } else {
             Err(self.failure(action, url, &format!("HTTP {status}")))
         }
@@ -140,11 +183,7 @@ impl WebhookProvider {
             expires_at: access.expires_at.map(|t| t.to_rfc3339()),
         })
         .map_err(|e| ProviderError::new(&self.name, e.to_string()))?;
-        let request = self
-            .http
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        self.send(action, &self.url, self.signed(request, &body).body(body))
+        self.send(action, &self.url, self.signed_post(&self.url, body))
             .await
             .map(drop)
     }
@@ -180,7 +219,7 @@ impl Provider for WebhookProvider {
         };
         let mut url = url.clone();
         url.query_pairs_mut().append_pair("target", target);
-        let request = self.signed(self.http.get(url.clone()), b"");
+        let request = self.signed_get(&url);
         let response = self.send("holders", &url, request).await?;
         response.json::<Vec<String>>().await.map_err(|e| {
             let why = if e.is_timeout() {
@@ -203,7 +242,7 @@ impl Provider for WebhookProvider {
         url.query_pairs_mut()
             .append_pair("principal", principal)
             .append_pair("target", target);
-        let request = self.signed(self.http.get(url.clone()), b"");
+        let request = self.signed_get(&url);
         let response = self.send("activity", &url, request).await?;
         let body = response
             .bytes()
@@ -233,6 +272,22 @@ mod tests {
         assert_eq!(
             signature(b"s3cret", 1_700_000_000, br#"{"a":1}"#),
             "v1=5758379e1e2bd8ca5cbc893acda89dd28be628dc70c337e7943ddd194922a4bf"
+        );
+    }
+
+    #[test]
+    fn a_get_signature_covers_the_path_and_query() {
+        // Computed with: printf 'v1:1700000000:GET:/jit/holders?target=prod_rw:' | openssl dgst -sha256 -hmac s3cret
+        let url = reqwest::Url::parse("https://iam.example/jit/holders?target=prod_rw").unwrap();
+        assert_eq!(path_and_query(&url), "/jit/holders?target=prod_rw");
+        assert_eq!(
+            get_signature(b"s3cret", 1_700_000_000, &path_and_query(&url)),
+            "v1=48c79b95e2658ace80fddfcf986e2b07cf00a47e5900d11dffa64133cb8199e7"
+        );
+        let other = get_signature(b"s3cret", 1_700_000_000, "/jit/holders?target=prod_admin");
+        assert_ne!(
+            other,
+            get_signature(b"s3cret", 1_700_000_000, &path_and_query(&url))
         );
     }
 }

@@ -101,6 +101,71 @@ fn the_server_refuses_to_start_on_an_invalid_policy() {
     );
 }
 
+/// `"*"` among the admins and where escalations go: anyone could then run
+/// the admin commands, or approve an escalated request.
+const ANYONE_DECIDES: &str = r#"admins = ["U0ADMIN", "*"]
+
+[providers.hook]
+kind = "webhook"
+url = "https://iam.example/jit"
+secret_env = "HOOK_SECRET"
+
+[[groups]]
+name = "prod-db"
+provider = "hook"
+target = "prod_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+escalate_after = "15m"
+escalate_to = ["U0HEAD", "*"]
+"#;
+
+#[test]
+fn check_config_and_the_server_refuse_anyone_as_admin_or_escalation_approver() {
+    let file = write_policy(ANYONE_DECIDES);
+    let path = file.path().display();
+    let expected = [
+        format!("{path}:1:10: the policy: \"*\" is not allowed in `admins`; name the admins (chat user ids or Slack user groups)"),
+        format!("{path}:15:15: group `prod-db`: \"*\" is not allowed in `escalate_to`; name the people or user groups who decide escalated requests"),
+    ];
+    let output = jitbot()
+        .arg("check-config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in &expected {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing {line:?} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+
+    let data = tempfile::tempdir().unwrap();
+    let output = jitbot()
+        .arg("serve")
+        .env("JITBOT_CONFIG", file.path())
+        .env("JITBOT_DATA_DIR", data.path())
+        .env("HOOK_SECRET", "a-webhook-secret")
+        .env("JITBOT_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in &expected {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing {line:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("refusing to start with an invalid policy"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_server_refuses_to_start_without_a_provider_secret() {
     let data = tempfile::tempdir().unwrap();

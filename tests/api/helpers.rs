@@ -1052,6 +1052,30 @@ pub(crate) fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> Stri
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The webhook provider's signature of `request` as the README documents
+/// it, written out independently of jitbot: `v1=` + hex(HMAC-SHA256(secret,
+/// text)), the text `"v1:" + timestamp + ":" + body` for a POST and
+/// `"v1:" + timestamp + ":GET:" + path?query + ":"` for a GET.
+pub(crate) fn webhook_signature(
+    secret: &str,
+    timestamp: i64,
+    request: &wiremock::Request,
+) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    if request.method == wiremock::http::Method::GET {
+        let query = request
+            .url
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        mac.update(format!("v1:{timestamp}:GET:{}{query}:", request.url.path()).as_bytes());
+    } else {
+        mac.update(format!("v1:{timestamp}:").as_bytes());
+        mac.update(&request.body);
+    }
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 fn rand_suffix() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::SeqCst)

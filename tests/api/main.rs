@@ -1,6 +1,10 @@
 //! Integration tests: the real server, store, scheduler and outbox, with
 //! only Slack's Web API and an IAM webhook faked over loopback.
 
+// The tests' own clients talk to the server under test and its fakes;
+// the no-redirect constructor (clippy.toml) is for jitbot's outbound calls.
+#![allow(clippy::disallowed_methods)]
+
 mod admin;
 mod app_home;
 mod approvals;
@@ -34,6 +38,7 @@ mod pg;
 mod postgres;
 mod process;
 mod promises;
+mod redirects;
 mod requests;
 mod security;
 mod slack_ingress;

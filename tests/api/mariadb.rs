@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
+use mysql_async::{Conn, Opts, OptsBuilder};
 
 /// The server tests use: `JITBOT_TEST_MYSQL_URL`, or the local one as root.
 pub(crate) fn url() -> String {
@@ -14,8 +14,13 @@ pub(crate) fn url() -> String {
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".to_string())
 }
 
+/// A connection to exactly the host and port `url` names. mysql_async
+/// would otherwise switch to the server's Unix socket when it can reach it
+/// (`prefer_socket`), where MySQL sees another account (`root@localhost`
+/// instead of `root@127.0.0.1`): the fixture must be the account it says.
 pub(crate) async fn connect(url: &str) -> Result<Conn, mysql_async::Error> {
-    Conn::new(Opts::from_url(url).expect("the test URL parses")).await
+    let opts = Opts::from_url(url).expect("the test URL parses");
+    Conn::new(OptsBuilder::from_opts(opts).prefer_socket(false)).await
 }
 
 pub(crate) struct MariaFixture {

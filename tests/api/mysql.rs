@@ -279,3 +279,90 @@ async fn mysql_activity_is_an_open_connection_of_the_account() {
     let error = p.activity("x' OR '1'='1", &rw).await.unwrap_err();
     assert!(error.message.contains("quote"), "{error}");
 }
+
+/// The holders among this test's accounts (the fixture's own login created
+/// the role, so MariaDB made it a member too).
+fn this_tests(db: &MariaFixture, mut holders: Vec<String>) -> Vec<String> {
+    holders.retain(|holder| holder.starts_with(&db.name("")));
+    holders.sort();
+    holders
+}
+
+/// jitbot's login over TCP from 127.0.0.1, allowed to hand out `role` and
+/// to read the role tables; its password is `pw-<login>`.
+async fn create_login(db: &mut MariaFixture, login: &str, host: &str, role: &str) {
+    db.create_user(login, host).await;
+    db.run(&format!(
+        "GRANT `{role}` TO '{login}'@'{host}' WITH ADMIN OPTION"
+    ))
+    .await;
+    db.run(&format!("GRANT SELECT ON mysql.* TO '{login}'@'{host}'"))
+        .await;
+}
+
+#[tokio::test]
+async fn mysql_connects_to_the_tcp_host_its_url_names_not_the_local_socket() {
+    // MySQL tells accounts apart by where they connect from: over TCP from
+    // 127.0.0.1 this login is one account, over the local socket
+    // (`localhost`) the same name and password are another one that may
+    // read but not hand out the role — as root@127.0.0.1 and Debian's
+    // root@localhost are two accounts.
+    let mut db = MariaFixture::new().await;
+    let (rw, login, alice) = (db.name("rw"), db.name("tcp"), db.name("alice"));
+    db.create_role(&rw).await;
+    db.create_user(&alice, "%").await;
+    create_login(&mut db, &login, "127.0.0.1", &rw).await;
+    db.create_user(&login, "localhost").await;
+    db.run(&format!("GRANT SELECT ON mysql.* TO '{login}'@'localhost'"))
+        .await;
+
+    let url = format!("mysql://{login}:pw-{login}@127.0.0.1:3306/mysql");
+    let provider = MysqlProvider::new("db", &url, false, false, Duration::from_secs(5)).unwrap();
+    provider.grant(&access(&alice, &rw)).await.unwrap();
+    let mut expected = vec![format!("{alice}@%"), format!("{login}@127.0.0.1")];
+    expected.sort();
+    assert_eq!(db.members(&rw).await, expected);
+    // Holders leave out jitbot's own login (CURRENT_USER()): the TCP
+    // account, holding the role WITH ADMIN OPTION, is the one it is.
+    assert_eq!(
+        this_tests(&db, provider.holders(&rw).await.unwrap()),
+        vec![alice.clone()]
+    );
+    provider.revoke(&access(&alice, &rw)).await.unwrap();
+    assert_eq!(db.members(&rw).await, vec![format!("{login}@127.0.0.1")]);
+}
+
+#[tokio::test]
+async fn mysql_uses_the_unix_socket_only_when_its_url_names_one() {
+    let mut db = MariaFixture::new().await;
+    let (rw, login, alice) = (db.name("rw"), db.name("sock"), db.name("alice"));
+    db.create_role(&rw).await;
+    db.create_user(&alice, "%").await;
+    // This login exists only for the socket: over TCP it would be refused.
+    create_login(&mut db, &login, "localhost", &rw).await;
+    let socket: String = db
+        .admin
+        .query_first("SELECT @@socket")
+        .await
+        .unwrap()
+        .expect("the server has a socket");
+
+    let over_tcp = MysqlProvider::new(
+        "db",
+        &format!("mysql://{login}:pw-{login}@127.0.0.1:3306/mysql"),
+        false,
+        false,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let refused = over_tcp.grant(&access(&alice, &rw)).await.unwrap_err();
+    assert!(refused.message.contains("Access denied"), "{refused}");
+
+    let url = format!("mysql://{login}:pw-{login}@localhost/mysql?socket={socket}");
+    let provider = MysqlProvider::new("db", &url, false, false, Duration::from_secs(5)).unwrap();
+    provider.grant(&access(&alice, &rw)).await.unwrap();
+    assert_eq!(
+        this_tests(&db, provider.holders(&rw).await.unwrap()),
+        vec![alice.clone()]
+    );
+}

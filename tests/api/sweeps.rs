@@ -51,13 +51,14 @@ fn is_revoke(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|b| b["action"] == "revoke")
 }
 
-/// The request carries a valid signature over its exact body (empty for a GET).
+/// The request carries a valid signature over its exact body (a POST) or
+/// its path and query (a GET).
 fn assert_signed(request: &Request) {
     let header = |name: &str| request.headers[name].to_str().unwrap().to_string();
     let timestamp: i64 = header(webhook::TIMESTAMP_HEADER).parse().unwrap();
     assert_eq!(
         header(webhook::SIGNATURE_HEADER),
-        webhook::signature(HOOK_SECRET.as_bytes(), timestamp, &request.body),
+        crate::helpers::webhook_signature(HOOK_SECRET, timestamp, request),
         "{} {} is not signed correctly",
         request.method,
         request.url

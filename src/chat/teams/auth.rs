@@ -98,7 +98,7 @@ impl BotAuthenticator {
         BotAuthenticator {
             app_id: app_id.to_string(),
             metadata_url: metadata_url.to_string(),
-            http: reqwest::Client::builder()
+            http: crate::outbound::client_builder()
                 .timeout(FETCH_TIMEOUT)
                 .build()
                 .unwrap_or_default(),

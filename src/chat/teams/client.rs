@@ -55,10 +55,7 @@ impl TeamsClient {
         settings: &TeamsSettings,
         contacts: Arc<dyn ContactBook>,
     ) -> Result<TeamsClient, ChatError> {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|e| ChatError::Failed(e.to_string()))?;
+        let http = crate::outbound::client(CALL_TIMEOUT).map_err(ChatError::Failed)?;
         Ok(TeamsClient {
             http,
             app_id: settings.app_id.clone(),

@@ -156,7 +156,7 @@ impl Reader<'_> {
         }
         let approvals_required = steps.first().map_or(1, |step| step.approvals_required);
         let requesters = self
-            .subjects(table, "requesters", context)
+            .subjects_or_anyone(table, "requesters", context)
             .unwrap_or_else(|| vec![Subject::Anyone]);
         let channel = self.channel(table, context);
         let teams_channel = self
@@ -229,12 +229,6 @@ impl Reader<'_> {
                 format!("{context} has no `approvers`, so nobody could approve its requests"),
             );
         }
-        if approvers.contains(&Subject::Anyone) {
-            self.problem(
-                Reader::value_span(table, "approvers"),
-                format!("{context}: \"*\" is not allowed in `approvers`; name the people or user groups who approve"),
-            );
-        }
         if channel.is_none()
             && teams_channel.is_none()
             && !direct_approvers
@@ -295,12 +289,6 @@ impl Reader<'_> {
                 format!("{inner_context} needs `requesters`: the people who may take access without approval"),
             );
             return None;
-        }
-        if requesters.contains(&Subject::Anyone) {
-            self.problem(
-                Reader::value_span(rule, "requesters"),
-                format!("{inner_context}: \"*\" is not allowed in `requesters`; name the people who may break the glass"),
-            );
         }
         let max_duration = self
             .duration(rule, "max_duration", &inner_context)
@@ -434,12 +422,6 @@ impl Reader<'_> {
                     format!("{step_context} has no `approvers`, so nobody could meet it"),
                 );
             }
-            if approvers.contains(&Subject::Anyone) {
-                self.problem(
-                    Reader::value_span(step, "approvers"),
-                    format!("{step_context}: \"*\" is not allowed in `approvers`; name the people or user groups who approve"),
-                );
-            }
             let approvals_required = self.approvals_required(step, &step_context, &approvers);
             steps.push(ApprovalStep {
                 approvers,
@@ -518,7 +500,7 @@ impl Reader<'_> {
             return None;
         };
         self.check_keys(rule, AUTO_APPROVE_KEYS, &inner_context);
-        let requesters = self.subjects(rule, "requesters", &inner_context);
+        let requesters = self.subjects_or_anyone(rule, "requesters", &inner_context);
         let hours = self
             .string(rule, "hours", &inner_context)
             .and_then(|text| match Hours::parse(&text) {

@@ -167,7 +167,36 @@ impl Reader<'_> {
         Some(out)
     }
 
+    /// A list of people who decide or administer (`admins`, `approvers`,
+    /// `escalate_to`, break-glass `requesters`): each must be named, since
+    /// `"*"` there would let anyone approve, take access unapproved or run
+    /// the admin commands. It is reported (at the list, with its line and
+    /// column) and kept, so the list's other checks do not pile up.
     pub(super) fn subjects(
+        &mut self,
+        table: &dyn TableLike,
+        key: &str,
+        context: &str,
+    ) -> Option<Vec<Subject>> {
+        let subjects = self.subjects_or_anyone(table, key, context)?;
+        if subjects.contains(&Subject::Anyone) {
+            let name_them = match key {
+                "admins" => "name the admins (chat user ids or Slack user groups)",
+                "escalate_to" => "name the people or user groups who decide escalated requests",
+                "requesters" => "name the people who may break the glass",
+                _ => "name the people or user groups who approve",
+            };
+            self.problem(
+                Self::value_span(table, key),
+                format!("{context}: \"*\" is not allowed in `{key}`; {name_them}"),
+            );
+        }
+        Some(subjects)
+    }
+
+    /// A list of who may *ask* (a group's `requesters`, auto-approval's
+    /// `requesters`), where `"*"` means anyone.
+    pub(super) fn subjects_or_anyone(
         &mut self,
         table: &dyn TableLike,
         key: &str,

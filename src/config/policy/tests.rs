@@ -285,6 +285,36 @@ channel = "#approvals"
 }
 
 #[test]
+fn anyone_is_refused_wherever_people_decide_or_administer() {
+    // `"*"` may only say who may ask; in every list of who decides or
+    // administers it would let anyone approve, break the glass or run the
+    // admin commands.
+    let source = format!(
+        "admins = [\"U0ADMIN\", \"*\"]\n{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nrequesters = [\"*\"]\nescalate_after = \"15m\"\nescalate_to = [\"*\"]\n"
+    );
+    assert_eq!(
+        problems(&source),
+        vec![
+            "1:10: the policy: \"*\" is not allowed in `admins`; name the admins (chat user ids or Slack user groups)",
+            "14:15: group `g`: \"*\" is not allowed in `escalate_to`; name the people or user groups who decide escalated requests",
+        ]
+    );
+    let steps = format!(
+        "{ON_CALL_GROUP}steps = [{{ approvers = [\"U0LEAD\"] }}, {{ approvers = [\"*\"] }}]\n"
+    );
+    assert_eq!(
+        problems(&steps),
+        vec!["10:52: step 2 of group `g`: \"*\" is not allowed in `approvers`; name the people or user groups who approve"]
+    );
+    // Who may ask, and who is auto-approved, may be anyone.
+    let open = format!(
+        "{ON_CALL_GROUP}approvers = [\"U0LEAD\"]\nrequesters = [\"*\"]\nauto_approve = {{ requesters = [\"*\"], hours = \"Mon-Fri 09:00-18:00 UTC\" }}\n"
+    );
+    let policy = parse(&open).unwrap();
+    assert_eq!(policy.groups[0].requesters, vec![Subject::Anyone]);
+}
+
+#[test]
 fn edit_distance_suggestions() {
     assert_eq!(closest("aprovers", GROUP_KEYS), Some("approvers"));
     assert_eq!(closest("zzzzzz", GROUP_KEYS), None);
