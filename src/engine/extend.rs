@@ -11,6 +11,24 @@ use crate::domain::request::{AccessRequest, RequestState};
 use crate::store::{Applied, Effects, Write};
 
 impl Engine {
+    /// An approved extension that cannot move its grant's end fails, saying why.
+    async fn refuse_extension(
+        &self,
+        job: &Job,
+        extension: &AccessRequest,
+        error: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        self.record_step(
+            job,
+            extension,
+            extension.fail(error, now),
+            Announce::default(),
+            now,
+        )
+        .await
+    }
+
     /// The activation of an approved extension request.
     pub(super) async fn apply_extension(
         &self,
@@ -54,15 +72,7 @@ impl Engine {
                 })
             });
             if let Some(error) = too_long {
-                self.record_step(
-                    job,
-                    extension,
-                    extension.fail(&error, now),
-                    Announce::default(),
-                    now,
-                )
-                .await?;
-                return Ok(());
+                return self.refuse_extension(job, extension, &error).await;
             }
             let moved = grant
                 .as_ref()
@@ -73,15 +83,7 @@ impl Engine {
                     "grant {} is {state}, so it cannot be extended; request access again with `/jit request`",
                     grant_id.grant_id()
                 );
-                self.record_step(
-                    job,
-                    extension,
-                    extension.fail(&error, now),
-                    Announce::default(),
-                    now,
-                )
-                .await?;
-                return Ok(());
+                return self.refuse_extension(job, extension, &error).await;
             };
             let audience = self.audience(grant).await?;
             let effects = self

@@ -317,6 +317,20 @@ async fn provider_calls(app: &TestApp, id: &str) -> Vec<(String, String, String)
         .collect()
 }
 
+/// U0ALICE gives grant `id` back; the provider's revoke call is made.
+async fn release_and_wait_for_its_revoke(app: &TestApp, id: &str) {
+    let grant = id.replace("R-", "G-");
+    app.command_text("U0ALICE", "C0APPROVALS", &format!("release {grant}"))
+        .await;
+    eventually("the revoke", || async {
+        provider_calls(app, id)
+            .await
+            .into_iter()
+            .find(|(action, _, _)| action == "revoke")
+    })
+    .await;
+}
+
 const RENAMED: &str = r#"
 [[groups]]
 name = "warehouse"
@@ -340,19 +354,7 @@ async fn a_renamed_target_still_has_its_grants_revoked_as_they_were_granted() {
         .await;
     assert!(told.contains(&id.replace("R-", "G-")), "{told}");
     assert!(told.contains("warehouse_ro"), "{told}");
-    app.command_text(
-        "U0ALICE",
-        "C0APPROVALS",
-        &format!("release {}", id.replace("R-", "G-")),
-    )
-    .await;
-    eventually("the revoke", || async {
-        provider_calls(&app, &id)
-            .await
-            .into_iter()
-            .find(|(action, _, _)| action == "revoke")
-    })
-    .await;
+    release_and_wait_for_its_revoke(&app, &id).await;
     assert_eq!(
         provider_calls(&app, &id).await,
         vec![
@@ -461,19 +463,7 @@ async fn another_grant_covers_an_ending_one_only_for_the_same_principal() {
         .await;
     app.approve("U0LEAD", &second).await;
     app.until_active(&second).await;
-    app.command_text(
-        "U0ALICE",
-        "C0APPROVALS",
-        &format!("release {}", first.replace("R-", "G-")),
-    )
-    .await;
-    eventually("the first grant's revoke", || async {
-        provider_calls(&app, &first)
-            .await
-            .into_iter()
-            .find(|(action, _, _)| action == "revoke")
-    })
-    .await;
+    release_and_wait_for_its_revoke(&app, &first).await;
     assert_eq!(
         provider_calls(&app, &first).await,
         vec![
