@@ -46,6 +46,8 @@ pub struct ConsoleOptions {
     pub user: String,
     /// Slack user groups the console should know: id → members.
     pub user_groups: HashMap<String, Vec<UserId>>,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`), if set.
+    pub audit_key: Option<crate::domain::audit::AuditKey>,
 }
 
 type Input<R> = Lines<R>;
@@ -66,7 +68,9 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         ));
         return Ok(());
     };
-    let store: Arc<dyn Store> = crate::store::open(location, Arc::new(SystemClock)).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open_keyed(location, Arc::new(SystemClock), options.audit_key.clone())
+            .await?;
     let policy = Arc::new(policy);
     let chat: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat {
         terminal: terminal.clone(),
