@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::email::EmailSettings;
 use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
 use crate::config::Secret;
+use crate::domain::audit::{AuditKey, AuditRecord, Link};
 use crate::domain::ids::Platform;
 use crate::domain::policy::Policy;
 use crate::domain::quota::FilingLimits;
@@ -99,6 +100,8 @@ pub enum ServerError {
     Join(#[from] tokio::task::JoinError),
     #[error("refusing to start: {0}")]
     LiveGrants(#[from] crate::engine::LiveGrantsError),
+    #[error("{0}")]
+    Audit(String),
 }
 
 /// Everything the server is built from.
@@ -121,6 +124,8 @@ pub struct ServerParts {
     pub email: EmailSettings,
     /// Paging services asked who is on call.
     pub paging: crate::config::paging::PagingSettings,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`), if set.
+    pub audit_key: Option<AuditKey>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -155,11 +160,57 @@ impl RunningServer {
     }
 }
 
+/// Make sure the audit chain goes on as its key says. With a key, a log
+/// ending in a plain event gets a `chain_keyed` event now, so the log is
+/// keyed from here even if nothing else happens before it is verified.
+/// Without one, a keyed log is refused (its next events could not be
+/// chained), and a plain chain is said not to resist a rewrite.
+async fn prepare_audit_chain(
+    store: &dyn Store,
+    keyed: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ServerError> {
+    let head = store.audit_head().await?;
+    let last = match head.seq {
+        0 => None,
+        seq => store.audit_events_before(seq + 1, 1).await?.pop(),
+    };
+    let last_keyed = last.as_ref().is_some_and(|e| e.chain == Link::Keyed);
+    match (keyed, last_keyed) {
+        (true, true) => {}
+        (true, false) => {
+            if last.is_some() {
+                let record = AuditRecord::chain_keyed(now, &head);
+                store
+                    .record(&crate::store::Effects {
+                        audit: vec![record],
+                        ..Default::default()
+                    })
+                    .await?;
+                tracing::info!(after = head.seq, "audit chain: keyed from now on (HMAC-SHA256)");
+            }
+        }
+        (false, true) => {
+            return Err(ServerError::Audit(format!(
+                "the audit chain is keyed (event {} is HMAC-SHA256 under JITBOT_AUDIT_KEY): set JITBOT_AUDIT_KEY to the same key",
+                head.seq
+            )))
+        }
+        (false, false) => tracing::warn!(
+            "JITBOT_AUDIT_KEY is not set: the audit chain is plain SHA-256, which shows edits but not a rewrite of the whole log by whoever can write the store; set a key of 32+ bytes kept outside the store"
+        ),
+    }
+    Ok(())
+}
+
 pub async fn start(
     parts: ServerParts,
     listener: TcpListener,
 ) -> Result<RunningServer, ServerError> {
-    let store: Arc<dyn Store> = crate::store::open(&parts.store, parts.clock.clone()).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open_keyed(&parts.store, parts.clock.clone(), parts.audit_key.clone())
+            .await?;
+    prepare_audit_chain(&*store, parts.audit_key.is_some(), parts.clock.now()).await?;
     let policy = Arc::new(parts.policy);
     let wakers = Wakers::default();
 

@@ -120,8 +120,19 @@ pub enum StoreCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the audit log's hash chain from the first event to the last
-    /// (opens the store directly: stop the server first).
-    Verify,
+    /// (opens the store directly: a sled store only while the server is
+    /// stopped). With JITBOT_AUDIT_KEY set, keyed links are checked under
+    /// it and a log never keyed is refused.
+    Verify {
+        /// A head shipped earlier (`jitbot audit head`, or the last line of
+        /// `jitbot audit export`): fail unless the log still reaches it
+        /// unchanged (not truncated, not rewritten).
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
+    /// Print the audit chain's head as `<seq>:<hash>` (offline, like
+    /// verify), to ship somewhere the store's writers cannot reach.
+    Head,
     /// Write the audit log as JSON lines to stdout, oldest first (asks the
     /// running server; admin token).
     Export {

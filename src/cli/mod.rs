@@ -1,6 +1,6 @@
 //! The `jitbot` command line. `serve` (the default) runs the bot; `grants`,
 //! `unused`, `revoke`, `mappings` and `audit export` ask the running server through
-//! its HTTP API; `check-config`, `audit verify`, `sweep` and `store
+//! its HTTP API; `check-config`, `audit verify`, `audit head`, `sweep` and `store
 //! migrate` work offline (they open the store: a sled store only while the
 //! server is stopped, a PostgreSQL one while replicas run). Each subcommand
 //! returns its exit code.
@@ -56,8 +56,11 @@ pub async fn run(cli: Cli) -> i32 {
             offline::check_config(path.as_deref().unwrap_or(&settings.config_path), &settings)
         }
         CliCommand::Audit {
-            command: AuditCommand::Verify,
-        } => offline::audit_verify(&settings).await,
+            command: AuditCommand::Verify { head },
+        } => offline::audit_verify(&settings, head.as_deref()).await,
+        CliCommand::Audit {
+            command: AuditCommand::Head,
+        } => offline::audit_head(&settings).await,
         CliCommand::Store {
             command: StoreCommand::Migrate { from_sled },
         } => offline::migrate_from_sled(&settings, &from_sled).await,

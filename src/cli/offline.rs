@@ -1,6 +1,7 @@
-//! Commands that work without the server: `check-config`, and the two that
-//! open the store directly (the server must be stopped): `audit verify` and
-//! the offline `sweep`.
+//! Commands that work without the server: `check-config`, and those that
+//! open the store directly (a sled store only while the server is
+//! stopped): `audit verify`, `audit head`, the offline `sweep` and `store
+//! migrate`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use crate::chat::slack::SlackClient;
 use crate::clock::SystemClock;
 use crate::config::policy;
 use crate::config::{EnvSource, Settings};
+use crate::domain::audit::ChainHead;
 use crate::domain::ids::Platform;
 use crate::domain::policy::{GroupPolicy, SweepMode};
 use crate::engine::{Engine, Wakers};
@@ -36,22 +38,65 @@ pub(super) fn check_config(path: &Path, settings: &Settings) -> i32 {
     }
 }
 
-pub(super) async fn audit_verify(settings: &Settings) -> i32 {
-    let store = match crate::store::open(&store_location(settings), Arc::new(SystemClock)).await {
-        Ok(store) => store,
+/// The store `settings` name, its audit chain keyed as they say.
+async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, i32> {
+    crate::store::open_keyed(
+        &store_location(settings),
+        Arc::new(SystemClock),
+        settings.audit_key.clone(),
+    )
+    .await
+    .map_err(|error| {
+        eprintln!("jitbot: {error}");
+        EXIT_BAD_SETUP
+    })
+}
+
+/// `jitbot audit verify [--head SEQ:HASH]`.
+pub(super) async fn audit_verify(settings: &Settings, shipped: Option<&str>) -> i32 {
+    let shipped = match shipped.map(ChainHead::parse).transpose() {
+        Ok(shipped) => shipped,
         Err(error) => {
-            eprintln!("jitbot: {error}");
+            eprintln!("jitbot: --head: {error}");
             return EXIT_BAD_SETUP;
         }
     };
-    match store.verify_audit().await {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.verify_audit_to(shipped.as_ref()).await {
         Ok(Ok(count)) => {
             println!("audit chain OK: {count} event(s) verified");
+            if let Some(head) = &shipped {
+                println!("it reaches the shipped head {}", head.shown());
+            }
+            if settings.audit_key.is_none() {
+                eprintln!("jitbot: warning: JITBOT_AUDIT_KEY is not set, so only plain SHA-256 links were checked: they show edits, not a rewrite of the whole log");
+            }
             EXIT_OK
         }
         Ok(Err(broken)) => {
             eprintln!("audit chain BROKEN: {broken}");
             EXIT_FAILED
+        }
+        Err(error) => {
+            eprintln!("jitbot: cannot read the audit log: {error}");
+            EXIT_BAD_SETUP
+        }
+    }
+}
+
+/// `jitbot audit head`: `<seq>:<hash>` on stdout.
+pub(super) async fn audit_head(settings: &Settings) -> i32 {
+    let store = match open_store(settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.audit_head().await {
+        Ok(head) => {
+            println!("{}", head.shown());
+            EXIT_OK
         }
         Err(error) => {
             eprintln!("jitbot: cannot read the audit log: {error}");
@@ -93,14 +138,10 @@ pub(super) async fn sweep(
         println!("no group has sweep = \"report\" or \"enforce\"");
         return EXIT_OK;
     }
-    let store: Arc<dyn Store> =
-        match crate::store::open(&store_location(&settings), Arc::new(SystemClock)).await {
-            Ok(store) => store,
-            Err(error) => {
-                eprintln!("jitbot: {error}");
-                return EXIT_BAD_SETUP;
-            }
-        };
+    let store: Arc<dyn Store> = match open_store(&settings).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
     let mut directories = HashMap::new();
     if let Some(slack) = &settings.slack {
         match SlackClient::new(&slack.api_url, slack.bot_token.clone()) {
@@ -172,14 +213,20 @@ pub(super) async fn migrate_from_sled(settings: &Settings, from: &Path) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let store =
-        match PgStore::open(database.url.expose(), database.lease, Arc::new(SystemClock)).await {
-            Ok(store) => store,
-            Err(error) => {
-                eprintln!("jitbot: {error}");
-                return EXIT_BAD_SETUP;
-            }
-        };
+    let store = match PgStore::open_keyed(
+        database.url.expose(),
+        database.lease,
+        Arc::new(SystemClock),
+        settings.audit_key.clone(),
+    )
+    .await
+    {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("jitbot: {error}");
+            return EXIT_BAD_SETUP;
+        }
+    };
     match store.import(&export).await {
         Ok(copied) => {
             println!(

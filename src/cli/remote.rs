@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{EXIT_BAD_SETUP, EXIT_FAILED, EXIT_OK};
 use crate::config::{EnvSource, Secret, Settings};
+use crate::domain::audit::ChainHead;
 use crate::http::api::views::{MappingJson, RequestJson, SweepJson};
 
 /// How long the CLI waits for the server (an audit export may stream longer).
@@ -392,10 +393,22 @@ pub(super) async fn audit_export(
         message: format!("the export stopped: {e}"),
         code: EXIT_FAILED,
     };
+    let head = response
+        .headers()
+        .get(crate::http::api::AUDIT_HEAD_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(ChainHead::parse)
+        .transpose()
+        .map_err(|e| broken(&e))?;
     while let Some(chunk) = response.chunk().await.map_err(|e| broken(&e))? {
         stdout.write_all(&chunk).map_err(|e| broken(&e))?;
     }
     stdout.flush().map_err(|e| broken(&e))?;
+    // Last, on stderr so stdout stays one event a line: the head the
+    // export stopped at, what to ship and what `audit verify --head` takes.
+    if let Some(head) = head {
+        eprintln!("audit head: {}", head.shown());
+    }
     Ok(String::new())
 }
 

@@ -41,6 +41,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         clock: Arc::new(SystemClock),
         email: settings.email.clone(),
         paging: settings.paging.clone(),
+        audit_key: settings.audit_key.clone(),
     };
     let running = match server::start(parts, listener).await {
         Ok(running) => running,
@@ -49,6 +50,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
             return EXIT_BAD_SETUP;
         }
     };
+    let signal = shutdown_signal();
     // On stdout, whatever the log settings: with `JITBOT_LISTEN=…:0` this
     // is how a supervisor (or a test) learns the port the system chose.
     {
@@ -58,7 +60,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         let _ = writeln!(stdout, "jitbot listening on {}", running.addr);
         let _ = stdout.flush();
     }
-    match running.run_until(shutdown_signal()).await {
+    match running.run_until(signal).await {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("jitbot: {error}");
@@ -67,27 +69,41 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM (what Kubernetes and systemd send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on ctrl-c or SIGTERM (what Kubernetes and systemd send). Both
+/// are hooked before this returns, not when first awaited: a SIGTERM sent
+/// as soon as the server says it listens would otherwise kill the process
+/// before its clean shutdown.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hooked = |kind| tokio::signal::unix::signal(kind).ok();
+    #[cfg(unix)]
+    let (mut interrupt, mut terminate) = (
+        hooked(tokio::signal::unix::SignalKind::interrupt()),
+        hooked(tokio::signal::unix::SignalKind::terminate()),
+    );
+    async move {
+        #[cfg(unix)]
+        {
+            let on = |signal: &mut Option<tokio::signal::unix::Signal>| {
+                let signal = signal.take();
+                async move {
+                    match signal {
+                        Some(mut signal) => {
+                            signal.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            tokio::select! {
+                _ = on(&mut interrupt) => {}
+                _ = on(&mut terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
     }
 }
 
@@ -143,6 +159,7 @@ pub(super) async fn console(
         user,
         user_groups,
         fresh_store: scratch.is_some(),
+        audit_key: settings.audit_key.clone(),
     };
     let outcome = crate::console::run(&location, policy, providers, options, input, terminal).await;
     drop(scratch);

@@ -44,6 +44,10 @@ pub struct Settings {
     /// Paging services asked who is on call (`PAGERDUTY_API_TOKEN`,
     /// `OPSGENIE_API_KEY` and their URLs).
     pub paging: super::paging::PagingSettings,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`), if set: without it
+    /// the chain is plain SHA-256, which whoever can write the store can
+    /// recompute after a rewrite.
+    pub audit_key: Option<crate::domain::audit::AuditKey>,
 }
 
 /// The shared PostgreSQL store.
@@ -144,6 +148,9 @@ pub enum SettingsError {
     Email(String),
     #[error("{0}")]
     Paging(String),
+    /// The key is not echoed: only its length is said.
+    #[error("{0}")]
+    BadAuditKey(String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -333,6 +340,11 @@ impl Settings {
             max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
             email: super::email::EmailSettings::from_env(env)?,
             paging: super::paging::PagingSettings::from_env(env)?,
+            audit_key: env
+                .get("JITBOT_AUDIT_KEY")
+                .map(|key| crate::domain::audit::AuditKey::new(key.trim().as_bytes()))
+                .transpose()
+                .map_err(SettingsError::BadAuditKey)?,
         })
     }
 }
@@ -450,6 +462,28 @@ mod tests {
         assert!(settings.slack.is_none());
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(settings.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn the_audit_key_is_32_bytes_or_more_and_never_echoed() {
+        let short = Settings::from_env(&EnvSource::from_pairs([(
+            "JITBOT_AUDIT_KEY",
+            "not-long-enough-secret",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(short.contains("JITBOT_AUDIT_KEY is 22 bytes"), "{short}");
+        assert!(!short.contains("not-long-enough-secret"), "{short}");
+        let settings = Settings::from_env(&EnvSource::from_pairs([(
+            "JITBOT_AUDIT_KEY",
+            " 0123456789abcdef0123456789abcdef\n",
+        )]))
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(settings.audit_key.is_some());
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        let unset = Settings::from_env(&EnvSource::from_pairs([])).unwrap();
+        assert!(unset.audit_key.is_none());
     }
 
     #[test]

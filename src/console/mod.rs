@@ -49,6 +49,8 @@ pub struct ConsoleOptions {
     /// Whether the store is a fresh one of the console's own (said at
     /// start, so nobody takes it for the server's).
     pub fresh_store: bool,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`), if set.
+    pub audit_key: Option<crate::domain::audit::AuditKey>,
 }
 
 type Input<R> = Lines<R>;
@@ -69,7 +71,9 @@ pub async fn run<R: AsyncBufRead + Unpin>(
         ));
         return Ok(());
     };
-    let store: Arc<dyn Store> = crate::store::open(location, Arc::new(SystemClock)).await?;
+    let store: Arc<dyn Store> =
+        crate::store::open_keyed(location, Arc::new(SystemClock), options.audit_key.clone())
+            .await?;
     let policy = Arc::new(policy);
     let chat: Arc<dyn ChatPlatform> = Arc::new(ConsoleChat {
         terminal: terminal.clone(),

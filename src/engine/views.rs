@@ -72,6 +72,11 @@ impl Engine {
         Ok(self.store.audit_events(after, limit).await?)
     }
 
+    /// The audit chain's head: its last event's sequence number and hash.
+    pub async fn audit_head(&self) -> Result<crate::domain::audit::ChainHead, EngineError> {
+        Ok(self.store.audit_head().await?)
+    }
+
     /// Check the whole audit chain; the number of events verified.
     pub async fn verify_audit(
         &self,

@@ -44,7 +44,7 @@ use crate::domain::request::AccessRequest;
 use crate::domain::usage::Usage;
 
 pub use self::lease::{Claimed, Lease};
-pub use self::location::{open, StoreLocation};
+pub use self::location::{open, open_keyed, StoreLocation};
 pub use self::postgres::{ImportError, Imported, PgStore};
 pub use self::sled::{SledExport, SledStore};
 
@@ -295,8 +295,18 @@ pub trait AuditStore {
         before: u64,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Check the whole chain; the number of events verified.
-    async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError>;
+    /// Check the whole chain (keyed links under the store's
+    /// `JITBOT_AUDIT_KEY`); the number of events verified.
+    async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+        self.verify_audit_to(None).await
+    }
+    /// Check the whole chain and, if given, that it still reaches the
+    /// `shipped` head unchanged (a head kept where the store's writers
+    /// cannot reach: what shows the end of the log cut off).
+    async fn verify_audit_to(
+        &self,
+        shipped: Option<&ChainHead>,
+    ) -> Result<Result<u64, ChainBreak>, StoreError>;
 }
 
 /// What jitbot remembers beside requests: mappings, Teams contacts, sweep

@@ -530,6 +530,7 @@ impl TestApp {
             email: self.email.clone(),
             paging: jitbot::config::paging::PagingSettings::from_env(&env)
                 .expect("test paging settings are valid"),
+            audit_key: None,
         };
         let running = server::start(parts, listener).await?;
         self.addr = running.addr;

@@ -8,6 +8,7 @@
 mod admin;
 mod app_home;
 mod approvals;
+mod audit_chain;
 mod aws;
 mod backend;
 mod break_glass;

@@ -623,8 +623,16 @@ struct AuditQuery {
     break_glass: bool,
 }
 
+/// The response header of `GET /api/v1/audit` that names the chain's head
+/// the export stops at, as `<seq>:<hash>` (what `jitbot audit verify
+/// --head` takes). A header, so the body stays one event per line.
+/// (Lower case, as HTTP/2 writes header names.)
+pub const AUDIT_HEAD_HEADER: &str = "x-jitbot-audit-head";
+
 /// The audit log as JSON lines, oldest first, streamed in chunks so a long
-/// log never sits in memory whole.
+/// log never sits in memory whole. It stops at the head read when it
+/// began, which [`AUDIT_HEAD_HEADER`] names: the next export resumes from
+/// there (`after=<seq>`).
 async fn export_audit(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -636,6 +644,8 @@ async fn export_audit(
         Some(text) => Some(parse_since(text, state.engine.now())?),
     };
     let engine = state.engine.clone();
+    let head = engine.audit_head().await?;
+    let end = head.seq;
     let start = query.after.unwrap_or(0);
     let ticket = query.ticket.map(|t| t.trim().to_string());
     let break_glass = query.break_glass;
@@ -646,9 +656,12 @@ async fn export_audit(
         let ticket = ticket.clone();
         let about_ticket = about_ticket.clone();
         async move {
-            let after = after?;
+            let after = after.filter(|after| *after < end)?;
             let batch = match engine.audit_after(after, AUDIT_EXPORT_BATCH).await {
-                Ok(batch) => batch,
+                Ok(mut batch) => {
+                    batch.retain(|e| e.seq <= end);
+                    batch
+                }
                 Err(error) => {
                     tracing::error!(%error, "audit export failed");
                     return Some((Err(std::io::Error::other("store read failed")), None));
@@ -694,7 +707,13 @@ async fn export_audit(
         }
     });
     Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+            (
+                header::HeaderName::from_static(AUDIT_HEAD_HEADER),
+                head.shown(),
+            ),
+        ],
         Body::from_stream(chunks),
     )
         .into_response())

@@ -1,17 +1,22 @@
 //! The audit log: one hash chain for the whole deployment.
 //!
 //! A change writes its audit records unsealed (`audit_pending`, in the
-//! change's own transaction); `jitbot_seal_audit` chains them. Every replica
-//! seals what is pending a few times a second, and every read of the log
-//! seals first, so a reader sees every change committed before it asked.
+//! change's own transaction); [`seal`] chains them, here and not in the
+//! database, so `JITBOT_AUDIT_KEY` never leaves jitbot (migration 7). Every
+//! replica seals what is pending a few times a second, and every read of
+//! the log seals first, so a reader sees every change committed before it
+//! asked. A process without the key seals nothing after a keyed event: the
+//! replicas with the key do.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{decode, with_conn, Kind, PgError, PgStore, LONG_CALL, SHORT_CALL};
-use crate::domain::audit::{verify_chain, AuditEvent, ChainBreak, ChainHead};
+use super::{decode, encode, with_conn, Kind, PgError, PgStore, LONG_CALL, SHORT_CALL};
+use crate::domain::audit::{
+    AuditEvent, AuditKey, AuditRecord, ChainBreak, ChainHead, ChainWalk, Link,
+};
 use crate::postgres::describe;
 use crate::postgres::pool::{Conn, Pool};
 use crate::store::{AuditStore, StoreError};
@@ -20,7 +25,7 @@ use crate::store::{AuditStore, StoreError};
 const SEAL_EVERY: Duration = Duration::from_millis(200);
 
 /// Seal pending audit records every [`SEAL_EVERY`] until `stop`.
-pub(super) async fn keep_sealing(pool: Pool, stop: CancellationToken) {
+pub(super) async fn keep_sealing(pool: Pool, key: Option<AuditKey>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -28,7 +33,10 @@ pub(super) async fn keep_sealing(pool: Pool, stop: CancellationToken) {
         }
         let sealing = async {
             let mut conn = pool.get().await?;
-            seal(&mut conn).await.map_err(|e| describe(&e))?;
+            seal(&mut conn, key.as_ref()).await.map_err(|e| match e {
+                PgError::Db(e) => describe(&e),
+                PgError::Store(e) => e.to_string(),
+            })?;
             conn.reusable();
             Ok::<_, String>(())
         };
@@ -41,10 +49,78 @@ pub(super) async fn keep_sealing(pool: Pool, stop: CancellationToken) {
     }
 }
 
-/// Chain every pending audit record visible now, in its own transaction.
-async fn seal(conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
-    let statement = conn.prepared("SELECT jitbot_seal_audit()").await?;
-    conn.client().execute(&statement, &[]).await?;
+/// Chain every pending audit record visible now, in its own transaction,
+/// under `key` if there is one. Sealers serialise on the head's row.
+pub(super) async fn seal(conn: &mut Conn, key: Option<&AuditKey>) -> Result<(), PgError> {
+    let any = conn
+        .prepared("SELECT EXISTS (SELECT 1 FROM audit_pending)")
+        .await?;
+    let any: bool = conn.client().query_one(&any, &[]).await?.get(0);
+    if !any {
+        return Ok(());
+    }
+    conn.begin().await?;
+    let head: String = conn
+        .client()
+        .query_one(
+            "SELECT head FROM audit_head WHERE singleton FOR UPDATE",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut head: ChainHead = decode(&head)?;
+    if key.is_none() && head.seq > 0 {
+        let last = conn
+            .client()
+            .query_opt(
+                "SELECT event FROM audit WHERE seq = $1",
+                &[&(head.seq.min(i64::MAX as u64) as i64)],
+            )
+            .await?;
+        if let Some(last) = last {
+            if decode::<AuditEvent>(&last.get::<_, String>(0))?.chain == Link::Keyed {
+                // A plain link after a keyed one would break the chain:
+                // these wait for a replica with the key.
+                conn.rollback().await?;
+                return Ok(());
+            }
+        }
+    }
+    // Read after the head's lock: what a sealer before us sealed is gone.
+    let client = conn.client();
+    let pending = client
+        .query("SELECT id, fields FROM audit_pending ORDER BY id", &[])
+        .await?;
+    let mut ids = Vec::with_capacity(pending.len());
+    let mut seqs = Vec::with_capacity(pending.len());
+    let mut events = Vec::with_capacity(pending.len());
+    for row in &pending {
+        let record =
+            AuditRecord::from_unsealed_json(row.get::<_, &str>(1)).map_err(StoreError::Corrupt)?;
+        let (event, next) = record.seal_with(&head, key);
+        ids.push(row.get::<_, i64>(0));
+        seqs.push(event.seq.min(i64::MAX as u64) as i64);
+        events.push(encode(&event)?);
+        head = next;
+    }
+    client
+        .execute(
+            "INSERT INTO audit (seq, event) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            &[&seqs, &events],
+        )
+        .await?;
+    // Exactly what was sealed: a row committed meanwhile may have a lower
+    // id (ids are taken before the commit); it waits for the next call.
+    client
+        .execute("DELETE FROM audit_pending WHERE id = ANY($1)", &[&ids])
+        .await?;
+    client
+        .execute(
+            "UPDATE audit_head SET head = $1 WHERE singleton",
+            &[&encode(&head)?],
+        )
+        .await?;
+    conn.commit().await?;
     Ok(())
 }
 
@@ -57,7 +133,7 @@ impl PgStore {
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         let texts: Vec<String> = with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
-            seal(&mut conn).await?;
+            seal(&mut conn, self.audit_key.as_ref()).await?;
             let statement = conn.prepared(sql).await?;
             let rows = conn.client().query(&statement, &[&bound, &limit]).await?;
             Ok::<_, PgError>(rows.iter().map(|row| row.get(0)).collect())
@@ -70,7 +146,7 @@ impl PgStore {
 impl AuditStore for PgStore {
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
         let head: String = with_conn!(self, pool, Kind::Read, SHORT_CALL, |conn| {
-            seal(&mut conn).await?;
+            seal(&mut conn, self.audit_key.as_ref()).await?;
             let statement = conn
                 .prepared("SELECT head FROM audit_head WHERE singleton")
                 .await?;
@@ -104,12 +180,15 @@ impl AuditStore for PgStore {
         .await
     }
 
-    async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+    async fn verify_audit_to(
+        &self,
+        shipped: Option<&ChainHead>,
+    ) -> Result<Result<u64, ChainBreak>, StoreError> {
         // The head and the events from one snapshot, so writers that run
         // meanwhile cannot make a sound chain look broken.
         let (head, texts): (String, Vec<String>) =
             with_conn!(self, pool, Kind::Read, LONG_CALL, |conn| {
-                seal(&mut conn).await?;
+                seal(&mut conn, self.audit_key.as_ref()).await?;
                 conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await?;
                 let head = conn
@@ -124,10 +203,12 @@ impl AuditStore for PgStore {
                 Ok::<_, PgError>((head.get(0), rows.iter().map(|row| row.get(0)).collect()))
             })?;
         let head: ChainHead = decode(&head)?;
-        let events = texts
-            .iter()
-            .map(|text| decode::<AuditEvent>(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(verify_chain(events, &head))
+        let mut walk = ChainWalk::new(self.audit_key.as_ref(), shipped);
+        for text in &texts {
+            if let Err(broken) = walk.step(&decode::<AuditEvent>(text)?) {
+                return Ok(Err(broken));
+            }
+        }
+        Ok(walk.finish(&head))
     }
 }

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::import::{ImportError, Imported};
 use self::leases::Keeper;
 use crate::clock::Clock;
+use crate::domain::audit::AuditKey;
 use crate::postgres::pool::{Conn, Pool};
 use crate::postgres::{describe, Target};
 use crate::store::{Coordination, Durability, Lease, StoreError};
@@ -81,6 +82,8 @@ pub struct PgStore {
     clock: Arc<dyn Clock>,
     keeper: Arc<Keeper>,
     stop_keeper: CancellationToken,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`); plain links without.
+    audit_key: Option<AuditKey>,
 }
 
 /// What went wrong inside one attempt.
@@ -156,6 +159,17 @@ impl PgStore {
         lease: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<PgStore, StoreError> {
+        Self::open_keyed(url, lease, clock, None).await
+    }
+
+    /// [`PgStore::open`], chaining audit records under `audit_key` (and
+    /// checking keyed links with it); plain SHA-256 links without one.
+    pub async fn open_keyed(
+        url: &str,
+        lease: Duration,
+        clock: Arc<dyn Clock>,
+        audit_key: Option<AuditKey>,
+    ) -> Result<PgStore, StoreError> {
         let target = Target::parse(url, "in JITBOT_DATABASE_URL", CONNECT_WAIT)
             .map_err(StoreError::Unavailable)?;
         let opening = Pool::new(target.clone(), 1, OPEN_WAIT);
@@ -175,7 +189,11 @@ impl PgStore {
             bookkeeping.clone(),
             stop_keeper.clone(),
         ));
-        tokio::spawn(audit::keep_sealing(pool.clone(), stop_keeper.clone()));
+        tokio::spawn(audit::keep_sealing(
+            pool.clone(),
+            audit_key.clone(),
+            stop_keeper.clone(),
+        ));
         tracing::info!(replica = %me, ?lease, "store: PostgreSQL");
         Ok(PgStore {
             pool,
@@ -185,6 +203,7 @@ impl PgStore {
             clock,
             keeper,
             stop_keeper,
+            audit_key,
         })
     }
 

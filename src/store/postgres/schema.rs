@@ -290,6 +290,50 @@ CREATE TABLE home_openings (
     opened_ms bigint NOT NULL
 );
 "#,
+    r#"
+-- jitbot seals the audit log itself now (store::postgres::audit::seal),
+-- so the HMAC key of a keyed chain (JITBOT_AUDIT_KEY) never reaches the
+-- database. Each event says how it was linked ("chain":"hmac-sha256" in
+-- its text; plain ones say nothing), so no column is added. The function
+-- stays for replicas of an older jitbot still running during an upgrade,
+-- but seals nothing once the chain's last event is keyed: a plain link
+-- after a keyed one would break the chain.
+CREATE OR REPLACE FUNCTION jitbot_seal_audit() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    pending record;
+    sealed_ids bigint[] := '{}';
+    head jsonb;
+    seq bigint;
+    prev text;
+    hash text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM audit_pending) THEN
+        RETURN 0;
+    END IF;
+    SELECT audit_head.head::jsonb INTO head FROM audit_head WHERE singleton FOR UPDATE;
+    seq := (head->>'seq')::bigint;
+    prev := head->>'hash';
+    IF EXISTS (SELECT 1 FROM audit
+                WHERE audit.seq = (head->>'seq')::bigint
+                  AND audit.event::jsonb->>'chain' = 'hmac-sha256') THEN
+        RETURN 0;
+    END IF;
+    FOR pending IN SELECT id, fields FROM audit_pending ORDER BY id LOOP
+        seq := seq + 1;
+        hash := encode(sha256(convert_to(
+            '{"seq":' || seq || ',' || pending.fields || ',"prev_hash":"' || prev || '"}', 'UTF8')), 'hex');
+        INSERT INTO audit (seq, event) VALUES (seq,
+            '{"seq":' || seq || ',' || pending.fields || ',"prev_hash":"' || prev || '","hash":"' || hash || '"}');
+        prev := hash;
+        sealed_ids := sealed_ids || pending.id;
+    END LOOP;
+    DELETE FROM audit_pending WHERE id = ANY(sealed_ids);
+    UPDATE audit_head SET head = '{"seq":' || seq || ',"hash":"' || prev || '"}' WHERE singleton;
+    RETURN cardinality(sealed_ids);
+END
+$$;
+"#,
 ];
 
 fn failed(target: &Target, what: &str, error: &tokio_postgres::Error) -> StoreError {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::tx::decode;
 use super::{keys, SledStore};
-use crate::domain::audit::{verify_chain, AuditEvent, ChainBreak, ChainHead};
+use crate::domain::audit::{AuditEvent, ChainBreak, ChainHead, ChainWalk};
 use crate::store::{AuditStore, StoreError};
 
 #[async_trait]
@@ -31,13 +31,18 @@ impl AuditStore for SledStore {
         Self::decode_all(self.audit.range(..keys::sequence(before)).rev(), limit)
     }
 
-    async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+    async fn verify_audit_to(
+        &self,
+        shipped: Option<&ChainHead>,
+    ) -> Result<Result<u64, ChainBreak>, StoreError> {
         let head = self.audit_head().await?;
-        let mut events = Vec::new();
+        let mut walk = ChainWalk::new(self.audit_key.as_ref(), shipped);
         for item in self.audit.iter() {
             let (_, value) = item?;
-            events.push(decode::<AuditEvent>(&value)?);
+            if let Err(broken) = walk.step(&decode::<AuditEvent>(&value)?) {
+                return Ok(Err(broken));
+            }
         }
-        Ok(verify_chain(events, &head))
+        Ok(walk.finish(&head))
     }
 }

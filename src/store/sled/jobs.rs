@@ -45,7 +45,7 @@ impl JobStore for SledStore {
         next: &Job,
         effects: &Effects,
     ) -> Result<Applied, StoreError> {
-        let effects = Prepared::new(effects, self.clock.now())?;
+        let effects = Prepared::new(effects, self.clock.now(), self.audit_key.as_ref())?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
             if trees[DUE].remove(Self::due_key(job))?.is_none() {
                 return Ok(Applied::JobGone);

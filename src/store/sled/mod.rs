@@ -26,6 +26,7 @@ use sled::Tree;
 pub use self::export::SledExport;
 use self::group_commit::GroupCommit;
 use crate::clock::{Clock, SystemClock};
+use crate::domain::audit::AuditKey;
 use crate::store::{Coordination, Durability, Lease, StoreError};
 
 /// sled's default page cache is 1 GiB; jitbot's working set is small, and a
@@ -79,6 +80,8 @@ pub struct SledStore {
     quotas: Tree,
     /// The trees a state change may touch, in the order of the constants above.
     tx_trees: Vec<Tree>,
+    /// The audit chain's HMAC key (`JITBOT_AUDIT_KEY`); plain links without.
+    audit_key: Option<AuditKey>,
 }
 
 /// How long reopening a store this process closed may wait for sled to
@@ -116,6 +119,13 @@ impl Drop for SledStore {
 }
 
 impl SledStore {
+    /// Chain the audit records written from now on under `key` (and check
+    /// keyed links with it); plain SHA-256 links without one.
+    pub fn with_audit_key(mut self, key: Option<AuditKey>) -> SledStore {
+        self.audit_key = key;
+        self
+    }
+
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         Self::open_with_clock(dir, Arc::new(SystemClock))
@@ -189,6 +199,7 @@ impl SledStore {
             quotas.clone(),
         ];
         let store = SledStore {
+            audit_key: None,
             durable: GroupCommit::new(db.clone()),
             clock,
             db,

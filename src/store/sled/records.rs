@@ -30,7 +30,7 @@ impl RecordStore for SledStore {
             audit: vec![audit],
             ..Effects::default()
         };
-        let effects = Prepared::new(&effects, self.clock.now())?;
+        let effects = Prepared::new(&effects, self.clock.now(), self.audit_key.as_ref())?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
             trees[MAPPINGS].insert(key.as_slice(), value.as_slice())?;
             Self::write_effects(trees, &effects)?;
@@ -54,7 +54,7 @@ impl RecordStore for SledStore {
             audit: vec![audit],
             ..Effects::default()
         };
-        let effects = Prepared::new(&effects, self.clock.now())?;
+        let effects = Prepared::new(&effects, self.clock.now(), self.audit_key.as_ref())?;
         let applied = finish(self.tx_trees.as_slice().transaction(|trees| {
             if trees[MAPPINGS].remove(key.as_slice())?.is_none() {
                 return Err(ConflictableTransactionError::Abort(Abort::Skipped));

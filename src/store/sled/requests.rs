@@ -74,7 +74,8 @@ impl RequestStore for SledStore {
             }
             Self::write_effects(
                 trees,
-                &Prepared::new(&write.effects, self.clock.now()).map_err(abort)?,
+                &Prepared::new(&write.effects, self.clock.now(), self.audit_key.as_ref())
+                    .map_err(abort)?,
             )?;
             Ok(Applied::Written)
         }))
@@ -95,7 +96,7 @@ impl RequestStore for SledStore {
             .iter()
             .map(|request| Ok((keys::request(&request.id), encode(request)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let effects = Prepared::new(effects, self.clock.now())?;
+        let effects = Prepared::new(effects, self.clock.now(), self.audit_key.as_ref())?;
         let result = self.tx_trees.as_slice().transaction(|trees| {
             for (key, _) in &encoded {
                 if trees[REQUESTS].get(key)?.is_some() {
@@ -171,7 +172,7 @@ impl RequestStore for SledStore {
     }
 
     async fn record(&self, effects: &Effects) -> Result<(), StoreError> {
-        let effects = Prepared::new(effects, self.clock.now())?;
+        let effects = Prepared::new(effects, self.clock.now(), self.audit_key.as_ref())?;
         finish(self.tx_trees.as_slice().transaction(|trees| {
             Self::write_effects(trees, &effects)?;
             Ok(Applied::Written)

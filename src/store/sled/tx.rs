@@ -10,11 +10,15 @@ use super::{
     keys, SledStore, AUDIT, BY_USER, DUE, LIVE, META, OUTBOX, PRINCIPALS, QUEUES, QUEUE_INDEX,
     QUOTAS, READY, REQUESTS,
 };
-use crate::domain::audit::{AuditRecord, ChainHead};
+use crate::domain::audit::{AuditEvent, AuditKey, AuditRecord, ChainHead, Link};
 use crate::domain::job::Job;
 use crate::domain::quota::{Quota, QuotaRefusal};
 use crate::domain::request::AccessRequest;
 use crate::store::{Applied, Effects, StoreError};
+
+/// Why a write to a keyed audit chain without the key is refused.
+pub(crate) const KEY_NEEDED: &str =
+    "the audit chain is keyed (HMAC-SHA256): set JITBOT_AUDIT_KEY to write to it";
 
 /// Why a transaction closure stopped: the caller chose to write nothing,
 /// a person's quota refused a new request, or something failed.
@@ -30,6 +34,8 @@ pub(super) enum Abort {
 /// more of them a second.
 pub(super) struct Prepared<'a> {
     audit: &'a [AuditRecord],
+    /// The key the audit records are chained under, if there is one.
+    audit_key: Option<&'a AuditKey>,
     /// Due-index key and job.
     jobs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Queue, the queue as JSON, and the message as JSON.
@@ -42,6 +48,7 @@ impl<'a> Prepared<'a> {
     pub(super) fn new(
         effects: &'a Effects,
         now: chrono::DateTime<chrono::Utc>,
+        audit_key: Option<&'a AuditKey>,
     ) -> Result<Prepared<'a>, StoreError> {
         let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let jobs = effects
@@ -64,6 +71,7 @@ impl<'a> Prepared<'a> {
             .collect::<Result<_, StoreError>>()?;
         Ok(Prepared {
             audit: &effects.audit,
+            audit_key,
             jobs,
             outbox,
             now_json: serde_json::to_string(&now).map_err(json)?,
@@ -186,6 +194,19 @@ impl SledStore {
         )
     }
 
+    /// A plain link after a keyed one would break the chain for good:
+    /// without the key, a keyed log takes no more events.
+    fn refuse_plain_after_keyed(audit: &TransactionalTree, last: u64) -> Result<(), TxError> {
+        let Some(bytes) = audit.get(keys::sequence(last))? else {
+            return Ok(());
+        };
+        let event = decode::<AuditEvent>(&bytes).map_err(abort)?;
+        if event.chain == Link::Keyed {
+            return Err(abort(StoreError::Corrupt(KEY_NEEDED.to_string())));
+        }
+        Ok(())
+    }
+
     pub(super) fn write_effects(
         trees: &[TransactionalTree],
         effects: &Prepared<'_>,
@@ -195,8 +216,11 @@ impl SledStore {
                 Some(bytes) => decode::<ChainHead>(&bytes).map_err(abort)?,
                 None => ChainHead::genesis(),
             };
+            if effects.audit_key.is_none() && head.seq > 0 {
+                Self::refuse_plain_after_keyed(&trees[AUDIT], head.seq)?;
+            }
             for record in effects.audit {
-                let (event, next) = record.clone().seal(&head);
+                let (event, next) = record.clone().seal_with(&head, effects.audit_key);
                 trees[AUDIT].insert(keys::sequence(event.seq), encode(&event).map_err(abort)?)?;
                 head = next;
             }
