@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::clock::SystemClock;
-use crate::domain::audit::{AuditAction, AuditRecord};
+use crate::domain::audit::{AuditAction, AuditRecord, ChainBreak, Link};
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{Actor, Destination, GroupName, Platform, RequestId, UserId};
 use crate::domain::job::{Job, JobKind};
@@ -735,4 +735,94 @@ async fn a_home_opened_on_one_replica_is_seen_by_the_other_with_its_latest_time(
     let mut all = other.homes_opened_since(day(1)).await.unwrap();
     all.sort();
     assert_eq!(all, vec![UserId::new("U0NEW"), UserId::new("U0OLD")]);
+}
+
+fn audit_key(byte: u8) -> crate::domain::audit::AuditKey {
+    crate::domain::audit::AuditKey::new(&[byte; 32]).unwrap()
+}
+
+#[tokio::test]
+async fn a_keyed_sled_log_is_carried_over_and_verified_under_its_key() {
+    use crate::store::SledStore;
+    let dir = tempfile::tempdir().unwrap();
+    let two = |detail: &str| Effects {
+        audit: vec![audit(&format!("{detail} 1")), audit(&format!("{detail} 2"))],
+        ..Effects::default()
+    };
+    {
+        let plain = SledStore::open(dir.path()).unwrap();
+        plain.record(&two("plain")).await.unwrap();
+    }
+    let keyed = SledStore::open(dir.path())
+        .unwrap()
+        .with_audit_key(Some(audit_key(1)));
+    keyed.record(&two("keyed")).await.unwrap();
+    assert_eq!(keyed.verify_audit().await.unwrap(), Ok(4));
+    let export = keyed.export().unwrap();
+    drop(keyed);
+
+    let db = Database::create().await;
+    let target = PgStore::open_keyed(
+        &db.url,
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+        Some(audit_key(1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(target.import(&export).await.unwrap().audit_events, 4);
+    let events = target.audit_events(0, 10).await.unwrap();
+    let links: Vec<Link> = events.iter().map(|e| e.chain).collect();
+    assert_eq!(links, [Link::Plain, Link::Plain, Link::Keyed, Link::Keyed]);
+    // The chain goes on keyed after the copy.
+    target.record(&two("after")).await.unwrap();
+    assert_eq!(target.verify_audit().await.unwrap(), Ok(6));
+
+    // Copied without the key, the keyed part cannot be checked: refused.
+    let other = Database::create().await;
+    let keyless = other.replica(Duration::from_secs(5)).await;
+    match keyless.import(&export).await {
+        Err(crate::store::ImportError::Broken(ChainBreak::KeyNeeded { seq: 3 })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_replica_without_the_key_leaves_a_keyed_chain_to_one_with_it() {
+    let db = Database::create().await;
+    let keyed = PgStore::open_keyed(
+        &db.url,
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+        Some(audit_key(2)),
+    )
+    .await
+    .unwrap();
+    let keyless = db.replica(Duration::from_secs(5)).await;
+    keyed
+        .record(&Effects {
+            audit: vec![audit("keyed")],
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keyed.audit_head().await.unwrap().seq, 1);
+    keyless
+        .record(&Effects {
+            audit: vec![audit("written without the key")],
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+    // The keyless replica's reads seal nothing plain after the keyed
+    // event; the keyed replica seals it.
+    assert!(keyless.audit_head().await.unwrap().seq <= 2);
+    assert_eq!(keyed.audit_head().await.unwrap().seq, 2);
+    let events = keyed.audit_events(0, 10).await.unwrap();
+    assert!(events.iter().all(|e| e.chain == Link::Keyed), "{events:?}");
+    assert_eq!(keyed.verify_audit().await.unwrap(), Ok(2));
+    assert_eq!(
+        keyless.verify_audit().await.unwrap(),
+        Err(ChainBreak::KeyNeeded { seq: 1 })
+    );
 }
