@@ -788,6 +788,48 @@ async fn a_keyed_sled_log_is_carried_over_and_verified_under_its_key() {
 }
 
 #[tokio::test]
+async fn a_plain_sled_log_is_carried_over_when_the_key_is_first_set() {
+    use crate::store::SledStore;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = SledStore::open(dir.path()).unwrap();
+    plain
+        .record(&Effects {
+            audit: vec![audit("plain 1"), audit("plain 2")],
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+    let export = plain.export().unwrap();
+    drop(plain);
+    let db = Database::create().await;
+    let target = PgStore::open_keyed(
+        &db.url,
+        Duration::from_secs(5),
+        Arc::new(SystemClock),
+        Some(audit_key(3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(target.import(&export).await.unwrap().audit_events, 2);
+    target
+        .record(&Effects {
+            audit: vec![audit("keyed from here")],
+            ..Effects::default()
+        })
+        .await
+        .unwrap();
+    let links: Vec<Link> = target
+        .audit_events(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.chain)
+        .collect();
+    assert_eq!(links, [Link::Plain, Link::Plain, Link::Keyed]);
+    assert_eq!(target.verify_audit().await.unwrap(), Ok(3));
+}
+
+#[tokio::test]
 async fn a_replica_without_the_key_leaves_a_keyed_chain_to_one_with_it() {
     let db = Database::create().await;
     let keyed = PgStore::open_keyed(
