@@ -61,15 +61,34 @@ impl Engine {
             // A last check before the end moves: the whole grant stays
             // within its group's max_duration (the filing checked it; the
             // policy may have changed since).
+            // An auto-approved one, within what the policy approves by
+            // itself: another extension may have been applied between its
+            // filing and now.
             let too_long = grant.as_ref().and_then(|g| {
-                let max = self.policy.group(&g.group)?.limits.max_duration;
                 let whole = g.total_duration().saturating_add(extension.duration);
-                (whole > max).then(|| {
-                    format!(
+                let Some(group) = self.policy.group(&g.group) else {
+                    return Some(format!(
+                        "{}'s group `{}` is no longer in the policy",
+                        g.id.grant_id(),
+                        g.group
+                    ));
+                };
+                let max = group.limits.max_duration;
+                if whole > max {
+                    return Some(format!(
                         "{} would last {whole} in all, past its group's max_duration of {max}",
                         g.id.grant_id()
-                    )
-                })
+                    ));
+                }
+                let auto_max = group.auto_approve.as_ref().map(|rule| rule.max_duration);
+                match (&extension.auto_approval, auto_max) {
+                    (Some(_), Some(auto_max)) if whole <= auto_max => None,
+                    (Some(_), _) => Some(format!(
+                        "{} would last {whole} in all, more than the group approves without a person",
+                        g.id.grant_id()
+                    )),
+                    (None, _) => None,
+                }
             });
             if let Some(error) = too_long {
                 return self.refuse_extension(job, extension, &error).await;

@@ -256,9 +256,12 @@ impl Engine {
         // as the grant resolved it, if it never recorded one).
         let prepared = self.prepare(request).await;
         let held = match &prepared {
-            Prepared::Ready(_, access) => self
-                .granted_with(request)
-                .map(|g| (g.provider, access.target.clone(), access.principal.clone())),
+            Prepared::Ready(_, access) => self.granted_with(request).map(|g| HeldAccess {
+                provider: g.provider,
+                target: access.target.clone(),
+                principal: access.principal.clone(),
+                details: g.details,
+            }),
             _ => self.held_access(request),
         };
         let covering = match &held {
@@ -287,12 +290,18 @@ impl Engine {
         Ok(revoked.map(|()| None))
     }
 
-    /// What `request` holds, if its principal is known: its provider,
-    /// target and principal. Two grants that hold the same are one access.
-    fn held_access(&self, request: &AccessRequest) -> Option<(String, String, String)> {
+    /// What `request` holds, if its principal is known. Two grants that
+    /// hold the same are one access; grants the provider made as objects
+    /// of their own (a Kubernetes binding per grant: their details differ)
+    /// never cover each other, each is revoked.
+    fn held_access(&self, request: &AccessRequest) -> Option<HeldAccess> {
         let granted = self.granted_with(request)?;
-        let principal = request.principal.clone()?;
-        Some((granted.provider, granted.target, principal))
+        Some(HeldAccess {
+            provider: granted.provider,
+            target: granted.target,
+            principal: request.principal.clone()?,
+            details: granted.details,
+        })
     }
 
     /// A revoke failed: audit it, alert the approval channels once it has
@@ -472,4 +481,13 @@ impl Engine {
             Err(error) => self.revoke_failed(job, &request, &error, now).await,
         }
     }
+}
+
+/// The access a grant holds at its provider, as far as a revoke undoes it.
+#[derive(Debug, PartialEq)]
+struct HeldAccess {
+    provider: String,
+    target: String,
+    principal: String,
+    details: std::collections::BTreeMap<String, String>,
 }

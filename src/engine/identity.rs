@@ -8,7 +8,9 @@
 //! comes from `[identities]` or from the Slack workspace's verified
 //! profile only; a Teams member's `email` is a tenant directory attribute
 //! and never grants anything. For telling people *apart* the Teams
-//! member's address is used too: it can only make jitbot refuse more.
+//! member's address is used too: without it every Teams decision on a
+//! Slack requester's request would be "cannot tell" (an `[identities]`
+//! link is firmer, and wins).
 
 use super::Engine;
 use crate::chat::ChatError;
@@ -121,16 +123,6 @@ impl Engine {
         Ok(acting.with_email(email))
     }
 
-    /// The address jitbot knows `actor` by, for the API's `email` (where
-    /// the requester hears back): their rights address, else their Teams
-    /// member address.
-    pub async fn own_email(&self, actor: &Actor) -> Result<Option<EmailAddress>, ChatError> {
-        if let Some(address) = self.rights_email(actor).await? {
-            return Ok(Some(address));
-        }
-        Ok(self.person(actor).await?.email().cloned())
-    }
-
     /// The requester `actor`, to be reached at `address` (the API's
     /// `email`): only when it is the address jitbot knows them by. A body
     /// never names who someone is — nor where jitbot sends their request.
@@ -139,7 +131,10 @@ impl Engine {
         actor: &Actor,
         address: &EmailAddress,
     ) -> Result<Actor, OwnAddressRefusal> {
-        let known = tokio::time::timeout(super::PROMPT_LOOKUP_TIMEOUT, self.own_email(actor))
+        // Only the rights address: the request carries it as the
+        // requester's, and a list that names people by address may match
+        // it (a Teams member's address is a tenant attribute, never that).
+        let known = tokio::time::timeout(super::PROMPT_LOOKUP_TIMEOUT, self.rights_email(actor))
             .await
             .map_err(|_| {
                 OwnAddressRefusal::Unavailable("the chat directory did not answer".into())

@@ -382,6 +382,62 @@ channel = "C0APPROVALS"
 }
 
 #[tokio::test]
+async fn a_binding_per_grant_is_deleted_when_its_grant_ends_even_while_another_holds_the_role() {
+    let kube = Kube::start().await;
+    let policy = r#"
+admins = ["U0ADMIN"]
+
+[providers.k8s]
+kind = "kubernetes"
+kubeconfig_env = "TEST_KUBECONFIG"
+timeout = "10s"
+
+[[groups]]
+name = "payments-debug"
+provider = "k8s"
+target = "payments/debugger"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+"#;
+    let app = TestApp::spawn_with_env(policy, &[("TEST_KUBECONFIG", &kube.kubeconfig)]).await;
+    let binding_of = |id: &str| format!("jitbot-{}", id.replace("R-", "g-").to_lowercase());
+    let mut grants = Vec::new();
+    for duration in ["1h", "2h"] {
+        let id = app
+            .request(
+                "U0ALICE",
+                &format!("request payments-debug {duration} INC-3"),
+            )
+            .await;
+        app.approve("U0LEAD", &id).await;
+        app.until_active(&id).await;
+        grants.push(id);
+    }
+    let (first, second) = (&grants[0], &grants[1]);
+    app.command_text(
+        "U0ALICE",
+        "C0APPROVALS",
+        &format!("release {}", first.replace("R-", "G-")),
+    )
+    .await;
+    // The second grant holds the same role, but through a binding of its
+    // own: the first one's must go, or it would outlive every grant.
+    eventually("the released grant's binding deleted", || async {
+        kube.binding(PAYMENTS, &binding_of(first))
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(kube.binding(PAYMENTS, &binding_of(second)).is_some());
+    app.advance_past_end(second).await;
+    eventually("no binding left", || async {
+        kube.names(PAYMENTS).is_empty().then_some(())
+    })
+    .await;
+    drop(kube.server);
+}
+
+#[tokio::test]
 async fn an_enforcing_sweep_takes_a_standing_user_out_of_the_role_s_bindings() {
     let kube = Kube::start().await;
     kube.add_by_hand(
