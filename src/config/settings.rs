@@ -47,6 +47,9 @@ pub struct Settings {
     /// Paging services asked who is on call (`PAGERDUTY_API_TOKEN`,
     /// `OPSGENIE_API_KEY` and their URLs).
     pub paging: super::paging::PagingSettings,
+    /// Which Teams tenants and services, Slack workspaces and metrics
+    /// scrapers are taken (`TEAMS_ALLOWED_TENANTS` and friends).
+    pub ingress: super::ingress::IngressSettings,
 }
 
 /// The shared PostgreSQL store.
@@ -147,6 +150,8 @@ pub enum SettingsError {
     Email(String),
     #[error("{0}")]
     Paging(String),
+    #[error("{0}")]
+    Ingress(String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -341,6 +346,7 @@ impl Settings {
             )? as usize,
             email: super::email::EmailSettings::from_env(env)?,
             paging: super::paging::PagingSettings::from_env(env)?,
+            ingress: super::ingress::IngressSettings::from_env(env)?,
         })
     }
 }

@@ -94,6 +94,25 @@ async fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError
     Ok(())
 }
 
+/// Refuse (403) an activity from a tenant not in `TEAMS_ALLOWED_TENANTS`:
+/// a valid Bot Framework token vouches for the service, not the tenant,
+/// and a bot can be installed in any tenant.
+fn from_allowed_tenant(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
+    let named = [
+        activity.channel_data.tenant.as_ref().map(|t| t.id.as_str()),
+        activity.conversation.tenant_id.as_deref(),
+    ];
+    let named = named.into_iter().flatten().filter(|t| !t.trim().is_empty());
+    if state.ingress.admits_teams_tenants(named) {
+        return Ok(());
+    }
+    state.engine.metrics().count_auth_failure("teams");
+    tracing::warn!(tenant = ?activity.tenant_id(), "a Teams activity from a tenant not allowed; refused");
+    Err(HttpError::Forbidden(
+        "this Microsoft Teams tenant may not use jitbot (TEAMS_ALLOWED_TENANTS)".into(),
+    ))
+}
+
 /// Activities older (or newer) than this are refused, like Slack requests.
 const MAX_AGE_SECS: i64 = crate::chat::slack::verify::MAX_AGE_SECS;
 
@@ -159,6 +178,19 @@ pub(super) async fn messages(
     let activity = parse_activity(&bytes)?;
     call.admits(&activity.channel_id, &activity.service_url)
         .map_err(refused)?;
+    from_allowed_tenant(&state, &activity)?;
+    if !state
+        .ingress
+        .admits_teams_service_url(&activity.service_url)
+    {
+        // jitbot would later send its own access token there.
+        state.engine.metrics().count_auth_failure("teams");
+        tracing::warn!(service_url = %activity.service_url, "a Teams activity names a serviceUrl not allowed; refused");
+        return Err(HttpError::Forbidden(format!(
+            "the activity's serviceUrl `{}` is not a Bot Framework service jitbot talks to (TEAMS_ALLOWED_SERVICE_URLS)",
+            activity.service_url
+        )));
+    }
     let sent_at = activity
         .sent_at()
         .unwrap_or_else(|| chrono::Utc::now().timestamp());
@@ -481,6 +513,7 @@ pub(super) async fn webhook(
         }
     };
     let activity = parse_activity(&bytes)?;
+    from_allowed_tenant(&state, &activity)?;
     // The HMAC covers the body, timestamp included: a fresh timestamp and a
     // signature never seen before make a replay useless.
     let sent_at = activity
