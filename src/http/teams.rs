@@ -27,6 +27,7 @@ use crate::chat::teams::cards::{
 use crate::chat::teams::{webhook, TeamsClient};
 use crate::chat::CardActionKind;
 use crate::config::Secret;
+use crate::domain::command::Command;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{
     Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
@@ -492,6 +493,20 @@ async fn card_action(
     }
 }
 
+/// What the outgoing webhook answers to admin commands and break-glass.
+const WEBHOOK_REFUSES: &str = "This channel reaches jitbot through an outgoing webhook, which does not vouch for who you are as the jitbot app does: admin commands and break-glass are not taken here. Please use the jitbot app for this.";
+
+/// Commands the outgoing webhook refuses: it is proven by one HMAC secret
+/// per webhook, not by the Bot Framework's signed token, which is too weak
+/// a proof for what changes access without an approver (break-glass) or
+/// for everyone (admin commands).
+fn needs_the_app(typed: &str) -> bool {
+    matches!(
+        crate::domain::command::parse(typed),
+        Ok(Command::Admin(_) | Command::BreakGlass { .. })
+    )
+}
+
 /// The outgoing webhook: verify, run the command, answer in the response.
 pub(super) async fn webhook(
     State(state): State<Arc<AppState>>,
@@ -531,17 +546,23 @@ pub(super) async fn webhook(
         Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
         return Err(HttpError::Unauthorized("replayed request".into()));
     }
-    remember(&state, &activity).await?;
+    // Nothing of the activity is kept (no serviceUrl, conversation or
+    // contact): no Bot Framework token vouches for its serviceUrl, and a
+    // contact kept from it would be where jitbot sends its own access
+    // token and people's messages later.
     let actor = teams_actor(&activity)?;
-    let answer = tokio::time::timeout(
-        WEBHOOK_DEADLINE,
-        state.engine.handle_command(
-            actor,
-            Some(conversation_of(&activity)),
-            &activity.command_text(),
-        ),
-    )
-    .await;
+    let typed = activity.command_text();
+    let answer = if needs_the_app(&typed) {
+        Ok(Reply::Text(WEBHOOK_REFUSES.into()))
+    } else {
+        tokio::time::timeout(
+            WEBHOOK_DEADLINE,
+            // No origin: answers go in this response, later news by the
+            // jitbot app, never to the webhook's conversation.
+            state.engine.handle_command(actor, None, &typed),
+        )
+        .await
+    };
     let text = match answer {
         Ok(Reply::Text(text)) => text,
         Ok(Reply::Home(_)) => {

@@ -729,6 +729,9 @@ async fn older_clients_deny_with_action_submit_and_unreachable_people_are_report
 #[tokio::test]
 async fn the_outgoing_webhook_answers_commands_in_its_response() {
     let teams = Teams::start(&[]).await;
+    // The bot is installed and has heard from the team (the webhook keeps
+    // no service URL of its own), so it can post the approval card.
+    teams.say(LEAD, "jit help").await;
     let body = teams
         .activity(
             ALICE,
@@ -1566,4 +1569,59 @@ async fn a_service_url_off_the_allowed_hosts_is_refused_and_never_stored() {
         "no service URL was kept at all"
     );
     assert!(store.pending_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_outgoing_webhook_keeps_nothing_and_sends_admin_and_break_glass_to_the_app() {
+    let mut teams = Teams::start(&[]).await;
+    let conversation = "19:webhook-only@thread.tacv2";
+    let say = |text: &str| {
+        teams.activity(
+            ALICE,
+            conversation,
+            false,
+            json!({
+                "text": format!("<at>jitbot</at> {text}"),
+                "serviceUrl": "https://attacker.example/teams/",
+            }),
+        )
+    };
+    for text in [
+        "jit breakglass glass 30m INC-9 the portal is down",
+        "jit admin map 19:other@thread.tacv2 cloud-admin",
+        "jit admin mappings",
+    ] {
+        let response = teams.post_to_webhook(&say(text)).await;
+        assert_eq!(response.status(), 200, "{text}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            answer["text"]
+                .as_str()
+                .unwrap()
+                .contains("use the jitbot app for this"),
+            "{text}: {answer}"
+        );
+    }
+    // An ordinary request is still taken.
+    let filed: Value = teams
+        .post_to_webhook(&say("jit request cloud-admin 30m through the webhook"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        filed["text"].as_str().unwrap().contains("is filed"),
+        "{filed}"
+    );
+    assert!(teams.app.audit_details("BreakGlassUsed").await.is_empty());
+    assert!(teams.app.audit_details("MappingAdded").await.is_empty());
+    assert_eq!(teams.app.audit_details("Requested").await.len(), 1);
+    teams.app.stop().await;
+    let store = teams.app.open_store().await;
+    assert_eq!(store.teams_contact(ALICE).await.unwrap(), None);
+    assert_eq!(
+        store.teams_service_url(conversation).await.unwrap(),
+        None,
+        "no service URL was kept at all"
+    );
 }
