@@ -76,8 +76,7 @@ impl IngressSettings {
             )));
         }
         Ok(IngressSettings {
-            teams_tenants: list(env, TEAMS_TENANTS_VAR)
-                .map(|ids| ids.into_iter().map(|id| id.to_lowercase()).collect()),
+            teams_tenants: list(env, TEAMS_TENANTS_VAR),
             teams_service_urls,
             slack_teams: list(env, SLACK_TEAMS_VAR),
             metrics_token: metrics_token.map(Secret::new),
@@ -85,24 +84,9 @@ impl IngressSettings {
     }
 
     /// Whether a Teams activity naming these tenant ids (from
-    /// `channelData.tenant.id` and `conversation.tenantId`) may act: every
-    /// id it names must be allowed, so one field cannot vouch for the
-    /// other, and an activity naming none is taken only when any tenant is.
+    /// `channelData.tenant.id` and `conversation.tenantId`) may act.
     pub fn admits_teams_tenants<'a>(&self, named: impl IntoIterator<Item = &'a str>) -> bool {
-        let Some(allowed) = &self.teams_tenants else {
-            return true;
-        };
-        let mut any = false;
-        for tenant in named {
-            any = true;
-            if !allowed
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(tenant.trim()))
-            {
-                return false;
-            }
-        }
-        any
+        all_allowed(self.teams_tenants.as_deref(), named)
     }
 
     /// Whether a Teams activity's `serviceUrl` is one jitbot may talk to.
@@ -112,14 +96,28 @@ impl IngressSettings {
             .any(|prefix| prefix.admits(service_url))
     }
 
-    /// Whether a Slack payload from workspace `team` may act.
-    pub fn admits_slack_team(&self, team: Option<&str>) -> bool {
-        match (&self.slack_teams, team) {
-            (None, _) => true,
-            (Some(allowed), Some(team)) => allowed.iter().any(|a| a == team),
-            (Some(_), None) => false,
+    /// Whether a Slack payload naming these workspace ids (`team_id`,
+    /// `team.id`, `user.team_id`) may act.
+    pub fn admits_slack_teams<'a>(&self, named: impl IntoIterator<Item = &'a str>) -> bool {
+        all_allowed(self.slack_teams.as_deref(), named)
+    }
+}
+
+/// With no list, anything goes. With one, every id a payload names must
+/// be on it — so one field cannot vouch for another — and a payload naming
+/// none is refused.
+fn all_allowed<'a>(allowed: Option<&[String]>, named: impl IntoIterator<Item = &'a str>) -> bool {
+    let Some(allowed) = allowed else {
+        return true;
+    };
+    let mut any = false;
+    for id in named {
+        any = true;
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(id.trim())) {
+            return false;
         }
     }
+    any
 }
 
 /// The non-empty, trimmed entries of a comma-separated variable; `None`
@@ -240,7 +238,7 @@ mod tests {
         assert!(settings.admits_teams_service_url("https://smba.infra.gov.teams.microsoft.us/x/"));
         assert!(!settings.admits_teams_service_url("https://smba.trafficmanager.net.attacker.com/"));
         assert!(settings.admits_teams_tenants(["anything"]));
-        assert!(settings.admits_slack_team(None));
+        assert!(settings.admits_slack_teams([]));
         assert!(ServiceUrlPrefix::parse("ftp://smba.trafficmanager.net/").is_err());
         assert!(ServiceUrlPrefix::parse("https://smba.trafficmanager.net/?x=1").is_err());
     }
@@ -253,6 +251,15 @@ mod tests {
         assert!(settings.admits_teams_tenants(["t1", "T2"]));
         assert!(!settings.admits_teams_tenants(["t1", "t3"]));
         assert!(!settings.admits_teams_tenants([]));
+    }
+
+    #[test]
+    fn every_workspace_a_slack_payload_names_must_be_allowed() {
+        let env = EnvSource::from_pairs([(SLACK_TEAMS_VAR, "T0ONE,T0TWO")]);
+        let settings = IngressSettings::from_env(&env).unwrap();
+        assert!(settings.admits_slack_teams(["T0ONE"]));
+        assert!(!settings.admits_slack_teams(["T0ONE", "T0EVIL"]));
+        assert!(!settings.admits_slack_teams([]));
     }
 
     #[test]
