@@ -20,10 +20,12 @@ kind = "webhook"
 url = "http://127.0.0.1:9/jit"
 secret_env = "TEST_HOOK_SECRET"
 
+# The grant the log records, as it was granted (else the start tells
+# the admins of the drift, an event more).
 [[groups]]
-name = "quick"
+name = "prod-db"
 provider = "iam"
-target = "quick_rw"
+target = "prod_rw"
 approvers = ["U0LEAD"]
 channel = "C0APPROVALS"
 "#;
