@@ -30,8 +30,7 @@ use crate::email::Mailer;
 use crate::engine::{Engine, StoreContactBook, Wakers};
 use crate::http::api::ApiAuth;
 use crate::http::{
-    self, Admission, AppState, ApprovalPages, Intake, ServeLimits, SlackIngress, SocketIngress,
-    TeamsIngress,
+    self, Admission, AppState, ApprovalPages, SlackIngress, SocketIngress, TeamsIngress,
 };
 use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
@@ -119,8 +118,6 @@ pub struct ServerParts {
     /// Chat and API requests worked on at once; more wait briefly, then
     /// are answered busy.
     pub max_in_flight: usize,
-    /// Connections one peer (an IPv4 address, an IPv6 /64) may hold at once.
-    pub max_connections_per_peer: usize,
     /// Where "now" comes from: the wall clock, or one a test moves.
     pub clock: Arc<dyn Clock>,
     /// Email approvals and notices, when `JITBOT_SMTP_URL` is set.
@@ -332,7 +329,6 @@ pub async fn start(
         teams_webhook_secret: parts.teams_webhook_secret.clone(),
         api: ApiAuth::new(&parts.api_tokens),
         admission: Admission::new(parts.max_in_flight),
-        intake: Intake::default(),
         approval_pages,
     });
     let app = http::router(state.clone());
@@ -346,10 +342,7 @@ pub async fn start(
             http_cancel.clone(),
         ))
     });
-    let limits = ServeLimits {
-        per_peer: parts.max_connections_per_peer,
-    };
-    let server = tokio::spawn(http::serve(listener, app, http_stop, limits));
+    let server = tokio::spawn(http::serve(listener, app, http_stop));
     let task_cancel = cancel.clone();
     let task = tokio::spawn(async move {
         task_cancel.cancelled().await;

@@ -20,10 +20,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-pub use auth::{ApiAuth, Caller, TokenHolder};
+pub use auth::{ApiAuth, Caller};
 
-use super::intake::ReadBody;
-use super::AppState;
+use super::{read_body, AppState};
 use crate::domain::audit::AuditEvent;
 use crate::domain::duration::HumanDuration;
 use crate::domain::email::EmailAddress;
@@ -70,8 +69,6 @@ pub enum ApiError {
     },
     Unprocessable(String),
     Unavailable(String),
-    /// More than the server takes on: try again in a second.
-    Busy,
     Internal(String),
 }
 
@@ -79,7 +76,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::TooMany { retry_after, .. } => *retry_after,
-            ApiError::Busy => Some(1),
             _ => None,
         };
         let (status, message) = match self {
@@ -102,10 +98,6 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::Busy => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                super::BUSY_TEXT.to_string(),
-            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "API request failed");
                 (
@@ -156,11 +148,10 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// Parse a JSON body (read beforehand, at most 1 MiB), with the parser's
-/// reason on failure.
-fn json_body<T: serde::de::DeserializeOwned>(
+/// Parse a JSON body of at most 1 MiB, with the parser's reason on failure.
+async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    bytes: &[u8],
+    body: Body,
 ) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -182,7 +173,8 @@ fn json_body<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(bytes)
+    let bytes = read_body(headers, body).await?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -217,9 +209,9 @@ async fn create_request(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    ReadBody(bytes): ReadBody,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let asked: NewRequest = json_body(&headers, &bytes)?;
+    let asked: NewRequest = json_body(&headers, body).await?;
     file_request(&state, &caller, asked).await
 }
 
@@ -229,9 +221,9 @@ async fn create_break_glass(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    ReadBody(bytes): ReadBody,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let asked: NewRequest = json_body(&headers, &bytes)?;
+    let asked: NewRequest = json_body(&headers, body).await?;
     file_request(
         &state,
         &caller,
@@ -437,11 +429,11 @@ async fn revoke_grant(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    ReadBody(bytes): ReadBody,
+    body: Body,
 ) -> Result<(StatusCode, Json<RequestJson>), ApiError> {
     require_admin(&caller)?;
     let grant = grant_id(&id)?;
-    let revocation: Revocation = json_body(&headers, &bytes)?;
+    let revocation: Revocation = json_body(&headers, body).await?;
     if revocation.reason.trim().is_empty() {
         return Err(ApiError::Unprocessable(
             "a revoke needs a reason; the holder is told it".to_string(),
