@@ -147,6 +147,9 @@ async fn start_server(slack_url: &str, database: Option<&str>) -> Server {
             ),
         )
         .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
+        // Every simulated user comes from 127.0.0.1: one peer, as behind
+        // a load balancer, with as many connections as the rate needs.
+        .env("JITBOT_MAX_CONNECTIONS_PER_PEER", "4096")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

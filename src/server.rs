@@ -30,7 +30,8 @@ use crate::email::Mailer;
 use crate::engine::{Engine, StoreContactBook, Wakers};
 use crate::http::api::ApiAuth;
 use crate::http::{
-    self, Admission, AppState, ApprovalPages, SlackIngress, SocketIngress, TeamsIngress,
+    self, Admission, AppState, ApprovalPages, Intake, ServeLimits, SlackIngress, SocketIngress,
+    TeamsIngress,
 };
 use crate::outbox::{OutboxParts, OutboxWorker};
 use crate::providers::Providers;
@@ -118,6 +119,8 @@ pub struct ServerParts {
     /// Chat and API requests worked on at once; more wait briefly, then
     /// are answered busy.
     pub max_in_flight: usize,
+    /// Connections one peer (an IPv4 address, an IPv6 /64) may hold at once.
+    pub max_connections_per_peer: usize,
     /// Where "now" comes from: the wall clock, or one a test moves.
     pub clock: Arc<dyn Clock>,
     /// Email approvals and notices, when `JITBOT_SMTP_URL` is set.
@@ -329,6 +332,7 @@ pub async fn start(
         teams_webhook_secret: parts.teams_webhook_secret.clone(),
         api: ApiAuth::new(&parts.api_tokens),
         admission: Admission::new(parts.max_in_flight),
+        intake: Intake::default(),
         approval_pages,
     });
     let app = http::router(state.clone());
@@ -342,7 +346,10 @@ pub async fn start(
             http_cancel.clone(),
         ))
     });
-    let server = tokio::spawn(http::serve(listener, app, http_stop));
+    let limits = ServeLimits {
+        per_peer: parts.max_connections_per_peer,
+    };
+    let server = tokio::spawn(http::serve(listener, app, http_stop, limits));
     let task_cancel = cancel.clone();
     let task = tokio::spawn(async move {
         task_cancel.cancelled().await;

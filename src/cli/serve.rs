@@ -17,6 +17,12 @@ use crate::store::StoreLocation;
 
 pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
     init_logging(settings.log_format);
+    // Before anything is opened: the connection cap, not "too many open
+    // files", must be what bounds a flood of connections.
+    match crate::http::raise_open_file_limit() {
+        Ok(files) => tracing::debug!(files, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     let (policy, providers) = match policy_and_providers(&settings, &env) {
         Ok(both) => both,
         Err(code) => return code,
@@ -38,6 +44,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         api_tokens: settings.api_tokens.clone(),
         user_limits: settings.user_limits,
         max_in_flight: settings.max_in_flight,
+        max_connections_per_peer: settings.max_connections_per_peer,
         clock: Arc::new(SystemClock),
         email: settings.email.clone(),
         paging: settings.paging.clone(),

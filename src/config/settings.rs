@@ -39,6 +39,9 @@ pub struct Settings {
     pub user_limits: FilingLimits,
     /// Chat and API requests worked on at once (`JITBOT_MAX_IN_FLIGHT`).
     pub max_in_flight: usize,
+    /// Connections one peer may hold at once
+    /// (`JITBOT_MAX_CONNECTIONS_PER_PEER`).
+    pub max_connections_per_peer: usize,
     /// Email approvals and notifications (`JITBOT_SMTP_URL` and friends).
     pub email: super::email::EmailSettings,
     /// Paging services asked who is on call (`PAGERDUTY_API_TOKEN`,
@@ -338,6 +341,11 @@ impl Settings {
                 pending: limit(env, "JITBOT_USER_PENDING", DEFAULT_PENDING)?,
             },
             max_in_flight: limit(env, "JITBOT_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)? as usize,
+            max_connections_per_peer: limit(
+                env,
+                "JITBOT_MAX_CONNECTIONS_PER_PEER",
+                crate::http::DEFAULT_MAX_CONNECTIONS_PER_PEER as u32,
+            )? as usize,
             email: super::email::EmailSettings::from_env(env)?,
             paging: super::paging::PagingSettings::from_env(env)?,
             audit_key: env

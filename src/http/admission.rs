@@ -1,4 +1,4 @@
-//! Load shedding for the routes people and pipelines wait on. Slack gives
+//! Load shedding for the work people and pipelines wait on. Slack gives
 //! a slash command three seconds; a late acknowledgement is an error the
 //! person sees, while a fast "busy, try again" is an answer. So at most
 //! [`Admission::MAX_IN_FLIGHT`] requests do their work at once, a request
@@ -6,19 +6,22 @@
 //! already wait it is answered at once: busy, nothing done (a command gets
 //! an ephemeral text, everything else `503` with `Retry-After`). What is
 //! admitted keeps its promise: durable before it is acknowledged.
+//!
+//! A turn is asked for only once the request is authenticated — its body
+//! read (see [`super::intake`]) and its signature or token checked — so
+//! nobody who cannot sign a request can hold one: a client that sends
+//! headers and then nothing costs a connection for a few seconds, never
+//! a turn of the people who can sign.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, Request, StatusCode};
-use axum::middleware::Next;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use crate::telemetry::Metrics;
@@ -28,7 +31,7 @@ pub const BUSY_TEXT: &str =
     "jitbot is busy right now and did not take this in; nothing was filed or changed. Please try again in a few seconds.";
 
 pub struct Admission {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
 }
 
@@ -36,6 +39,12 @@ impl Default for Admission {
     fn default() -> Self {
         Self::new(Self::MAX_IN_FLIGHT)
     }
+}
+
+/// One request's right to do its work; given back when dropped.
+#[derive(Debug)]
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Admission {
@@ -51,63 +60,104 @@ impl Admission {
 
     pub fn new(in_flight: usize) -> Admission {
         Admission {
-            permits: Semaphore::new(in_flight.max(1)),
+            permits: Arc::new(Semaphore::new(in_flight.max(1))),
             waiting: AtomicUsize::new(0),
         }
     }
 
     /// A turn, or `None` if there is none to be had in time.
-    pub(super) async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if let Ok(permit) = self.permits.try_acquire() {
-            return Some(permit);
+    pub async fn enter(&self) -> Option<Turn> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(Turn { _permit: permit });
         }
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= Self::MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let turn = tokio::time::timeout(Self::MAX_WAIT, self.permits.acquire()).await;
+        let turn = tokio::time::timeout(Self::MAX_WAIT, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        turn.ok().and_then(Result::ok)
+        turn.ok()
+            .and_then(Result::ok)
+            .map(|permit| Turn { _permit: permit })
     }
 }
 
-/// The middleware: admit the request, or answer busy.
-pub(super) async fn admit(
-    State(state): State<Arc<AppState>>,
-    request: Request<Body>,
-    next: Next,
-) -> Response {
-    let Some(_turn) = state.admission.enter().await else {
-        return busy(&state, request.uri().path());
-    };
-    next.run(request).await
+/// Which routes a busy answer is counted for
+/// (`jitbot_busy_answers_total{source}`) and how it is worded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    /// A slash command: Slack shows an answer only with a 200.
+    SlackCommand,
+    Slack,
+    Teams,
+    Api,
+    /// The email approval page.
+    Approval,
 }
 
-fn busy(state: &AppState, path: &str) -> Response {
-    let family = if path.starts_with("/slack/") {
-        "slack"
-    } else if path.starts_with("/teams/") {
-        "teams"
-    } else {
-        "api"
-    };
-    Metrics::count_busy(state.engine.metrics(), family);
-    if path == "/slack/commands" {
+impl Family {
+    pub(super) fn of(path: &str) -> Family {
+        if path == "/slack/commands" {
+            Family::SlackCommand
+        } else if path.starts_with("/slack/") {
+            Family::Slack
+        } else if path.starts_with("/teams/") {
+            Family::Teams
+        } else if path.starts_with("/approve") {
+            Family::Approval
+        } else {
+            Family::Api
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Family::SlackCommand | Family::Slack => "slack",
+            Family::Teams => "teams",
+            Family::Api => "api",
+            Family::Approval => "approve",
+        }
+    }
+}
+
+impl AppState {
+    /// A turn for the work of an authenticated request; `None` (counted)
+    /// when there is none to be had in time: answer [`busy`].
+    pub(super) async fn admit(&self, family: Family) -> Option<Turn> {
+        let turn = self.admission.enter().await;
+        if turn.is_none() {
+            Metrics::count_busy(self.engine.metrics(), family.source());
+        }
+        turn
+    }
+}
+
+/// "Busy, try again", worded for the routes of `family`, counted.
+pub(super) fn busy(metrics: &Metrics, family: Family) -> Response {
+    Metrics::count_busy(metrics, family.source());
+    busy_answer(family)
+}
+
+/// "Busy, try again", worded for the routes of `family`.
+pub(super) fn busy_answer(family: Family) -> Response {
+    let mut response = match family {
         // Slack shows a command's answer only with a 200.
-        return Json(json!({ "response_type": "ephemeral", "text": BUSY_TEXT })).into_response();
-    }
-    let mut response = if family == "api" {
-        (
+        Family::SlackCommand => {
+            return Json(json!({ "response_type": "ephemeral", "text": BUSY_TEXT })).into_response()
+        }
+        Family::Api => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": BUSY_TEXT })),
         )
-            .into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{BUSY_TEXT}\n")).into_response()
+            .into_response(),
+        Family::Approval => super::approve::busy_page(),
+        Family::Slack | Family::Teams => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{BUSY_TEXT}\n")).into_response()
+        }
     };
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -124,5 +174,20 @@ mod tests {
         assert_eq!(started.elapsed(), Admission::MAX_WAIT);
         drop(held);
         assert!(admission.enter().await.is_some(), "a turn once one is free");
+    }
+
+    #[test]
+    fn busy_answers_are_worded_for_their_routes() {
+        assert_eq!(Family::of("/slack/commands"), Family::SlackCommand);
+        assert_eq!(Family::of("/slack/interactions"), Family::Slack);
+        assert_eq!(Family::of("/teams/webhook"), Family::Teams);
+        assert_eq!(Family::of("/approve/abc"), Family::Approval);
+        assert_eq!(Family::of("/api/v1/grants"), Family::Api);
+        assert_eq!(busy_answer(Family::SlackCommand).status(), StatusCode::OK);
+        for family in [Family::Slack, Family::Api, Family::Approval] {
+            let answer = busy_answer(family);
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
+        }
     }
 }

@@ -5,6 +5,8 @@ mod admission;
 pub mod api;
 mod approve;
 mod error;
+mod intake;
+mod peers;
 mod serve;
 mod slack;
 mod teams;
@@ -12,18 +14,21 @@ mod teams;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
-pub use admission::{Admission, BUSY_TEXT};
+pub use admission::{Admission, Turn, BUSY_TEXT};
 pub use approve::ApprovalPages;
 pub use error::HttpError;
-pub use serve::{serve, HEADER_READ_TIMEOUT};
+pub use intake::{Intake, BODY_READ_TIMEOUT, MAX_UNAUTHENTICATED_READS};
+pub use serve::{
+    raise_open_file_limit, serve, ServeLimits, DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    HEADER_READ_TIMEOUT, MAX_CONNECTIONS,
+};
 pub use slack::{SlackIngress, SocketIngress};
 pub use teams::TeamsIngress;
 
@@ -38,8 +43,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// Sheds load on the chat and API routes.
+    /// Sheds load on the chat and API routes: turns for authenticated work.
     pub admission: admission::Admission,
+    /// Bounds the bodies read before their senders are known.
+    pub intake: Intake,
     pub slack: Option<SlackIngress>,
     pub teams: Option<TeamsIngress>,
     pub teams_webhook_secret: Option<crate::config::Secret>,
@@ -49,6 +56,8 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    // Every gated route reads its body first (bounded), then authenticates,
+    // then asks for a turn (each handler does, once it knows who asks).
     // Health and metrics stay outside the admission gate: an overloaded
     // server must still say so.
     let gated = Router::new()
@@ -61,7 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(approve::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            admission::admit,
+            intake::read_first,
         ));
     Router::new()
         .merge(gated)
@@ -102,37 +111,4 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpErr
         text,
     )
         .into_response())
-}
-
-/// A client gets this long to send a request's body; chat platforms send
-/// a few KiB at once.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Read the whole body, refusing more than [`MAX_BODY_BYTES`] (413) — first
-/// by the declared length, then by what actually arrives — and a body that
-/// trickles in slower than [`BODY_READ_TIMEOUT`] (408).
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(HttpError::TooLarge);
-    }
-    tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    )
-    .await
-    .map_err(|_| HttpError::Timeout)?
-    .map_err(|error| {
-        let too_large =
-            std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
-                .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            HttpError::TooLarge
-        } else {
-            HttpError::BadRequest("could not read the request body".into())
-        }
-    })
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,9 @@ use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{read_body, AppState, HttpError};
+use super::admission::{busy_answer, Family};
+use super::intake::ReadBody;
+use super::{AppState, HttpError};
 use crate::chat::slack::blocks::{
     self, GroupOption, DENY_FORM_CALLBACK, DURATION_BLOCK, EXTEND_FORM_CALLBACK, GROUP_BLOCK,
     INPUT_ACTION, REASON_BLOCK, REQUEST_FORM_CALLBACK,
@@ -49,12 +51,20 @@ fn slack_of(state: &AppState) -> Result<&SlackIngress, HttpError> {
         .ok_or(HttpError::NotConfigured("Slack"))
 }
 
-/// Read, verify and replay-check a Slack request; the raw body on success.
-async fn authenticate(
+/// A Slack request whose signature checked out; nothing is stored yet.
+struct Signed {
+    bytes: Bytes,
+    timestamp: i64,
+    signature: Vec<u8>,
+}
+
+/// Check a Slack request's signature (read in full beforehand, see
+/// [`super::intake`]); no store is asked, no turn taken.
+fn verify_signature(
     state: &AppState,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, HttpError> {
+    bytes: Bytes,
+) -> Result<Signed, HttpError> {
     let slack = slack_of(state)?;
     let signing_secret = slack
         .signing_secret
@@ -62,12 +72,7 @@ async fn authenticate(
         .ok_or(HttpError::NotConfigured(
             "Slack's HTTP routes (Socket Mode only)",
         ))?;
-    let bytes = read_body(headers, body).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let rejected = |why: String| {
-        Metrics::count_auth_failure(state.engine.metrics(), "slack");
-        HttpError::Unauthorized(why)
-    };
     let verified = verify::verify(
         signing_secret.expose().as_bytes(),
         header(TIMESTAMP_HEADER),
@@ -75,15 +80,29 @@ async fn authenticate(
         &bytes,
         Utc::now().timestamp(),
     )
-    .map_err(|e| rejected(e.to_string()))?;
+    .map_err(|e| rejected(state, e.to_string()))?;
+    Ok(Signed {
+        bytes,
+        timestamp: verified.timestamp,
+        signature: verified.signature,
+    })
+}
+
+fn rejected(state: &AppState, why: String) -> HttpError {
+    Metrics::count_auth_failure(state.engine.metrics(), "slack");
+    HttpError::Unauthorized(why)
+}
+
+/// Refuse an exact replay of a signed request (401); remembers this one.
+async fn first_delivery(state: &AppState, signed: &Signed) -> Result<(), HttpError> {
     let fresh = state
         .engine
-        .accept_delivery(verified.timestamp, &verified.signature)
+        .accept_delivery(signed.timestamp, &signed.signature)
         .await?;
     if !fresh {
-        return Err(rejected("replayed request".into()));
+        return Err(rejected(state, "replayed request".into()));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 fn slack_actor(id: &str, name: &str) -> Actor {
@@ -108,10 +127,16 @@ fn ephemeral(text: String) -> Response {
 pub(super) async fn command(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
-    let bytes = match authenticate(&state, &headers, body).await {
-        Ok(bytes) => bytes,
+    let signed = verify_signature(&state, &headers, bytes)?;
+    let command: SlashCommand = serde_urlencoded::from_bytes(&signed.bytes)
+        .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
+    let Some(_turn) = state.admit(Family::SlackCommand).await else {
+        return Ok(busy_answer(Family::SlackCommand));
+    };
+    match first_delivery(&state, &signed).await {
+        Ok(()) => {}
         // Signed, but the replay check could not reach the store: Slack
         // shows a failed command as a bare error, so say what happened.
         Err(HttpError::Unavailable(detail)) => {
@@ -119,9 +144,7 @@ pub(super) async fn command(
             return Ok(ephemeral(UNAVAILABLE.to_string()));
         }
         Err(other) => return Err(other),
-    };
-    let command: SlashCommand = serde_urlencoded::from_bytes(&bytes)
-        .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
+    }
     answer_command(&state, command).await
 }
 
@@ -188,17 +211,21 @@ fn open_request_form(
 pub(super) async fn interaction(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
-    let bytes = authenticate(&state, &headers, body).await?;
+    let signed = verify_signature(&state, &headers, bytes)?;
     #[derive(serde::Deserialize)]
     struct Form {
         payload: String,
     }
-    let form: Form = serde_urlencoded::from_bytes(&bytes)
+    let form: Form = serde_urlencoded::from_bytes(&signed.bytes)
         .map_err(|_| HttpError::BadRequest("interaction without a payload field".into()))?;
     let interaction: Interaction = serde_json::from_str(&form.payload)
         .map_err(|e| HttpError::BadRequest(format!("malformed interaction payload: {e}")))?;
+    let Some(_turn) = state.admit(Family::Slack).await else {
+        return Ok(busy_answer(Family::Slack));
+    };
+    first_delivery(&state, &signed).await?;
     answer_interaction(&state, interaction).await
 }
 
@@ -491,11 +518,15 @@ async fn view_submission(
 pub(super) async fn event(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
-    let bytes = authenticate(&state, &headers, body).await?;
-    let event: Event = serde_json::from_slice(&bytes)
+    let signed = verify_signature(&state, &headers, bytes)?;
+    let event: Event = serde_json::from_slice(&signed.bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
+    let Some(_turn) = state.admit(Family::Slack).await else {
+        return Ok(busy_answer(Family::Slack));
+    };
+    first_delivery(&state, &signed).await?;
     answer_event(&state, event).await
 }
 
@@ -594,8 +625,7 @@ impl EnvelopeHandler for SocketIngress {
         // Overloaded: a command is told so at once, like on the HTTP
         // route; anything else is left unacknowledged, so Slack delivers
         // it again in a moment instead of it being lost.
-        let Some(_turn) = self.state.admission.enter().await else {
-            Metrics::count_busy(self.state.engine.metrics(), "slack");
+        let Some(_turn) = self.state.admit(Family::Slack).await else {
             return if envelope.kind == "slash_commands" {
                 Ack::With(json!({ "response_type": "ephemeral", "text": super::BUSY_TEXT }))
             } else {

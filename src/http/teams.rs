@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,9 @@ use axum::Json;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::{read_body, AppState, HttpError};
+use super::admission::{busy_answer, Family};
+use super::intake::ReadBody;
+use super::{AppState, HttpError};
 use crate::chat::teams::activity::Activity;
 use crate::chat::teams::auth::{AuthError, BotAuthenticator};
 use crate::chat::teams::cards::{
@@ -137,7 +138,7 @@ fn parse_activity(bytes: &[u8]) -> Result<Activity, HttpError> {
 pub(super) async fn messages(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
     let teams = state
         .teams
@@ -155,7 +156,6 @@ pub(super) async fn messages(
     };
     // The token first: an unauthenticated body is never parsed.
     let call = teams.auth.verify(authorization).await.map_err(refused)?;
-    let bytes = read_body(&headers, body).await?;
     let activity = parse_activity(&bytes)?;
     call.admits(&activity.channel_id, &activity.service_url)
         .map_err(refused)?;
@@ -172,6 +172,9 @@ pub(super) async fn messages(
         // Without an id a redelivery could not be told from a new activity.
         return Err(HttpError::BadRequest("the activity has no id".into()));
     }
+    let Some(_turn) = state.admit(Family::Teams).await else {
+        return Ok(busy_answer(Family::Teams));
+    };
     if !activity.id.trim().is_empty()
         && !first_delivery(&state, sent_at, &activity_fingerprint(&activity)).await?
     {
@@ -461,13 +464,12 @@ async fn card_action(
 pub(super) async fn webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
     let secret: &Secret = state
         .teams_webhook_secret
         .as_ref()
         .ok_or(HttpError::NotConfigured("the Teams outgoing webhook"))?;
-    let bytes = read_body(&headers, body).await?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -489,6 +491,9 @@ pub(super) async fn webhook(
             "the activity is older than 5 minutes".into(),
         ));
     }
+    let Some(_turn) = state.admit(Family::Teams).await else {
+        return Ok(busy_answer(Family::Teams));
+    };
     if !first_delivery(&state, sent_at, &signature).await? {
         Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
         return Err(HttpError::Unauthorized("replayed request".into()));

@@ -162,18 +162,52 @@ async fn a_throttled_channel_never_delays_a_card_for_another_channel() {
     );
 }
 
+/// A group whose provider takes four seconds to list its holders: an
+/// admin's dry-run sweep of it is authenticated work that holds its turn
+/// that long.
+pub(crate) fn slow_listing_policy() -> String {
+    format!(
+        r#"{BASE_POLICY}
+[providers.slow_iam]
+kind = "exec"
+grant = ["/bin/true"]
+revoke = ["/bin/true"]
+holders = ["/bin/sh", "-c", "sleep 4"]
+timeout = "20s"
+
+[[groups]]
+name = "slow-listing"
+provider = "slow_iam"
+target = "audit_rw"
+approvers = ["U0LEAD"]
+channel = "C0APPROVALS"
+"#
+    )
+}
+
+/// Start an admin's dry-run sweep of `slow-listing`, answered in about
+/// four seconds: it holds a turn all that time.
+pub(crate) fn start_slow_sweep(app: &TestApp) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (http, url) = (
+        app.http.clone(),
+        app.url("/api/v1/sweeps/slow-listing?dry_run=true"),
+    );
+    tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
 #[tokio::test]
 async fn more_traffic_than_the_server_takes_on_is_answered_busy_at_once() {
     // One request at a time, so one held open fills the server.
-    let app = TestApp::spawn_configured(BASE_POLICY, None, FilingLimits::default(), 1).await;
-    // A client that sends its headers and then only part of its body holds
-    // the one slot.
-    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    slow.write_all(
-        b"POST /slack/commands HTTP/1.1\r\nHost: jitbot\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntext=",
-    )
-    .await
-    .unwrap();
+    let app =
+        TestApp::spawn_configured(&slow_listing_policy(), None, FilingLimits::default(), 1).await;
+    // Authenticated work that takes its time holds the one turn.
+    let sweep = start_slow_sweep(&app);
     let busy = eventually("a busy answer", || async {
         let answer = say(&app, "U0ALICE", "request prod-db 1h while busy").await;
         answer.contains("busy").then_some(answer)
@@ -188,15 +222,15 @@ async fn more_traffic_than_the_server_takes_on_is_answered_busy_at_once() {
         .send()
         .await
         .unwrap();
-    assert_eq!(api.status(), 503);
-    assert_eq!(api.headers()["retry-after"], "1");
+    if !sweep.is_finished() {
+        assert_eq!(api.status(), 503);
+        assert_eq!(api.headers()["retry-after"], "1");
+    }
     // Health still answers.
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    // The slow body is cut off in time; then requests are taken again.
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), slow.read_to_string(&mut answer)).await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Once the slow work is done, requests are taken again.
+    assert_eq!(sweep.await.unwrap().status(), 200);
     let filed = eventually("a request to be taken again", || async {
         let answer = say(&app, "U0ALICE", "request prod-db 1h after the flood").await;
         answer.contains("is filed").then_some(answer)
@@ -214,6 +248,199 @@ async fn more_traffic_than_the_server_takes_on_is_answered_busy_at_once() {
         metrics.contains("jitbot_busy_answers_total{source=\"slack\"}"),
         "{metrics}"
     );
+}
+
+/// What a stalling client sends: a slash command's headers, a body
+/// promised and never sent.
+const STALLED_HEAD: &[u8] = b"POST /slack/commands HTTP/1.1\r\nHost: jitbot\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n";
+
+/// `count` clients that each send [`STALLED_HEAD`] and then nothing, and
+/// connect again as soon as the server cuts them off, until stopped: the
+/// slow-body attack kept up.
+struct Stallers {
+    stop: tokio_util::sync::CancellationToken,
+    /// Connections that sent their headers, counted once each.
+    stalled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections the server cut off with a 408.
+    timed_out: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stallers {
+    fn start(app: &TestApp, count: usize) -> Stallers {
+        use std::sync::atomic::Ordering;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks = (0..count)
+            .map(|_| {
+                let (stop, stalled, timed_out, addr) =
+                    (stop.clone(), stalled.clone(), timed_out.clone(), app.addr);
+                tokio::spawn(async move {
+                    while !stop.is_cancelled() {
+                        let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+                            continue;
+                        };
+                        if socket.write_all(STALLED_HEAD).await.is_err() {
+                            continue;
+                        }
+                        stalled.fetch_add(1, Ordering::SeqCst);
+                        let mut answer = Vec::new();
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)) => {}
+                        }
+                        if answer.starts_with(b"HTTP/1.1 408") {
+                            timed_out.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Stallers {
+            stop,
+            stalled,
+            timed_out,
+            tasks,
+        }
+    }
+
+    /// Wait until every client has sent its headers at least once.
+    async fn until_all_stalled(&self, count: usize) {
+        eventually("every staller to have sent its headers", || async {
+            (self.stalled.load(std::sync::atomic::Ordering::SeqCst) >= count).then_some(())
+        })
+        .await;
+    }
+
+    fn timed_out(&self) -> usize {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_stalled_bodies_keep_no_signed_command_api_call_or_approval_waiting() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .request("U0ALICE", "request prod-db 1h before the stall")
+        .await;
+    // Two hundred clients (more than the 64 turns) send a command's
+    // headers and never its body, again and again as they are cut off.
+    let stallers = Stallers::start(&app, 200);
+    stallers.until_all_stalled(200).await;
+    // A signed command is filed and acknowledged within Slack's three
+    // seconds, every time.
+    for n in 0..3 {
+        let asked = Instant::now();
+        let answer = say(
+            &app,
+            "U0BOB",
+            &format!("request prod-db 1h during the stall {n}"),
+        )
+        .await;
+        let took = asked.elapsed();
+        assert!(answer.contains("is filed"), "{answer}");
+        assert!(
+            took < Duration::from_secs(3),
+            "acknowledged after {took:?}, with 200 stalled bodies"
+        );
+        eprintln!("signed command acknowledged in {took:?} with 200 stalled bodies");
+    }
+    // The API and an approval click are taken too.
+    let grants = app
+        .http
+        .get(app.url("/api/v1/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grants.status(), 200);
+    let click = app.click("U0LEAD", "jit_approve", &id).await;
+    assert_eq!(click.status(), 200);
+    app.until_granted(&id).await;
+    // The stalled bodies are cut off in time (and come back, and are cut
+    // off again) — none of them got a turn or did anything.
+    eventually("stalled bodies to be cut off with a 408", || async {
+        (stallers.timed_out() >= 200).then_some(())
+    })
+    .await;
+    stallers.stop().await;
+    let list = say(&app, "U0BOB", "list").await;
+    assert_eq!(list.matches("R-").count(), 3, "{list}");
+    let metrics = app.metrics().await;
+    assert!(
+        !metrics.contains("jitbot_busy_answers_total{source=\"slack\"}"),
+        "nobody who signs was answered busy: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn one_peer_holds_at_most_its_share_of_connections_and_others_are_served() {
+    let app =
+        TestApp::spawn_with_env(BASE_POLICY, &[("JITBOT_MAX_CONNECTIONS_PER_PEER", "8")]).await;
+    // 127.0.0.1 takes all it may have.
+    let stallers = Stallers::start(&app, 8);
+    stallers.until_all_stalled(8).await;
+    // One more from 127.0.0.1 is refused at once, before it says anything
+    // (tried again if it slipped in while a staller was reconnecting).
+    let answer = eventually("a ninth connection to be refused", || async {
+        let mut ninth = tokio::net::TcpStream::connect(app.addr).await.ok()?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), ninth.read_to_end(&mut answer))
+            .await
+            .ok()?
+            .ok()?;
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        answer.starts_with("HTTP/1.1 503").then_some(answer)
+    })
+    .await;
+    assert!(answer.contains("Retry-After: 1"), "{answer}");
+    // Another peer (127.0.0.2: loopback too) is served meanwhile.
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let body = TestApp::command_body("U0ALICE", "C0GENERAL", "request prod-db 1h from elsewhere");
+    let timestamp = chrono::Utc::now().timestamp();
+    let answer: Value = elsewhere
+        .post(app.url("/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", timestamp.to_string())
+        .header(
+            "x-slack-signature",
+            crate::helpers::slack_signature(crate::helpers::SIGNING_SECRET, timestamp, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answer["text"].as_str().unwrap().contains("is filed"),
+        "{answer}"
+    );
+    stallers.stop().await;
+    // Once its connections close, 127.0.0.1 is served again.
+    eventually("127.0.0.1 to be served again", || async {
+        let response = app
+            .http
+            .get(app.url("/api/v1/grants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -526,6 +526,10 @@ impl TestApp {
             ],
             user_limits: self.user_limits,
             max_in_flight: self.max_in_flight,
+            max_connections_per_peer: env
+                .get("JITBOT_MAX_CONNECTIONS_PER_PEER")
+                .map(|n| n.parse().expect("a whole number"))
+                .unwrap_or(jitbot::http::DEFAULT_MAX_CONNECTIONS_PER_PEER),
             clock: self.clock.clone(),
             email: self.email.clone(),
             paging: jitbot::config::paging::PagingSettings::from_env(&env)

@@ -14,7 +14,8 @@ use subtle::ConstantTimeEq;
 use super::ApiError;
 use crate::config::settings::ApiTokenSpec;
 use crate::domain::ids::Actor;
-use crate::http::AppState;
+use crate::http::admission::Family;
+use crate::http::{AppState, Turn};
 use crate::telemetry::Metrics;
 
 struct KnownToken {
@@ -29,11 +30,21 @@ pub struct ApiAuth {
     tokens: Vec<KnownToken>,
 }
 
-/// Who is calling, once the token checked out.
+/// Who a configured token acts as.
 #[derive(Debug, Clone)]
+pub struct TokenHolder {
+    pub actor: Actor,
+    pub admin: bool,
+}
+
+/// Who is calling, once the token checked out, with the admission turn
+/// the call's work holds: taken only after the token is known good, so a
+/// caller without one never holds a turn.
+#[derive(Debug)]
 pub struct Caller {
     pub actor: Actor,
     pub admin: bool,
+    _turn: Turn,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -58,13 +69,13 @@ impl ApiAuth {
         !self.tokens.is_empty()
     }
 
-    /// The caller a presented token belongs to, if any.
-    pub fn check(&self, presented: &str) -> Option<Caller> {
+    /// Who a presented token belongs to, if anyone.
+    pub fn check(&self, presented: &str) -> Option<TokenHolder> {
         let presented = digest(presented);
         let mut found = None;
         for token in &self.tokens {
             if bool::from(token.digest.ct_eq(&presented)) {
-                found = Some(Caller {
+                found = Some(TokenHolder {
                     actor: token.actor.clone(),
                     admin: token.admin,
                 });
@@ -90,7 +101,14 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
         match presented.and_then(|token| state.api.check(token)) {
-            Some(caller) => Ok(caller),
+            Some(holder) => {
+                let turn = state.admit(Family::Api).await.ok_or(ApiError::Busy)?;
+                Ok(Caller {
+                    actor: holder.actor,
+                    admin: holder.admin,
+                    _turn: turn,
+                })
+            }
             None => {
                 tracing::warn!(path = %parts.uri.path(), "API request with a missing or unknown token");
                 Metrics::count_auth_failure(state.engine.metrics(), "api");

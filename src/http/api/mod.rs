@@ -20,9 +20,10 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-pub use auth::{ApiAuth, Caller};
+pub use auth::{ApiAuth, Caller, TokenHolder};
 
-use super::{read_body, AppState};
+use super::intake::ReadBody;
+use super::AppState;
 use crate::domain::audit::AuditEvent;
 use crate::domain::duration::HumanDuration;
 use crate::domain::email::EmailAddress;
@@ -69,6 +70,8 @@ pub enum ApiError {
     },
     Unprocessable(String),
     Unavailable(String),
+    /// More than the server takes on: try again in a second.
+    Busy,
     Internal(String),
 }
 
@@ -76,6 +79,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::TooMany { retry_after, .. } => *retry_after,
+            ApiError::Busy => Some(1),
             _ => None,
         };
         let (status, message) = match self {
@@ -98,6 +102,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                super::BUSY_TEXT.to_string(),
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "API request failed");
                 (
@@ -148,10 +156,11 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// Parse a JSON body of at most 1 MiB, with the parser's reason on failure.
-async fn json_body<T: serde::de::DeserializeOwned>(
+/// Parse a JSON body (read beforehand, at most 1 MiB), with the parser's
+/// reason on failure.
+fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    body: Body,
+    bytes: &[u8],
 ) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -173,8 +182,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = read_body(headers, body).await?;
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -209,9 +217,9 @@ async fn create_request(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, ApiError> {
-    let asked: NewRequest = json_body(&headers, body).await?;
+    let asked: NewRequest = json_body(&headers, &bytes)?;
     file_request(&state, &caller, asked).await
 }
 
@@ -221,9 +229,9 @@ async fn create_break_glass(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<Response, ApiError> {
-    let asked: NewRequest = json_body(&headers, body).await?;
+    let asked: NewRequest = json_body(&headers, &bytes)?;
     file_request(
         &state,
         &caller,
@@ -429,11 +437,11 @@ async fn revoke_grant(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Result<(StatusCode, Json<RequestJson>), ApiError> {
     require_admin(&caller)?;
     let grant = grant_id(&id)?;
-    let revocation: Revocation = json_body(&headers, body).await?;
+    let revocation: Revocation = json_body(&headers, &bytes)?;
     if revocation.reason.trim().is_empty() {
         return Err(ApiError::Unprocessable(
             "a revoke needs a reason; the holder is told it".to_string(),

@@ -8,15 +8,16 @@ mod page;
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::{read_body, AppState};
+use super::admission::Family;
+use super::intake::ReadBody;
+use super::AppState;
 use crate::domain::job::Decision;
 use crate::domain::request::Refusal;
 use crate::email::token::{ApprovalLink, TokenKey};
@@ -53,14 +54,19 @@ async fn nothing(State(state): State<Arc<AppState>>) -> Response {
 
 /// An HTML answer with the headers every approval page carries.
 fn html(state: &AppState, status: StatusCode, body: String) -> Response {
+    let csp = state.approval_pages.as_ref().map(|pages| pages.csp.clone());
+    html_with(csp, status, body)
+}
+
+fn html_with(csp: Option<HeaderValue>, status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Some(pages) = &state.approval_pages {
-        headers.insert(header::CONTENT_SECURITY_POLICY, pages.csp.clone());
+    if let Some(csp) = csp {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
@@ -80,6 +86,32 @@ fn html(state: &AppState, status: StatusCode, body: String) -> Response {
 
 fn not_found(state: &AppState) -> Response {
     html(state, StatusCode::NOT_FOUND, page::not_found())
+}
+
+/// The page for an approver when jitbot is overloaded: nothing decided.
+pub(super) fn busy_page() -> Response {
+    html_with(
+        HeaderValue::from_str(&page::content_security_policy()).ok(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        page::unavailable(super::BUSY_TEXT),
+    )
+}
+
+/// The page for a form whose body could not be read (too large, too slow,
+/// broken): nothing decided.
+pub(super) fn unreadable_form(state: &AppState, error: &super::HttpError) -> Response {
+    match error {
+        super::HttpError::TooLarge => plain_error(
+            state,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large; nothing was decided.",
+        ),
+        _ => plain_error(
+            state,
+            StatusCode::BAD_REQUEST,
+            "The form could not be read; nothing was decided.",
+        ),
+    }
 }
 
 /// The pages and what `token` names, if it opens.
@@ -108,6 +140,9 @@ fn show_view(
 async fn show(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
     let Some((pages, link)) = open(&state, &token) else {
         return not_found(&state);
+    };
+    let Some(_turn) = state.admit(Family::Approval).await else {
+        return busy_page();
     };
     match state.engine.email_approval(&link).await {
         Ok(Some(view)) => show_view(&state, pages, &token, &view, StatusCode::OK, None),
@@ -138,37 +173,20 @@ struct DecisionForm {
 async fn decide(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    ReadBody(bytes): ReadBody,
 ) -> Response {
     let Some((pages, link)) = open(&state, &token) else {
         return not_found(&state);
     };
-    let form: DecisionForm = match read_body(&headers, body).await {
-        Ok(bytes) => match serde_urlencoded::from_bytes(&bytes) {
-            Ok(form) => form,
-            Err(_) => {
-                return plain_error(
-                    &state,
-                    StatusCode::BAD_REQUEST,
-                    "The form could not be read; nothing was decided.",
-                )
-            }
-        },
-        Err(super::HttpError::TooLarge) => {
-            return plain_error(
-                &state,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large; nothing was decided.",
-            )
-        }
-        Err(_) => {
-            return plain_error(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "The form could not be read; nothing was decided.",
-            )
-        }
+    let Ok(form) = serde_urlencoded::from_bytes::<DecisionForm>(&bytes) else {
+        return plain_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "The form could not be read; nothing was decided.",
+        );
+    };
+    let Some(_turn) = state.admit(Family::Approval).await else {
+        return busy_page();
     };
     // A link that does not open is the same 404 whatever the form says.
     let view = match state.engine.email_approval(&link).await {
