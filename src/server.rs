@@ -19,6 +19,7 @@ use crate::chat::teams::TeamsClient;
 use crate::chat::ChatPlatform;
 use crate::clock::Clock;
 use crate::config::email::EmailSettings;
+use crate::config::ingress::IngressSettings;
 use crate::config::settings::{ApiTokenSpec, SlackSettings, TeamsSettings};
 use crate::config::Secret;
 use crate::domain::audit::{AuditKey, AuditRecord, Link};
@@ -121,6 +122,9 @@ pub struct ServerParts {
     pub max_in_flight: usize,
     /// Connections one peer (an IPv4 address, an IPv6 /64) may hold at once.
     pub max_connections_per_peer: usize,
+    /// Which Teams tenants and services, Slack workspaces and metrics
+    /// scrapers are taken.
+    pub ingress: IngressSettings,
     /// Where "now" comes from: the wall clock, or one a test moves.
     pub clock: Arc<dyn Clock>,
     /// Email approvals and notices, when `JITBOT_SMTP_URL` is set.
@@ -243,6 +247,12 @@ pub async fn start(
         }
     };
 
+    let teams_reachable = parts.teams.is_some() || parts.teams_webhook_secret.is_some();
+    if teams_reachable && parts.ingress.teams_tenants.is_none() {
+        tracing::warn!(
+            "TEAMS_ALLOWED_TENANTS is not set: a Teams user of any tenant can reach jitbot; set it to your tenant id"
+        );
+    }
     let teams_ingress = match &parts.teams {
         Some(settings) => {
             let client = Arc::new(
@@ -333,6 +343,7 @@ pub async fn start(
         api: ApiAuth::new(&parts.api_tokens),
         admission: Admission::new(parts.max_in_flight),
         intake: Intake::default(),
+        ingress: parts.ingress.clone(),
         approval_pages,
     });
     let app = http::router(state.clone());

@@ -45,6 +45,7 @@ pub(super) async fn serve(settings: Settings, env: EnvSource) -> i32 {
         user_limits: settings.user_limits,
         max_in_flight: settings.max_in_flight,
         max_connections_per_peer: settings.max_connections_per_peer,
+        ingress: settings.ingress.clone(),
         clock: Arc::new(SystemClock),
         email: settings.email.clone(),
         paging: settings.paging.clone(),

@@ -2,6 +2,7 @@
 //! ([`settings`]), and the policy file ([`policy`]) with line-precise errors.
 
 pub mod email;
+pub mod ingress;
 pub mod paging;
 pub mod policy;
 pub mod secret;

@@ -51,6 +51,9 @@ pub struct Settings {
     /// the chain is plain SHA-256, which whoever can write the store can
     /// recompute after a rewrite.
     pub audit_key: Option<crate::domain::audit::AuditKey>,
+    /// Which Teams tenants and services, Slack workspaces and metrics
+    /// scrapers are taken (`TEAMS_ALLOWED_TENANTS` and friends).
+    pub ingress: super::ingress::IngressSettings,
 }
 
 /// The shared PostgreSQL store.
@@ -154,6 +157,8 @@ pub enum SettingsError {
     /// The key is not echoed: only its length is said.
     #[error("{0}")]
     BadAuditKey(String),
+    #[error("{0}")]
+    Ingress(String),
 }
 
 /// Where settings come from: the process environment, then an optional env file.
@@ -353,6 +358,7 @@ impl Settings {
                 .map(|key| crate::domain::audit::AuditKey::new(key.trim().as_bytes()))
                 .transpose()
                 .map_err(SettingsError::BadAuditKey)?,
+            ingress: super::ingress::IngressSettings::from_env(env)?,
         })
     }
 }

@@ -47,6 +47,9 @@ pub struct AppState {
     pub admission: admission::Admission,
     /// Bounds the bodies read before their senders are known.
     pub intake: Intake,
+    /// Which Teams tenants and services, Slack workspaces and metrics
+    /// scrapers are taken.
+    pub ingress: crate::config::ingress::IngressSettings,
     pub slack: Option<SlackIngress>,
     pub teams: Option<TeamsIngress>,
     pub teams_webhook_secret: Option<crate::config::Secret>,

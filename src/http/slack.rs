@@ -105,6 +105,43 @@ async fn first_delivery(state: &AppState, signed: &Signed) -> Result<(), HttpErr
     Ok(())
 }
 
+/// The workspace ids a Slack payload names: `team_id` (commands, events),
+/// `team.id` (interactions), `user.team_id` (interactions' user).
+fn workspaces_named(payload: &Value) -> Vec<&str> {
+    [
+        payload.get("team_id"),
+        payload.get("team").and_then(|team| team.get("id")),
+        payload.get("user").and_then(|user| user.get("team_id")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Value::as_str)
+    .filter(|id| !id.trim().is_empty())
+    .collect()
+}
+
+/// Refuse (401) a payload from a workspace not in `SLACK_TEAM_ID`, before
+/// anything is stored: a signing secret is the app's, and one app may be
+/// installed in workspaces jitbot is not meant to serve.
+fn from_allowed_workspace<'a>(
+    state: &AppState,
+    named: impl IntoIterator<Item = &'a str>,
+) -> Result<(), HttpError> {
+    if state.ingress.admits_slack_teams(named) {
+        return Ok(());
+    }
+    Err(rejected(
+        state,
+        "this Slack workspace may not use jitbot (SLACK_TEAM_ID)".into(),
+    ))
+}
+
+/// An Events API URL check names no workspace and changes nothing: it is
+/// answered whatever `SLACK_TEAM_ID` says, so the app can be set up.
+fn is_url_verification(payload: &Value) -> bool {
+    payload.get("type").and_then(Value::as_str) == Some("url_verification")
+}
+
 fn slack_actor(id: &str, name: &str) -> Actor {
     Actor::new(Platform::Slack, UserId::new(id), name)
 }
@@ -132,6 +169,10 @@ pub(super) async fn command(
     let signed = verify_signature(&state, &headers, bytes)?;
     let command: SlashCommand = serde_urlencoded::from_bytes(&signed.bytes)
         .map_err(|e| HttpError::BadRequest(format!("malformed slash command: {e}")))?;
+    from_allowed_workspace(
+        &state,
+        Some(command.team_id.as_str()).filter(|id| !id.trim().is_empty()),
+    )?;
     let Some(_turn) = state.admit(Family::SlackCommand).await else {
         return Ok(busy_answer(Family::SlackCommand));
     };
@@ -220,8 +261,11 @@ pub(super) async fn interaction(
     }
     let form: Form = serde_urlencoded::from_bytes(&signed.bytes)
         .map_err(|_| HttpError::BadRequest("interaction without a payload field".into()))?;
-    let interaction: Interaction = serde_json::from_str(&form.payload)
-        .map_err(|e| HttpError::BadRequest(format!("malformed interaction payload: {e}")))?;
+    let malformed =
+        |e: serde_json::Error| HttpError::BadRequest(format!("malformed interaction payload: {e}"));
+    let payload: Value = serde_json::from_str(&form.payload).map_err(malformed)?;
+    from_allowed_workspace(&state, workspaces_named(&payload))?;
+    let interaction: Interaction = serde_json::from_value(payload).map_err(malformed)?;
     let Some(_turn) = state.admit(Family::Slack).await else {
         return Ok(busy_answer(Family::Slack));
     };
@@ -521,8 +565,12 @@ pub(super) async fn event(
     ReadBody(bytes): ReadBody,
 ) -> Result<Response, HttpError> {
     let signed = verify_signature(&state, &headers, bytes)?;
-    let event: Event = serde_json::from_slice(&signed.bytes)
-        .map_err(|e| HttpError::BadRequest(format!("malformed event: {e}")))?;
+    let malformed = |e: serde_json::Error| HttpError::BadRequest(format!("malformed event: {e}"));
+    let payload: Value = serde_json::from_slice(&signed.bytes).map_err(malformed)?;
+    if !is_url_verification(&payload) {
+        from_allowed_workspace(&state, workspaces_named(&payload))?;
+    }
+    let event: Event = serde_json::from_value(payload).map_err(malformed)?;
     let Some(_turn) = state.admit(Family::Slack).await else {
         return Ok(busy_answer(Family::Slack));
     };
@@ -622,6 +670,22 @@ impl SocketIngress {
 #[async_trait::async_trait]
 impl EnvelopeHandler for SocketIngress {
     async fn handle(&self, envelope: Envelope) -> Ack {
+        let takes_part = matches!(
+            envelope.kind.as_str(),
+            "slash_commands" | "interactive" | "events_api"
+        );
+        if takes_part
+            && !is_url_verification(&envelope.payload)
+            && !self
+                .state
+                .ingress
+                .admits_slack_teams(workspaces_named(&envelope.payload))
+        {
+            // Acknowledged, so Slack does not send it again; nothing done.
+            Metrics::count_auth_failure(self.state.engine.metrics(), "slack");
+            tracing::warn!(kind = %envelope.kind, "a Socket Mode envelope from a Slack workspace not in SLACK_TEAM_ID; ignored");
+            return Ack::Bare;
+        }
         // Overloaded: a command is told so at once, like on the HTTP
         // route; anything else is left unacknowledged, so Slack delivers
         // it again in a moment instead of it being lost.

@@ -27,6 +27,7 @@ use crate::chat::teams::cards::{
 use crate::chat::teams::{webhook, TeamsClient};
 use crate::chat::CardActionKind;
 use crate::config::Secret;
+use crate::domain::command::Command;
 use crate::domain::duration::HumanDuration;
 use crate::domain::ids::{
     Actor, ChannelId, Destination, GrantId, GroupName, Platform, RequestId, UserId,
@@ -94,6 +95,25 @@ async fn remember(state: &AppState, activity: &Activity) -> Result<(), HttpError
     Ok(())
 }
 
+/// Refuse (403) an activity from a tenant not in `TEAMS_ALLOWED_TENANTS`:
+/// a valid Bot Framework token vouches for the service, not the tenant,
+/// and a bot can be installed in any tenant.
+fn from_allowed_tenant(state: &AppState, activity: &Activity) -> Result<(), HttpError> {
+    let named = [
+        activity.channel_data.tenant.as_ref().map(|t| t.id.as_str()),
+        activity.conversation.tenant_id.as_deref(),
+    ];
+    let named = named.into_iter().flatten().filter(|t| !t.trim().is_empty());
+    if state.ingress.admits_teams_tenants(named) {
+        return Ok(());
+    }
+    state.engine.metrics().count_auth_failure("teams");
+    tracing::warn!(tenant = ?activity.tenant_id(), "a Teams activity from a tenant not allowed; refused");
+    Err(HttpError::Forbidden(
+        "this Microsoft Teams tenant may not use jitbot (TEAMS_ALLOWED_TENANTS)".into(),
+    ))
+}
+
 /// Activities older (or newer) than this are refused, like Slack requests.
 const MAX_AGE_SECS: i64 = crate::chat::slack::verify::MAX_AGE_SECS;
 
@@ -159,6 +179,19 @@ pub(super) async fn messages(
     let activity = parse_activity(&bytes)?;
     call.admits(&activity.channel_id, &activity.service_url)
         .map_err(refused)?;
+    from_allowed_tenant(&state, &activity)?;
+    if !state
+        .ingress
+        .admits_teams_service_url(&activity.service_url)
+    {
+        // jitbot would later send its own access token there.
+        state.engine.metrics().count_auth_failure("teams");
+        tracing::warn!(service_url = %activity.service_url, "a Teams activity names a serviceUrl not allowed; refused");
+        return Err(HttpError::Forbidden(format!(
+            "the activity's serviceUrl `{}` is not a Bot Framework service jitbot talks to (TEAMS_ALLOWED_SERVICE_URLS)",
+            activity.service_url
+        )));
+    }
     let sent_at = activity
         .sent_at()
         .unwrap_or_else(|| chrono::Utc::now().timestamp());
@@ -460,6 +493,20 @@ async fn card_action(
     }
 }
 
+/// What the outgoing webhook answers to admin commands and break-glass.
+const WEBHOOK_REFUSES: &str = "This channel reaches jitbot through an outgoing webhook, which does not vouch for who you are as the jitbot app does: admin commands and break-glass are not taken here. Please use the jitbot app for this.";
+
+/// Commands the outgoing webhook refuses: it is proven by one HMAC secret
+/// per webhook, not by the Bot Framework's signed token, which is too weak
+/// a proof for what changes access without an approver (break-glass) or
+/// for everyone (admin commands).
+fn needs_the_app(typed: &str) -> bool {
+    matches!(
+        crate::domain::command::parse(typed),
+        Ok(Command::Admin(_) | Command::BreakGlass { .. })
+    )
+}
+
 /// The outgoing webhook: verify, run the command, answer in the response.
 pub(super) async fn webhook(
     State(state): State<Arc<AppState>>,
@@ -481,6 +528,7 @@ pub(super) async fn webhook(
         }
     };
     let activity = parse_activity(&bytes)?;
+    from_allowed_tenant(&state, &activity)?;
     // The HMAC covers the body, timestamp included: a fresh timestamp and a
     // signature never seen before make a replay useless.
     let sent_at = activity
@@ -498,17 +546,23 @@ pub(super) async fn webhook(
         Metrics::count_auth_failure(state.engine.metrics(), "teams_webhook");
         return Err(HttpError::Unauthorized("replayed request".into()));
     }
-    remember(&state, &activity).await?;
+    // Nothing of the activity is kept (no serviceUrl, conversation or
+    // contact): no Bot Framework token vouches for its serviceUrl, and a
+    // contact kept from it would be where jitbot sends its own access
+    // token and people's messages later.
     let actor = teams_actor(&activity)?;
-    let answer = tokio::time::timeout(
-        WEBHOOK_DEADLINE,
-        state.engine.handle_command(
-            actor,
-            Some(conversation_of(&activity)),
-            &activity.command_text(),
-        ),
-    )
-    .await;
+    let typed = activity.command_text();
+    let answer = if needs_the_app(&typed) {
+        Ok(Reply::Text(WEBHOOK_REFUSES.into()))
+    } else {
+        tokio::time::timeout(
+            WEBHOOK_DEADLINE,
+            // No origin: answers go in this response, later news by the
+            // jitbot app, never to the webhook's conversation.
+            state.engine.handle_command(actor, None, &typed),
+        )
+        .await
+    };
     let text = match answer {
         Ok(Reply::Text(text)) => text,
         Ok(Reply::Home(_)) => {

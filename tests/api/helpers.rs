@@ -530,6 +530,8 @@ impl TestApp {
                 .get("JITBOT_MAX_CONNECTIONS_PER_PEER")
                 .map(|n| n.parse().expect("a whole number"))
                 .unwrap_or(jitbot::http::DEFAULT_MAX_CONNECTIONS_PER_PEER),
+            ingress: jitbot::config::ingress::IngressSettings::from_env(&env)
+                .expect("test ingress settings are valid"),
             clock: self.clock.clone(),
             email: self.email.clone(),
             paging: jitbot::config::paging::PagingSettings::from_env(&env)

@@ -180,3 +180,82 @@ async fn unsigned_url_verification_is_rejected() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test]
+async fn payloads_from_another_slack_workspace_are_refused_and_change_nothing() {
+    let app =
+        TestApp::spawn_with_env(crate::helpers::BASE_POLICY, &[("SLACK_TEAM_ID", "T0TEAM")]).await;
+    // Signed with the app's secret, typed in another workspace.
+    let foreign = String::from_utf8(TestApp::command_body(
+        "U0ALICE",
+        "C0GENERAL",
+        "request prod-db 1h from another workspace",
+    ))
+    .unwrap()
+    .replace("team_id=T0TEAM", "team_id=T0ELSEWHERE");
+    let response = app
+        .post_signed("/slack/commands", FORM, foreign.into_bytes())
+        .await;
+    assert_eq!(response.status(), 401);
+    // A command naming no workspace is not taken either.
+    let unnamed = String::from_utf8(TestApp::command_body(
+        "U0ALICE",
+        "C0GENERAL",
+        "request prod-db 1h from nowhere",
+    ))
+    .unwrap()
+    .replace("team_id=T0TEAM&", "");
+    let response = app
+        .post_signed("/slack/commands", FORM, unnamed.into_bytes())
+        .await;
+    assert_eq!(response.status(), 401);
+    // An event from elsewhere: refused; the URL check still answered.
+    let home_opened = json!({
+        "type": "event_callback",
+        "team_id": "T0ELSEWHERE",
+        "event_id": "Ev0ELSEWHERE",
+        "event": { "type": "app_home_opened", "user": "U0ALICE", "tab": "home" },
+    });
+    let response = app
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            home_opened.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let challenge = json!({ "type": "url_verification", "challenge": "c-1" });
+    let response = app
+        .post_signed(
+            "/slack/events",
+            "application/json",
+            challenge.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(app.slack_calls("views.publish").await.is_empty());
+    assert_nothing_happened(&app).await;
+
+    // From the allowed workspace: filed, and a click from elsewhere on its
+    // card (the user's team, or the payload's, says so) changes nothing.
+    let id = app
+        .request("U0ALICE", "request prod-db 1h from the allowed workspace")
+        .await;
+    for team in [
+        json!({ "team": { "id": "T0ELSEWHERE" }, "user": { "id": "U0LEAD", "username": "lead", "team_id": "T0TEAM" } }),
+        json!({ "team": { "id": "T0TEAM" }, "user": { "id": "U0LEAD", "username": "lead", "team_id": "T0ELSEWHERE" } }),
+    ] {
+        let mut click = json!({
+            "type": "block_actions",
+            "trigger_id": format!("trigger-elsewhere-{}", team),
+            "channel": { "id": "C0APPROVALS" },
+            "actions": [{ "action_id": "jit_approve", "value": id, "type": "button" }],
+        });
+        for (key, value) in team.as_object().unwrap() {
+            click[key] = value.clone();
+        }
+        assert_eq!(app.interact(click).await.status(), 401);
+    }
+    assert_eq!(app.request_json(&id).await["state"], "pending");
+    assert_eq!(app.audit_details("Requested").await.len(), 1);
+}

@@ -485,3 +485,40 @@ async fn an_overloaded_jitbot_says_so_to_commands_and_lets_slack_deliver_clicks_
     }
     assert_eq!(click_acks, 1);
 }
+
+#[tokio::test]
+async fn envelopes_from_another_slack_workspace_are_acknowledged_and_change_nothing() {
+    let slack = FakeSocketServer::start().await;
+    let app = TestApp::spawn_with_env(
+        BASE_POLICY,
+        &[
+            ("SLACK_APP_TOKEN", APP_TOKEN),
+            (SOCKET_URL_VAR, &slack.base),
+            ("SLACK_TEAM_ID", "T0TEAM"),
+        ],
+    )
+    .await;
+    let mut slack = slack;
+    let mut connection = slack.next_greeted().await;
+    let mut foreign = slash_command(
+        "env-elsewhere",
+        "U0ALICE",
+        "request prod-db 1h from another workspace",
+        "trig-elsewhere",
+    );
+    foreign["payload"]["team_id"] = json!("T0ELSEWHERE");
+    let ack = connection.envelope(foreign).await;
+    assert!(ack.get("payload").is_none(), "acknowledged only: {ack}");
+    // The same from the allowed workspace is filed: the socket was open.
+    let ack = connection
+        .envelope(slash_command(
+            "env-here",
+            "U0ALICE",
+            "request prod-db 1h from the allowed workspace",
+            "trig-here",
+        ))
+        .await;
+    let answer = ack["payload"]["text"].as_str().unwrap_or_default();
+    assert!(request_id_in(answer).is_some(), "{ack}");
+    assert_eq!(app.audit_details("Requested").await.len(), 1);
+}

@@ -186,12 +186,24 @@ struct Teams {
 
 impl Teams {
     async fn start(blocked: &[&str]) -> Teams {
-        Teams::start_with(blocked, "", &[]).await
+        Teams::start_with(blocked, "", &[], &[]).await
     }
 
-    /// With `more_policy` after the usual policy, and the members in
-    /// `without_email` known to the directory without an address.
-    async fn start_with(blocked: &[&str], more_policy: &str, without_email: &[&str]) -> Teams {
+    /// With `env` added to jitbot's environment.
+    async fn start_with_env(blocked: &[&str], env: &[(&str, &str)]) -> Teams {
+        Teams::start_with(blocked, "", &[], env).await
+    }
+
+    /// With `more_policy` after the usual policy, the members in
+    /// `without_email` known to the directory without an address, and
+    /// `env` added to jitbot's environment. The fake Bot Connector lives on
+    /// loopback, so it is allowed as a service URL.
+    async fn start_with(
+        blocked: &[&str],
+        more_policy: &str,
+        without_email: &[&str],
+        env: &[(&str, &str)],
+    ) -> Teams {
         let microsoft = MockServer::start().await;
         let uri = microsoft.uri();
         Mock::given(method("GET"))
@@ -230,11 +242,24 @@ impl Teams {
             openid_metadata_url: format!("{uri}/openid"),
             token_url: format!("{uri}/token"),
         };
-        let app =
-            TestApp::spawn_with_teams(&format!("{}{more_policy}", policy()), Some(settings)).await;
+        let service_url = format!("{uri}/teams/");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        env.push(("TEAMS_ALLOWED_SERVICE_URLS".into(), service_url.clone()));
+        let app = TestApp::spawn_full(
+            &format!("{}{more_policy}", policy()),
+            Some(settings),
+            Default::default(),
+            jitbot::http::Admission::MAX_IN_FLIGHT,
+            Default::default(),
+            env,
+        )
+        .await;
         Teams {
             app,
-            service_url: format!("{uri}/teams/"),
+            service_url,
             microsoft,
         }
     }
@@ -293,6 +318,28 @@ impl Teams {
             request = request.bearer_auth(token);
         }
         request.send().await.unwrap()
+    }
+
+    /// Post `activity` to the outgoing-webhook route, signed as Teams signs
+    /// it: base64 HMAC-SHA256 of the body under the base64-decoded token.
+    async fn post_to_webhook(&self, activity: &Value) -> reqwest::Response {
+        let body = activity.to_string();
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&STANDARD.decode(TEAMS_WEBHOOK_SECRET).unwrap())
+                .unwrap();
+        mac.update(body.as_bytes());
+        self.app
+            .http
+            .post(self.app.url("/teams/webhook"))
+            .header(
+                "authorization",
+                format!("HMAC {}", STANDARD.encode(mac.finalize().into_bytes())),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Say `text` to the bot in a personal chat.
@@ -701,6 +748,9 @@ async fn older_clients_deny_with_action_submit_and_unreachable_people_are_report
 #[tokio::test]
 async fn the_outgoing_webhook_answers_commands_in_its_response() {
     let teams = Teams::start(&[]).await;
+    // The bot is installed and has heard from the team (the webhook keeps
+    // no service URL of its own), so it can post the approval card.
+    teams.say(LEAD, "jit help").await;
     let body = teams
         .activity(
             ALICE,
@@ -1458,7 +1508,7 @@ fn lead_on_both(identities: &str) -> String {
 #[tokio::test]
 async fn a_slack_requester_cannot_approve_her_own_request_from_her_linked_teams_account() {
     let linked = format!("\n[identities]\nU0LEAD = {{ teams = \"{LEAD}\" }}\n");
-    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[]).await;
+    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[], &[]).await;
     // Teams has talked to jitbot from the approval channel, so its cards
     // can be posted there.
     teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
@@ -1488,7 +1538,7 @@ async fn a_slack_requester_cannot_approve_her_own_request_from_her_linked_teams_
 async fn a_teams_approver_jitbot_cannot_tell_from_the_slack_requester_is_refused_and_audited() {
     // No link, and the Teams directory gives the lead no address: the
     // Teams account may be the requester's own.
-    let teams = Teams::start_with(&[], &lead_on_both(""), &[LEAD]).await;
+    let teams = Teams::start_with(&[], &lead_on_both(""), &[LEAD], &[]).await;
     teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
     let id = teams
         .app
@@ -1520,7 +1570,7 @@ async fn a_teams_approver_jitbot_cannot_tell_from_the_slack_requester_is_refused
 #[tokio::test]
 async fn break_glass_cannot_be_acknowledged_from_the_users_other_account() {
     let linked = format!("\n[identities]\nU0LEAD = {{ teams = \"{LEAD}\" }}\n");
-    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[]).await;
+    let teams = Teams::start_with(&[], &lead_on_both(&linked), &[], &[]).await;
     // Teams has talked to jitbot from the approval channel, so its cards
     // can be posted there.
     teams.say_in_channel(LEAD, APPROVALS, "jit help").await;
@@ -1557,4 +1607,168 @@ async fn break_glass_cannot_be_acknowledged_from_the_users_other_account() {
         .audit_details("BreakGlassAcknowledged")
         .await
         .is_empty());
+}
+
+/// Someone in a tenant that has not been let in.
+const INTRUDER: &str = "0bad0bad-0000-4000-8000-00000000f00d";
+const OTHER_TENANT: &str = "0badc0de-0000-4000-8000-0000000000bb";
+
+#[tokio::test]
+async fn activities_from_a_tenant_not_allowed_are_refused_and_change_nothing() {
+    let mut teams = Teams::start_with_env(&[], &[("TEAMS_ALLOWED_TENANTS", TENANT)]).await;
+    let from_intruder = |tenant_in_channel_data: &str, tenant_in_conversation: &str| {
+        teams.activity(
+            INTRUDER,
+            &format!("a:personal-{INTRUDER}"),
+            true,
+            json!({
+                "text": "jit request cloud-admin 1h from another tenant",
+                "channelData": { "tenant": { "id": tenant_in_channel_data } },
+                "conversation": {
+                    "id": format!("a:personal-{INTRUDER}"),
+                    "conversationType": "personal",
+                    "tenantId": tenant_in_conversation,
+                },
+            }),
+        )
+    };
+    // A valid Bot Framework token, from another tenant: refused.
+    let foreign = teams
+        .send(
+            &from_intruder(OTHER_TENANT, OTHER_TENANT),
+            Some(&teams.good_token()),
+        )
+        .await;
+    assert_eq!(foreign.status(), 403);
+    assert!(foreign.text().await.unwrap().contains("tenant"));
+    // One field naming the allowed tenant does not vouch for the other.
+    for (channel_data, conversation) in [(TENANT, OTHER_TENANT), (OTHER_TENANT, TENANT)] {
+        let mixed = teams
+            .send(
+                &from_intruder(channel_data, conversation),
+                Some(&teams.good_token()),
+            )
+            .await;
+        assert_eq!(mixed.status(), 403, "{channel_data} / {conversation}");
+    }
+    // Nor does the outgoing webhook let it in.
+    let by_webhook = teams
+        .post_to_webhook(&from_intruder(OTHER_TENANT, OTHER_TENANT))
+        .await;
+    assert_eq!(by_webhook.status(), 403);
+    // The allowed tenant is served.
+    teams
+        .say(ALICE, "jit request cloud-admin 1h from the allowed tenant")
+        .await;
+    teams
+        .wait_for_post(
+            APPROVALS,
+            "Alice's approval card",
+            "from the allowed tenant",
+        )
+        .await;
+    teams.app.stop().await;
+    let store = teams.app.open_store().await;
+    assert_eq!(store.teams_contact(INTRUDER).await.unwrap(), None);
+    assert!(store.teams_contact(ALICE).await.unwrap().is_some());
+    let pending = store.pending_requests().await.unwrap();
+    assert_eq!(pending.len(), 1, "only Alice's request: {pending:?}");
+}
+
+#[tokio::test]
+async fn a_service_url_off_the_allowed_hosts_is_refused_and_never_stored() {
+    let mut teams = Teams::start(&[]).await;
+    let lookalike_path = format!("{}x/", teams.service_url.trim_end_matches('/'));
+    for evil in [
+        "https://smba.trafficmanager.net.attacker.com/",
+        "https://attacker.example/teams/",
+        lookalike_path.as_str(),
+    ] {
+        // The token vouches for the same URL, so only the allowlist stands
+        // between jitbot and a service that would get its access token.
+        let token = teams.token(json!({ "serviceurl": evil }), KID, &keys().signing);
+        let activity = teams.activity(
+            INTRUDER,
+            "a:evil-conversation",
+            true,
+            json!({ "text": "jit request cloud-admin 1h reply to me there", "serviceUrl": evil }),
+        );
+        let response = teams.send(&activity, Some(&token)).await;
+        assert_eq!(response.status(), 403, "{evil}");
+        assert!(
+            response.text().await.unwrap().contains("serviceUrl"),
+            "{evil}: the refusal says why"
+        );
+    }
+    assert!(
+        teams.connector_calls().await.is_empty(),
+        "nothing was sent anywhere"
+    );
+    teams.app.stop().await;
+    let store = teams.app.open_store().await;
+    assert_eq!(store.teams_contact(INTRUDER).await.unwrap(), None);
+    assert_eq!(
+        store
+            .teams_service_url("a:evil-conversation")
+            .await
+            .unwrap(),
+        None,
+        "no service URL was kept at all"
+    );
+    assert!(store.pending_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_outgoing_webhook_keeps_nothing_and_sends_admin_and_break_glass_to_the_app() {
+    let mut teams = Teams::start(&[]).await;
+    let conversation = "19:webhook-only@thread.tacv2";
+    let say = |text: &str| {
+        teams.activity(
+            ALICE,
+            conversation,
+            false,
+            json!({
+                "text": format!("<at>jitbot</at> {text}"),
+                "serviceUrl": "https://attacker.example/teams/",
+            }),
+        )
+    };
+    for text in [
+        "jit breakglass glass 30m INC-9 the portal is down",
+        "jit admin map 19:other@thread.tacv2 cloud-admin",
+        "jit admin mappings",
+    ] {
+        let response = teams.post_to_webhook(&say(text)).await;
+        assert_eq!(response.status(), 200, "{text}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            answer["text"]
+                .as_str()
+                .unwrap()
+                .contains("use the jitbot app for this"),
+            "{text}: {answer}"
+        );
+    }
+    // An ordinary request is still taken.
+    let filed: Value = teams
+        .post_to_webhook(&say("jit request cloud-admin 30m through the webhook"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        filed["text"].as_str().unwrap().contains("is filed"),
+        "{filed}"
+    );
+    assert!(teams.app.audit_details("BreakGlassUsed").await.is_empty());
+    assert!(teams.app.audit_details("MappingAdded").await.is_empty());
+    assert_eq!(teams.app.audit_details("Requested").await.len(), 1);
+    teams.app.stop().await;
+    let store = teams.app.open_store().await;
+    assert_eq!(store.teams_contact(ALICE).await.unwrap(), None);
+    assert_eq!(
+        store.teams_service_url(conversation).await.unwrap(),
+        None,
+        "no service URL was kept at all"
+    );
 }

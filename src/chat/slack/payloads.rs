@@ -17,6 +17,9 @@ pub struct SlashCommand {
     pub channel_id: String,
     #[serde(default)]
     pub trigger_id: String,
+    /// The workspace it was typed in.
+    #[serde(default)]
+    pub team_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
