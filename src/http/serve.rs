@@ -4,22 +4,27 @@
 //! is cut off — the same holds for a kept-alive connection that sends no
 //! next request — so slow clients cannot hold connections open; at most
 //! [`MAX_CONNECTIONS`] are served at once (fewer when the process may not
-//! open that many files), at most [`ServeLimits::per_peer`] from one peer;
-//! on shutdown, no new connection is accepted and the requests in flight
+//! open that many files), at most [`ServeLimits::per_peer`] from one peer
+//! (its next ones wait their turn, for at most [`PLACE_WAIT`], as many at
+//! once as may be served); on shutdown, no new connection is accepted and the requests in flight
 //! finish (for at most [`DRAIN_TIMEOUT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
-use super::peers::PeerLimit;
+use super::admission::{busy_answer, Family};
+use super::peers::{PeerLimit, PeerPlace, Turn};
 
 /// Chat platforms send a request's headers at once; a client that takes
 /// longer than this is stalling on purpose (or broken).
@@ -30,13 +35,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// under a flood.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Connections one peer may hold at once, unless
+/// Connections of one peer served at once, unless
 /// `JITBOT_MAX_CONNECTIONS_PER_PEER` says otherwise. An eighth of
 /// [`MAX_CONNECTIONS`]: it takes eight addresses to fill the server. Far
 /// more than chat platforms, a pipeline or a test suite keep open (Slack
 /// and the Bot Framework reuse a handful of connections), and enough for a
 /// reverse proxy or load balancer on one address that pools its
-/// connections; one that does not should raise it.
+/// connections; more from one peer wait their turn (slower, not refused),
+/// and a proxy that opens more at once should raise it.
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 512;
 
 /// File descriptors kept for everything but client connections: the
@@ -47,8 +53,10 @@ const RESERVED_FILES: u64 = 256;
 /// How long a graceful shutdown waits for the requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What a refused connection is told before it is closed.
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+/// How long a connection waits for its peer's turn before its request is
+/// answered "busy": past an idle kept-alive connection's life (it is asked
+/// to close sooner, but may be stalling), well within a client's patience.
+const PLACE_WAIT: Duration = Duration::from_secs(10);
 
 /// Limits of the server loop that deployments may set.
 #[derive(Debug, Clone, Copy)]
@@ -74,13 +82,14 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
 }
 
 /// [`MAX_CONNECTIONS`], or fewer if the open-file limit would run out
-/// first (accepting would then fail for every client alike).
+/// first (accepting would then fail for every client alike). As many may
+/// wait for their peer's turn besides, so each gets half the files.
 fn connection_cap() -> usize {
     let soft = rlimit::Resource::NOFILE
         .get()
         .map(|(soft, _)| soft)
         .unwrap_or(u64::MAX);
-    let usable = soft.saturating_sub(RESERVED_FILES).max(64);
+    let usable = (soft.saturating_sub(RESERVED_FILES) / 2).max(64);
     usize::try_from(usable).map_or(MAX_CONNECTIONS, |usable| usable.min(MAX_CONNECTIONS))
 }
 
@@ -95,7 +104,6 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
     let cap = connection_cap();
     if cap < MAX_CONNECTIONS {
         tracing::warn!(
@@ -104,7 +112,9 @@ pub async fn serve(
         );
     }
     let slots = Arc::new(Semaphore::new(cap));
+    let waiting_room = Arc::new(Semaphore::new(cap));
     let peers = PeerLimit::new(limits.per_peer);
+    let connections = TaskTracker::new();
     loop {
         let slot = tokio::select! {
             _ = stop.cancelled() => break,
@@ -126,32 +136,125 @@ pub async fn serve(
                 }
             },
         };
-        let Some(peer_slot) = peers.open(address.ip()) else {
-            // Said without waiting (the socket's buffer takes it), then
-            // closed: a refused connection holds nothing.
-            let _ = stream.try_write(REFUSED);
-            continue;
-        };
         // Answers are small and written at once; do not wait to batch them.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+        let connection = Connection {
+            stream,
+            http: http.clone(),
+            app: app.clone(),
+            stop: stop.clone(),
+        };
+        match peers.open(address.ip()) {
+            Turn::Now(place) => {
+                connections.spawn(connection.serve(place, slot));
             }
-            drop(peer_slot);
-            drop(slot);
-        });
+            Turn::Wait(wait) => {
+                // A waiting connection holds no place among those served.
+                drop(slot);
+                let Ok(waiting) = waiting_room.clone().try_acquire_owned() else {
+                    // Closed without a word: it has sent nothing to answer.
+                    tracing::warn!(
+                        "{cap} connections are waiting for their peer's turn; closing one more"
+                    );
+                    continue;
+                };
+                let slots = slots.clone();
+                connections.spawn(async move {
+                    let place = tokio::select! {
+                        _ = connection.stop.cancelled() => return,
+                        place = wait.place(PLACE_WAIT) => place,
+                    };
+                    let Some(place) = place else {
+                        connection.answer_busy().await;
+                        return;
+                    };
+                    drop(waiting);
+                    let slot = tokio::select! {
+                        _ = connection.stop.cancelled() => return,
+                        slot = slots.acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => return,
+                        },
+                    };
+                    connection.serve(place, slot).await;
+                });
+            }
+        }
     }
     drop(listener);
+    connections.close();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = connections.wait() => {}
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
     }
     Ok(())
+}
+
+/// An accepted connection, before it is served.
+struct Connection {
+    stream: TcpStream,
+    http: hyper::server::conn::http1::Builder,
+    app: Router,
+    stop: CancellationToken,
+}
+
+impl Connection {
+    /// Serve its requests until it closes or the server stops (the
+    /// request in flight is finished). While another connection of its
+    /// peer waits for its place, its next answer says `Connection: close`.
+    async fn serve(self, place: PeerPlace, slot: OwnedSemaphorePermit) {
+        let place = Arc::new(place);
+        let app = {
+            let place = place.clone();
+            ServiceExt::<hyper::Request<hyper::body::Incoming>>::map_response(
+                self.app,
+                move |mut response: Response| {
+                    if place.closes_for_a_waiting_one() {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    response
+                },
+            )
+        };
+        let connection = self
+            .http
+            .serve_connection(TokioIo::new(self.stream), TowerToHyperService::new(app));
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = self.stop.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = ended {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(place);
+        drop(slot);
+    }
+
+    /// Its peer's turn did not come in time: its request is answered
+    /// "busy, try again" (never before it is sent — an answer nobody asked
+    /// for breaks the client's connection), then it is closed.
+    async fn answer_busy(self) {
+        let busy = hyper::service::service_fn(
+            |request: hyper::Request<hyper::body::Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(busy_answer(Family::of(request.uri().path())))
+            },
+        );
+        let mut http = self.http;
+        http.keep_alive(false);
+        let connection = http.serve_connection(TokioIo::new(self.stream), busy);
+        tokio::select! {
+            _ = connection => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
 }
 
 #[cfg(test)]
