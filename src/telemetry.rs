@@ -39,6 +39,28 @@ pub struct Source {
     pub source: &'static str,
 }
 
+/// How long the values read from the store serve scrapes and probes: a
+/// few seconds, so that however often `/metrics` and `/readyz` are asked
+/// (by anyone, when they are open), the store is read at most this often.
+pub const STORE_GAUGES_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What was last read from the store for the gauges and the readiness
+/// check, and when; or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct StoreReading {
+    pub read_at: tokio::time::Instant,
+    pub outcome: Result<StoreGauges, String>,
+}
+
+/// The store's side of the gauges and of readiness.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreGauges {
+    pub active_grants: usize,
+    pub expiring_soon: usize,
+    pub outbox_waiting: usize,
+    pub outbox_oldest: Option<DateTime<Utc>>,
+}
+
 /// Values read from the store when scraped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Snapshot {
@@ -84,6 +106,12 @@ pub struct Metrics {
     expiring_soon: Gauge,
     outbox_depth: Gauge,
     outbox_oldest: Gauge,
+    /// Reads of the store for the gauges: at most one per
+    /// [`STORE_GAUGES_FRESH_FOR`], however often they are scraped.
+    pub store_gauge_reads: Counter,
+    /// The last such read; its lock is held while reading, so scrapes that
+    /// come together wait for one read instead of each making one.
+    pub store_reading: tokio::sync::Mutex<Option<StoreReading>>,
 }
 
 impl Default for Metrics {
@@ -112,6 +140,7 @@ impl Metrics {
         let expiring_soon = Gauge::default();
         let outbox_depth = Gauge::default();
         let outbox_oldest = Gauge::default();
+        let store_gauge_reads = Counter::default();
         registry.register("requests", "Access requests by outcome", requests.clone());
         registry.register(
             "decisions",
@@ -135,7 +164,7 @@ impl Metrics {
         );
         registry.register(
             "auth_failures",
-            "Requests rejected for a bad signature (slack) or token (api)",
+            "Requests rejected for a bad signature (slack, teams) or token (api, metrics)",
             auth_failures.clone(),
         );
         registry.register(
@@ -184,6 +213,11 @@ impl Metrics {
             "Age of the oldest chat message waiting to be delivered",
             outbox_oldest.clone(),
         );
+        registry.register(
+            "store_gauge_reads",
+            "Reads of the store for the gauges and readiness (at most one every few seconds)",
+            store_gauge_reads.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -202,6 +236,8 @@ impl Metrics {
             expiring_soon,
             outbox_depth,
             outbox_oldest,
+            store_gauge_reads,
+            store_reading: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -322,7 +322,16 @@ async fn nothing_acknowledged_is_lost_and_no_grant_outlives_its_end_across_kills
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Everything owed is delivered before the counts.
+    // Everything owed is delivered before the counts (as read after this
+    // point: the gauges are read from the store every few seconds).
+    let gauge_reads = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("jitbot_store_gauge_reads_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut reads_before = None;
     loop {
         let metrics = http
             .get(format!("{}/metrics", bot.url))
@@ -332,7 +341,10 @@ async fn nothing_acknowledged_is_lost_and_no_grant_outlives_its_end_across_kills
             .text()
             .await
             .unwrap();
-        if metrics.lines().any(|line| line == "jitbot_outbox_depth 0") {
+        let reads = gauge_reads(&metrics);
+        let fresh = reads_before.is_some_and(|before| reads > before);
+        reads_before.get_or_insert(reads);
+        if fresh && metrics.lines().any(|line| line == "jitbot_outbox_depth 0") {
             break;
         }
         assert!(

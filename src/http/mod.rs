@@ -103,8 +103,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, readiness.lines.join("\n") + "\n").into_response()
 }
 
-/// Prometheus text exposition.
-async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpError> {
+/// Prometheus text exposition; with `JITBOT_METRICS_TOKEN` set, only for
+/// a scrape that presents it as `Authorization: Bearer`.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, HttpError> {
+    if let Some(token) = &state.ingress.metrics_token {
+        if !presents_bearer(&headers, token.expose()) {
+            state.engine.metrics().count_auth_failure("metrics");
+            return Ok((
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "the metrics need their token (Authorization: Bearer)\n",
+            )
+                .into_response());
+        }
+    }
     let text = state.engine.metrics_text().await?;
     Ok((
         [(
@@ -114,4 +129,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, HttpErr
         text,
     )
         .into_response())
+}
+
+/// Whether `headers` carry `Authorization: Bearer <expected>`, compared in
+/// constant time (as digests, so not even the length shows).
+fn presents_bearer(headers: &axum::http::HeaderMap, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+    else {
+        return false;
+    };
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let expected: [u8; 32] = Sha256::digest(expected.as_bytes()).into();
+    bool::from(presented.ct_eq(&expected))
 }

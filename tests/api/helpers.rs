@@ -820,6 +820,9 @@ impl TestApp {
     /// from then on, what the fakes received is all that the work done so
     /// far will ever send.
     pub(crate) async fn until_outbox_empty(&self) {
+        // The gauges are read from the store at most every few seconds:
+        // only a reading made after this call tells what is owed now.
+        let reads_before = store_gauge_reads(&self.metrics().await);
         eventually("the outbox to be delivered", || async {
             let metrics = self
                 .http
@@ -830,10 +833,9 @@ impl TestApp {
                 .text()
                 .await
                 .ok()?;
-            metrics
-                .lines()
-                .any(|line| line == "jitbot_outbox_depth 0")
-                .then_some(())
+            (store_gauge_reads(&metrics) > reads_before
+                && metrics.lines().any(|line| line == "jitbot_outbox_depth 0"))
+            .then_some(())
         })
         .await;
     }
@@ -1100,6 +1102,15 @@ pub(crate) fn request_id_in(text: &str) -> Option<String> {
 /// outcome, not for a fixed time. The patience is generous because a
 /// loaded two-core machine is slow; it costs nothing when the outcome
 /// comes, and only bounds a failure.
+/// How often the server has read its store for the gauges, in a scrape.
+pub(crate) fn store_gauge_reads(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("jitbot_store_gauge_reads_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
 pub(crate) async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,

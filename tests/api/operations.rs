@@ -95,3 +95,86 @@ async fn metrics_follow_requests_decisions_revocations_and_failures() {
         "{text}"
     );
 }
+
+const METRICS_TOKEN: &str = "scrape-token-0123456789abcdef";
+
+#[tokio::test]
+async fn the_metrics_need_their_token_when_one_is_set() {
+    let app = TestApp::spawn_with_env(
+        crate::helpers::BASE_POLICY,
+        &[("JITBOT_METRICS_TOKEN", METRICS_TOKEN)],
+    )
+    .await;
+    let scrape = |token: Option<&'static str>| {
+        let mut request = app.http.get(app.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = scrape(None).await;
+    assert_eq!(status, 401);
+    assert!(!text.contains("jitbot_"), "{text}");
+    let (status, text) = scrape(Some("scrape-token-0123456789abcdeX")).await;
+    assert_eq!(status, 401);
+    assert!(!text.contains("jitbot_"), "{text}");
+    let (status, text) = scrape(Some(METRICS_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&text, "jitbot_auth_failures_total{source=\"metrics\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    // Liveness and readiness stay open to the orchestrator's probes.
+    assert_eq!(get(&app, "/healthz").await.0, 200);
+    eventually("readiness", || async {
+        (get(&app, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_short_metrics_token_is_refused_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jitbot"))
+        .arg("serve")
+        .env_clear()
+        .env("JITBOT_METRICS_TOKEN", "short")
+        .env("JITBOT_POLICY", "/nonexistent/policy.toml")
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("JITBOT_METRICS_TOKEN must be at least 24 characters"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn scrapes_and_probes_do_not_read_the_store_each_time() {
+    let app = TestApp::spawn().await;
+    let started = std::time::Instant::now();
+    // A hundred scrapes and probes at once, as a flood of them would come.
+    let calls = (0..100).map(|n| {
+        let route = if n % 2 == 0 { "/metrics" } else { "/readyz" };
+        let app = &app;
+        async move { get(app, route).await.0 }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    let (_, text) = get(&app, "/metrics").await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let reads = sample(&text, "jitbot_store_gauge_reads_total").expect("the reads are counted");
+    // One read per two seconds at most, whatever the number of callers.
+    let allowed = (elapsed / 2.0).ceil() + 1.0;
+    assert!(
+        reads >= 1.0 && reads <= allowed,
+        "{reads} store reads for 101 scrapes and probes in {elapsed:.1}s"
+    );
+}
