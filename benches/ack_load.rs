@@ -148,8 +148,13 @@ async fn start_server(slack_url: &str, database: Option<&str>) -> Server {
         )
         .env("JITBOT_LISTEN", format!("127.0.0.1:{port}"))
         // Every simulated user comes from 127.0.0.1: one peer, as behind
-        // a load balancer, with as many connections as the rate needs.
-        .env("JITBOT_MAX_CONNECTIONS_PER_PEER", "4096")
+        // a load balancer, with as many connections as the rate needs —
+        // unless the run sets the limit itself (to measure a peer's
+        // connections waiting their turn).
+        .env(
+            "JITBOT_MAX_CONNECTIONS_PER_PEER",
+            std::env::var("JITBOT_MAX_CONNECTIONS_PER_PEER").unwrap_or_else(|_| "4096".into()),
+        )
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
