@@ -102,6 +102,14 @@ struct Bot {
     url: String,
 }
 
+/// A test that fails midway leaves no server running behind it.
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Bot {
     fn start(dir: &Path, slack: &str) -> Bot {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jitbot"))
