@@ -71,6 +71,16 @@ fn open_extension(request: &AccessRequest) -> Option<OpenExtension> {
     }
 }
 
+/// The extensions a grant's change from `before` to `after` took in.
+fn absorbed<'a>(before: Option<&AccessRequest>, after: &'a AccessRequest) -> Vec<&'a RequestId> {
+    after
+        .extensions
+        .iter()
+        .map(|applied| &applied.request)
+        .filter(|id| before.is_none_or(|b| !b.extensions.iter().any(|e| &e.request == *id)))
+        .collect()
+}
+
 /// Why a new request was not filed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaRefusal {
@@ -179,7 +189,9 @@ impl Quota {
         let pending =
             |r: Option<&AccessRequest>| r.is_some_and(|r| r.state == RequestState::Pending);
         let extending = |r: Option<&AccessRequest>| r.and_then(open_extension).is_some();
-        pending(before) != pending(Some(after)) || extending(before) != extending(Some(after))
+        pending(before) != pending(Some(after))
+            || extending(before) != extending(Some(after))
+            || !absorbed(before, after).is_empty()
     }
 
     /// Follow a request's change from `before` to `after`: count it as
@@ -200,6 +212,11 @@ impl Quota {
             }
             None => self.extending.retain(|e| e.extension != after.id),
         }
+        // A grant that has just taken in an extension: that extension moves
+        // the end no more, so the next may be filed at once — not only once
+        // the extension's own record says so, a step later.
+        let absorbed = absorbed(before, after);
+        self.extending.retain(|e| !absorbed.contains(&&e.extension));
     }
 
     /// Count `id` as waiting, without a limit (a request written by another
@@ -319,5 +336,47 @@ mod tests {
             .admit(&RequestId::generate(), true, limits(1, 20), at(1))
             .is_err());
         assert_eq!(quota, before);
+    }
+
+    #[test]
+    fn a_grant_that_takes_in_its_extension_frees_the_next_at_once() {
+        use crate::domain::duration::HumanDuration;
+        use crate::domain::ids::{Actor, GroupName, Platform, UserId};
+        let alice = Actor::new(Platform::Slack, UserId::new("U0ALICE"), "U0ALICE");
+        let file = |id: &str, duration: &str| {
+            AccessRequest::file(
+                RequestId::parse(id).unwrap(),
+                alice.clone(),
+                GroupName::parse("prod-db").unwrap(),
+                HumanDuration::parse(duration).unwrap(),
+                "fixing INC-1".into(),
+                None,
+                false,
+                at(0),
+            )
+            .0
+        };
+        let lead = Actor::new(Platform::Slack, UserId::new("U0LEAD"), "U0LEAD");
+        let (approved, _) = file("R-GRANT1", "1h")
+            .approve(&lead, true, 1, at(0))
+            .unwrap();
+        let (grant, _) = approved
+            .activate(at(0), "alice", Default::default())
+            .unwrap();
+        let mut quota = Quota::default();
+        let first = file("R-EXTND1", "30m").extending(&grant);
+        quota.admit_request(&first, limits(10, 20), at(1)).unwrap();
+        let second = file("R-EXTND2", "15m").extending(&grant);
+        assert!(matches!(
+            quota.clone().admit_request(&second, limits(10, 20), at(2)),
+            Err(QuotaRefusal::ExtensionWaiting { .. })
+        ));
+        let (first, _) = first.approve(&lead, true, 1, at(3)).unwrap();
+        let (extended, _) = grant.extend_by(&first, at(4)).unwrap();
+        // The grant's own write says the first is taken in: the quota
+        // follows it then, before the extension's record is marked applied.
+        assert!(Quota::is_moved_by(Some(&grant), &extended));
+        quota.follow(Some(&grant), &extended);
+        quota.admit_request(&second, limits(10, 20), at(5)).unwrap();
     }
 }
