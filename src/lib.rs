@@ -11,10 +11,13 @@
 //! - [`config`]: environment settings (secrets) and the policy file, with
 //!   line-precise errors (`config/policy/`: reader, problems, providers,
 //!   groups).
-//! - [`store`]: the narrow door to durable state — capability traits
+//! - [`store`]: durable state — capability traits
 //!   ([`store::RequestStore`], [`store::JobStore`], [`store::OutboxStore`],
-//!   [`store::AuditStore`], [`store::RecordStore`]) and their sled
-//!   implementation in `store/sled/`, one file per capability.
+//!   [`store::AuditStore`], [`store::RecordStore`]) and their two
+//!   implementations, one file per capability: `store/sled/` (embedded, the
+//!   default) and `store/postgres/` (shared by replicas, with leases).
+//! - [`postgres`]: the PostgreSQL connection pool and TLS, shared by the
+//!   store and the `postgres` provider.
 //! - [`engine`]: the use cases — submit, click ([`engine::Click`], the one
 //!   path every platform's Approve/Deny takes), decide, grant, end, extend,
 //!   sweep, admin — each step one transaction (`engine/steps.rs`); who may
