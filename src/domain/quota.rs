@@ -77,7 +77,7 @@ fn absorbed<'a>(before: Option<&AccessRequest>, after: &'a AccessRequest) -> Vec
         .extensions
         .iter()
         .map(|applied| &applied.request)
-        .filter(|id| before.is_none_or(|b| !b.extensions.iter().any(|e| &e.request == *id)))
+        .filter(|id| !before.is_some_and(|b| b.extensions.iter().any(|e| &e.request == *id)))
         .collect()
 }
 

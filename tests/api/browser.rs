@@ -23,6 +23,7 @@ pub(crate) struct Browser {
 impl Browser {
     /// Start chromedriver and a headless Chromium sized like a phone.
     pub(crate) async fn start() -> Browser {
+        crate::mailbox::ensure_email_tools();
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -34,7 +35,7 @@ impl Browser {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .expect("chromedriver runs (bash .ci/ensure-email-tools installs it)");
+            .expect("chromedriver runs (ensure_email_tools installs it)");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         eventually_within(

@@ -1,5 +1,5 @@
 //! A real SMTP server on loopback for the email tests: Python's aiosmtpd
-//! (`tests/support/smtp_sink.py`, installed by `.ci/ensure-email-tools`),
+//! (`tests/support/smtp_sink.py`; `ensure_email_tools` installs it where it is missing),
 //! writing each message it accepts as JSON — envelope, headers, the decoded
 //! text and HTML parts — for the test to read.
 
@@ -21,6 +21,31 @@ pub(crate) struct SmtpSink {
     _server: tokio::process::Child,
 }
 
+/// Install what the email tests need — `aiosmtpd` for the sink, Chromium
+/// and chromedriver for the browser — if this machine lacks them, once per
+/// test run, with the same script CI uses: `cargo test` passes on a fresh
+/// machine with nothing installed by hand. A lock keeps two test binaries
+/// from installing at once.
+pub(crate) fn ensure_email_tools() {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/ensure-email-tools");
+        let lock = std::env::temp_dir().join("jitbot-email-tools.lock");
+        let output = std::process::Command::new("flock")
+            .arg(&lock)
+            .arg("bash")
+            .arg(script)
+            .output()
+            .expect("flock (util-linux) runs the email tools' installer");
+        assert!(
+            output.status.success(),
+            "{script} could not install the email tests' tools:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
 impl SmtpSink {
     /// A sink that accepts everything.
     pub(crate) async fn start() -> SmtpSink {
@@ -30,6 +55,7 @@ impl SmtpSink {
     /// A sink started with `smtp_sink.py`'s options (`--fail-first 1`,
     /// `--refuse-prefix nobody`).
     pub(crate) async fn start_with(options: &[&str]) -> SmtpSink {
+        ensure_email_tools();
         let directory = tempfile::tempdir().unwrap();
         let script: PathBuf = [
             env!("CARGO_MANIFEST_DIR"),
@@ -46,7 +72,7 @@ impl SmtpSink {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("python3 runs the SMTP sink (bash .ci/ensure-email-tools installs aiosmtpd)");
+            .expect("python3 runs the SMTP sink (ensure_email_tools installs aiosmtpd)");
         let stdout = server.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
