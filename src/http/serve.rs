@@ -6,8 +6,8 @@
 //! [`MAX_CONNECTIONS`] are served at once (fewer when the process may not
 //! open that many files), at most [`ServeLimits::per_peer`] from one peer
 //! (its next ones wait their turn, for at most [`PLACE_WAIT`], as many at
-//! once as may be served); on shutdown, no new connection is accepted and the requests in flight
-//! finish (for at most [`DRAIN_TIMEOUT`]).
+//! once as may be served); on shutdown, no new connection is accepted and
+//! the requests in flight finish (for at most [`DRAIN_TIMEOUT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +54,9 @@ const RESERVED_FILES: u64 = 256;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a connection waits for its peer's turn before its request is
-/// answered "busy": past an idle kept-alive connection's life (it is asked
-/// to close sooner, but may be stalling), well within a client's patience.
+/// answered "busy": past an idle kept-alive connection's life
+/// ([`HEADER_READ_TIMEOUT`]; a busy one hands its place on sooner), well
+/// within a client's patience.
 const PLACE_WAIT: Duration = Duration::from_secs(10);
 
 /// Limits of the server loop that deployments may set.
@@ -115,6 +116,7 @@ pub async fn serve(
     let waiting_room = Arc::new(Semaphore::new(cap));
     let peers = PeerLimit::new(limits.per_peer);
     let connections = TaskTracker::new();
+    let mut waiting_room_full = false;
     loop {
         let slot = tokio::select! {
             _ = stop.cancelled() => break,
@@ -153,11 +155,16 @@ pub async fn serve(
                 drop(slot);
                 let Ok(waiting) = waiting_room.clone().try_acquire_owned() else {
                     // Closed without a word: it has sent nothing to answer.
-                    tracing::warn!(
-                        "{cap} connections are waiting for their peer's turn; closing one more"
-                    );
+                    // Said once while the room stays full, not per connection.
+                    if !waiting_room_full {
+                        waiting_room_full = true;
+                        tracing::warn!(
+                            "{cap} connections are waiting for their peer's turn; closing the next ones until one is served"
+                        );
+                    }
                     continue;
                 };
+                waiting_room_full = false;
                 let slots = slots.clone();
                 connections.spawn(async move {
                     let place = tokio::select! {

@@ -50,8 +50,9 @@ pub use self::sled::{SledExport, SledStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The local storage (the embedded store's files) failed.
     #[error("storage error: {0}")]
-    Sled(#[from] ::sled::Error),
+    Storage(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
     /// The database refused the statement (a constraint, a bad schema).

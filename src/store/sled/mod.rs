@@ -48,6 +48,14 @@ const QUEUES: usize = 10;
 const READY: usize = 11;
 const QUOTAS: usize = 12;
 
+/// sled's failures, in the backend-neutral error every store speaks: the
+/// engine never learns which backend failed, only how.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Storage(error.to_string())
+    }
+}
+
 pub struct SledStore {
     db: sled::Db,
     /// Shares one fsync among everyone waiting for their writes.
@@ -164,7 +172,7 @@ impl SledStore {
                         dir.display()
                     )));
                 }
-                Err(other) => return Err(StoreError::Sled(other)),
+                Err(other) => return Err(other.into()),
             }
         };
         let open = |name: &str| db.open_tree(name);

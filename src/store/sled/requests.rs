@@ -127,7 +127,7 @@ impl RequestStore for SledStore {
             Err(TransactionError::Abort(Abort::Skipped)) => Ok(Filed::IdTaken),
             Err(TransactionError::Abort(Abort::Refused(refusal))) => Ok(Filed::Refused(refusal)),
             Err(TransactionError::Abort(Abort::Failed(e))) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
 

@@ -113,7 +113,7 @@ pub(super) fn finish(
         Err(TransactionError::Abort(Abort::Refused(refusal))) => Err(StoreError::Corrupt(format!(
             "a quota refusal escaped its transaction: {refusal}"
         ))),
-        Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
     }
 }
 
