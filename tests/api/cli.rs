@@ -498,3 +498,18 @@ approvers = ["owner@example.com"]
         String::from_utf8_lossy(&ready.stderr)
     );
 }
+
+#[test]
+fn a_short_metrics_token_is_refused_at_start() {
+    let output = jitbot()
+        .arg("serve")
+        .env("JITBOT_METRICS_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("JITBOT_METRICS_TOKEN must be at least 24 characters"),
+        "{stderr}"
+    );
+}
